@@ -1,0 +1,507 @@
+//! Building a [`Heap`]: chunk-local [`PartialHeap`]s are filled in parallel,
+//! then appended in file order to a [`HeapBuilder`], which remaps their local
+//! string, class and location ids to global ones and finally resolves addresses.
+
+use crate::intern::{FastMap, Interner, StrId};
+use crate::AddressIndex;
+use crate::{
+    types, ClassId, ClassInfo, DumpFacts, Heap, LocId, Location, ObjId, Root, Shape,
+    NO_CLASS, NO_GENERATION, NO_LOC, NO_OBJ, TRACER_STRUCT,
+};
+
+/// The type-dependent detail of an object (see [`Heap::detail`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail<'a> {
+    None,
+    Str(&'a [u8]),
+    /// Only for OBJECT: its shape id.
+    Number(u32),
+}
+
+/// One heap object as the reader hands it over.
+#[derive(Debug, Clone, Copy)]
+pub struct ObjectRecord<'a> {
+    pub address: u64,
+    pub type_name: &'a [u8],
+    pub class: Option<u64>,
+    pub flags: u8,
+    pub memsize: u64,
+    pub file: Option<&'a [u8]>,
+    pub line: Option<u32>,
+    pub method: Option<&'a [u8]>,
+    pub generation: Option<u32>,
+    pub detail: Detail<'a>,
+    pub refs: &'a [u64],
+    pub object_id: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RootRecord<'a> {
+    pub category: &'a [u8],
+    pub refs: &'a [u64],
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ShapeRecord<'a> {
+    pub address: u64,
+    pub id: u32,
+    pub parent_id: Option<u32>,
+    pub depth: u32,
+    pub shape_type: Option<&'a [u8]>,
+    pub edge_name: Option<&'a [u8]>,
+    pub capacity: Option<u32>,
+    pub edges: u32,
+    pub memsize: u64,
+}
+
+/// Unknown type names are stored as `UNKNOWN_BASE + k`, k indexing `unknown_types`.
+const UNKNOWN_BASE: u8 = 128;
+
+/// The objects of one chunk of a dump, with chunk-local string ids.
+#[derive(Default)]
+pub struct PartialHeap {
+    strings: Interner,
+    unknown_types: Vec<Box<[u8]>>,
+    with_refs: bool,
+    address: Vec<u64>,
+    otype: Vec<u8>,
+    flags: Vec<u8>,
+    memsize: Vec<u64>,
+    class_addr: Vec<u64>,
+    location: Vec<LocId>,
+    locations: Vec<Location>,
+    loc_map: FastMap<(u32, u32), LocId>,
+    method: Vec<StrId>,
+    generation: Vec<u32>,
+    detail: Vec<u32>,
+    ref_ends: Vec<u32>,
+    ref_addrs: Vec<u64>,
+    roots: Vec<(StrId, u32)>,
+    root_addrs: Vec<u64>,
+    shapes: Vec<Shape>,
+    object_ids: Vec<(u32, u64)>,
+    facts: DumpFacts,
+}
+
+impl PartialHeap {
+    pub fn new(with_refs: bool) -> Self {
+        PartialHeap {
+            with_refs,
+            ..Default::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.address.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.address.is_empty()
+    }
+
+    pub fn facts_mut(&mut self) -> &mut DumpFacts {
+        &mut self.facts
+    }
+
+    fn intern_opt(&mut self, s: Option<&[u8]>) -> StrId {
+        match s {
+            Some(s) => self.strings.intern(s),
+            None => StrId::NONE,
+        }
+    }
+
+    pub fn push_object(&mut self, r: &ObjectRecord<'_>) {
+        let t = match types::known(r.type_name) {
+            Some(t) => t,
+            None => {
+                let k = match self.unknown_types.iter().position(|u| **u == *r.type_name) {
+                    Some(k) => k,
+                    None => {
+                        self.unknown_types.push(r.type_name.into());
+                        self.unknown_types.len() - 1
+                    }
+                };
+                UNKNOWN_BASE + k.min(126) as u8
+            }
+        };
+        let idx = self.address.len() as u32;
+        self.address.push(r.address);
+        self.otype.push(t);
+        self.flags.push(r.flags);
+        self.memsize.push(r.memsize);
+        // IMEMO and NODE classes are meaningless (or absent): never resolve them.
+        let class = match t {
+            types::IMEMO | types::NODE => 0,
+            _ => r.class.unwrap_or(0),
+        };
+        self.class_addr.push(class);
+        let loc = match r.file {
+            Some(f) => {
+                let file = self.strings.intern(f);
+                let line = r.line.unwrap_or(0);
+                let next = self.locations.len() as LocId;
+                *self.loc_map.entry((file.0, line)).or_insert_with(|| {
+                    self.locations.push(Location { file, line });
+                    next
+                })
+            }
+            None => NO_LOC,
+        };
+        self.location.push(loc);
+        let method = self.intern_opt(r.method);
+        self.method.push(method);
+        if r.file.is_some() || r.generation.is_some() {
+            self.facts.traced_objects += 1;
+        }
+        self.generation.push(r.generation.unwrap_or(NO_GENERATION));
+        let detail = match (r.detail, t) {
+            (Detail::Number(n), types::OBJECT) => n,
+            (Detail::Str(s), t) if t != types::OBJECT => self.strings.intern(s).0,
+            _ => u32::MAX,
+        };
+        self.detail.push(detail);
+        if self.with_refs {
+            self.ref_addrs.extend_from_slice(r.refs);
+            self.ref_ends.push(self.ref_addrs.len() as u32);
+        }
+        if let Some(oid) = r.object_id {
+            self.object_ids.push((idx, oid));
+        }
+    }
+
+    pub fn push_root(&mut self, r: &RootRecord<'_>) {
+        let cat = self.strings.intern(r.category);
+        self.root_addrs.extend_from_slice(r.refs);
+        self.roots.push((cat, self.root_addrs.len() as u32));
+    }
+
+    pub fn push_shape(&mut self, r: &ShapeRecord<'_>) {
+        self.facts.has_shapes = true;
+        let shape_type = self.intern_opt(r.shape_type);
+        let edge_name = self.intern_opt(r.edge_name);
+        self.shapes.push(Shape {
+            address: r.address,
+            id: r.id,
+            parent_id: r.parent_id,
+            depth: r.depth,
+            shape_type,
+            edge_name,
+            capacity: r.capacity,
+            edges: r.edges,
+            memsize: r.memsize,
+        });
+    }
+}
+
+/// Appends [`PartialHeap`]s in file order and produces the final [`Heap`].
+pub struct HeapBuilder {
+    heap: Heap,
+    with_refs: bool,
+    class_map: FastMap<u64, ClassId>,
+    loc_map: FastMap<Location, LocId>,
+    ref_addrs: Vec<u64>,
+    root_addrs: Vec<u64>,
+}
+
+impl HeapBuilder {
+    /// `expected_objects` pre-sizes the columns (0 when unknown), which avoids
+    /// the doubling reallocations that would otherwise double peak memory.
+    pub fn new(with_refs: bool, expected_objects: usize) -> Self {
+        let mut heap = Heap {
+            type_names: types::KNOWN.iter().map(|s| Box::from(*s)).collect(),
+            references_loaded: with_refs,
+            ..Default::default()
+        };
+        let n = expected_objects;
+        heap.address.reserve_exact(n);
+        heap.otype.reserve_exact(n);
+        heap.flags.reserve_exact(n);
+        heap.memsize.reserve_exact(n);
+        heap.class.reserve_exact(n);
+        heap.location.reserve_exact(n);
+        heap.method.reserve_exact(n);
+        heap.generation.reserve_exact(n);
+        heap.detail.reserve_exact(n);
+        if with_refs {
+            heap.ref_offsets.reserve_exact(n + 1);
+            heap.ref_offsets.push(0);
+        }
+        HeapBuilder {
+            heap,
+            with_refs,
+            class_map: FastMap::default(),
+            loc_map: FastMap::default(),
+            ref_addrs: Vec::new(),
+            root_addrs: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
+    pub fn append(&mut self, p: PartialHeap) {
+        let h = &mut self.heap;
+        let base = h.address.len() as ObjId;
+        let smap: Vec<StrId> = p.strings.iter().map(|(_, s)| h.strings.intern(s)).collect();
+        let remap = |s: StrId| if s.is_none() { s } else { smap[s.0 as usize] };
+
+        let type_map: Vec<u8> = p
+            .unknown_types
+            .iter()
+            .map(|name| {
+                let text = String::from_utf8_lossy(name);
+                match h.type_names.iter().position(|t| **t == *text) {
+                    Some(i) => i as u8,
+                    None if h.type_names.len() < UNKNOWN_BASE as usize => {
+                        h.type_names.push(text.into());
+                        (h.type_names.len() - 1) as u8
+                    }
+                    None => (UNKNOWN_BASE - 1).min(h.type_names.len() as u8 - 1),
+                }
+            })
+            .collect();
+        let loc_ids: Vec<LocId> = p
+            .locations
+            .iter()
+            .map(|l| {
+                let g = Location {
+                    file: remap(l.file),
+                    line: l.line,
+                };
+                let next = h.locations.len() as LocId;
+                *self.loc_map.entry(g).or_insert_with(|| {
+                    h.locations.push(g);
+                    next
+                })
+            })
+            .collect();
+
+        h.address.extend_from_slice(&p.address);
+        h.flags.extend_from_slice(&p.flags);
+        for (i, &t) in p.otype.iter().enumerate() {
+            let t = if t >= UNKNOWN_BASE {
+                type_map[(t - UNKNOWN_BASE) as usize]
+            } else {
+                t
+            };
+            h.otype.push(t);
+            let d = p.detail[i];
+            h.detail.push(if t == types::OBJECT || d == u32::MAX {
+                d
+            } else {
+                smap[d as usize].0
+            });
+        }
+        for (i, &m) in p.memsize.iter().enumerate() {
+            if m >= u32::MAX as u64 {
+                h.memsize.push(u32::MAX);
+                h.memsize_big.insert(base + i as ObjId, m);
+            } else {
+                h.memsize.push(m as u32);
+            }
+        }
+        for &addr in &p.class_addr {
+            if addr == 0 {
+                h.class.push(NO_CLASS);
+                continue;
+            }
+            let next = h.classes.len() as ClassId;
+            let classes = &mut h.classes;
+            let id = *self.class_map.entry(addr).or_insert_with(|| {
+                classes.push(ClassInfo {
+                    address: addr,
+                    object: NO_OBJ,
+                    name: StrId::NONE,
+                });
+                next
+            });
+            h.class.push(id);
+        }
+        h.location.extend(p.location.iter().map(|&l| {
+            if l == NO_LOC {
+                l
+            } else {
+                loc_ids[l as usize]
+            }
+        }));
+        h.method.extend(p.method.iter().map(|&m| remap(m)));
+        h.generation.extend_from_slice(&p.generation);
+        if self.with_refs {
+            let off = self.ref_addrs.len() as u64;
+            self.ref_addrs.extend_from_slice(&p.ref_addrs);
+            h.ref_offsets
+                .extend(p.ref_ends.iter().map(|&e| off + e as u64));
+        }
+        let root_off = self.root_addrs.len();
+        let mut start = root_off;
+        self.root_addrs.extend_from_slice(&p.root_addrs);
+        for &(cat, end) in &p.roots {
+            let end = root_off + end as usize;
+            let category = remap(cat);
+            h.roots.push(Root {
+                category,
+                conservative: h.strings.get(category) == b"machine_context",
+                refs: start..end,
+            });
+            start = end;
+        }
+        for s in p.shapes {
+            h.shapes.push(Shape {
+                shape_type: remap(s.shape_type),
+                edge_name: remap(s.edge_name),
+                ..s
+            });
+        }
+        for (i, oid) in p.object_ids {
+            h.object_ids.insert(base + i, oid);
+        }
+        let f = &mut h.facts;
+        f.traced_objects += p.facts.traced_objects;
+        f.has_shapes |= p.facts.has_shapes;
+        f.integer_flags |= p.facts.integer_flags;
+        f.has_slot_size |= p.facts.has_slot_size;
+    }
+
+    /// Resolves addresses (references, roots, classes) to object ids.
+    pub fn finish(self) -> Heap {
+        let HeapBuilder {
+            mut heap,
+            with_refs,
+            ref_addrs,
+            root_addrs,
+            ..
+        } = self;
+        shrink_columns(&mut heap);
+        build_address_index(&mut heap);
+
+        if with_refs {
+            let mut dangling = 0u64;
+            let mut refs = Vec::with_capacity(ref_addrs.len());
+            let mut offsets = Vec::with_capacity(heap.ref_offsets.len());
+            offsets.push(0u64);
+            for w in heap.ref_offsets.windows(2) {
+                for &a in &ref_addrs[w[0] as usize..w[1] as usize] {
+                    match heap.find(a) {
+                        Some(id) => refs.push(id),
+                        None => dangling += 1,
+                    }
+                }
+                offsets.push(refs.len() as u64);
+            }
+            drop(ref_addrs);
+            refs.shrink_to_fit();
+            heap.refs = refs;
+            heap.ref_offsets = offsets;
+            heap.facts.dangling_refs = dangling;
+        }
+
+        let mut root_refs = Vec::with_capacity(root_addrs.len());
+        let mut roots = std::mem::take(&mut heap.roots);
+        for root in &mut roots {
+            let start = root_refs.len();
+            for &a in &root_addrs[root.refs.clone()] {
+                if let Some(id) = heap.find(a) {
+                    root_refs.push(id);
+                }
+            }
+            root.refs = start..root_refs.len();
+        }
+        heap.roots = roots;
+        heap.root_refs = root_refs;
+
+        for i in 0..heap.classes.len() {
+            let addr = heap.classes[i].address;
+            if let Some(obj) = heap.find(addr) {
+                let t = heap.otype[obj as usize];
+                heap.classes[i].object = obj;
+                if t == types::CLASS || t == types::MODULE {
+                    heap.classes[i].name = StrId(heap.detail[obj as usize]);
+                }
+            }
+        }
+
+        if let Some(tracer_struct) = heap.strings.find(TRACER_STRUCT) {
+            heap.tracer = heap
+                .ids()
+                .find(|&id| heap.otype[id as usize] == types::DATA && heap.detail[id as usize] == tracer_struct.0);
+        }
+        heap.facts.max_generation = heap
+            .generation
+            .iter()
+            .copied()
+            .filter(|&g| g != NO_GENERATION)
+            .max();
+        heap
+    }
+}
+
+fn shrink_columns(h: &mut Heap) {
+    h.address.shrink_to_fit();
+    h.otype.shrink_to_fit();
+    h.flags.shrink_to_fit();
+    h.memsize.shrink_to_fit();
+    h.class.shrink_to_fit();
+    h.location.shrink_to_fit();
+    h.method.shrink_to_fit();
+    h.generation.shrink_to_fit();
+    h.detail.shrink_to_fit();
+    h.ref_offsets.shrink_to_fit();
+}
+
+/// Builds the address index. Ruby writes each heap page's objects together
+/// and in address order, though pages come in any order; then a map from
+/// 16 KiB page to the run of file positions on it is enough, with no sort.
+/// Other inputs (hand-made, or broken) fall back to a sorted permutation.
+/// Duplicate addresses (only in broken dumps) are counted; lookups find one.
+fn build_address_index(h: &mut Heap) {
+    if let Some(pages) = page_runs(&h.address) {
+        h.index = AddressIndex { pages, by_address: Vec::new() };
+        return;
+    }
+    let mut ids: Vec<ObjId> = h.ids().collect();
+    ids.sort_unstable_by_key(|&id| (h.address[id as usize], id));
+    let mut dups = 0;
+    ids.dedup_by(|b, a| {
+        let same = h.address[*a as usize] == h.address[*b as usize];
+        dups += same as u64;
+        same
+    });
+    h.facts.duplicate_addresses = dups;
+    let mut pages: FastMap<u64, (u32, u32)> = FastMap::default();
+    for (pos, &id) in ids.iter().enumerate() {
+        let page = h.address[id as usize] >> PAGE_SHIFT;
+        pages
+            .entry(page)
+            .and_modify(|r| r.1 = pos as u32 + 1)
+            .or_insert((pos as u32, pos as u32 + 1));
+    }
+    h.index = AddressIndex { pages, by_address: ids };
+}
+
+/// Page -> run of positions, if every page's objects are contiguous and ascending.
+fn page_runs(address: &[u64]) -> Option<FastMap<u64, (u32, u32)>> {
+    let mut pages: FastMap<u64, (u32, u32)> = FastMap::default();
+    let mut i = 0;
+    while i < address.len() {
+        let page = address[i] >> PAGE_SHIFT;
+        let mut j = i + 1;
+        while j < address.len() && address[j] >> PAGE_SHIFT == page && address[j] > address[j - 1] {
+            j += 1;
+        }
+        if j < address.len() && address[j] >> PAGE_SHIFT == page {
+            return None; // out of order within a page
+        }
+        if pages.insert(page, (i as u32, j as u32)).is_some() {
+            return None; // a page split in two runs
+        }
+        i = j;
+    }
+    Some(pages)
+}
+
+pub(crate) const PAGE_SHIFT: u32 = 14;

@@ -1,0 +1,67 @@
+//! Opening an input: a path or stdin, decompressed when it is gzip or zstd
+//! (recognised by its first bytes, whatever the file is called).
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+pub struct Input {
+    pub name: String,
+    pub reader: Box<dyn Read + Send>,
+    pub compression: Compression,
+    /// Size in bytes of the uncompressed input, when known.
+    pub size_hint: Option<u64>,
+    /// Size on disk, when the input is a file (for progress).
+    pub file_size: Option<u64>,
+}
+
+impl Input {
+    /// Opens `path`; `-` is stdin.
+    pub fn open(path: &Path) -> io::Result<Input> {
+        if path == Path::new("-") {
+            return Self::from_reader("<stdin>".into(), Box::new(io::stdin()), None);
+        }
+        let file = File::open(path)?;
+        let meta = file.metadata()?;
+        if meta.is_dir() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "is a directory"));
+        }
+        Self::from_reader(path.display().to_string(), Box::new(file), Some(meta.len()))
+    }
+
+    pub fn from_reader(name: String, reader: Box<dyn Read + Send>, file_size: Option<u64>) -> io::Result<Input> {
+        let mut buffered = BufReader::with_capacity(1 << 20, reader);
+        let head = buffered.fill_buf()?;
+        let compression = if head.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        };
+        let reader: Box<dyn Read + Send> = match compression {
+            Compression::None => Box::new(buffered),
+            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
+        };
+        let size_hint = match compression {
+            Compression::None => file_size,
+            // Dumps compress about 8:1; a rough hint only pre-sizes columns.
+            _ => file_size.map(|s| s * 8),
+        };
+        Ok(Input {
+            name,
+            reader,
+            compression,
+            size_hint,
+            file_size,
+        })
+    }
+}

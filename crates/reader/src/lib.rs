@@ -1,0 +1,399 @@
+//! Reads Ruby heap dumps (`ObjectSpace.dump_all` output, Ruby 2.1 to 4.0) into a
+//! [`heapscope_heap::Heap`].
+//!
+//! The input (a plain, gzip or zstd file, or stdin) is cut into chunks of whole
+//! lines by one thread; worker threads parse chunks into partial heaps in
+//! parallel; a merger appends them in file order. Malformed lines never stop
+//! the read: they are counted and the first ones reported with line numbers in
+//! [`Diagnostics`].
+
+mod chunk;
+mod input;
+pub mod parse;
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use heapscope_heap::{Heap, HeapBuilder};
+
+use chunk::{parse_chunk, ChunkResult, KEEP_FIRST};
+pub use input::{Compression, Input};
+
+/// Called with the number of input bytes consumed so far.
+pub type ProgressFn = Arc<dyn Fn(u64) + Send + Sync>;
+
+#[derive(Clone)]
+pub struct ReadOptions {
+    /// Load the reference graph (needed by graph analyses, not by summaries).
+    pub references: bool,
+    /// Keep STRING and FLOAT values (for duplicate-string reports).
+    pub string_values: bool,
+    /// Parser threads; 0 means one per core.
+    pub threads: usize,
+    /// Bytes per chunk handed to a parser thread.
+    pub chunk_bytes: usize,
+    pub progress: Option<ProgressFn>,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            references: true,
+            string_values: false,
+            threads: 0,
+            chunk_bytes: 8 << 20,
+            progress: None,
+        }
+    }
+}
+
+/// A problem with one line of the dump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineProblem {
+    /// 1-based line number.
+    pub line: u64,
+    pub message: String,
+    pub excerpt: String,
+}
+
+/// Everything that was odd about the input, and what it held.
+#[derive(Debug, Clone, Default)]
+pub struct Diagnostics {
+    pub bytes: u64,
+    pub lines: u64,
+    pub objects: u64,
+    pub roots: u64,
+    pub shapes: u64,
+    pub blank_lines: u64,
+    /// Lines that could not be used (including a truncated last line).
+    pub malformed: u64,
+    /// The first malformed lines (not the truncated last one).
+    pub first_malformed: Vec<LineProblem>,
+    /// The last line was cut off (the process died, or the file was not closed).
+    pub truncated_last_line: Option<LineProblem>,
+    /// Lines broken by unescaped quotes or backslashes (a Ruby bug) and recovered.
+    pub recovered: u64,
+    pub first_recovered: Vec<u64>,
+    /// Lines that needed the general JSON parser.
+    pub fallback_lines: u64,
+}
+
+impl Diagnostics {
+    pub fn records(&self) -> u64 {
+        self.objects + self.roots + self.shapes
+    }
+
+    /// Human-readable warnings, one per line, for stderr.
+    pub fn warnings(&self, source: &str) -> Vec<String> {
+        let mut w = Vec::new();
+        for p in &self.first_malformed {
+            w.push(format!(
+                "{source}:{}: skipped malformed line: {} [{}]",
+                p.line, p.message, p.excerpt
+            ));
+        }
+        let others = self.malformed
+            - self.first_malformed.len() as u64
+            - self.truncated_last_line.is_some() as u64;
+        if others > 0 {
+            w.push(format!("{source}: ... and {others} more malformed lines"));
+        }
+        if let Some(p) = &self.truncated_last_line {
+            w.push(format!(
+                "{source}:{}: the last line is truncated (was the dump cut off?); it was skipped",
+                p.line
+            ));
+        }
+        if self.recovered > 0 {
+            let lines: Vec<String> = self.first_recovered.iter().map(|l| l.to_string()).collect();
+            w.push(format!(
+                "{source}: recovered {} lines broken by unescaped quotes or backslashes (a Ruby bug), e.g. line {}",
+                self.recovered,
+                lines.join(", ")
+            ));
+        }
+        if self.malformed > 0 {
+            w.push(format!(
+                "{source}: {} of {} lines were malformed and skipped; the rest was analysed",
+                self.malformed, self.lines
+            ));
+        }
+        w
+    }
+}
+
+/// A heap read from a dump, with what the reader noticed.
+pub struct Dump {
+    pub heap: Heap,
+    pub diagnostics: Diagnostics,
+    pub source: String,
+}
+
+#[derive(Debug)]
+pub enum ReadError {
+    Io { source_name: String, error: std::io::Error },
+    NotADump { source_name: String, why: String },
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Io { source_name, error } => write!(f, "{source_name}: {error}"),
+            ReadError::NotADump { source_name, why } => {
+                write!(f, "{source_name}: not a Ruby heap dump: {why}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+/// Reads a dump from a path (`-` for stdin).
+pub fn read_path(path: &Path, opts: &ReadOptions) -> Result<Dump, ReadError> {
+    let input = Input::open(path).map_err(|error| ReadError::Io {
+        source_name: path.display().to_string(),
+        error,
+    })?;
+    read_input(input, opts)
+}
+
+/// Reads a dump from an opened input.
+pub fn read_input(input: Input, opts: &ReadOptions) -> Result<Dump, ReadError> {
+    let source = input.name.clone();
+    let expected = input.size_hint.map(|s| (s / 100) as usize).unwrap_or(0);
+    let io_err = |error| ReadError::Io {
+        source_name: source.clone(),
+        error,
+    };
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    } else {
+        opts.threads
+    };
+    let mut reader = input.reader;
+
+    let (work_tx, work_rx) = crossbeam_channel::bounded::<(u64, Vec<u8>, bool)>(threads);
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<(u64, ChunkResult, Vec<u8>)>(threads * 2);
+    let (free_tx, free_rx) = crossbeam_channel::unbounded::<Vec<u8>>();
+    let max_buffers = threads * 2 + 2;
+
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let work_rx = work_rx.clone();
+            let done_tx = done_tx.clone();
+            scope.spawn(move || {
+                for (idx, buf, eof) in work_rx {
+                    let result = parse_chunk(&buf, eof, opts);
+                    if done_tx.send((idx, result, buf)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(work_rx);
+        drop(done_tx);
+
+        // The merger runs on its own thread so that reading never waits on it.
+        let merger = scope.spawn(move || merge(done_rx, free_tx, expected, opts));
+
+        let read_result = split_into_chunks(&mut reader, opts, max_buffers, &free_rx, &work_tx);
+        drop(work_tx);
+        let merged = merger.join().expect("merger thread panicked");
+        let bytes = read_result.map_err(io_err)?;
+        let (builder, mut diag, first_line) = merged;
+        diag.bytes = bytes;
+        if diag.records() == 0 {
+            return Err(ReadError::NotADump {
+                source_name: source.clone(),
+                why: not_a_dump_reason(&diag, &first_line),
+            });
+        }
+        Ok(Dump {
+            heap: builder.finish(),
+            diagnostics: diag,
+            source: source.clone(),
+        })
+    })
+}
+
+/// Reads the input into chunks that end at line boundaries. Returns the
+/// number of bytes read. Stops early when the merger hangs up.
+fn split_into_chunks(
+    reader: &mut dyn Read,
+    opts: &ReadOptions,
+    max_buffers: usize,
+    free_rx: &crossbeam_channel::Receiver<Vec<u8>>,
+    work_tx: &crossbeam_channel::Sender<(u64, Vec<u8>, bool)>,
+) -> std::io::Result<u64> {
+    let chunk = opts.chunk_bytes.max(4096);
+    let mut carry: Vec<u8> = Vec::new();
+    let mut total = 0u64;
+    let mut idx = 0u64;
+    let mut allocated = 0usize;
+    loop {
+        let mut buf = match free_rx.try_recv() {
+            Ok(b) => b,
+            Err(_) if allocated < max_buffers => {
+                allocated += 1;
+                Vec::with_capacity(chunk + chunk / 4)
+            }
+            Err(_) => match free_rx.recv() {
+                Ok(b) => b,
+                Err(_) => return Ok(total),
+            },
+        };
+        buf.clear();
+        buf.extend_from_slice(&carry);
+        carry.clear();
+        let mut eof = false;
+        // Fill at least `chunk` bytes, then keep going until a newline so the
+        // chunk ends on a line boundary (a huge line just grows the buffer).
+        let mut search_from = 0;
+        loop {
+            if buf.len() >= chunk {
+                if let Some(nl) = memchr::memrchr(b'\n', &buf[search_from..]) {
+                    let cut = search_from + nl + 1;
+                    carry.extend_from_slice(&buf[cut..]);
+                    buf.truncate(cut);
+                    break;
+                }
+                search_from = buf.len();
+            }
+            // Below the chunk size, read up to it (no reallocation); past it
+            // (a line longer than a chunk), grow geometrically.
+            let want = if buf.len() < chunk { chunk - buf.len() } else { chunk.max(buf.len() / 2) };
+            let old = buf.len();
+            buf.resize(old + want, 0);
+            let n = read_full(reader, &mut buf[old..])?;
+            buf.truncate(old + n);
+            total += n as u64;
+            if n == 0 {
+                eof = true;
+                break;
+            }
+        }
+        if let Some(p) = &opts.progress {
+            p(total);
+        }
+        if work_tx.send((idx, buf, eof)).is_err() {
+            return Ok(total);
+        }
+        idx += 1;
+        if eof {
+            return Ok(total);
+        }
+    }
+}
+
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Appends chunk results in order. Returns the builder, the diagnostics and
+/// the first bytes of the input (to explain a non-dump).
+fn merge(
+    done_rx: crossbeam_channel::Receiver<(u64, ChunkResult, Vec<u8>)>,
+    free_tx: crossbeam_channel::Sender<Vec<u8>>,
+    expected: usize,
+    opts: &ReadOptions,
+) -> (HeapBuilder, Diagnostics, Vec<u8>) {
+    let mut builder = HeapBuilder::new(opts.references, expected);
+    let mut diag = Diagnostics::default();
+    let mut pending: std::collections::BTreeMap<u64, ChunkResult> = Default::default();
+    let mut next = 0u64;
+    let mut first_bytes = Vec::new();
+    for (idx, result, mut buf) in done_rx.iter() {
+        if idx == 0 {
+            first_bytes = buf[..buf.len().min(4096)].to_vec();
+        }
+        buf.clear();
+        let _ = free_tx.send(buf);
+        pending.insert(idx, result);
+        while let Some(r) = pending.remove(&next) {
+            let base = diag.lines;
+            add_chunk(&mut diag, &r, base);
+            builder.append(r.partial);
+            next += 1;
+            // Give up early on something that is clearly not a dump.
+            if next == 1 && diag.records() == 0 && diag.lines > 0 {
+                return (builder, diag, first_bytes);
+            }
+        }
+    }
+    (builder, diag, first_bytes)
+}
+
+fn add_chunk(d: &mut Diagnostics, r: &ChunkResult, base: u64) {
+    d.lines += r.lines;
+    d.objects += r.objects;
+    d.roots += r.roots;
+    d.shapes += r.shapes;
+    d.blank_lines += r.blank;
+    d.malformed += r.malformed;
+    d.recovered += r.recovered;
+    d.fallback_lines += r.fallback;
+    let to_problem = |p: &chunk::ChunkProblem| LineProblem {
+        line: base + p.line + 1,
+        message: p.message.clone(),
+        excerpt: p.excerpt.clone(),
+    };
+    for p in &r.problems {
+        if d.first_malformed.len() < KEEP_FIRST {
+            d.first_malformed.push(to_problem(p));
+        }
+    }
+    if let Some(p) = &r.truncated_last {
+        d.truncated_last_line = Some(to_problem(p));
+    }
+    for &l in &r.recovered_lines {
+        if d.first_recovered.len() < KEEP_FIRST {
+            d.first_recovered.push(base + l + 1);
+        }
+    }
+}
+
+fn not_a_dump_reason(d: &Diagnostics, first: &[u8]) -> String {
+    let trimmed: &[u8] = {
+        let start = first.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(first.len());
+        &first[start..]
+    };
+    if d.bytes == 0 {
+        return "the input is empty".into();
+    }
+    if trimmed.is_empty() {
+        return "the input holds only blank lines".into();
+    }
+    let binary = first.iter().filter(|&&c| c == 0).count() > 0
+        || first.iter().filter(|&&c| c < 0x20 && !b"\n\r\t".contains(&c)).count() * 20 > first.len();
+    if binary {
+        return "it is binary data (a compressed format other than gzip or zstd?)".into();
+    }
+    if trimmed[0] == b'[' {
+        return "it is a JSON array; ObjectSpace.dump_all writes one JSON object per line".into();
+    }
+    let line1 = first.split(|&c| c == b'\n').next().unwrap_or_default();
+    format!(
+        "none of its {} lines is a heap dump record (expected JSON objects like {{\"address\":\"0x...\", \"type\":\"STRING\", ...}}); line 1: {}",
+        d.lines,
+        chunk::excerpt(line1)
+    )
+}
+
+/// How an input is named in messages.
+pub fn display_name(path: &Path) -> String {
+    if path == Path::new("-") {
+        "<stdin>".into()
+    } else {
+        path.display().to_string()
+    }
+}

@@ -48,10 +48,11 @@
 #      "key": "address+type+file+line+generation",
 #      "new_total": n, "retained_total": n      (over all heap objects)
 #   },
-#   "address_only": {          what matching on address alone gives, over all
-#      "new_total": n,         heap objects and by class; with NO_TRACE=1 this
-#      "retained_total": n,    is the best a tool can do
-#      "new_by_class": {CLASS: n}, "retained_by_class": {CLASS: n}
+#   "address_and_type": {      what matching on (address, type) alone gives,
+#      "key": "address+type",  over all heap objects and by class; with
+#      "new_total": n,         NO_TRACE=1 this is the best a tool can do (address
+#      "retained_total": n,    reuse makes some freed Transient objects look
+#      "new_by_class": {CLASS: n}, "retained_by_class": {CLASS: n}     alive)
 #   },
 #   "transient_addresses_reused_in_later": n  (addresses of B in after.dump that
 #                                               hold a LateArrival in later.dump)
@@ -150,10 +151,10 @@ ObjectSpace.trace_object_allocations_stop if TRACED
 
 # ---- Read the dumps back and check the expectations. ----
 
-Dump = Struct.new(:total, :root, :keys, :addr_class, :class_names, :by_class, keyword_init: true)
+Dump = Struct.new(:total, :root, :keys, :addr_type_class, :class_names, :by_class, keyword_init: true)
 
 def read_dump(path)
-  d = Dump.new(total: 0, root: 0, keys: {}, addr_class: {}, class_names: {}, by_class: Hash.new(0))
+  d = Dump.new(total: 0, root: 0, keys: {}, addr_type_class: {}, class_names: {}, by_class: Hash.new(0))
   recs = []
   File.foreach(path) do |line|
     d.total += 1
@@ -169,7 +170,7 @@ def read_dump(path)
     name = rec["type"] == "IMEMO" ? nil : d.class_names[rec["class"]]
     key = [rec["address"], rec["type"], rec["file"], rec["line"], rec["generation"]]
     d.keys[key] = name
-    d.addr_class[rec["address"]] = name
+    d.addr_type_class[[rec["address"], rec["type"]]] = name
     d.by_class[name] += 1 if name
   end
   d
@@ -183,8 +184,8 @@ tally = ->(names) { class_list.to_h { |c| [c, names.count(c)] } }
 
 new_keys = after.keys.keys.reject { |k| before.keys.key?(k) }
 retained_keys = new_keys.select { |k| later.keys.key?(k) }
-new_addrs = after.addr_class.keys.reject { |a| before.addr_class.key?(a) }
-retained_addrs = new_addrs.select { |a| later.addr_class.key?(a) }
+new_addrs = after.addr_type_class.keys.reject { |a| before.addr_type_class.key?(a) }
+retained_addrs = new_addrs.select { |a| later.addr_type_class.key?(a) }
 
 expected_new = { "Preexisting" => 0, "Retained" => COUNTS["retained"],
                  "Transient" => COUNTS["transient"], "LateArrival" => 0 }
@@ -206,8 +207,8 @@ if TRACED
   errors << "retained by class #{got_retained} != #{expected_retained}" if got_retained != expected_retained
 end
 
-transient_addrs = after.addr_class.select { |_, c| c == "Transient" }.keys
-reused = transient_addrs.count { |a| later.addr_class[a] == "LateArrival" }
+transient_addrs = after.addr_type_class.select { |_, c| c == "Transient" }.keys
+reused = transient_addrs.count { |a| later.addr_type_class[a] == "LateArrival" }
 
 populations = {}
 COUNTS.each do |name, count|
@@ -255,11 +256,12 @@ expected = {
   "diff_before_after_later" => { "retained_by_class" => expected_retained },
   "identity" => TRACED ? { "key" => "address+type+file+line+generation",
                            "new_total" => new_keys.size, "retained_total" => retained_keys.size } : nil,
-  "address_only" => {
+  "address_and_type" => {
+    "key" => "address+type",
     "new_total" => new_addrs.size,
     "retained_total" => retained_addrs.size,
-    "new_by_class" => tally.call(new_addrs.map { |a| after.addr_class[a] }),
-    "retained_by_class" => tally.call(retained_addrs.map { |a| after.addr_class[a] }),
+    "new_by_class" => tally.call(new_addrs.map { |a| after.addr_type_class[a] }),
+    "retained_by_class" => tally.call(retained_addrs.map { |a| after.addr_type_class[a] }),
   },
   "transient_addresses_reused_in_later" => reused,
 }

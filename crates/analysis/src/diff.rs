@@ -37,7 +37,11 @@ pub struct Identities<'h> {
 
 impl<'h> Identities<'h> {
     pub fn new(heap: &'h Heap) -> Self {
-        let type_hash = heap.type_names.iter().map(|t| hash_bytes(t.as_bytes())).collect();
+        let type_hash = heap
+            .type_names
+            .iter()
+            .map(|t| hash_bytes(t.as_bytes()))
+            .collect();
         let loc_hash = heap
             .locations
             .iter()
@@ -62,7 +66,11 @@ impl<'h> Identities<'h> {
         s.write_u64(h.address[i]);
         s.write_u64(self.type_hash[h.otype[i] as usize]);
         let loc = h.location[i];
-        s.write_u64(if loc == NO_LOC { 0 } else { self.loc_hash[loc as usize] });
+        s.write_u64(if loc == NO_LOC {
+            0
+        } else {
+            self.loc_hash[loc as usize]
+        });
         s.write_u32(h.generation[i]);
         s.finish()
     }
@@ -211,7 +219,10 @@ pub fn diff(
             ));
         }
     }
-    if let (Some(l), Some(a)) = (later.and_then(|l| l.max_generation), after.facts.max_generation) {
+    if let (Some(l), Some(a)) = (
+        later.and_then(|l| l.max_generation),
+        after.facts.max_generation,
+    ) {
         if l < a {
             warnings.push(format!(
                 "LATER's newest generation ({l}) is older than AFTER's ({a}): are the dumps in order, and from one process?"

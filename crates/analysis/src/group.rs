@@ -62,7 +62,10 @@ impl FromStr for GroupKey {
             .find(|k| k.name().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| {
                 let names: Vec<&str> = GroupKey::ALL.iter().map(|k| k.name()).collect();
-                format!("unknown grouping '{s}' (expected one of: {})", names.join(", "))
+                format!(
+                    "unknown grouping '{s}' (expected one of: {})",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -172,7 +175,10 @@ pub fn group_objects(
         rows.sort_unstable_by_key(|r| (r.0[0] != NO_GENERATION, r.0[0]));
     } else {
         let display = |k: &[u32; MAX_KEYS]| -> Vec<KeyValue> {
-            by.iter().zip(k).map(|(&key, &raw)| ctx.value(key, raw)).collect()
+            by.iter()
+                .zip(k)
+                .map(|(&key, &raw)| ctx.value(key, raw))
+                .collect()
         };
         let mut keyed: Vec<_> = rows.into_iter().map(|r| (display(&r.0), r)).collect();
         keyed.sort_unstable_by(|a, b| {
@@ -191,7 +197,11 @@ pub fn group_objects(
     let mut groups: Vec<Group> = rows
         .iter()
         .map(|(k, count, memsize)| Group {
-            key: by.iter().zip(k).map(|(&key, &raw)| ctx.value(key, raw)).collect(),
+            key: by
+                .iter()
+                .zip(k)
+                .map(|(&key, &raw)| ctx.value(key, raw))
+                .collect(),
             count: *count,
             memsize: *memsize,
             locations: Vec::new(),
@@ -232,7 +242,12 @@ fn add_string_locations(heap: &Heap, groups: &mut [Group], values: Vec<u32>) {
     for (g, locs) in groups.iter_mut().zip(per) {
         let mut v: Vec<(String, u64)> = locs
             .into_iter()
-            .map(|(l, c)| (location_text(heap, l).unwrap_or_else(|| "(untraced)".into()), c))
+            .map(|(l, c)| {
+                (
+                    location_text(heap, l).unwrap_or_else(|| "(untraced)".into()),
+                    c,
+                )
+            })
             .collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         v.truncate(3);
@@ -307,7 +322,9 @@ impl<'h> KeyContext<'h> {
             GroupKey::Class => KeyValue::Text((raw != NO_CLASS).then(|| h.class_display(raw))),
             GroupKey::Location => KeyValue::Text(location_text(h, raw)),
             GroupKey::File | GroupKey::Method | GroupKey::String => KeyValue::Text(text(raw)),
-            GroupKey::Gem => KeyValue::Text((raw != u32::MAX).then(|| self.gem_names[raw as usize].clone())),
+            GroupKey::Gem => {
+                KeyValue::Text((raw != u32::MAX).then(|| self.gem_names[raw as usize].clone()))
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Analyses over a [`heapscope_heap::Heap`]: grouped summaries, dump diffs, and
 //! attribution of source paths to gems, Ruby's stdlib or the application.
 
-pub mod origin;
 pub mod diff;
 pub mod group;
+pub mod origin;
 pub mod summary;

@@ -26,8 +26,9 @@ impl FromStr for GenerationFilter {
             if t.is_empty() {
                 return Ok(default);
             }
-            t.parse::<u32>()
-                .map_err(|_| format!("'{s}' is not a generation: expected N, N..M, N.., ..M or all"))
+            t.parse::<u32>().map_err(|_| {
+                format!("'{s}' is not a generation: expected N, N..M, N.., ..M or all")
+            })
         };
         let (lo, hi) = match s.split_once("..") {
             Some((a, b)) => (num(a, 0)?, num(b, NO_GENERATION - 1)?),
@@ -40,7 +41,9 @@ impl FromStr for GenerationFilter {
             }
         };
         if lo > hi {
-            return Err(format!("generation range '{s}' is empty (start is after end)"));
+            return Err(format!(
+                "generation range '{s}' is empty (start is after end)"
+            ));
         }
         Ok(GenerationFilter::Range(lo, hi))
     }
@@ -92,7 +95,11 @@ impl ObjectFilter {
 }
 
 fn heap_scope_type_list(heap: &Heap) -> String {
-    heap.type_names.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
+    heap.type_names
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -153,10 +160,13 @@ pub struct Summary {
 pub fn summarize(heap: &Heap, opts: &SummaryOptions) -> Summary {
     let mut totals = Totals::of_dump(heap, &opts.filter);
     // Totals are summed in the same pass as the groups.
-    let ids = heap.ids().filter(|&id| opts.filter.matches(heap, id)).inspect(|&id| {
-        totals.objects += 1;
-        totals.memsize += heap.memsize(id);
-    });
+    let ids = heap
+        .ids()
+        .filter(|&id| opts.filter.matches(heap, id))
+        .inspect(|&id| {
+            totals.objects += 1;
+            totals.memsize += heap.memsize(id);
+        });
     let (groups, total_groups) = group_objects(heap, ids, &opts.by, opts.sort, opts.top);
     Summary {
         by: opts.by.clone(),
@@ -175,7 +185,10 @@ mod tests {
         assert_eq!("all".parse(), Ok(GenerationFilter::All));
         assert_eq!("7".parse(), Ok(GenerationFilter::Range(7, 7)));
         assert_eq!("3..9".parse(), Ok(GenerationFilter::Range(3, 9)));
-        assert_eq!("3..".parse(), Ok(GenerationFilter::Range(3, NO_GENERATION - 1)));
+        assert_eq!(
+            "3..".parse(),
+            Ok(GenerationFilter::Range(3, NO_GENERATION - 1))
+        );
         assert_eq!("..4".parse(), Ok(GenerationFilter::Range(0, 4)));
         assert!("9..3".parse::<GenerationFilter>().is_err());
         assert!("x".parse::<GenerationFilter>().is_err());

@@ -90,7 +90,12 @@ pub struct CommonArgs {
     pub top: Option<usize>,
 
     /// Order groups by total memsize or by object count.
-    #[arg(long = "sort", value_enum, default_value = "memsize", value_name = "KEY")]
+    #[arg(
+        long = "sort",
+        value_enum,
+        default_value = "memsize",
+        value_name = "KEY"
+    )]
     pub sort_by: SortArg,
 
     /// Output format.
@@ -167,7 +172,6 @@ pub struct DiffArgs {
     #[command(flatten)]
     pub common: CommonArgs,
 }
-
 
 fn parse_generation(s: &str) -> Result<GenerationFilter, String> {
     s.parse()

@@ -27,9 +27,11 @@ pub fn load(path: &Path, opts: &ReadOptions, common: &CommonArgs) -> Result<Dump
     let bar = if show {
         let bar = ProgressBar::new(size);
         bar.set_style(
-            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         bar.set_message(format!("reading {}", input.name));
         let b = bar.clone();

@@ -57,7 +57,10 @@ fn filter_for(heap: &heapscope_heap::Heap, common: &CommonArgs) -> Result<Object
 fn print(out: &str) -> Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (`| head`) is not an error worth reporting.
-    match stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush()) {
+    match stdout
+        .write_all(out.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
         Err(e) => Err(e.into()),
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -65,7 +68,10 @@ fn print(out: &str) -> Result<ExitCode> {
 }
 
 fn summary_cmd(a: SummaryArgs) -> Result<ExitCode> {
-    let by = a.by.clone().map(|b| b.0).unwrap_or_else(|| vec![GroupKey::Generation]);
+    let by =
+        a.by.clone()
+            .map(|b| b.0)
+            .unwrap_or_else(|| vec![GroupKey::Generation]);
     let dump = load::load(&a.dump, &read_options(&a.common, &by), &a.common)?;
     let filter = filter_for(&dump.heap, &a.common)?;
     // Generations are few and ordered: show them all unless asked otherwise.
@@ -89,7 +95,12 @@ fn summary_cmd(a: SummaryArgs) -> Result<ExitCode> {
             let v = heapscope_report::summary_json(&dump.source, &summary, &dump.diagnostics);
             serde_json::to_string_pretty(&v)? + "\n"
         }
-        Format::Table => heapscope_report::summary_text(&dump.source, &summary, &dump.diagnostics, a.common.bytes),
+        Format::Table => heapscope_report::summary_text(
+            &dump.source,
+            &summary,
+            &dump.diagnostics,
+            a.common.bytes,
+        ),
     };
     print(&out)
 }
@@ -104,7 +115,11 @@ fn diff_cmd(a: DiffArgs) -> Result<ExitCode> {
     let later = match &a.later {
         Some(p) => {
             let d = load::load(p, &opts, &a.common)?;
-            Some((IdentitySet::of(&d.heap, a.common.include_tracer), d.diagnostics, d.source))
+            Some((
+                IdentitySet::of(&d.heap, a.common.include_tracer),
+                d.diagnostics,
+                d.source,
+            ))
         }
         None => None,
     };
@@ -133,11 +148,15 @@ fn diff_cmd(a: DiffArgs) -> Result<ExitCode> {
     };
     let out = match a.common.format {
         Format::Json => {
-            let mut diags = vec![(before.source.as_str(), &before_diag), (after.source.as_str(), &after.diagnostics)];
+            let mut diags = vec![
+                (before.source.as_str(), &before_diag),
+                (after.source.as_str(), &after.diagnostics),
+            ];
             if let Some(l) = &later {
                 diags.push((l.2.as_str(), &l.1));
             }
-            serde_json::to_string_pretty(&heapscope_report::diff_json(&sources, &result, &diags))? + "\n"
+            serde_json::to_string_pretty(&heapscope_report::diff_json(&sources, &result, &diags))?
+                + "\n"
         }
         Format::Table => heapscope_report::diff_text(&sources, &result, a.common.bytes),
     };

@@ -5,8 +5,8 @@
 use crate::intern::{FastMap, Interner, StrId};
 use crate::AddressIndex;
 use crate::{
-    types, ClassId, ClassInfo, DumpFacts, Heap, LocId, Location, ObjId, Root, Shape,
-    NO_CLASS, NO_GENERATION, NO_LOC, NO_OBJ, TRACER_STRUCT,
+    types, ClassId, ClassInfo, DumpFacts, Heap, LocId, Location, ObjId, Root, Shape, NO_CLASS,
+    NO_GENERATION, NO_LOC, NO_OBJ, TRACER_STRUCT,
 };
 
 /// The type-dependent detail of an object (see [`Heap::detail`]).
@@ -322,13 +322,15 @@ impl HeapBuilder {
             });
             h.class.push(id);
         }
-        h.location.extend(p.location.iter().map(|&l| {
-            if l == NO_LOC {
-                l
-            } else {
-                loc_ids[l as usize]
-            }
-        }));
+        h.location.extend(p.location.iter().map(
+            |&l| {
+                if l == NO_LOC {
+                    l
+                } else {
+                    loc_ids[l as usize]
+                }
+            },
+        ));
         h.method.extend(p.method.iter().map(|&m| remap(m)));
         h.generation.extend_from_slice(&p.generation);
         if self.with_refs {
@@ -426,9 +428,10 @@ impl HeapBuilder {
         }
 
         if let Some(tracer_struct) = heap.strings.find(TRACER_STRUCT) {
-            heap.tracer = heap
-                .ids()
-                .find(|&id| heap.otype[id as usize] == types::DATA && heap.detail[id as usize] == tracer_struct.0);
+            heap.tracer = heap.ids().find(|&id| {
+                heap.otype[id as usize] == types::DATA
+                    && heap.detail[id as usize] == tracer_struct.0
+            });
         }
         heap.facts.max_generation = heap
             .generation
@@ -460,7 +463,10 @@ fn shrink_columns(h: &mut Heap) {
 /// Duplicate addresses (only in broken dumps) are counted; lookups find one.
 fn build_address_index(h: &mut Heap) {
     if let Some(pages) = page_runs(&h.address) {
-        h.index = AddressIndex { pages, by_address: Vec::new() };
+        h.index = AddressIndex {
+            pages,
+            by_address: Vec::new(),
+        };
         return;
     }
     let mut ids: Vec<ObjId> = h.ids().collect();
@@ -480,7 +486,10 @@ fn build_address_index(h: &mut Heap) {
             .and_modify(|r| r.1 = pos as u32 + 1)
             .or_insert((pos as u32, pos as u32 + 1));
     }
-    h.index = AddressIndex { pages, by_address: ids };
+    h.index = AddressIndex {
+        pages,
+        by_address: ids,
+    };
 }
 
 /// Page -> run of positions, if every page's objects are contiguous and ascending.

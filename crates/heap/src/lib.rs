@@ -56,7 +56,10 @@ pub mod types {
 
     /// Index of a known type name.
     pub fn known(name: &[u8]) -> Option<u8> {
-        KNOWN.iter().position(|k| k.as_bytes() == name).map(|i| i as u8)
+        KNOWN
+            .iter()
+            .position(|k| k.as_bytes() == name)
+            .map(|i| i as u8)
     }
 }
 
@@ -208,7 +211,10 @@ impl Heap {
     }
 
     pub fn type_index(&self, name: &str) -> Option<u8> {
-        self.type_names.iter().position(|t| &**t == name).map(|i| i as u8)
+        self.type_names
+            .iter()
+            .position(|t| &**t == name)
+            .map(|i| i as u8)
     }
 
     pub fn generation(&self, id: ObjId) -> Option<u32> {

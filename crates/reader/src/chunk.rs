@@ -31,6 +31,8 @@ pub(crate) struct ChunkResult {
     pub recovered: u64,
     pub recovered_lines: Vec<u64>,
     pub fallback: u64,
+    /// The first bytes of the input (first chunk only), to explain a non-dump.
+    pub head: Vec<u8>,
 }
 
 /// Parses `data`, which holds whole lines (the last one may lack its newline
@@ -56,7 +58,16 @@ pub(crate) fn parse_chunk(data: &[u8], at_eof: bool, opts: &ReadOptions) -> Chun
         if line.last() == Some(&b'\r') {
             line = &line[..line.len() - 1];
         }
-        handle_line(line, index, !terminated && at_eof, wants, opts, &mut fields, &mut scratch, &mut r);
+        handle_line(
+            line,
+            index,
+            !terminated && at_eof,
+            wants,
+            opts,
+            &mut fields,
+            &mut scratch,
+            &mut r,
+        );
         index += 1;
         start = next;
     }
@@ -126,7 +137,12 @@ fn handle_line<'a>(
 
 /// Adds a parsed record to the partial heap. Returns whether the line needed
 /// recovery, or why the record is unusable.
-fn accept(f: &Fields<'_>, refs: &[u64], opts: &ReadOptions, r: &mut ChunkResult) -> Result<bool, String> {
+fn accept(
+    f: &Fields<'_>,
+    refs: &[u64],
+    opts: &ReadOptions,
+    r: &mut ChunkResult,
+) -> Result<bool, String> {
     let type_name: &[u8] = match &f.type_name {
         Some(t) => t,
         None => return Err("record has no \"type\"".into()),
@@ -187,7 +203,10 @@ fn accept(f: &Fields<'_>, refs: &[u64], opts: &ReadOptions, r: &mut ChunkResult)
                 file: f.file.as_deref(),
                 line: f.line.map(|l| l.min(u32::MAX as u64) as u32),
                 method: f.method.as_deref(),
-                generation: f.generation.and_then(|g| u32::try_from(g).ok()).filter(|&g| g != u32::MAX),
+                generation: f
+                    .generation
+                    .and_then(|g| u32::try_from(g).ok())
+                    .filter(|&g| g != u32::MAX),
                 detail,
                 refs: if f.has_refs { refs } else { &[] },
                 object_id: f.object_id,
@@ -212,7 +231,7 @@ pub(crate) fn excerpt(line: &[u8]) -> String {
     for chunk in line[..line.len().min(MAX)].utf8_chunks() {
         for c in chunk.valid().chars() {
             if c.is_control() {
-                out.push_str(&c.escape_default().to_string());
+                out.push_str(&format!("\\x{:02x}", c as u32));
             } else {
                 out.push(c);
             }

@@ -20,6 +20,8 @@ pub struct Input {
     pub size_hint: Option<u64>,
     /// Size on disk, when the input is a file (for progress).
     pub file_size: Option<u64>,
+    /// An uncompressed regular file, which the reader maps instead of reading.
+    pub mapped: Option<File>,
 }
 
 impl Input {
@@ -31,21 +33,22 @@ impl Input {
         let file = File::open(path)?;
         let meta = file.metadata()?;
         if meta.is_dir() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "is a directory"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "is a directory",
+            ));
         }
         Self::from_reader(path.display().to_string(), Box::new(file), Some(meta.len()))
     }
 
-    pub fn from_reader(name: String, reader: Box<dyn Read + Send>, file_size: Option<u64>) -> io::Result<Input> {
+    pub fn from_reader(
+        name: String,
+        reader: Box<dyn Read + Send>,
+        file_size: Option<u64>,
+    ) -> io::Result<Input> {
         let mut buffered = BufReader::with_capacity(1 << 20, reader);
         let head = buffered.fill_buf()?;
-        let compression = if head.starts_with(&[0x1f, 0x8b]) {
-            Compression::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Compression::Zstd
-        } else {
-            Compression::None
-        };
+        let compression = compression_of(head);
         let reader: Box<dyn Read + Send> = match compression {
             Compression::None => Box::new(buffered),
             Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
@@ -62,6 +65,17 @@ impl Input {
             compression,
             size_hint,
             file_size,
+            mapped: None,
         })
+    }
+}
+
+fn compression_of(head: &[u8]) -> Compression {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else {
+        Compression::None
     }
 }

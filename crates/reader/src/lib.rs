@@ -132,8 +132,14 @@ pub struct Dump {
 
 #[derive(Debug)]
 pub enum ReadError {
-    Io { source_name: String, error: std::io::Error },
-    NotADump { source_name: String, why: String },
+    Io {
+        source_name: String,
+        error: std::io::Error,
+    },
+    NotADump {
+        source_name: String,
+        why: String,
+    },
 }
 
 impl std::fmt::Display for ReadError {
@@ -167,14 +173,27 @@ pub fn read_input(input: Input, opts: &ReadOptions) -> Result<Dump, ReadError> {
         error,
     };
     let threads = if opts.threads == 0 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     } else {
         opts.threads
     };
     let mut reader = input.reader;
+    // SAFETY (of the map): the file is only read. If another process truncated
+    // it while we read, accessing the lost pages would fault; dumps are not
+    // rewritten in place, and a file still growing is read up to its size at open.
+    let map = match &input.mapped {
+        Some(file) => Some(unsafe { memmap2::Mmap::map(file) }.map_err(io_err)?),
+        None => None,
+    };
+    if let Some(m) = &map {
+        let _ = m.advise(memmap2::Advice::Sequential);
+    }
+    let map = map.as_ref();
 
-    let (work_tx, work_rx) = crossbeam_channel::bounded::<(u64, Vec<u8>, bool)>(threads);
-    let (done_tx, done_rx) = crossbeam_channel::bounded::<(u64, ChunkResult, Vec<u8>)>(threads * 2);
+    let (work_tx, work_rx) = crossbeam_channel::bounded::<(u64, Chunk, bool)>(threads);
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<(u64, ChunkResult, Chunk)>(threads * 2);
     let (free_tx, free_rx) = crossbeam_channel::unbounded::<Vec<u8>>();
     let max_buffers = threads * 2 + 2;
 
@@ -183,9 +202,16 @@ pub fn read_input(input: Input, opts: &ReadOptions) -> Result<Dump, ReadError> {
             let work_rx = work_rx.clone();
             let done_tx = done_tx.clone();
             scope.spawn(move || {
-                for (idx, buf, eof) in work_rx {
-                    let result = parse_chunk(&buf, eof, opts);
-                    if done_tx.send((idx, result, buf)).is_err() {
+                for (idx, chunk, eof) in work_rx {
+                    let data = chunk.bytes(map);
+                    let mut result = parse_chunk(data, eof, opts);
+                    if idx == 0 {
+                        result.head = data[..data.len().min(4096)].to_vec();
+                    }
+                    if let (Chunk::Mapped(start, end), Some(m)) = (&chunk, map) {
+                        release_mapped(m, *start, *end);
+                    }
+                    if done_tx.send((idx, result, chunk)).is_err() {
                         break;
                     }
                 }
@@ -197,13 +223,16 @@ pub fn read_input(input: Input, opts: &ReadOptions) -> Result<Dump, ReadError> {
         // The merger runs on its own thread so that reading never waits on it.
         let merger = scope.spawn(move || merge(done_rx, free_tx, expected, opts));
 
-        let read_result = split_into_chunks(&mut reader, opts, max_buffers, &free_rx, &work_tx);
+        let read_result = match map {
+            Some(m) => Ok(split_mapped(m, opts, &work_tx)),
+            None => split_into_chunks(&mut reader, opts, max_buffers, &free_rx, &work_tx),
+        };
         drop(work_tx);
         let merged = merger.join().expect("merger thread panicked");
         let bytes = read_result.map_err(io_err)?;
         let (builder, mut diag, first_line) = merged;
         diag.bytes = bytes;
-        if diag.records() == 0 {
+        if diag.records() == 0 || starts_like_json_array(&first_line) {
             return Err(ReadError::NotADump {
                 source_name: source.clone(),
                 why: not_a_dump_reason(&diag, &first_line),
@@ -217,6 +246,68 @@ pub fn read_input(input: Input, opts: &ReadOptions) -> Result<Dump, ReadError> {
     })
 }
 
+/// A chunk of whole lines: a buffer read from a stream, or a range of a mapped file.
+enum Chunk {
+    Owned(Vec<u8>),
+    Mapped(usize, usize),
+}
+
+impl Chunk {
+    fn bytes<'a>(&'a self, map: Option<&'a memmap2::Mmap>) -> &'a [u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Mapped(s, e) => &map.expect("mapped chunk without a map")[*s..*e],
+        }
+    }
+}
+
+/// Drops a parsed range of the map from our resident set (the pages stay in
+/// the page cache), so peak memory does not grow with the file. A page shared
+/// with a neighbouring chunk that is still being parsed is simply faulted in again.
+fn release_mapped(map: &memmap2::Mmap, start: usize, end: usize) {
+    const PAGE: usize = 4096;
+    let s = start.div_ceil(PAGE) * PAGE;
+    let e = end / PAGE * PAGE;
+    if e > s {
+        // SAFETY: the map is read-only and file-backed: dropped pages read back
+        // the same bytes from the file, so no reference sees its data change.
+        let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, s, e - s) };
+    }
+}
+
+/// Cuts a mapped file into chunks that end at line boundaries. No copying.
+fn split_mapped(
+    map: &memmap2::Mmap,
+    opts: &ReadOptions,
+    work_tx: &crossbeam_channel::Sender<(u64, Chunk, bool)>,
+) -> u64 {
+    let chunk = opts.chunk_bytes.max(4096);
+    let len = map.len();
+    let mut start = 0;
+    let mut idx = 0;
+    while start < len {
+        let mut end = (start + chunk).min(len);
+        if end < len {
+            end = match memchr::memchr(b'\n', &map[end..]) {
+                Some(n) => end + n + 1,
+                None => len,
+            };
+        }
+        if let Some(p) = &opts.progress {
+            p(end as u64);
+        }
+        if work_tx
+            .send((idx, Chunk::Mapped(start, end), end == len))
+            .is_err()
+        {
+            break;
+        }
+        idx += 1;
+        start = end;
+    }
+    len as u64
+}
+
 /// Reads the input into chunks that end at line boundaries. Returns the
 /// number of bytes read. Stops early when the merger hangs up.
 fn split_into_chunks(
@@ -224,7 +315,7 @@ fn split_into_chunks(
     opts: &ReadOptions,
     max_buffers: usize,
     free_rx: &crossbeam_channel::Receiver<Vec<u8>>,
-    work_tx: &crossbeam_channel::Sender<(u64, Vec<u8>, bool)>,
+    work_tx: &crossbeam_channel::Sender<(u64, Chunk, bool)>,
 ) -> std::io::Result<u64> {
     let chunk = opts.chunk_bytes.max(4096);
     let mut carry: Vec<u8> = Vec::new();
@@ -262,7 +353,11 @@ fn split_into_chunks(
             }
             // Below the chunk size, read up to it (no reallocation); past it
             // (a line longer than a chunk), grow geometrically.
-            let want = if buf.len() < chunk { chunk - buf.len() } else { chunk.max(buf.len() / 2) };
+            let want = if buf.len() < chunk {
+                chunk - buf.len()
+            } else {
+                chunk.max(buf.len() / 2)
+            };
             let old = buf.len();
             buf.resize(old + want, 0);
             let n = read_full(reader, &mut buf[old..])?;
@@ -276,7 +371,7 @@ fn split_into_chunks(
         if let Some(p) = &opts.progress {
             p(total);
         }
-        if work_tx.send((idx, buf, eof)).is_err() {
+        if work_tx.send((idx, Chunk::Owned(buf), eof)).is_err() {
             return Ok(total);
         }
         idx += 1;
@@ -302,7 +397,7 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
 /// Appends chunk results in order. Returns the builder, the diagnostics and
 /// the first bytes of the input (to explain a non-dump).
 fn merge(
-    done_rx: crossbeam_channel::Receiver<(u64, ChunkResult, Vec<u8>)>,
+    done_rx: crossbeam_channel::Receiver<(u64, ChunkResult, Chunk)>,
     free_tx: crossbeam_channel::Sender<Vec<u8>>,
     expected: usize,
     opts: &ReadOptions,
@@ -312,12 +407,14 @@ fn merge(
     let mut pending: std::collections::BTreeMap<u64, ChunkResult> = Default::default();
     let mut next = 0u64;
     let mut first_bytes = Vec::new();
-    for (idx, result, mut buf) in done_rx.iter() {
+    for (idx, mut result, chunk) in done_rx.iter() {
         if idx == 0 {
-            first_bytes = buf[..buf.len().min(4096)].to_vec();
+            first_bytes = std::mem::take(&mut result.head);
         }
-        buf.clear();
-        let _ = free_tx.send(buf);
+        if let Chunk::Owned(mut buf) = chunk {
+            buf.clear();
+            let _ = free_tx.send(buf);
+        }
         pending.insert(idx, result);
         while let Some(r) = pending.remove(&next) {
             let base = diag.lines;
@@ -325,7 +422,9 @@ fn merge(
             builder.append(r.partial);
             next += 1;
             // Give up early on something that is clearly not a dump.
-            if next == 1 && diag.records() == 0 && diag.lines > 0 {
+            if next == 1
+                && (starts_like_json_array(&first_bytes) || diag.records() == 0 && diag.lines > 0)
+            {
                 return (builder, diag, first_bytes);
             }
         }
@@ -362,9 +461,17 @@ fn add_chunk(d: &mut Diagnostics, r: &ChunkResult, base: u64) {
     }
 }
 
+/// A JSON array (`[{...}, ...]`), which some tools write, is not JSON lines.
+fn starts_like_json_array(first: &[u8]) -> bool {
+    first.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'[')
+}
+
 fn not_a_dump_reason(d: &Diagnostics, first: &[u8]) -> String {
     let trimmed: &[u8] = {
-        let start = first.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(first.len());
+        let start = first
+            .iter()
+            .position(|c| !c.is_ascii_whitespace())
+            .unwrap_or(first.len());
         &first[start..]
     };
     if d.bytes == 0 {
@@ -374,7 +481,12 @@ fn not_a_dump_reason(d: &Diagnostics, first: &[u8]) -> String {
         return "the input holds only blank lines".into();
     }
     let binary = first.iter().filter(|&&c| c == 0).count() > 0
-        || first.iter().filter(|&&c| c < 0x20 && !b"\n\r\t".contains(&c)).count() * 20 > first.len();
+        || first
+            .iter()
+            .filter(|&&c| c < 0x20 && !b"\n\r\t".contains(&c))
+            .count()
+            * 20
+            > first.len();
     if binary {
         return "it is binary data (a compressed format other than gzip or zstd?)".into();
     }

@@ -105,7 +105,12 @@ pub fn parse_line<'a>(
         match p.next() {
             Some(b',') => continue,
             Some(b'}') => return p.end(),
-            Some(c) => return Err(p.err_at(p.i - 1, format!("expected ',' or '}}' but found {}", show(c)))),
+            Some(c) => {
+                return Err(p.err_at(
+                    p.i - 1,
+                    format!("expected ',' or '}}' but found {}", show(c)),
+                ))
+            }
             None => return Err(p.err("line ends inside the record (truncated?)")),
         }
     }
@@ -182,7 +187,10 @@ impl<'a> Scanner<'a> {
     fn expect_failed(&self, c: u8) -> ParseError {
         match self.peek() {
             Some(x) => self.err(format!("expected '{}' but found {}", c as char, show(x))),
-            None => self.err(format!("expected '{}' but the line ends (truncated?)", c as char)),
+            None => self.err(format!(
+                "expected '{}' but the line ends (truncated?)",
+                c as char
+            )),
         }
     }
 
@@ -254,7 +262,9 @@ impl<'a> Scanner<'a> {
                 None => return Err(self.err("line ends inside a string (truncated?)")),
                 Some(b'"') => return Ok(()),
                 Some(b'\\') => {
-                    let c = self.next().ok_or_else(|| self.err("line ends inside an escape"))?;
+                    let c = self
+                        .next()
+                        .ok_or_else(|| self.err("line ends inside an escape"))?;
                     match c {
                         b'"' | b'\\' | b'/' => out.push(c),
                         b'b' => out.push(8),
@@ -264,7 +274,9 @@ impl<'a> Scanner<'a> {
                         b't' => out.push(b'\t'),
                         b'u' => {
                             let mut cp = self.hex4()?;
-                            if (0xD800..0xDC00).contains(&cp) && self.s[self.i..].starts_with(b"\\u") {
+                            if (0xD800..0xDC00).contains(&cp)
+                                && self.s[self.i..].starts_with(b"\\u")
+                            {
                                 self.i += 2;
                                 let lo = self.hex4()?;
                                 if (0xDC00..0xE000).contains(&lo) {
@@ -276,7 +288,11 @@ impl<'a> Scanner<'a> {
                             }
                             push_char(out, cp);
                         }
-                        _ => return Err(self.err_at(self.i - 2, format!("invalid escape \\{}", c as char))),
+                        _ => {
+                            return Err(
+                                self.err_at(self.i - 2, format!("invalid escape \\{}", c as char))
+                            )
+                        }
                     }
                 }
                 Some(c) => out.push(c),
@@ -285,7 +301,10 @@ impl<'a> Scanner<'a> {
     }
 
     fn hex4(&mut self) -> PResult<u32> {
-        let h = self.s.get(self.i..self.i + 4).ok_or_else(|| self.err("short \\u escape"))?;
+        let h = self
+            .s
+            .get(self.i..self.i + 4)
+            .ok_or_else(|| self.err("short \\u escape"))?;
         let mut v = 0u32;
         for &c in h {
             v = v * 16 + hex_digit(c).ok_or_else(|| self.err("bad \\u escape"))? as u32;
@@ -325,7 +344,10 @@ impl<'a> Scanner<'a> {
                 self.i = q + 1;
                 if memchr(b'\\', v).is_some() {
                     // Escaped by a newer Ruby, or a raw backslash: decode if valid.
-                    let mut sub = Scanner { s: self.s, i: start };
+                    let mut sub = Scanner {
+                        s: self.s,
+                        i: start,
+                    };
                     let mut out = Vec::new();
                     return match sub.string_from_open(&mut out) {
                         Ok(()) if sub.i == q + 1 => Ok(Cow::Owned(out)),
@@ -428,7 +450,12 @@ impl<'a> Scanner<'a> {
             match self.next() {
                 Some(b',') => continue,
                 Some(b']') => return Ok(()),
-                Some(c) => return Err(self.err_at(self.i - 1, format!("expected ',' or ']' in references but found {}", show(c)))),
+                Some(c) => {
+                    return Err(self.err_at(
+                        self.i - 1,
+                        format!("expected ',' or ']' in references but found {}", show(c)),
+                    ))
+                }
                 None => return Err(self.err("line ends inside the references (truncated?)")),
             }
         }
@@ -656,15 +683,109 @@ enum Key {
 #[inline(always)]
 fn classify_key(k: &[u8]) -> Key {
     match k.len() {
-        2 => if eq(k, b"id") { Key::Id } else { Key::Other },
-        4 => if eq(k, b"type") { Key::Type } else if eq(k, b"file") { Key::File } else if eq(k, b"line") { Key::Line } else if eq(k, b"name") { Key::Name } else if eq(k, b"root") { Key::Root } else { Key::Other },
-        5 => if eq(k, b"class") { Key::Class } else if eq(k, b"flags") { Key::Flags } else if eq(k, b"value") { Key::Value } else if eq(k, b"depth") { Key::Depth } else if eq(k, b"edges") { Key::Edges } else { Key::Other },
-        6 => if eq(k, b"method") { Key::Method } else if eq(k, b"frozen") { Key::Frozen } else if eq(k, b"shared") { Key::Shared } else if eq(k, b"struct") { Key::Struct } else { Key::Other },
-        7 => if eq(k, b"address") { Key::Address } else if eq(k, b"memsize") { Key::Memsize } else { Key::Other },
-        8 => if eq(k, b"embedded") { Key::Embedded } else if eq(k, b"shape_id") { Key::ShapeId } else if eq(k, b"capacity") { Key::Capacity } else { Key::Other },
-        9 => if eq(k, b"node_type") { Key::NodeType } else if eq(k, b"slot_size") { Key::SlotSize } else if eq(k, b"parent_id") { Key::ParentId } else if eq(k, b"edge_name") { Key::EdgeName } else { Key::Other },
-        10 => if eq(k, b"references") { Key::References } else if eq(k, b"generation") { Key::Generation } else if eq(k, b"imemo_type") { Key::ImemoType } else if eq(k, b"shape_type") { Key::ShapeType } else { Key::Other },
-        15 => if eq(k, b"real_class_name") { Key::RealClassName } else { Key::Other },
+        2 => {
+            if eq(k, b"id") {
+                Key::Id
+            } else {
+                Key::Other
+            }
+        }
+        4 => {
+            if eq(k, b"type") {
+                Key::Type
+            } else if eq(k, b"file") {
+                Key::File
+            } else if eq(k, b"line") {
+                Key::Line
+            } else if eq(k, b"name") {
+                Key::Name
+            } else if eq(k, b"root") {
+                Key::Root
+            } else {
+                Key::Other
+            }
+        }
+        5 => {
+            if eq(k, b"class") {
+                Key::Class
+            } else if eq(k, b"flags") {
+                Key::Flags
+            } else if eq(k, b"value") {
+                Key::Value
+            } else if eq(k, b"depth") {
+                Key::Depth
+            } else if eq(k, b"edges") {
+                Key::Edges
+            } else {
+                Key::Other
+            }
+        }
+        6 => {
+            if eq(k, b"method") {
+                Key::Method
+            } else if eq(k, b"frozen") {
+                Key::Frozen
+            } else if eq(k, b"shared") {
+                Key::Shared
+            } else if eq(k, b"struct") {
+                Key::Struct
+            } else {
+                Key::Other
+            }
+        }
+        7 => {
+            if eq(k, b"address") {
+                Key::Address
+            } else if eq(k, b"memsize") {
+                Key::Memsize
+            } else {
+                Key::Other
+            }
+        }
+        8 => {
+            if eq(k, b"embedded") {
+                Key::Embedded
+            } else if eq(k, b"shape_id") {
+                Key::ShapeId
+            } else if eq(k, b"capacity") {
+                Key::Capacity
+            } else {
+                Key::Other
+            }
+        }
+        9 => {
+            if eq(k, b"node_type") {
+                Key::NodeType
+            } else if eq(k, b"slot_size") {
+                Key::SlotSize
+            } else if eq(k, b"parent_id") {
+                Key::ParentId
+            } else if eq(k, b"edge_name") {
+                Key::EdgeName
+            } else {
+                Key::Other
+            }
+        }
+        10 => {
+            if eq(k, b"references") {
+                Key::References
+            } else if eq(k, b"generation") {
+                Key::Generation
+            } else if eq(k, b"imemo_type") {
+                Key::ImemoType
+            } else if eq(k, b"shape_type") {
+                Key::ShapeType
+            } else {
+                Key::Other
+            }
+        }
+        15 => {
+            if eq(k, b"real_class_name") {
+                Key::RealClassName
+            } else {
+                Key::Other
+            }
+        }
         _ => Key::Other,
     }
 }
@@ -702,7 +823,12 @@ mod tests {
     fn parse(line: &str) -> (PResult<()>, Vec<u64>) {
         let mut f = Fields::default();
         let mut scratch = Scratch::default();
-        let r = parse_line(line.as_bytes(), ParseWants { references: true }, &mut f, &mut scratch);
+        let r = parse_line(
+            line.as_bytes(),
+            ParseWants { references: true },
+            &mut f,
+            &mut scratch,
+        );
         (r, scratch.refs)
     }
 
@@ -717,7 +843,10 @@ mod tests {
         assert_eq!(f.class, Some(0x7f4bb667e428));
         assert_eq!(f.value.as_deref(), Some(&b"x"[..]));
         assert_eq!(f.file.as_deref(), Some(&b"-e"[..]));
-        assert_eq!((f.line, f.generation, f.memsize), (Some(1), Some(9), Some(40)));
+        assert_eq!(
+            (f.line, f.generation, f.memsize),
+            (Some(1), Some(9), Some(40))
+        );
         assert_eq!(f.method.as_deref(), Some(&b"initialize"[..]));
         use heapscope_heap::flags as fl;
         assert_eq!(f.flags, fl::EMBEDDED | fl::WB_PROTECTED);
@@ -756,7 +885,13 @@ mod tests {
         let mut f = Fields::default();
         let mut refs = Scratch::default();
         let line = r#"{"type":"STRING","address":"0x1","value":"a\"b\\c\u00e9\ud83d\ude00\n"}"#;
-        parse_line(line.as_bytes(), ParseWants { references: true }, &mut f, &mut refs).unwrap();
+        parse_line(
+            line.as_bytes(),
+            ParseWants { references: true },
+            &mut f,
+            &mut refs,
+        )
+        .unwrap();
         assert_eq!(f.value.as_deref(), Some("a\"b\\cé😀\n".as_bytes()));
     }
 
@@ -788,7 +923,9 @@ mod tests {
 
     #[test]
     fn skips_unknown_nested_values() {
-        let (r, _) = parse(r#"{"address":"0x1", "type":"OBJECT", "x":{"a":[1,{"b":null}],"c":"}"}, "memsize":5}"#);
+        let (r, _) = parse(
+            r#"{"address":"0x1", "type":"OBJECT", "x":{"a":[1,{"b":null}],"c":"}"}, "memsize":5}"#,
+        );
         r.unwrap();
     }
 

@@ -89,7 +89,13 @@ fn groups_table(by: &[GroupKey], groups: &[Group], show_bytes: bool) -> Table {
     headers.push("memsize".into());
     let mut aligns: Vec<Align> = by
         .iter()
-        .map(|&k| if k == GroupKey::Generation { Align::Right } else { Align::Left })
+        .map(|&k| {
+            if k == GroupKey::Generation {
+                Align::Right
+            } else {
+                Align::Left
+            }
+        })
         .collect();
     aligns.extend([Align::Right, Align::Right]);
     let mut table = Table::new(headers, aligns);
@@ -133,7 +139,7 @@ pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -160,7 +166,10 @@ pub fn summary_text(source: &str, s: &Summary, d: &Diagnostics, show_bytes: bool
         size(t.memsize, show_bytes)
     ));
     if t.objects != t.dump_objects {
-        out.push_str(&format!(" (of {} objects in the dump)", thousands(t.dump_objects)));
+        out.push_str(&format!(
+            " (of {} objects in the dump)",
+            thousands(t.dump_objects)
+        ));
     }
     out.push('\n');
     out.push_str(&format!(
@@ -180,7 +189,10 @@ pub fn summary_text(source: &str, s: &Summary, d: &Diagnostics, show_bytes: bool
     out.push('\n');
     if let Some(m) = t.tracer_memsize {
         if t.tracer_included {
-            out.push_str(&format!("  includes the allocation tracer's table ({})\n", size(m, show_bytes)));
+            out.push_str(&format!(
+                "  includes the allocation tracer's table ({})\n",
+                size(m, show_bytes)
+            ));
         } else {
             out.push_str(&format!(
                 "  left out: the allocation tracer's table ({}), not app memory; --include-tracer counts it\n",
@@ -260,7 +272,11 @@ pub fn diff_text(src: &DiffSources<'_>, dif: &Diff, show_bytes: bool) -> String 
         size(t.after_memsize, show_bytes)
     ));
     if let (Some(l), Some(o), Some(m)) = (src.later, t.later_objects, t.later_memsize) {
-        out.push_str(&format!("LATER  {l}: {} objects, {}\n", thousands(o), size(m, show_bytes)));
+        out.push_str(&format!(
+            "LATER  {l}: {} objects, {}\n",
+            thousands(o),
+            size(m, show_bytes)
+        ));
     }
     out.push('\n');
     match t.freed_by_later {

@@ -111,7 +111,10 @@ mod tests {
 
     #[test]
     fn aligns_columns() {
-        let mut t = Table::new(vec!["k".into(), "count".into()], vec![Align::Left, Align::Right]);
+        let mut t = Table::new(
+            vec!["k".into(), "count".into()],
+            vec![Align::Left, Align::Right],
+        );
         t.row(vec!["alpha".into(), "1".into()]);
         t.row(vec!["b".into(), "1,000".into()]);
         assert_eq!(t.render(), "k      count\nalpha      1\nb      1,000\n");

@@ -1,0 +1,1 @@
+heapy read /work/main/bench/data/bench-1g.dump all

@@ -1,0 +1,1 @@
+reap /work/main/bench/data/bench-1g.dump

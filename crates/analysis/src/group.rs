@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use heapscope_heap::{types, FastMap, Heap, ObjId, StrId, NO_CLASS, NO_GENERATION, NO_LOC};
+use heapscope_heap::{FastMap, Heap, ObjId, StrId, NO_CLASS, NO_GENERATION, NO_LOC};
 
 use crate::origin::origin_of;
 
@@ -127,16 +127,57 @@ pub fn group_objects(
 ) -> (Vec<Group>, usize) {
     assert!(!by.is_empty() && by.len() <= MAX_KEYS);
     let mut ctx = KeyContext::new(heap);
-    let only_strings = by.contains(&GroupKey::String);
+    if !by.contains(&GroupKey::String) {
+        let (groups, _, total) = group_inner(&mut ctx, ids, by, sort, top, false);
+        return (groups, total);
+    }
+    // Only strings whose value was dumped take part; they are visited twice,
+    // the second time to find where each shown group's copies came from.
+    let strings: Vec<ObjId> = ids.filter(|&id| heap.string_value(id).is_some()).collect();
+    let (mut groups, keys, total) =
+        group_inner(&mut ctx, strings.iter().copied(), by, sort, top, true);
+    let row_of: FastMap<[u32; MAX_KEYS], usize> =
+        keys.into_iter().enumerate().map(|(i, k)| (k, i)).collect();
+    let mut per: Vec<FastMap<u32, u64>> = vec![FastMap::default(); groups.len()];
+    for &id in &strings {
+        if let Some(&g) = row_of.get(&ctx.raw_key(id, by)) {
+            *per[g].entry(heap.location[id as usize]).or_default() += 1;
+        }
+    }
+    for (g, locs) in groups.iter_mut().zip(per) {
+        let mut v: Vec<(String, u64)> = locs
+            .into_iter()
+            .map(|(l, c)| {
+                (
+                    location_text(heap, l).unwrap_or_else(|| "(untraced)".into()),
+                    c,
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v.truncate(3);
+        g.locations = v;
+    }
+    (groups, total)
+}
+
+/// Groups, sorts and cuts; returns the groups, their raw keys and the number
+/// of groups before the cut. With `duplicates_only`, single-member groups are dropped.
+fn group_inner(
+    ctx: &mut KeyContext<'_>,
+    ids: impl Iterator<Item = ObjId>,
+    by: &[GroupKey],
+    sort: SortBy,
+    top: Option<usize>,
+    duplicates_only: bool,
+) -> (Vec<Group>, Vec<[u32; MAX_KEYS]>, usize) {
+    let heap = ctx.heap;
     let mut sums: FastMap<[u32; MAX_KEYS], (u64, u64)> = FastMap::default();
     if let (&[key], Some(bound)) = (by, dense_bound(heap, by)) {
         // One key with small dense values: count into an array, no hashing.
         // The last slot is for "none" (u32::MAX).
         let mut dense = vec![(0u64, 0u64); bound + 1];
         for id in ids {
-            if only_strings && heap.string_value(id).is_none() {
-                continue;
-            }
             let raw = ctx.raw(id, key);
             let slot = &mut dense[(raw as usize).min(bound)];
             slot.0 += 1;
@@ -150,19 +191,12 @@ pub fn group_objects(
         }
     } else {
         for id in ids {
-            if only_strings && heap.string_value(id).is_none() {
-                continue;
-            }
-            let mut k = [0u32; MAX_KEYS];
-            for (slot, &key) in k.iter_mut().zip(by) {
-                *slot = ctx.raw(id, key);
-            }
-            let e = sums.entry(k).or_insert((0, 0));
+            let e = sums.entry(ctx.raw_key(id, by)).or_insert((0, 0));
             e.0 += 1;
             e.1 += heap.memsize(id);
         }
     }
-    if only_strings {
+    if duplicates_only {
         // Only values that occur more than once are duplicates.
         sums.retain(|_, (count, _)| *count > 1);
     }
@@ -194,7 +228,7 @@ pub fn group_objects(
     if let Some(n) = top {
         rows.truncate(n);
     }
-    let mut groups: Vec<Group> = rows
+    let groups: Vec<Group> = rows
         .iter()
         .map(|(k, count, memsize)| Group {
             key: by
@@ -207,10 +241,7 @@ pub fn group_objects(
             locations: Vec::new(),
         })
         .collect();
-    if let Some(pos) = by.iter().position(|&k| k == GroupKey::String) {
-        add_string_locations(heap, &mut groups, rows.iter().map(|r| r.0[pos]).collect());
-    }
-    (groups, total)
+    (groups, rows.into_iter().map(|r| r.0).collect(), total)
 }
 
 /// An upper bound of a single key's raw values, when they are dense ids.
@@ -225,34 +256,6 @@ fn dense_bound(heap: &Heap, by: &[GroupKey]) -> Option<usize> {
     };
     // A generation filter on a huge, sparse range would waste memory.
     (bound <= 64 << 20).then_some(bound)
-}
-
-/// For each duplicated string value, the locations of its copies.
-fn add_string_locations(heap: &Heap, groups: &mut [Group], values: Vec<u32>) {
-    let index: FastMap<u32, usize> = values.iter().enumerate().map(|(i, &v)| (v, i)).collect();
-    let mut per: Vec<FastMap<u32, u64>> = vec![FastMap::default(); groups.len()];
-    for id in heap.ids() {
-        if heap.otype[id as usize] != types::STRING {
-            continue;
-        }
-        if let Some(&g) = index.get(&heap.detail[id as usize]) {
-            *per[g].entry(heap.location[id as usize]).or_default() += 1;
-        }
-    }
-    for (g, locs) in groups.iter_mut().zip(per) {
-        let mut v: Vec<(String, u64)> = locs
-            .into_iter()
-            .map(|(l, c)| {
-                (
-                    location_text(heap, l).unwrap_or_else(|| "(untraced)".into()),
-                    c,
-                )
-            })
-            .collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        v.truncate(3);
-        g.locations = v;
-    }
 }
 
 pub fn location_text(heap: &Heap, loc: u32) -> Option<String> {
@@ -278,6 +281,14 @@ impl<'h> KeyContext<'h> {
             gem_names: Vec::new(),
             gem_index: FastMap::default(),
         }
+    }
+
+    fn raw_key(&mut self, id: ObjId, by: &[GroupKey]) -> [u32; MAX_KEYS] {
+        let mut k = [0u32; MAX_KEYS];
+        for (slot, &key) in k.iter_mut().zip(by) {
+            *slot = self.raw(id, key);
+        }
+        k
     }
 
     fn raw(&mut self, id: ObjId, key: GroupKey) -> u32 {

@@ -16,7 +16,9 @@ use common::{count_of, fixture, fixture_expectations, population, rows, summary_
 
 fn heapy_path() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join("heapy")).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join("heapy"))
+        .find(|p| p.is_file())
 }
 
 /// Parses heapy's `Generation: nil object count: 1234, mem: 0.0 kb` lines.
@@ -38,11 +40,19 @@ fn parse_heapy(out: &str) -> (u64, BTreeMap<u64, u64>) {
             .unwrap_or_else(|| panic!("no count in heapy line: {line:?}"));
         match gen.trim() {
             "nil" => {
-                assert!(nil.replace(count).is_none(), "two nil lines in heapy's output:\n{out}");
+                assert!(
+                    nil.replace(count).is_none(),
+                    "two nil lines in heapy's output:\n{out}"
+                );
             }
             g => {
-                let g: u64 = g.parse().unwrap_or_else(|_| panic!("bad generation in heapy line: {line:?}"));
-                assert!(gens.insert(g, count).is_none(), "generation {g} twice in heapy's output:\n{out}");
+                let g: u64 = g
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad generation in heapy line: {line:?}"));
+                assert!(
+                    gens.insert(g, count).is_none(),
+                    "generation {g} twice in heapy's output:\n{out}"
+                );
             }
         }
     }
@@ -90,7 +100,10 @@ fn assert_parity(heapy: &Path, dump: &Path) -> bool {
                 untraced += count_of(r);
             }
             Some(g) => {
-                assert!(ours.insert(g, count_of(r)).is_none(), "generation {g} listed twice");
+                assert!(
+                    ours.insert(g, count_of(r)).is_none(),
+                    "generation {g} listed twice"
+                );
             }
         }
     }
@@ -106,7 +119,12 @@ fn assert_parity(heapy: &Path, dump: &Path) -> bool {
          + ROOT records ({roots}) + SHAPE records ({shapes})",
         dump.display()
     );
-    assert_eq!(ours, heapy_gens, "{}: per-generation counts", dump.display());
+    assert_eq!(
+        ours,
+        heapy_gens,
+        "{}: per-generation counts",
+        dump.display()
+    );
     true
 }
 
@@ -117,12 +135,19 @@ fn generations_match_heapy_on_the_population_dump() {
         return;
     };
     let pop = population();
-    assert!(assert_parity(&heapy, &pop.dump), "heapy must read a dump Ruby wrote");
+    assert!(
+        assert_parity(&heapy, &pop.dump),
+        "heapy must read a dump Ruby wrote"
+    );
     // The population's generations are there with their exact sizes.
     let (_, gens) = heapy_read(&heapy, &pop.dump).unwrap();
     for (name, p) in pop.populations() {
         let g = p["generation"].as_u64().unwrap();
-        assert_eq!(gens.get(&g).copied(), p["count"].as_u64(), "{name}: heapy's generation {g}");
+        assert_eq!(
+            gens.get(&g).copied(),
+            p["count"].as_u64(),
+            "{name}: heapy's generation {g}"
+        );
     }
 }
 
@@ -139,11 +164,16 @@ fn generations_match_heapy_on_the_fixtures() {
         }
         // heapy cannot read broken lines: compare only clean dumps.
         let clean = e["malformed_total"] == 0
-            && e["recovered_lines"].as_array().is_some_and(|a| a.is_empty())
+            && e["recovered_lines"]
+                .as_array()
+                .is_some_and(|a| a.is_empty())
             && e.get("raw_bytes_hex").is_none();
         if clean && assert_parity(&heapy, &fixture(&name)) {
             compared += 1;
         }
     }
-    assert!(compared >= 5, "only {compared} fixtures could be compared with heapy");
+    assert!(
+        compared >= 5,
+        "only {compared} fixtures could be compared with heapy"
+    );
 }

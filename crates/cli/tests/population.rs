@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{count_of, counts_by, population, rows, rows_where, single_count, summary_json, thousands};
+use common::{
+    count_of, counts_by, population, rows, rows_where, single_count, summary_json, thousands,
+};
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
@@ -13,7 +15,10 @@ fn key_value(p: &Value, key: &str) -> Value {
     match key {
         "class" => match &p["class"] {
             // An anonymous class has no name: it is shown by its address.
-            Value::Null => json!(format!("#<Class:{}>", p["class_address"].as_str().expect("class_address"))),
+            Value::Null => json!(format!(
+                "#<Class:{}>",
+                p["class_address"].as_str().expect("class_address")
+            )),
             name => name.clone(),
         },
         "location" | "generation" | "method" => p[key].clone(),
@@ -28,7 +33,13 @@ fn by_each_key(extra: &[&str]) -> BTreeMap<String, Value> {
     let mut keys: Vec<&str> = pop
         .populations()
         .iter()
-        .flat_map(|(_, p)| p["dump_totals"].as_object().unwrap().keys().map(|k| k.as_str()))
+        .flat_map(|(_, p)| {
+            p["dump_totals"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|k| k.as_str())
+        })
         .collect();
     keys.sort();
     keys.dedup();
@@ -51,9 +62,18 @@ fn exclusive_keys_count_exactly_the_population() {
         for key in exclusive {
             let key = key.as_str().unwrap();
             let want = p["dump_totals"][key].as_u64().unwrap();
-            assert_eq!(want, p["count"].as_u64().unwrap(), "{name}: population.rb contradicts itself");
+            assert_eq!(
+                want,
+                p["count"].as_u64().unwrap(),
+                "{name}: population.rb contradicts itself"
+            );
             let got = single_count(&by_key[key], key, &key_value(p, key));
-            assert_eq!(got, want, "{name}: --by {key}: count of {}", key_value(p, key));
+            assert_eq!(
+                got,
+                want,
+                "{name}: --by {key}: count of {}",
+                key_value(p, key)
+            );
         }
     }
 }
@@ -67,8 +87,15 @@ fn every_key_matches_the_dump_totals() {
     for (name, p) in pop.populations() {
         for (key, want) in p["dump_totals"].as_object().unwrap() {
             let value = key_value(p, key);
-            let got: u64 = rows_where(&by_key[key], key, &value).into_iter().map(count_of).sum();
-            assert_eq!(got, want.as_u64().unwrap(), "{name}: --by {key}: objects with {key} {value}");
+            let got: u64 = rows_where(&by_key[key], key, &value)
+                .into_iter()
+                .map(count_of)
+                .sum();
+            assert_eq!(
+                got,
+                want.as_u64().unwrap(),
+                "{name}: --by {key}: objects with {key} {value}"
+            );
         }
     }
 }
@@ -76,10 +103,17 @@ fn every_key_matches_the_dump_totals() {
 #[test]
 fn totals_and_types_match_the_dump() {
     let pop = population();
-    let v = summary_json(&pop.dump, &["--by", "type", "--include-tracer", "--top", "0"]);
+    let v = summary_json(
+        &pop.dump,
+        &["--by", "type", "--include-tracer", "--top", "0"],
+    );
     let t = &v["totals"];
     assert_eq!(t["dump_objects"], pop.num("heap_object_lines"));
-    assert_eq!(t["objects"], pop.num("heap_object_lines"), "--include-tracer counts every object");
+    assert_eq!(
+        t["objects"],
+        pop.num("heap_object_lines"),
+        "--include-tracer counts every object"
+    );
     assert_eq!(t["roots"], pop.num("root_lines"));
     assert_eq!(t["shapes"], 0, "Ruby 3.1 writes no SHAPE records");
     assert_eq!(t["tracer_included"], true);
@@ -108,11 +142,23 @@ fn the_tracer_is_left_out_by_default() {
     let v = summary_json(&pop.dump, &["--by", "type", "--top", "0"]);
     let t = &v["totals"];
     assert_eq!(t["dump_objects"], all);
-    assert_eq!(t["objects"], all - 1, "the allocation tracer's DATA object is not the app's");
+    assert_eq!(
+        t["objects"],
+        all - 1,
+        "the allocation tracer's DATA object is not the app's"
+    );
     assert_eq!(t["tracer_included"], false);
-    let tracer = t["tracer_memsize"].as_u64().expect("a traced 3.1 dump has the tracer's table");
-    let with = summary_json(&pop.dump, &["--by", "type", "--top", "0", "--include-tracer"]);
-    assert_eq!(with["totals"]["memsize"].as_u64().unwrap(), t["memsize"].as_u64().unwrap() + tracer);
+    let tracer = t["tracer_memsize"]
+        .as_u64()
+        .expect("a traced 3.1 dump has the tracer's table");
+    let with = summary_json(
+        &pop.dump,
+        &["--by", "type", "--top", "0", "--include-tracer"],
+    );
+    assert_eq!(
+        with["totals"]["memsize"].as_u64().unwrap(),
+        t["memsize"].as_u64().unwrap() + tracer
+    );
     let data = pop.expected["type_counts"]["DATA"].as_u64().unwrap();
     assert_eq!(single_count(&v, "type", &json!("DATA")), data - 1);
     assert_eq!(single_count(&with, "type", &json!("DATA")), data);
@@ -123,28 +169,51 @@ fn generation_filter_selects_one_population() {
     let pop = population();
     for (name, p) in pop.populations() {
         let g = p["generation"].as_u64().unwrap();
-        let v = summary_json(&pop.dump, &["--by", "type", "--top", "0", "--generation", &g.to_string()]);
-        assert_eq!(v["totals"]["objects"], p["count"], "{name}: --generation {g}");
+        let v = summary_json(
+            &pop.dump,
+            &["--by", "type", "--top", "0", "--generation", &g.to_string()],
+        );
+        assert_eq!(
+            v["totals"]["objects"], p["count"],
+            "{name}: --generation {g}"
+        );
         // The generation holds nothing but the population, all of one type.
-        assert_eq!(counts_by(&v, "type"), [(p["type"].as_str().unwrap().to_string(), p["count"].as_u64().unwrap())].into());
+        assert_eq!(
+            counts_by(&v, "type"),
+            [(
+                p["type"].as_str().unwrap().to_string(),
+                p["count"].as_u64().unwrap()
+            )]
+            .into()
+        );
     }
     // `--generation all` is the default and keeps the untraced objects.
     let all = summary_json(&pop.dump, &["--generation", "all"]);
     assert_eq!(all["totals"]["objects"], pop.num("heap_object_lines") - 1);
-    assert_eq!(all, summary_json(&pop.dump, &[] as &[&str]));
+    assert_eq!(all, summary_json(&pop.dump, &[]));
 }
 
 #[test]
 fn generation_ranges_add_up() {
     let pop = population();
     let by_gen = summary_json(&pop.dump, &["--top", "0"]);
-    let per_gen: Vec<(Option<u64>, u64)> =
-        rows(&by_gen).iter().map(|r| (r["generation"].as_u64(), count_of(r))).collect();
-    let mut gens: Vec<u64> = pop.populations().iter().map(|(_, p)| p["generation"].as_u64().unwrap()).collect();
+    let per_gen: Vec<(Option<u64>, u64)> = rows(&by_gen)
+        .iter()
+        .map(|r| (r["generation"].as_u64(), count_of(r)))
+        .collect();
+    let mut gens: Vec<u64> = pop
+        .populations()
+        .iter()
+        .map(|(_, p)| p["generation"].as_u64().unwrap())
+        .collect();
     gens.sort();
     let (lo, hi) = (gens[0], gens[gens.len() - 1]);
     let traced_in = |a: u64, b: u64| -> u64 {
-        per_gen.iter().filter(|(g, _)| matches!(g, Some(g) if (a..=b).contains(g))).map(|(_, c)| c).sum()
+        per_gen
+            .iter()
+            .filter(|(g, _)| matches!(g, Some(g) if (a..=b).contains(g)))
+            .map(|(_, c)| c)
+            .sum()
     };
     for (spec, a, b) in [
         (format!("{lo}..{hi}"), lo, hi),
@@ -153,7 +222,11 @@ fn generation_ranges_add_up() {
         (format!("..{}", lo - 1), 0, lo - 1),
     ] {
         let v = summary_json(&pop.dump, &["--generation", spec.as_str(), "--top", "0"]);
-        assert_eq!(v["totals"]["objects"].as_u64().unwrap(), traced_in(a, b), "--generation {spec}");
+        assert_eq!(
+            v["totals"]["objects"].as_u64().unwrap(),
+            traced_in(a, b),
+            "--generation {spec}"
+        );
         assert!(
             rows(&v).iter().all(|r| !r["generation"].is_null()),
             "--generation {spec} must leave out untraced objects"
@@ -162,7 +235,11 @@ fn generation_ranges_add_up() {
     // population.rb opens one GC generation per population, one after another.
     if gens.windows(2).all(|w| w[1] == w[0] + 1) {
         let v = summary_json(&pop.dump, &["--generation", &format!("{lo}..{hi}")]);
-        let sum: u64 = pop.populations().iter().map(|(_, p)| p["count"].as_u64().unwrap()).sum();
+        let sum: u64 = pop
+            .populations()
+            .iter()
+            .map(|(_, p)| p["count"].as_u64().unwrap())
+            .sum();
         assert_eq!(v["totals"]["objects"].as_u64().unwrap(), sum);
     }
 }
@@ -171,9 +248,24 @@ fn generation_ranges_add_up() {
 fn type_filter_counts_the_type() {
     let pop = population();
     for (t, n) in pop.expected["type_counts"].as_object().unwrap() {
-        let v = summary_json(&pop.dump, &["--type", t.as_str(), "--include-tracer", "--by", "type", "--top", "0"]);
+        let v = summary_json(
+            &pop.dump,
+            &[
+                "--type",
+                t.as_str(),
+                "--include-tracer",
+                "--by",
+                "type",
+                "--top",
+                "0",
+            ],
+        );
         assert_eq!(v["totals"]["objects"], *n, "--type {t}");
-        assert_eq!(counts_by(&v, "type"), [(t.clone(), n.as_u64().unwrap())].into(), "--type {t}");
+        assert_eq!(
+            counts_by(&v, "type"),
+            [(t.clone(), n.as_u64().unwrap())].into(),
+            "--type {t}"
+        );
     }
     // Case-insensitive, comma-separated, combined with a generation.
     let p = pop.population("hashes");
@@ -182,7 +274,10 @@ fn type_filter_counts_the_type() {
     assert_eq!(v["totals"]["objects"], p["count"]);
     let t = &pop.expected["type_counts"];
     let v = summary_json(&pop.dump, &["--type", "HASH", "--type", "ARRAY"]);
-    assert_eq!(v["totals"]["objects"].as_u64().unwrap(), t["HASH"].as_u64().unwrap() + t["ARRAY"].as_u64().unwrap());
+    assert_eq!(
+        v["totals"]["objects"].as_u64().unwrap(),
+        t["HASH"].as_u64().unwrap() + t["ARRAY"].as_u64().unwrap()
+    );
 }
 
 #[test]
@@ -194,12 +289,21 @@ fn duplicated_strings_are_listed_with_their_location() {
     assert_eq!(found.len(), 1, "{} is listed once: {found:?}", p["value"]);
     let row = found[0];
     assert_eq!(row["count"], p["dump_totals"]["string"]);
-    let locations = row["locations"].as_array().expect("string rows have locations");
-    assert_eq!(locations[0], json!({"location": p["location"], "count": p["count"]}), "top location");
+    let locations = row["locations"]
+        .as_array()
+        .expect("string rows have locations");
+    assert_eq!(
+        locations[0],
+        json!({"location": p["location"], "count": p["count"]}),
+        "top location"
+    );
     // Every row is a duplicate.
     assert!(rows(&v).iter().all(|r| count_of(r) > 1));
     // It is also the biggest duplicate by count.
-    let by_count = summary_json(&pop.dump, &["--by", "string", "--sort", "count", "--top", "1"]);
+    let by_count = summary_json(
+        &pop.dump,
+        &["--by", "string", "--sort", "count", "--top", "1"],
+    );
     assert_eq!(rows(&by_count)[0]["string"], p["value"]);
 }
 
@@ -209,10 +313,23 @@ fn gem_attribution() {
     let v = summary_json(&pop.dump, &["--by", "gem", "--top", "0"]);
     let gems = counts_by(&v, "gem");
     // The script is the app: all populations are under "app".
-    let populations: u64 = pop.populations().iter().map(|(_, p)| p["count"].as_u64().unwrap()).sum();
-    assert!(gems.get("app").copied().unwrap_or(0) >= populations, "app: {gems:?}");
-    assert!(gems.contains_key("ruby stdlib") || gems.contains_key("ruby core"), "{gems:?}");
-    assert!(gems.contains_key("null"), "untraced objects have no gem: {gems:?}");
+    let populations: u64 = pop
+        .populations()
+        .iter()
+        .map(|(_, p)| p["count"].as_u64().unwrap())
+        .sum();
+    assert!(
+        gems.get("app").copied().unwrap_or(0) >= populations,
+        "app: {gems:?}"
+    );
+    assert!(
+        gems.contains_key("ruby stdlib") || gems.contains_key("ruby core"),
+        "{gems:?}"
+    );
+    assert!(
+        gems.contains_key("null"),
+        "untraced objects have no gem: {gems:?}"
+    );
     // "app" holds exactly the objects allocated in the script's file.
     let file = pop.expected["script_file"].clone();
     let by_file = summary_json(&pop.dump, &["--by", "file", "--top", "0"]);
@@ -232,7 +349,11 @@ fn file_and_location_groupings_agree() {
     let prefix = format!("{file}:");
     let in_file: u64 = rows(&by_loc)
         .iter()
-        .filter(|r| r["location"].as_str().is_some_and(|l| l.starts_with(&prefix)))
+        .filter(|r| {
+            r["location"]
+                .as_str()
+                .is_some_and(|l| l.starts_with(&prefix))
+        })
         .map(count_of)
         .sum();
     assert_eq!(single_count(&by_file, "file", &json!(file)), in_file);
@@ -246,23 +367,44 @@ fn file_and_location_groupings_agree() {
 #[test]
 fn default_table_lists_generations() {
     let pop = population();
-    let run = common::heapscope(&[std::ffi::OsStr::new("summary"), pop.dump.as_os_str()]);
+    let run = common::summary_run(&pop.dump, &[]);
     let out = run.ok().stdout_text();
-    let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert!(
-        lines.iter().any(|l| l.len() >= 2 && l[0] == "generation" && l[1] == "count"),
+        lines
+            .iter()
+            .any(|l| l.len() >= 2 && l[0] == "generation" && l[1] == "count"),
         "no table header:\n{out}"
     );
-    assert!(lines.iter().any(|l| l.first() == Some(&"untraced")), "no untraced row:\n{out}");
+    assert!(
+        lines.iter().any(|l| l.first() == Some(&"untraced")),
+        "no untraced row:\n{out}"
+    );
     for (name, p) in pop.populations() {
         let g = p["generation"].to_string();
         let count = thousands(p["count"].as_u64().unwrap());
         assert!(
-            lines.iter().any(|l| l.len() >= 2 && l[0] == g && l[1] == count),
+            lines
+                .iter()
+                .any(|l| l.len() >= 2 && l[0] == g && l[1] == count),
             "{name}: no row `{g}  {count}` in:\n{out}"
         );
     }
-    let header = format!("{}: {} objects", pop.dump.display(), thousands(pop.num("heap_object_lines") - 1));
-    assert!(out.starts_with(&header), "first line should be {header:?}:\n{out}");
-    assert!(run.stderr.is_empty(), "a clean dump gives no warnings: {}", run.stderr);
+    let header = format!(
+        "{}: {} objects",
+        pop.dump.display(),
+        thousands(pop.num("heap_object_lines") - 1)
+    );
+    assert!(
+        out.starts_with(&header),
+        "first line should be {header:?}:\n{out}"
+    );
+    assert!(
+        run.stderr.is_empty(),
+        "a clean dump gives no warnings: {}",
+        run.stderr
+    );
 }

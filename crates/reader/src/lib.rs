@@ -77,6 +77,9 @@ pub struct Diagnostics {
     pub first_recovered: Vec<u64>,
     /// Lines that needed the general JSON parser.
     pub fallback_lines: u64,
+    /// The input ended with a read error (a cut-off gzip or zstd stream); what
+    /// came before it was analysed.
+    pub input_error: Option<String>,
 }
 
 impl Diagnostics {
@@ -103,6 +106,12 @@ impl Diagnostics {
             w.push(format!(
                 "{source}:{}: the last line is truncated (was the dump cut off?); it was skipped",
                 p.line
+            ));
+        }
+        if let Some(e) = &self.input_error {
+            w.push(format!(
+                "{source}: the input ends early ({e}): was it cut off? The {} bytes before that were analysed",
+                self.bytes
             ));
         }
         if self.recovered > 0 {
@@ -223,15 +232,24 @@ pub fn read_input(input: Input, opts: &ReadOptions) -> Result<Dump, ReadError> {
         // The merger runs on its own thread so that reading never waits on it.
         let merger = scope.spawn(move || merge(done_rx, free_tx, expected, opts));
 
+        let mut stream_error = None;
         let read_result = match map {
             Some(m) => Ok(split_mapped(m, opts, &work_tx)),
-            None => split_into_chunks(&mut reader, opts, max_buffers, &free_rx, &work_tx),
+            None => split_into_chunks(
+                &mut reader,
+                opts,
+                max_buffers,
+                &free_rx,
+                &work_tx,
+                &mut stream_error,
+            ),
         };
         drop(work_tx);
         let merged = merger.join().expect("merger thread panicked");
         let bytes = read_result.map_err(io_err)?;
         let (builder, mut diag, first_line) = merged;
         diag.bytes = bytes;
+        diag.input_error = stream_error;
         if diag.records() == 0 || starts_like_json_array(&first_line) {
             return Err(ReadError::NotADump {
                 source_name: source.clone(),
@@ -316,6 +334,7 @@ fn split_into_chunks(
     max_buffers: usize,
     free_rx: &crossbeam_channel::Receiver<Vec<u8>>,
     work_tx: &crossbeam_channel::Sender<(u64, Chunk, bool)>,
+    stream_error: &mut Option<String>,
 ) -> std::io::Result<u64> {
     let chunk = opts.chunk_bytes.max(4096);
     let mut carry: Vec<u8> = Vec::new();
@@ -360,9 +379,19 @@ fn split_into_chunks(
             };
             let old = buf.len();
             buf.resize(old + want, 0);
-            let n = read_full(reader, &mut buf[old..])?;
+            let (n, err) = read_full(reader, &mut buf[old..]);
             buf.truncate(old + n);
             total += n as u64;
+            if let Some(e) = err {
+                // A cut-off gzip/zstd stream or a failing device: keep what
+                // was read, unless nothing was.
+                if total == 0 {
+                    return Err(e);
+                }
+                *stream_error = Some(e.to_string());
+                eof = true;
+                break;
+            }
             if n == 0 {
                 eof = true;
                 break;
@@ -381,17 +410,19 @@ fn split_into_chunks(
     }
 }
 
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+/// Fills `buf` as far as the input goes. An error is returned with the bytes
+/// read before it, so that what was read can still be analysed.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> (usize, Option<std::io::Error>) {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(e) => return (n, Some(e)),
         }
     }
-    Ok(n)
+    (n, None)
 }
 
 /// Appends chunk results in order. Returns the builder, the diagnostics and

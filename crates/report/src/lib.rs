@@ -56,6 +56,7 @@ pub fn diagnostics_json(d: &Diagnostics) -> Value {
         "truncated_last_line": d.truncated_last_line.as_ref().map(|p| p.line),
         "recovered_lines": d.recovered,
         "general_parser_lines": d.fallback_lines,
+        "input_error": d.input_error,
     })
 }
 

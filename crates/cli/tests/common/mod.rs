@@ -98,17 +98,23 @@ impl Run {
             self.args,
             String::from_utf8_lossy(&self.stdout)
         );
-        assert!(!self.stderr.trim().is_empty(), "heapscope {:?}: no error message on stderr", self.args);
+        assert!(
+            !self.stderr.trim().is_empty(),
+            "heapscope {:?}: no error message on stderr",
+            self.args
+        );
         self
     }
 }
 
 fn command<S: AsRef<OsStr>>(args: &[S]) -> (Command, Vec<String>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_heapscope"));
+    // stdout and stderr are pipes, so no progress bar is drawn.
     cmd.args(args);
-    // Keep the output independent of the machine: no progress bar, fixed columns.
-    cmd.env_remove("RUST_LOG").env("COLUMNS", "120");
-    let shown = args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
+    let shown = args
+        .iter()
+        .map(|a| a.as_ref().to_string_lossy().into_owned())
+        .collect();
     (cmd, shown)
 }
 
@@ -132,19 +138,38 @@ pub fn heapscope_with_stdin<S: AsRef<OsStr>>(args: &[S], stdin: impl Into<Stdio>
     }
 }
 
+/// `heapscope summary DUMP EXTRA...`.
+pub fn summary_run(dump: &Path, extra: &[&str]) -> Run {
+    let mut args: Vec<&OsStr> = vec![OsStr::new("summary"), dump.as_os_str()];
+    args.extend(extra.iter().map(OsStr::new));
+    heapscope(&args)
+}
+
+/// `heapscope diff DUMPS... EXTRA...`.
+pub fn diff_run(dumps: &[&Path], extra: &[&str]) -> Run {
+    let mut args: Vec<&OsStr> = vec![OsStr::new("diff")];
+    args.extend(dumps.iter().map(|p| p.as_os_str()));
+    args.extend(extra.iter().map(OsStr::new));
+    heapscope(&args)
+}
+
 /// `heapscope summary DUMP --format json EXTRA...`, which must succeed.
-pub fn summary_json<S: AsRef<OsStr>>(dump: &Path, extra: &[S]) -> Value {
-    let mut args: Vec<&OsStr> = vec![OsStr::new("summary"), dump.as_os_str(), OsStr::new("--format"), OsStr::new("json")];
-    args.extend(extra.iter().map(|s| s.as_ref()));
-    heapscope(&args).json()
+pub fn summary_json(dump: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["--format", "json"];
+    args.extend_from_slice(extra);
+    summary_run(dump, &args).json()
 }
 
 pub fn rows(v: &Value) -> &Vec<Value> {
-    v["rows"].as_array().unwrap_or_else(|| panic!("no \"rows\" array in {v}"))
+    v["rows"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no \"rows\" array in {v}"))
 }
 
 pub fn count_of(row: &Value) -> u64 {
-    row["count"].as_u64().unwrap_or_else(|| panic!("row without a numeric count: {row}"))
+    row["count"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("row without a numeric count: {row}"))
 }
 
 /// Rows whose `key` equals `value`.
@@ -185,12 +210,14 @@ pub fn sum_counts(v: &Value) -> u64 {
 /// `n` with thousands separators, as the tables print counts.
 pub fn thousands(n: u64) -> String {
     let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
+    let head = match s.len() % 3 {
+        0 => 3.min(s.len()),
+        k => k,
+    };
+    let mut out = s[..head].to_string();
+    for group in s.as_bytes()[head..].chunks(3) {
+        out.push(',');
+        out.push_str(std::str::from_utf8(group).unwrap());
     }
     out
 }
@@ -200,7 +227,10 @@ pub fn require_ruby() {
     static CHECKED: OnceLock<Result<String, String>> = OnceLock::new();
     let r = CHECKED.get_or_init(|| match Command::new("ruby").arg("--version").output() {
         Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).trim().to_string()),
-        Ok(o) => Err(format!("`ruby --version` failed: {}", String::from_utf8_lossy(&o.stderr))),
+        Ok(o) => Err(format!(
+            "`ruby --version` failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        )),
         Err(e) => Err(format!("cannot run `ruby`: {e}")),
     });
     if let Err(e) = r {
@@ -219,7 +249,9 @@ pub fn run_ruby(script: &Path, args: &[&Path], env: &[(&str, &str)], dir: &Path)
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run ruby {}: {e}", script.display()));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ruby {}: {e}", script.display()));
     assert!(
         out.status.success(),
         "ruby {} {:?} failed ({}):\n{}{}",
@@ -231,26 +263,30 @@ pub fn run_ruby(script: &Path, args: &[&Path], env: &[(&str, &str)], dir: &Path)
     );
 }
 
-/// A temporary directory under Cargo's target/tmp. Directories made by earlier
-/// runs with the same prefix and older than a day are removed first, because
-/// a directory kept in a `static` is never dropped.
+/// A temporary directory under Cargo's target/tmp. A directory kept in a
+/// `static` is never dropped, so directories that earlier runs made with the
+/// same prefix are removed first once they are an hour old (no test run lasts
+/// that long; a younger one may belong to a run going on at the same time).
 pub fn scratch_dir(prefix: &str) -> TempDir {
     let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
     fs::create_dir_all(base).expect("create CARGO_TARGET_TMPDIR");
-    let day = Duration::from_secs(24 * 3600);
+    let stale_after = Duration::from_secs(3600);
     if let Ok(entries) = fs::read_dir(base) {
         for e in entries.flatten() {
             let stale = e.file_name().to_string_lossy().starts_with(prefix)
                 && e.metadata()
                     .and_then(|m| m.modified())
-                    .map(|t| SystemTime::now().duration_since(t).unwrap_or_default() > day)
+                    .map(|t| SystemTime::now().duration_since(t).unwrap_or_default() > stale_after)
                     .unwrap_or(false);
             if stale {
                 let _ = fs::remove_dir_all(e.path());
             }
         }
     }
-    tempfile::Builder::new().prefix(prefix).tempdir_in(base).expect("create a scratch directory")
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(base)
+        .expect("create a scratch directory")
 }
 
 /// The dump written by `tests/ruby/population.rb` and its expectations.
@@ -273,12 +309,17 @@ impl Population {
 
     pub fn population(&self, name: &str) -> &Value {
         let p = &self.expected["populations"][name];
-        assert!(p.is_object(), "population {name} missing from the expectations");
+        assert!(
+            p.is_object(),
+            "population {name} missing from the expectations"
+        );
         p
     }
 
     pub fn num(&self, key: &str) -> u64 {
-        self.expected[key].as_u64().unwrap_or_else(|| panic!("expectation {key} is not a number"))
+        self.expected[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("expectation {key} is not a number"))
     }
 }
 
@@ -289,10 +330,19 @@ pub fn population() -> &'static Population {
         let dir = scratch_dir("heapscope-population-");
         let dump = dir.path().join("population.dump");
         let expected_path = dir.path().join("population.json");
-        run_ruby(&ruby_script("population.rb"), &[&dump, &expected_path], &[], dir.path());
+        run_ruby(
+            &ruby_script("population.rb"),
+            &[&dump, &expected_path],
+            &[],
+            dir.path(),
+        );
         let text = fs::read_to_string(&expected_path).expect("population.rb wrote no expectations");
-        let expected: Value = serde_json::from_str(&text).expect("population.rb wrote invalid JSON");
-        assert_eq!(expected["schema"], 1, "population.rb: unknown expectation schema");
+        let expected: Value =
+            serde_json::from_str(&text).expect("population.rb wrote invalid JSON");
+        assert_eq!(
+            expected["schema"], 1,
+            "population.rb: unknown expectation schema"
+        );
         Population {
             _dir: dir,
             dump,

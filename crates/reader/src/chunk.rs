@@ -33,6 +33,9 @@ pub(crate) struct ChunkResult {
     pub fallback: u64,
     /// The first bytes of the input (first chunk only), to explain a non-dump.
     pub head: Vec<u8>,
+    /// Non-blank lines in the chunk, and how many of them came before its first record.
+    pub nonblank: u64,
+    pub nonblank_before_record: Option<u64>,
 }
 
 /// Parses `data`, which holds whole lines (the last one may lack its newline
@@ -112,6 +115,10 @@ fn handle_line<'a>(
     };
     match outcome {
         Ok(recovered) => {
+            if r.nonblank_before_record.is_none() {
+                r.nonblank_before_record = Some(r.nonblank);
+            }
+            r.nonblank += 1;
             if recovered {
                 r.recovered += 1;
                 if r.recovered_lines.len() < KEEP_FIRST {
@@ -120,6 +127,7 @@ fn handle_line<'a>(
             }
         }
         Err(message) => {
+            r.nonblank += 1;
             r.malformed += 1;
             let problem = ChunkProblem {
                 line: index,

@@ -2,7 +2,7 @@
 //! (recognised by its first bytes, whatever the file is called).
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,9 +46,22 @@ impl Input {
         reader: Box<dyn Read + Send>,
         file_size: Option<u64>,
     ) -> io::Result<Input> {
-        let mut buffered = BufReader::with_capacity(1 << 20, reader);
-        let head = buffered.fill_buf()?;
-        let compression = compression_of(head);
+        // Sniff the magic bytes; a slow pipe may deliver them one at a time.
+        let mut reader = reader;
+        let mut magic = Vec::with_capacity(4);
+        while magic.len() < 4 {
+            let mut byte = [0u8; 4];
+            let want = 4 - magic.len();
+            match reader.read(&mut byte[..want]) {
+                Ok(0) => break,
+                Ok(n) => magic.extend_from_slice(&byte[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let compression = compression_of(&magic);
+        let chained: Box<dyn Read + Send> = Box::new(io::Cursor::new(magic).chain(reader));
+        let buffered = BufReader::with_capacity(1 << 20, chained);
         let reader: Box<dyn Read + Send> = match compression {
             Compression::None => Box::new(buffered),
             Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),

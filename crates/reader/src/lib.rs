@@ -80,6 +80,8 @@ pub struct Diagnostics {
     /// The input ended with a read error (a cut-off gzip or zstd stream); what
     /// came before it was analysed.
     pub input_error: Option<String>,
+    /// Non-blank lines before the first record (None until one is seen).
+    pub junk_prefix: Option<u64>,
 }
 
 impl Diagnostics {
@@ -250,7 +252,11 @@ pub fn read_input(input: Input, opts: &ReadOptions) -> Result<Dump, ReadError> {
         let (builder, mut diag, first_line) = merged;
         diag.bytes = bytes;
         diag.input_error = stream_error;
-        if diag.records() == 0 || starts_like_json_array(&first_line) {
+        let junk_prefix = diag.junk_prefix.unwrap_or(u64::MAX);
+        if diag.records() == 0
+            || junk_prefix >= MAX_JUNK_PREFIX
+            || starts_like_json_array(&first_line)
+        {
             return Err(ReadError::NotADump {
                 source_name: source.clone(),
                 why: not_a_dump_reason(&diag, &first_line),
@@ -438,6 +444,7 @@ fn merge(
     let mut pending: std::collections::BTreeMap<u64, ChunkResult> = Default::default();
     let mut next = 0u64;
     let mut first_bytes = Vec::new();
+    let mut junk = 0u64;
     for (idx, mut result, chunk) in done_rx.iter() {
         if idx == 0 {
             first_bytes = std::mem::take(&mut result.head);
@@ -448,14 +455,22 @@ fn merge(
         }
         pending.insert(idx, result);
         while let Some(r) = pending.remove(&next) {
+            let (r_prefix, r_nonblank) = (r.nonblank_before_record, r.nonblank);
             let base = diag.lines;
             add_chunk(&mut diag, &r, base);
             builder.append(r.partial);
             next += 1;
+            if diag.junk_prefix.is_none() {
+                match r_prefix {
+                    Some(before) => diag.junk_prefix = Some(junk + before),
+                    None => junk += r_nonblank,
+                }
+            }
             // Give up early on something that is clearly not a dump.
-            if next == 1
-                && (starts_like_json_array(&first_bytes) || diag.records() == 0 && diag.lines > 0)
+            if starts_like_json_array(&first_bytes)
+                || diag.junk_prefix.is_none() && junk >= MAX_JUNK_PREFIX
             {
+                diag.junk_prefix = Some(junk);
                 return (builder, diag, first_bytes);
             }
         }
@@ -492,6 +507,11 @@ fn add_chunk(d: &mut Diagnostics, r: &ChunkResult, base: u64) {
     }
 }
 
+/// An input whose first this-many non-blank lines hold no record is not a
+/// heap dump, however it goes on. Counted in lines, not chunks, so the verdict
+/// does not depend on how the input was cut.
+const MAX_JUNK_PREFIX: u64 = 1000;
+
 /// A JSON array (`[{...}, ...]`), which some tools write, is not JSON lines.
 fn starts_like_json_array(first: &[u8]) -> bool {
     first.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'[')
@@ -508,7 +528,7 @@ fn not_a_dump_reason(d: &Diagnostics, first: &[u8]) -> String {
     if d.bytes == 0 {
         return "the input is empty".into();
     }
-    if trimmed.is_empty() {
+    if d.lines == d.blank_lines || trimmed.is_empty() && d.records() == 0 {
         return "the input holds only blank lines".into();
     }
     let binary = first.iter().filter(|&&c| c == 0).count() > 0
@@ -524,11 +544,16 @@ fn not_a_dump_reason(d: &Diagnostics, first: &[u8]) -> String {
     if trimmed[0] == b'[' {
         return "it is a JSON array; ObjectSpace.dump_all writes one JSON object per line".into();
     }
-    let line1 = first.split(|&c| c == b'\n').next().unwrap_or_default();
+    let (index, line) = first
+        .split(|&c| c == b'\n')
+        .enumerate()
+        .find(|(_, l)| !l.iter().all(|c| c.is_ascii_whitespace()))
+        .unwrap_or_default();
     format!(
-        "none of its {} lines is a heap dump record (expected JSON objects like {{\"address\":\"0x...\", \"type\":\"STRING\", ...}}); line 1: {}",
-        d.lines,
-        chunk::excerpt(line1)
+        "none of its first {} non-blank lines is a heap dump record (expected JSON objects like {{\"address\":\"0x...\", \"type\":\"STRING\", ...}}); line {}: {}",
+        d.junk_prefix.unwrap_or(d.lines - d.blank_lines).min(d.lines - d.blank_lines),
+        index + 1,
+        chunk::excerpt(line)
     )
 }
 

@@ -316,6 +316,19 @@ impl<'a> Scanner<'a> {
     /// A string Ruby writes without escaping. It ends at the first quote that
     /// is followed by `,` + `"` or by `}`, so stray quotes inside are kept.
     fn raw_string(&mut self, recovered: &mut bool) -> PResult<Bytes<'a>> {
+        // A value that is valid JSON and followed by what may follow a value
+        // is taken as it is (newer Rubies escape some of these keys).
+        let open = self.i;
+        if let Ok(v) = self.string() {
+            let mut k = self.i;
+            while let Some(b' ' | b'\t' | b'\r') = self.s.get(k) {
+                k += 1;
+            }
+            if matches!(self.s.get(k), Some(b',' | b'}') | None) {
+                return Ok(v);
+            }
+        }
+        self.i = open;
         self.expect(b'"')?;
         let start = self.i;
         let mut j = start;
@@ -598,7 +611,9 @@ impl<'a> Scanner<'a> {
             Key::Class => f.class = Some(self.hex_address()?),
             Key::References => {
                 f.has_refs = true;
-                self.references(wants.references, &mut scratch.refs)?
+                // Roots are few and always kept.
+                let keep = wants.references || f.type_name.as_deref() == Some(b"ROOT");
+                self.references(keep, &mut scratch.refs)?
             }
             Key::File => f.file = Some(self.raw_string(&mut f.recovered)?),
             Key::Line => f.line = Some(self.number()?),

@@ -1,1 +1,1 @@
-/tmp/hs-target/release/heapscope diff /work/main/bench/data/diff-200m-1.dump /work/main/bench/data/diff-200m-2.dump /work/main/bench/data/diff-200m-3.dump
+/work/main/target/release/heapscope diff /work/main/bench/data/diff-200m-1.dump /work/main/bench/data/diff-200m-2.dump /work/main/bench/data/diff-200m-3.dump

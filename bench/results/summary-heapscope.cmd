@@ -1,1 +1,1 @@
-/tmp/hs-target/release/heapscope summary /work/main/bench/data/bench-1g.dump
+/work/main/target/release/heapscope summary /work/main/bench/data/bench-1g.dump

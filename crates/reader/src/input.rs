@@ -38,7 +38,23 @@ impl Input {
                 "is a directory",
             ));
         }
-        Self::from_reader(path.display().to_string(), Box::new(file), Some(meta.len()))
+        let name = path.display().to_string();
+        if meta.is_file() && meta.len() > 0 {
+            use std::os::unix::fs::FileExt;
+            let mut magic = [0u8; 4];
+            let n = file.read_at(&mut magic, 0)?;
+            if compression_of(&magic[..n]) == Compression::None {
+                return Ok(Input {
+                    name,
+                    reader: Box::new(io::empty()),
+                    compression: Compression::None,
+                    size_hint: Some(meta.len()),
+                    file_size: Some(meta.len()),
+                    mapped: Some(file),
+                });
+            }
+        }
+        Self::from_reader(name, Box::new(file), Some(meta.len()))
     }
 
     pub fn from_reader(

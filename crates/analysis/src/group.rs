@@ -268,6 +268,9 @@ pub fn location_text(heap: &Heap, loc: u32) -> Option<String> {
 /// Maps objects to raw u32 keys, caching per-file gem attribution.
 struct KeyContext<'h> {
     heap: &'h Heap,
+    /// Each class's representative among the classes shown under the same
+    /// name (a class and the singleton classes that stand in for it).
+    class_canon: Vec<u32>,
     gem_of_file: FastMap<u32, u32>,
     gem_names: Vec<String>,
     gem_index: FastMap<String, u32>,
@@ -277,10 +280,21 @@ impl<'h> KeyContext<'h> {
     fn new(heap: &'h Heap) -> Self {
         KeyContext {
             heap,
+            class_canon: Vec::new(),
             gem_of_file: FastMap::default(),
             gem_names: Vec::new(),
             gem_index: FastMap::default(),
         }
+    }
+
+    fn class_canon(&mut self) -> &[u32] {
+        if self.class_canon.is_empty() && !self.heap.classes.is_empty() {
+            let mut first: FastMap<String, u32> = FastMap::default();
+            self.class_canon = (0..self.heap.classes.len() as u32)
+                .map(|c| *first.entry(self.heap.class_display(c)).or_insert(c))
+                .collect();
+        }
+        &self.class_canon
     }
 
     fn raw_key(&mut self, id: ObjId, by: &[GroupKey]) -> [u32; MAX_KEYS] {
@@ -297,7 +311,14 @@ impl<'h> KeyContext<'h> {
         match key {
             GroupKey::Generation => h.generation[i],
             GroupKey::Type => h.otype[i] as u32,
-            GroupKey::Class => h.class[i],
+            GroupKey::Class => {
+                let c = h.class[i];
+                if c == NO_CLASS {
+                    c
+                } else {
+                    self.class_canon()[c as usize]
+                }
+            }
             GroupKey::Location => h.location[i],
             GroupKey::File => match h.location(id) {
                 Some(l) => l.file.0,

@@ -33,6 +33,9 @@ pub struct ObjectRecord<'a> {
     pub detail: Detail<'a>,
     pub refs: &'a [u64],
     pub object_id: Option<u64>,
+    /// For a CLASS without a name (a singleton class): the name of the class
+    /// its instances report from `#class`.
+    pub real_class_name: Option<&'a [u8]>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -80,6 +83,7 @@ pub struct PartialHeap {
     root_addrs: Vec<u64>,
     shapes: Vec<Shape>,
     object_ids: Vec<(u32, u64)>,
+    real_class_names: Vec<(u32, StrId)>,
     facts: DumpFacts,
 }
 
@@ -167,6 +171,10 @@ impl PartialHeap {
         if let Some(oid) = r.object_id {
             self.object_ids.push((idx, oid));
         }
+        if let Some(real) = r.real_class_name {
+            let real = self.strings.intern(real);
+            self.real_class_names.push((idx, real));
+        }
     }
 
     pub fn push_root(&mut self, r: &RootRecord<'_>) {
@@ -201,6 +209,7 @@ pub struct HeapBuilder {
     loc_map: FastMap<Location, LocId>,
     ref_addrs: Vec<u64>,
     root_addrs: Vec<u64>,
+    real_class_names: FastMap<ObjId, StrId>,
 }
 
 impl HeapBuilder {
@@ -233,6 +242,7 @@ impl HeapBuilder {
             loc_map: FastMap::default(),
             ref_addrs: Vec::new(),
             root_addrs: Vec::new(),
+            real_class_names: FastMap::default(),
         }
     }
 
@@ -317,6 +327,7 @@ impl HeapBuilder {
                     address: addr,
                     object: NO_OBJ,
                     name: StrId::NONE,
+                    real_name: StrId::NONE,
                 });
                 next
             });
@@ -362,6 +373,9 @@ impl HeapBuilder {
         for (i, oid) in p.object_ids {
             h.object_ids.insert(base + i, oid);
         }
+        for (i, real) in p.real_class_names {
+            self.real_class_names.insert(base + i, remap(real));
+        }
         let f = &mut h.facts;
         f.traced_objects += p.facts.traced_objects;
         f.has_shapes |= p.facts.has_shapes;
@@ -376,6 +390,7 @@ impl HeapBuilder {
             with_refs,
             ref_addrs,
             root_addrs,
+            real_class_names,
             ..
         } = self;
         shrink_columns(&mut heap);
@@ -423,6 +438,9 @@ impl HeapBuilder {
                 heap.classes[i].object = obj;
                 if t == types::CLASS || t == types::MODULE {
                     heap.classes[i].name = StrId(heap.detail[obj as usize]);
+                }
+                if let Some(&real) = real_class_names.get(&obj) {
+                    heap.classes[i].real_name = real;
                 }
             }
         }

@@ -84,6 +84,9 @@ pub struct ClassInfo {
     pub object: ObjId,
     /// Its `name`, when it has one (anonymous classes have none).
     pub name: StrId,
+    /// For a singleton class (Ruby 3.1+ dumps): its `real_class_name`, the
+    /// class that its instances' `#class` returns (`Class` for metaclasses).
+    pub real_name: StrId,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -264,10 +267,13 @@ impl Heap {
         (c != NO_CLASS).then(|| &self.classes[c as usize])
     }
 
-    /// Display name of a class: its name, or `#<Class:0x...>` when anonymous.
+    /// Display name of a class as Ruby's `obj.class` would show it: its name;
+    /// for a singleton class, the real class it stands in for (so the class
+    /// objects of an app group under `Class`, not under thousands of
+    /// metaclasses); else `#<Class:0x...>`.
     pub fn class_display(&self, class: ClassId) -> String {
         let c = &self.classes[class as usize];
-        match c.name.get() {
+        match c.name.get().or(c.real_name.get()) {
             Some(n) => self.strings.text(n).into_owned(),
             None => format!("#<Class:{:#x}>", c.address),
         }

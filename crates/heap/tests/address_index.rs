@@ -24,6 +24,7 @@ fn record<'a>(address: u64, type_name: &'a [u8], refs: &'a [u64]) -> ObjectRecor
         detail: Detail::None,
         refs,
         object_id: None,
+        real_class_name: None,
     }
 }
 

@@ -218,6 +218,10 @@ fn accept(
                 detail,
                 refs: if f.has_refs { refs } else { &[] },
                 object_id: f.object_id,
+                real_class_name: match t {
+                    Some(types::CLASS) if f.name.is_none() => f.real_class_name.as_deref(),
+                    _ => None,
+                },
             });
             r.objects += 1;
         }

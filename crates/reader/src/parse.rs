@@ -37,6 +37,7 @@ pub struct Fields<'a> {
     pub value: Option<Bytes<'a>>,
     pub name: Option<Bytes<'a>>,
     pub struct_name: Option<Bytes<'a>>,
+    pub real_class_name: Option<Bytes<'a>>,
     pub imemo_type: Option<Bytes<'a>>,
     pub node_type: Option<Bytes<'a>>,
     pub root: Option<Bytes<'a>>,
@@ -634,9 +635,7 @@ impl<'a> Scanner<'a> {
             }
             Key::Name => f.name = Some(self.string()?),
             Key::Struct => f.struct_name = Some(self.raw_string(&mut f.recovered)?),
-            Key::RealClassName => {
-                self.raw_string(&mut f.recovered)?;
-            }
+            Key::RealClassName => f.real_class_name = Some(self.raw_string(&mut f.recovered)?),
             Key::ImemoType => f.imemo_type = Some(self.string()?),
             Key::NodeType => f.node_type = Some(self.string()?),
             Key::Root => f.root = Some(self.string()?),

@@ -126,7 +126,7 @@ pub fn group_objects(
     top: Option<usize>,
 ) -> (Vec<Group>, usize) {
     assert!(!by.is_empty() && by.len() <= MAX_KEYS);
-    let mut ctx = KeyContext::new(heap);
+    let mut ctx = Grouper::new(heap);
     if !by.contains(&GroupKey::String) {
         let (groups, _, total) = group_inner(&mut ctx, ids, by, sort, top, false);
         return (groups, total);
@@ -164,7 +164,7 @@ pub fn group_objects(
 /// Groups, sorts and cuts; returns the groups, their raw keys and the number
 /// of groups before the cut. With `duplicates_only`, single-member groups are dropped.
 fn group_inner(
-    ctx: &mut KeyContext<'_>,
+    ctx: &mut Grouper<'_>,
     ids: impl Iterator<Item = ObjId>,
     by: &[GroupKey],
     sort: SortBy,
@@ -265,8 +265,9 @@ pub fn location_text(heap: &Heap, loc: u32) -> Option<String> {
     })
 }
 
-/// Maps objects to raw u32 keys, caching per-file gem attribution.
-struct KeyContext<'h> {
+/// Maps objects to raw u32 keys (cheap to hash and compare) and raw keys to
+/// display values. Caches per-file gem attribution and class-name merging.
+pub struct Grouper<'h> {
     heap: &'h Heap,
     /// Each class's representative among the classes shown under the same
     /// name (a class and the singleton classes that stand in for it).
@@ -276,9 +277,9 @@ struct KeyContext<'h> {
     gem_index: FastMap<String, u32>,
 }
 
-impl<'h> KeyContext<'h> {
-    fn new(heap: &'h Heap) -> Self {
-        KeyContext {
+impl<'h> Grouper<'h> {
+    pub fn new(heap: &'h Heap) -> Self {
+        Grouper {
             heap,
             class_canon: Vec::new(),
             gem_of_file: FastMap::default(),
@@ -297,7 +298,8 @@ impl<'h> KeyContext<'h> {
         &self.class_canon
     }
 
-    fn raw_key(&mut self, id: ObjId, by: &[GroupKey]) -> [u32; MAX_KEYS] {
+    /// The raw key of `id` under `by` (unused slots are 0).
+    pub fn raw_key(&mut self, id: ObjId, by: &[GroupKey]) -> [u32; MAX_KEYS] {
         let mut k = [0u32; MAX_KEYS];
         for (slot, &key) in k.iter_mut().zip(by) {
             *slot = self.raw(id, key);
@@ -345,7 +347,15 @@ impl<'h> KeyContext<'h> {
         }
     }
 
-    fn value(&self, key: GroupKey, raw: u32) -> KeyValue {
+    /// The display values of a raw key.
+    pub fn values(&self, by: &[GroupKey], raw: &[u32; MAX_KEYS]) -> Vec<KeyValue> {
+        by.iter()
+            .zip(raw)
+            .map(|(&k, &r)| self.value(k, r))
+            .collect()
+    }
+
+    pub fn value(&self, key: GroupKey, raw: u32) -> KeyValue {
         let h = self.heap;
         let text = |s: u32| (s != u32::MAX).then(|| h.strings.text(StrId(s)).into_owned());
         match key {

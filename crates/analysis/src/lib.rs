@@ -3,5 +3,9 @@
 
 pub mod diff;
 pub mod group;
+pub mod inspect;
 pub mod origin;
+pub mod paths;
+pub mod retained;
 pub mod summary;
+pub mod suspects;

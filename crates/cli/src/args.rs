@@ -58,6 +58,48 @@ Examples:
     heapscope diff 1.dump 2.dump 3.dump --by location
     heapscope diff 1.dump.gz 2.dump.gz 3.dump.gz --format json")]
     Diff(DiffArgs),
+    /// The objects and groups that keep the most memory alive (retained size, via the dominator
+    /// tree).
+    Retained(crate::cmd::retained::Args),
+    /// The shortest chain of references from a GC root to an object.
+    Path(crate::cmd::path::Args),
+    /// Everything known about one object: record, sizes, dominator, referrers and referents.
+    Inspect(crate::cmd::inspect::Args),
+    /// Automatic leak-suspect report: objects and groups retaining a large share of the heap.
+    Suspects(crate::cmd::suspects::Args),
+    /// The dominator tree as a flame graph (SVG, or folded stacks).
+    Flamegraph(crate::cmd::flamegraph::Args),
+    /// A gzipped pprof profile of live objects by allocation site, for `go tool pprof` and
+    /// Pyroscope.
+    Pprof(crate::cmd::pprof::Args),
+}
+
+/// The input of the graph commands, and how to read it.
+#[derive(Args, Debug, Clone)]
+pub struct InputArgs {
+    /// The heap dump (plain, .gz or .zst; `-` reads stdin).
+    #[arg(value_name = "DUMP")]
+    pub dump: PathBuf,
+
+    /// Output format.
+    #[arg(long, short = 'f', value_enum, default_value = "table")]
+    pub format: Format,
+
+    /// Count Ruby's allocation-tracing table as app memory (left out by default).
+    #[arg(long)]
+    pub include_tracer: bool,
+
+    /// Parser threads (default: one per core).
+    #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
+    pub threads: usize,
+
+    /// Never show a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+
+    /// Do not print warnings about malformed lines.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -177,7 +219,7 @@ fn parse_generation(s: &str) -> Result<GenerationFilter, String> {
     s.parse()
 }
 
-fn parse_by(s: &str) -> Result<ByKeys, String> {
+pub fn parse_by(s: &str) -> Result<ByKeys, String> {
     let keys = s
         .split(',')
         .filter(|k| !k.trim().is_empty())

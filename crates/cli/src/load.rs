@@ -8,12 +8,39 @@ use anyhow::Result;
 use heapscope_reader::{read_input, Dump, Input, ReadError, ReadOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::args::CommonArgs;
+use crate::args::{CommonArgs, InputArgs};
 
 /// Inputs smaller than this load too fast for a progress bar to help.
 const PROGRESS_MIN_BYTES: u64 = 100 << 20;
 
 pub fn load(path: &Path, opts: &ReadOptions, common: &CommonArgs) -> Result<Dump> {
+    load_with(path, opts, common.no_progress, common.quiet)
+}
+
+/// Loads a dump with its references, for the graph commands.
+pub fn load_for_graph(input: &InputArgs) -> Result<Dump> {
+    let opts = ReadOptions {
+        references: true,
+        string_values: true,
+        threads: input.threads,
+        ..ReadOptions::default()
+    };
+    load_with(&input.dump, &opts, input.no_progress, input.quiet)
+}
+
+/// A spinner with a message on stderr, shown on a terminal only, for the
+/// graph stages that follow loading.
+pub fn stage(input: &InputArgs, message: &str) -> Option<ProgressBar> {
+    if input.no_progress || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_message(message.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    Some(bar)
+}
+
+fn load_with(path: &Path, opts: &ReadOptions, no_progress: bool, quiet: bool) -> Result<Dump> {
     let input = Input::open(path).map_err(|error| {
         let name = heapscope_reader::display_name(path);
         anyhow::Error::new(ReadError::Io {
@@ -22,7 +49,7 @@ pub fn load(path: &Path, opts: &ReadOptions, common: &CommonArgs) -> Result<Dump
         })
     })?;
     let size = input.size_hint.unwrap_or(0);
-    let show = !common.no_progress && size >= PROGRESS_MIN_BYTES && std::io::stderr().is_terminal();
+    let show = !no_progress && size >= PROGRESS_MIN_BYTES && std::io::stderr().is_terminal();
     let mut opts = opts.clone();
     let bar = if show {
         let bar = ProgressBar::new(size);
@@ -45,10 +72,34 @@ pub fn load(path: &Path, opts: &ReadOptions, common: &CommonArgs) -> Result<Dump
         bar.finish_and_clear();
     }
     let dump = dump?;
-    if !common.quiet {
+    if !quiet {
         for w in dump.diagnostics.warnings(&dump.source) {
             eprintln!("heapscope: warning: {w}");
         }
     }
     Ok(dump)
+}
+
+/// Stage timings on stderr when `HEAPSCOPE_TIMINGS` is set (for benchmarks).
+pub struct Timer {
+    start: std::time::Instant,
+    on: bool,
+}
+
+impl Timer {
+    pub fn start() -> Timer {
+        Timer {
+            start: std::time::Instant::now(),
+            on: std::env::var_os("HEAPSCOPE_TIMINGS").is_some(),
+        }
+    }
+
+    pub fn lap(&self, what: &str) {
+        if self.on {
+            eprintln!(
+                "heapscope: timing: {what} done at {:.3} s",
+                self.start.elapsed().as_secs_f64()
+            );
+        }
+    }
 }

@@ -5,6 +5,7 @@
 //! 2 usage or input error.
 
 mod args;
+mod cmd;
 mod load;
 
 use std::io::Write;
@@ -34,6 +35,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Summary(a) => summary_cmd(a),
         Command::Diff(a) => diff_cmd(a),
+        Command::Retained(a) => cmd::retained::run(a),
+        Command::Path(a) => cmd::path::run(a),
+        Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Suspects(a) => cmd::suspects::run(a),
+        Command::Flamegraph(a) => cmd::flamegraph::run(a),
+        Command::Pprof(a) => cmd::pprof::run(a),
     }
 }
 
@@ -54,7 +61,7 @@ fn filter_for(heap: &heapscope_heap::Heap, common: &CommonArgs) -> Result<Object
     })
 }
 
-fn print(out: &str) -> Result<ExitCode> {
+pub(crate) fn print(out: &str) -> Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (`| head`) is not an error worth reporting.
     match stdout

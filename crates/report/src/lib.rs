@@ -10,6 +10,10 @@ use heapscope_analysis::summary::{Summary, Totals};
 use heapscope_reader::Diagnostics;
 use serde_json::{json, Map, Value};
 
+pub mod inspect;
+pub mod path;
+pub mod retained;
+pub mod suspects;
 mod table;
 pub use table::{human_bytes, Align, Table};
 

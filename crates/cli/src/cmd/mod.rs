@@ -1,0 +1,8 @@
+//! One module per graph command: its arguments and how it runs.
+
+pub mod flamegraph;
+pub mod inspect;
+pub mod path;
+pub mod pprof;
+pub mod retained;
+pub mod suspects;

@@ -1,0 +1,1 @@
+//! Flame graphs and pprof profiles of a heap.

@@ -1,0 +1,1 @@
+//! Rendering of `heapscope path`.

@@ -1,0 +1,165 @@
+//! Rendering of `heapscope retained`.
+
+use heapscope_analysis::group::{GroupKey, KeyValue};
+use heapscope_analysis::retained::{RetainedGroup, RetainedObject};
+use serde_json::{json, Map, Value};
+
+use crate::{human_bytes, thousands, Align, Table};
+
+/// What `retained` found, for rendering.
+pub struct RetainedReport<'a> {
+    pub source: &'a str,
+    pub reachable_objects: u64,
+    pub reachable_bytes: u64,
+    pub unreachable_objects: u64,
+    pub unreachable_bytes: u64,
+    pub unreachable: &'a [(Vec<KeyValue>, u64, u64)],
+    pub objects: &'a [RetainedObject],
+    pub by: &'a [GroupKey],
+    pub groups: &'a [RetainedGroup],
+    pub total_groups: usize,
+}
+
+fn size(n: u64, exact: bool) -> String {
+    if exact {
+        thousands(n)
+    } else {
+        human_bytes(n)
+    }
+}
+
+pub fn object_json(o: &RetainedObject) -> Value {
+    json!({
+        "address": format!("{:#x}", o.address),
+        "type": o.type_name,
+        "class": o.class,
+        "location": o.location,
+        "shallow_bytes": o.shallow_bytes,
+        "retained_bytes": o.retained_bytes,
+        "count": 1,
+    })
+}
+
+pub fn retained_json(r: &RetainedReport<'_>) -> Value {
+    let rows: Vec<Value> = if r.by.is_empty() {
+        r.objects.iter().map(object_json).collect()
+    } else {
+        r.groups
+            .iter()
+            .map(|g| {
+                let mut row = Map::new();
+                for (k, v) in r.by.iter().zip(&g.key) {
+                    row.insert(
+                        k.name().into(),
+                        match v {
+                            KeyValue::Generation(x) => json!(x),
+                            KeyValue::Text(t) => json!(t),
+                        },
+                    );
+                }
+                row.insert("count".into(), json!(g.count));
+                row.insert("shallow_bytes".into(), json!(g.shallow_bytes));
+                row.insert("retained_bytes".into(), json!(g.retained_bytes));
+                Value::Object(row)
+            })
+            .collect()
+    };
+    json!({
+        "source": r.source,
+        "by": r.by.iter().map(|k| k.name()).collect::<Vec<_>>(),
+        "reachable": {"objects": r.reachable_objects, "bytes": r.reachable_bytes},
+        "unreachable": {
+            "objects": r.unreachable_objects,
+            "bytes": r.unreachable_bytes,
+            "by_type_location": r.unreachable.iter().map(|(k, c, m)| json!({
+                "type": match &k[0] { KeyValue::Text(t) => json!(t), KeyValue::Generation(g) => json!(g) },
+                "location": match &k[1] { KeyValue::Text(t) => json!(t), KeyValue::Generation(g) => json!(g) },
+                "count": c,
+                "memsize": m,
+            })).collect::<Vec<_>>(),
+        },
+        "rows": rows,
+        "groups": r.total_groups,
+    })
+}
+
+pub fn retained_text(r: &RetainedReport<'_>, exact: bool) -> String {
+    let mut out = format!(
+        "{}: {} reachable objects retain {}; {} objects ({}) are unreachable from any root\n\n",
+        r.source,
+        thousands(r.reachable_objects),
+        size(r.reachable_bytes, exact),
+        thousands(r.unreachable_objects),
+        size(r.unreachable_bytes, exact),
+    );
+    if r.by.is_empty() {
+        let mut t = Table::new(
+            [
+                "retained", "shallow", "address", "type", "class", "location",
+            ]
+            .map(String::from)
+            .to_vec(),
+            vec![
+                Align::Right,
+                Align::Right,
+                Align::Left,
+                Align::Left,
+                Align::Left,
+                Align::Left,
+            ],
+        );
+        for o in r.objects {
+            t.row(vec![
+                size(o.retained_bytes, exact),
+                size(o.shallow_bytes, exact),
+                format!("{:#x}", o.address),
+                o.type_name.clone(),
+                o.class.clone().unwrap_or_else(|| "(no class)".into()),
+                o.location.clone().unwrap_or_else(|| "(untraced)".into()),
+            ]);
+        }
+        out.push_str(&t.render());
+    } else {
+        let mut headers = vec!["retained".to_string(), "shallow".into(), "count".into()];
+        headers.extend(r.by.iter().map(|k| k.name().to_string()));
+        let mut aligns = vec![Align::Right, Align::Right, Align::Right];
+        aligns.extend(r.by.iter().map(|_| Align::Left));
+        let mut t = Table::new(headers, aligns);
+        for g in r.groups {
+            let mut row = vec![
+                size(g.retained_bytes, exact),
+                size(g.shallow_bytes, exact),
+                thousands(g.count),
+            ];
+            row.extend(r.by.iter().zip(&g.key).map(|(k, v)| v.display(*k)));
+            t.row(row);
+        }
+        out.push_str(&t.render());
+        if r.groups.len() < r.total_groups {
+            out.push_str(&format!(
+                "({} of {} groups shown; --top N for more)\n",
+                r.groups.len(),
+                thousands(r.total_groups as u64)
+            ));
+        }
+    }
+    if !r.unreachable.is_empty() {
+        out.push_str("\nUnreachable objects (no root references them; the next GC frees them):\n");
+        let mut t = Table::new(
+            ["count", "memsize", "type", "location"]
+                .map(String::from)
+                .to_vec(),
+            vec![Align::Right, Align::Right, Align::Left, Align::Left],
+        );
+        for (k, c, m) in r.unreachable.iter().take(10) {
+            t.row(vec![
+                thousands(*c),
+                size(*m, exact),
+                k[0].display(GroupKey::Type),
+                k[1].display(GroupKey::Location),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
+    out
+}

@@ -28,11 +28,20 @@ fn size(n: u64, exact: bool) -> String {
     }
 }
 
+fn plural<'a>(n: u64, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 {
+        one
+    } else {
+        many
+    }
+}
+
 pub fn object_json(o: &RetainedObject) -> Value {
     json!({
         "address": format!("{:#x}", o.address),
         "type": o.type_name,
         "class": o.class,
+        "name": o.name,
         "location": o.location,
         "shallow_bytes": o.shallow_bytes,
         "retained_bytes": o.retained_bytes,
@@ -85,11 +94,13 @@ pub fn retained_json(r: &RetainedReport<'_>) -> Value {
 
 pub fn retained_text(r: &RetainedReport<'_>, exact: bool) -> String {
     let mut out = format!(
-        "{}: {} reachable objects retain {}; {} objects ({}) are unreachable from any root\n\n",
+        "{}: {} reachable {} retain {}; {} {} unreachable from any root ({})\n\n",
         r.source,
         thousands(r.reachable_objects),
+        plural(r.reachable_objects, "object", "objects"),
         size(r.reachable_bytes, exact),
         thousands(r.unreachable_objects),
+        plural(r.unreachable_objects, "object is", "objects are"),
         size(r.unreachable_bytes, exact),
     );
     if r.by.is_empty() {
@@ -113,7 +124,10 @@ pub fn retained_text(r: &RetainedReport<'_>, exact: bool) -> String {
                 size(o.retained_bytes, exact),
                 size(o.shallow_bytes, exact),
                 format!("{:#x}", o.address),
-                o.type_name.clone(),
+                match &o.name {
+                    Some(n) => format!("{} {n}", o.type_name),
+                    None => o.type_name.clone(),
+                },
                 o.class.clone().unwrap_or_else(|| "(no class)".into()),
                 o.location.clone().unwrap_or_else(|| "(untraced)".into()),
             ]);

@@ -1,11 +1,17 @@
 # Shared by the scripts: installs Debian packages the project needs when missing.
 # shellcheck shell=bash
 
-# ensure_packages CMD:PACKAGE ...  installs PACKAGE when CMD is not on PATH.
+# ensure_packages WHAT:PACKAGE ...  installs PACKAGE when WHAT is missing: a
+# command on PATH, or a file when WHAT starts with /.
 ensure_packages() {
-  local missing=()
+  local missing=() what
   for pair in "$@"; do
-    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+    what=${pair%%:*}
+    if [[ $what == /* ]]; then
+      [ -e "$what" ] || missing+=("${pair#*:}")
+    else
+      command -v "$what" >/dev/null 2>&1 || missing+=("${pair#*:}")
+    fi
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   local sudo=()

@@ -1,1 +1,331 @@
-//! inspect
+//! Everything known about one object: its record's columns, sizes, immediate
+//! dominator, roots, and the objects on either side of it (paged).
+
+use heapscope_graph::{Dominators, Graph};
+use heapscope_heap::{flags, types, FastMap, ObjId};
+
+use crate::paths::{object_ref, IvarNames, Labeler, ObjectRef, RecordFacts};
+
+/// A window of a longer list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Length of the whole list.
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+/// The index range of the page `offset..offset + limit` of a list of `total`
+/// items (empty past the end).
+pub fn page_range(total: usize, offset: usize, limit: usize) -> std::ops::Range<usize> {
+    let start = offset.min(total);
+    start..start.saturating_add(limit).min(total)
+}
+
+/// An object next to the inspected one and how the edge holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neighbour {
+    pub object: ObjectRef,
+    pub held_as: String,
+}
+
+/// What immediately dominates an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dominator {
+    /// Only the roots themselves: several roots or root paths reach it.
+    Root,
+    /// No root reaches the object: the next GC frees it.
+    Unreachable,
+    Object(ObjectRef),
+}
+
+/// The inspected object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspection {
+    pub object: ObjectRef,
+    /// The type-dependent string and what it is (`value`, `name`, `struct`,
+    /// `imemo_type`, `node_type`).
+    pub detail: Option<(&'static str, String)>,
+    pub flags: Vec<&'static str>,
+    pub method: Option<String>,
+    pub generation: Option<u32>,
+    pub shape_id: Option<u32>,
+    pub ivar_names: Option<IvarNames>,
+    pub shallow_bytes: u64,
+    pub retained_bytes: u64,
+    pub reachable: bool,
+    pub dominator: Dominator,
+    pub root_categories: Vec<String>,
+    pub referrers: Page<Neighbour>,
+    pub referents: Page<Neighbour>,
+}
+
+/// Objects with an edge to `id`, each once, in reference order (the
+/// super-root left out: see root categories).
+pub fn referrers(g: &Graph<'_>, id: ObjId) -> Vec<ObjId> {
+    dedup_in_order(g.preds(id).iter().copied().filter(|&p| p != g.root()))
+}
+
+/// Objects `id` has an edge to (its references, then its class), each once.
+pub fn referents(g: &Graph<'_>, id: ObjId) -> Vec<ObjId> {
+    dedup_in_order(g.succs(id).into_iter())
+}
+
+fn dedup_in_order(it: impl Iterator<Item = ObjId>) -> Vec<ObjId> {
+    let mut seen = heapscope_heap::FastMap::default();
+    it.filter(|&v| seen.insert(v, ()).is_none()).collect()
+}
+
+/// Names of the flag bits set on `id`.
+pub fn flag_names(bits: u8) -> Vec<&'static str> {
+    const NAMES: [(u8, &str); 8] = [
+        (flags::FROZEN, "frozen"),
+        (flags::OLD, "old"),
+        (flags::UNCOLLECTIBLE, "uncollectible"),
+        (flags::MARKED, "marked"),
+        (flags::WB_PROTECTED, "wb_protected"),
+        (flags::PINNED, "pinned"),
+        (flags::EMBEDDED, "embedded"),
+        (flags::SHARED, "shared"),
+    ];
+    NAMES
+        .iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|(_, n)| *n)
+        .collect()
+}
+
+fn detail_key(t: u8) -> Option<&'static str> {
+    Some(match t {
+        types::STRING | types::SYMBOL | types::FLOAT => "value",
+        types::CLASS | types::MODULE => "name",
+        types::DATA => "struct",
+        types::IMEMO => "imemo_type",
+        types::NODE => "node_type",
+        _ => return None,
+    })
+}
+
+/// Inspects `id`. `facts` holds the raw-record facts of the objects the
+/// caller could re-read (the object itself and the referrers on the page).
+pub fn inspect(
+    labeler: &Labeler<'_, '_>,
+    dom: &Dominators,
+    id: ObjId,
+    offset: usize,
+    limit: usize,
+    facts: &FastMap<ObjId, RecordFacts>,
+) -> Inspection {
+    let g = labeler.graph;
+    let heap = g.heap;
+    let t = heap.otype[id as usize];
+    let detail = detail_key(t).and_then(|k| {
+        heap.detail_str(id)
+            .map(|s| (k, String::from_utf8_lossy(s).into_owned()))
+    });
+    let reachable = dom.is_reachable(id);
+    let dominator = match dom.idom(id) {
+        None => Dominator::Unreachable,
+        Some(d) if d == g.root() => Dominator::Root,
+        Some(d) => Dominator::Object(object_ref(heap, d)),
+    };
+    let preds = referrers(g, id);
+    let r = page_range(preds.len(), offset, limit);
+    let referrers_page = Page {
+        items: preds[r]
+            .iter()
+            .map(|&p| Neighbour {
+                object: object_ref(heap, p),
+                held_as: labeler.held_as(p, id, facts.get(&p)),
+            })
+            .collect(),
+        total: preds.len(),
+        offset,
+        limit,
+    };
+    let succs = referents(g, id);
+    let r = page_range(succs.len(), offset, limit);
+    let referents_page = Page {
+        items: succs[r]
+            .iter()
+            .map(|&s| Neighbour {
+                object: object_ref(heap, s),
+                held_as: labeler.held_as(id, s, facts.get(&id)),
+            })
+            .collect(),
+        total: succs.len(),
+        offset,
+        limit,
+    };
+    Inspection {
+        object: object_ref(heap, id),
+        detail,
+        flags: flag_names(heap.flags[id as usize]),
+        method: heap
+            .method_name(id)
+            .map(|m| String::from_utf8_lossy(m).into_owned()),
+        generation: heap.generation(id),
+        shape_id: heap.shape_id(id),
+        ivar_names: labeler.ivar_names(id),
+        shallow_bytes: g.shallow(id),
+        retained_bytes: dom.retained(id),
+        reachable,
+        dominator,
+        root_categories: g
+            .root_categories_of(id)
+            .into_iter()
+            .map(|c| heap.strings.text(c).into_owned())
+            .collect(),
+        referrers: referrers_page,
+        referents: referents_page,
+    }
+}
+
+/// Finds the raw JSON line of each wanted address in a dump read line by
+/// line: lines with `"address":"0x..."` (not SHAPE records, whose addresses
+/// are C pointers). Stops once all are found. Returns `(address, line)`.
+pub fn find_raw_records(
+    mut input: impl std::io::BufRead,
+    wanted: &[u64],
+    mut find: impl FnMut(&[u8], &[u8]) -> Option<usize>,
+) -> std::io::Result<Vec<(u64, Vec<u8>)>> {
+    const KEY: &[u8] = b"\"address\":\"0x";
+    let mut left: Vec<u64> = wanted.to_vec();
+    left.sort_unstable();
+    left.dedup();
+    let mut out = Vec::new();
+    let mut line = Vec::new();
+    while !left.is_empty() {
+        line.clear();
+        if input.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        let Some(at) = find(&line, KEY) else { continue };
+        let hex = &line[at + KEY.len()..];
+        let end = hex
+            .iter()
+            .position(|b| !b.is_ascii_hexdigit())
+            .unwrap_or(hex.len());
+        let Some(addr) = std::str::from_utf8(&hex[..end])
+            .ok()
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+        else {
+            continue;
+        };
+        let Ok(i) = left.binary_search(&addr) else {
+            continue;
+        };
+        if find(&line, b"\"type\":\"SHAPE\"").is_some() {
+            continue;
+        }
+        left.remove(i);
+        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            line.pop();
+        }
+        out.push((addr, line.clone()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paths::tests::{heap_of, SHAPED};
+    use heapscope_graph::GraphOptions;
+
+    fn naive_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+        hay.windows(needle.len()).position(|w| w == needle)
+    }
+
+    #[test]
+    fn pages() {
+        assert_eq!(page_range(3000, 0, 20), 0..20);
+        assert_eq!(page_range(30, 20, 20), 20..30);
+        assert_eq!(page_range(10, 50, 20), 10..10);
+        assert_eq!(page_range(10, 0, usize::MAX), 0..10);
+    }
+
+    #[test]
+    fn flags() {
+        assert_eq!(
+            flag_names(flags::FROZEN | flags::OLD | flags::MARKED),
+            ["frozen", "old", "marked"]
+        );
+        assert!(flag_names(0).is_empty());
+    }
+
+    #[test]
+    fn inspects_an_object() {
+        let heap = heap_of(SHAPED);
+        let g = Graph::new(&heap, GraphOptions::default());
+        let dom = Dominators::compute(&g);
+        let l = Labeler::new(&g);
+        let obj = heap.find(0x1078).unwrap();
+        let i = inspect(&l, &dom, obj, 0, 20, &FastMap::default());
+        assert_eq!(i.object.class.as_deref(), Some("Holder"));
+        assert!(i.reachable);
+        assert!(i.retained_bytes >= i.shallow_bytes);
+        assert!(matches!(&i.dominator, Dominator::Object(o) if o.address == 0x1050));
+        assert_eq!(i.referrers.total, 1);
+        assert_eq!(i.referrers.items[0].object.address, 0x1050);
+        // three ivars plus the class
+        assert_eq!(i.referents.total, 4);
+        assert_eq!(i.referents.items[3].held_as, "its class");
+        assert_eq!(i.referents.items[0].held_as, "instance variable @a");
+        assert_eq!(i.shape_id, Some(4));
+        // paging
+        let i = inspect(&l, &dom, obj, 1, 2, &FastMap::default());
+        assert_eq!(i.referents.items.len(), 2);
+        assert_eq!(i.referents.items[0].object.address, 0x10c8);
+        // a root-referenced object and an unreachable one
+        let h = inspect(
+            &l,
+            &dom,
+            heap.find(0x1000).unwrap(),
+            0,
+            20,
+            &FastMap::default(),
+        );
+        assert_eq!(h.dominator, Dominator::Root);
+        assert_eq!(h.root_categories, ["global_tbl"]);
+        let u = inspect(
+            &l,
+            &dom,
+            heap.find(0x1118).unwrap(),
+            0,
+            20,
+            &FastMap::default(),
+        );
+        assert_eq!(u.dominator, Dominator::Unreachable);
+        assert!(!u.reachable);
+        let s = inspect(
+            &l,
+            &dom,
+            heap.find(0x1028).unwrap(),
+            0,
+            20,
+            &FastMap::default(),
+        );
+        assert_eq!(s.detail, Some(("value", "k".to_string())));
+    }
+
+    #[test]
+    fn finds_raw_records_not_shapes() {
+        let text = "{\"type\":\"ROOT\", \"root\":\"vm\", \"references\":[\"0x10\"]}\n\
+{\"address\":\"0x10\", \"type\":\"SHAPE\", \"id\":0}\n\
+{\"address\":\"0x20\", \"type\":\"STRING\"}\r\n\
+{\"address\":\"0x10\", \"type\":\"ARRAY\", \"length\":1}";
+        let found = find_raw_records(text.as_bytes(), &[0x10, 0x20, 0x30], naive_find).unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!(
+            found[0],
+            (
+                0x20,
+                b"{\"address\":\"0x20\", \"type\":\"STRING\"}".to_vec()
+            )
+        );
+        assert_eq!(found[1].0, 0x10);
+        assert!(found[1].1.ends_with(b"\"length\":1}"));
+    }
+}

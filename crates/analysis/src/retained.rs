@@ -43,7 +43,9 @@ pub fn describe(g: &Graph<'_>, dom: &Dominators, id: ObjId) -> RetainedObject {
             .then(|| h.class_display(h.class[id as usize])),
         name: match h.otype[id as usize] {
             types::STRING | types::SYMBOL | types::FLOAT => None,
-            _ => h.detail_str(id).map(|d| String::from_utf8_lossy(d).into_owned()),
+            _ => h
+                .detail_str(id)
+                .map(|d| String::from_utf8_lossy(d).into_owned()),
         },
         location: location_text(h, h.location[id as usize]),
         shallow_bytes: g.shallow(id),

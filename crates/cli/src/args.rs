@@ -74,16 +74,20 @@ Examples:
     Pprof(crate::cmd::pprof::Args),
 }
 
+/// The output format of the report commands.
+#[derive(Args, Debug, Clone)]
+pub struct FormatArg {
+    /// Output format.
+    #[arg(long, short = 'f', value_enum, default_value = "table")]
+    pub format: Format,
+}
+
 /// The input of the graph commands, and how to read it.
 #[derive(Args, Debug, Clone)]
 pub struct InputArgs {
     /// The heap dump (plain, .gz or .zst; `-` reads stdin).
     #[arg(value_name = "DUMP")]
     pub dump: PathBuf,
-
-    /// Output format.
-    #[arg(long, short = 'f', value_enum, default_value = "table")]
-    pub format: Format,
 
     /// Count Ruby's allocation-tracing table as app memory (left out by default).
     #[arg(long)]

@@ -28,6 +28,11 @@ pub fn load_for_graph(input: &InputArgs) -> Result<Dump> {
     load_with(&input.dump, &opts, input.no_progress, input.quiet)
 }
 
+/// Loads a dump with the given read options, for commands with `InputArgs`.
+pub fn load_input(input: &InputArgs, opts: &ReadOptions) -> Result<Dump> {
+    load_with(&input.dump, opts, input.no_progress, input.quiet)
+}
+
 /// A spinner with a message on stderr, shown on a terminal only, for the
 /// graph stages that follow loading.
 pub fn stage(input: &InputArgs, message: &str) -> Option<ProgressBar> {

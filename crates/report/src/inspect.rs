@@ -1,1 +1,216 @@
 //! Rendering of `heapscope inspect`.
+
+use heapscope_analysis::inspect::{Dominator, Inspection, Neighbour, Page};
+use heapscope_analysis::paths::ObjectRef;
+use serde_json::{json, Value};
+
+use crate::{human_bytes, thousands, Align, Table};
+
+/// The object's raw record, when it could be re-read.
+pub enum RawRecord {
+    /// The line as written in the dump.
+    Found(Vec<u8>),
+    /// Why it is not shown.
+    Unavailable(String),
+}
+
+pub struct InspectReport<'a> {
+    pub source: &'a str,
+    pub inspection: &'a Inspection,
+    pub record: &'a RawRecord,
+}
+
+fn object_json(o: &ObjectRef) -> Value {
+    json!({
+        "address": format!("{:#x}", o.address),
+        "type": o.type_name,
+        "class": o.class,
+        "name": o.name,
+        "location": o.location,
+    })
+}
+
+fn page_json(p: &Page<Neighbour>) -> Value {
+    json!({
+        "total": p.total,
+        "offset": p.offset,
+        "limit": p.limit,
+        "items": p.items.iter().map(|n| {
+            let mut v = object_json(&n.object);
+            v["held_as"] = json!(n.held_as);
+            v
+        }).collect::<Vec<_>>(),
+    })
+}
+
+pub fn inspect_json(r: &InspectReport<'_>) -> Value {
+    let i = r.inspection;
+    let mut v = object_json(&i.object);
+    let (dkey, dtext) = match &i.detail {
+        Some((k, t)) => (Some(*k), Some(t.clone())),
+        None => (None, None),
+    };
+    v["detail"] = json!(dkey.map(|k| json!({"key": k, "value": dtext})));
+    v["flags"] = json!(i.flags);
+    v["method"] = json!(i.method);
+    v["generation"] = json!(i.generation);
+    v["shape_id"] = json!(i.shape_id);
+    v["ivar_names"] = json!(i.ivar_names.as_ref().map(|n| &n.names));
+    v["shallow_bytes"] = json!(i.shallow_bytes);
+    v["retained_bytes"] = json!(i.retained_bytes);
+    v["reachable"] = json!(i.reachable);
+    v["dominator"] = match &i.dominator {
+        Dominator::Root => json!("root"),
+        Dominator::Unreachable => Value::Null,
+        Dominator::Object(o) => object_json(o),
+    };
+    v["root_categories"] = json!(i.root_categories);
+    v["referrers"] = page_json(&i.referrers);
+    v["referents"] = page_json(&i.referents);
+    match r.record {
+        RawRecord::Found(line) => {
+            v["record"] = serde_json::from_slice(line)
+                .unwrap_or_else(|_| json!(String::from_utf8_lossy(line)));
+            v["record_note"] = Value::Null;
+        }
+        RawRecord::Unavailable(why) => {
+            v["record"] = Value::Null;
+            v["record_note"] = json!(why);
+        }
+    }
+    let mut m = serde_json::Map::new();
+    m.insert("source".into(), json!(r.source));
+    if let Value::Object(fields) = v {
+        m.extend(fields);
+    }
+    Value::Object(m)
+}
+
+fn who(o: &ObjectRef) -> String {
+    let mut s = o.class.clone().unwrap_or_else(|| "(no class)".into());
+    if let Some(n) = &o.name {
+        s.push(' ');
+        s.push_str(n);
+    }
+    s
+}
+
+fn size(n: u64, exact: bool) -> String {
+    if exact {
+        thousands(n)
+    } else {
+        human_bytes(n)
+    }
+}
+
+fn page_text(out: &mut String, what: &str, p: &Page<Neighbour>, held_header: &str) {
+    out.push_str(&format!(
+        "\n{} ({} of {}):\n",
+        what,
+        thousands(p.items.len() as u64),
+        thousands(p.total as u64)
+    ));
+    if p.items.is_empty() {
+        out.push_str("  (none)\n");
+        return;
+    }
+    let mut t = Table::new(
+        ["address", "type", "class", "location", held_header]
+            .map(String::from)
+            .to_vec(),
+        vec![Align::Left; 5],
+    );
+    for n in &p.items {
+        t.row(vec![
+            format!("{:#x}", n.object.address),
+            n.object.type_name.clone(),
+            who(&n.object),
+            n.object
+                .location
+                .clone()
+                .unwrap_or_else(|| "(untraced)".into()),
+            n.held_as.clone(),
+        ]);
+    }
+    out.push_str(&t.render());
+    if p.offset + p.items.len() < p.total {
+        out.push_str(&format!(
+            "  ... --offset {} --limit {} for more\n",
+            p.offset + p.items.len(),
+            p.limit
+        ));
+    }
+}
+
+pub fn inspect_text(r: &InspectReport<'_>, exact: bool) -> String {
+    let i = r.inspection;
+    let o = &i.object;
+    let mut out = String::new();
+    let mut field = |k: &str, v: String| out.push_str(&format!("{k:<12} {v}\n"));
+    field("address", format!("{:#x}", o.address));
+    field("type", o.type_name.clone());
+    field("class", o.class.clone().unwrap_or_else(|| "(none)".into()));
+    if let Some((k, v)) = &i.detail {
+        field(k, format!("{v:?}"));
+    }
+    if let Some(s) = i.shape_id {
+        field("shape_id", s.to_string());
+    }
+    if let Some(n) = &i.ivar_names {
+        let mut s = n.names.join(", ");
+        if n.too_complex {
+            s.push_str(" (too complex shape: names not listed)");
+        }
+        field("ivars", s);
+    }
+    field(
+        "flags",
+        if i.flags.is_empty() {
+            "(none)".into()
+        } else {
+            i.flags.join(", ")
+        },
+    );
+    field(
+        "location",
+        o.location.clone().unwrap_or_else(|| "(untraced)".into()),
+    );
+    if let Some(m) = &i.method {
+        field("method", m.clone());
+    }
+    if let Some(g) = i.generation {
+        field("generation", g.to_string());
+    }
+    field("shallow", size(i.shallow_bytes, exact));
+    field(
+        "retained",
+        if i.reachable {
+            size(i.retained_bytes, exact)
+        } else {
+            "0 (unreachable)".into()
+        },
+    );
+    field(
+        "dominator",
+        match &i.dominator {
+            Dominator::Root => "a root (no single object keeps it alive)".into(),
+            Dominator::Unreachable => "unreachable from any root: the next GC frees it".into(),
+            Dominator::Object(d) => format!("{:#x} {} {}", d.address, d.type_name, who(d)),
+        },
+    );
+    if !i.root_categories.is_empty() {
+        field("roots", i.root_categories.join(", "));
+    }
+    page_text(&mut out, "Referrers", &i.referrers, "holds it as");
+    page_text(&mut out, "Referents", &i.referents, "held as");
+    out.push_str("\nRecord:\n");
+    match r.record {
+        RawRecord::Found(line) => {
+            out.push_str("  ");
+            out.push_str(&String::from_utf8_lossy(line));
+            out.push('\n');
+        }
+        RawRecord::Unavailable(why) => out.push_str(&format!("  {why}\n")),
+    }
+    out
+}

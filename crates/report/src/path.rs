@@ -1,1 +1,166 @@
 //! Rendering of `heapscope path`.
+
+use heapscope_analysis::paths::{root_label, DominatorStep, LabeledPath, ObjectRef};
+use serde_json::{json, Value};
+
+use crate::{human_bytes, thousands, Align, Table};
+
+/// What `path` found, for rendering.
+pub struct PathReport<'a> {
+    pub source: &'a str,
+    pub address: u64,
+    /// Labelled root paths (empty with `--dominators`).
+    pub paths: &'a [LabeledPath],
+    /// The dominator chain, top-level dominator first (with `--dominators`).
+    pub dominators: Option<&'a [DominatorStep]>,
+    /// Some records could not be re-read (compressed input or stdin), so
+    /// array indexes are unknown.
+    pub records_unavailable: bool,
+}
+
+fn object_fields(o: &ObjectRef) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("address".into(), json!(format!("{:#x}", o.address)));
+    m.insert("type".into(), json!(o.type_name));
+    m.insert("class".into(), json!(o.class));
+    m.insert("name".into(), json!(o.name));
+    m.insert("location".into(), json!(o.location));
+    m
+}
+
+pub fn path_json(r: &PathReport<'_>) -> Value {
+    let mut v = json!({
+        "source": r.source,
+        "address": format!("{:#x}", r.address),
+        "reachable": true,
+    });
+    match r.dominators {
+        Some(chain) => {
+            v["dominators"] = chain
+                .iter()
+                .map(|s| {
+                    let mut m = object_fields(&s.object);
+                    m.insert("shallow_bytes".into(), json!(s.shallow_bytes));
+                    m.insert("retained_bytes".into(), json!(s.retained_bytes));
+                    Value::Object(m)
+                })
+                .collect();
+        }
+        None => {
+            v["paths"] = r
+                .paths
+                .iter()
+                .map(|p| {
+                    json!({
+                        "root": p.root(),
+                        "roots": p.categories,
+                        "conservative": p.conservative,
+                        "steps": p.steps.iter().map(|s| {
+                            let mut m = object_fields(&s.object);
+                            m.insert("held_as".into(), json!(s.held_as));
+                            Value::Object(m)
+                        }).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+        }
+    }
+    v
+}
+
+fn who(o: &ObjectRef) -> String {
+    let mut s = o.class.clone().unwrap_or_else(|| "(no class)".into());
+    if let Some(n) = &o.name {
+        s.push(' ');
+        s.push_str(n);
+    }
+    s
+}
+
+fn size(n: u64, exact: bool) -> String {
+    if exact {
+        thousands(n)
+    } else {
+        human_bytes(n)
+    }
+}
+
+pub fn path_text(r: &PathReport<'_>, exact: bool) -> String {
+    let mut out = String::new();
+    if let Some(chain) = r.dominators {
+        out.push_str(&format!(
+            "Dominators of {:#x}, from the top (freeing any of them frees it):\n\n",
+            r.address
+        ));
+        let mut t = Table::new(
+            [
+                "retained", "shallow", "address", "type", "class", "location",
+            ]
+            .map(String::from)
+            .to_vec(),
+            vec![
+                Align::Right,
+                Align::Right,
+                Align::Left,
+                Align::Left,
+                Align::Left,
+                Align::Left,
+            ],
+        );
+        for s in chain {
+            t.row(vec![
+                size(s.retained_bytes, exact),
+                size(s.shallow_bytes, exact),
+                format!("{:#x}", s.object.address),
+                s.object.type_name.clone(),
+                who(&s.object),
+                s.object
+                    .location
+                    .clone()
+                    .unwrap_or_else(|| "(untraced)".into()),
+            ]);
+        }
+        out.push_str(&t.render());
+        return out;
+    }
+    for (i, p) in r.paths.iter().enumerate() {
+        if r.paths.len() > 1 {
+            out.push_str(&format!("Path {} of {}:\n", i + 1, r.paths.len()));
+        }
+        out.push_str(&root_label(p.root()));
+        if p.categories.len() > 1 {
+            out.push_str(&format!(" (also {})", p.categories[1..].join(", ")));
+        }
+        if p.conservative && p.root() != "machine_context" {
+            out.push_str(" [also a conservative machine_context root]");
+        }
+        out.push('\n');
+        let mut t = Table::new(
+            ["address", "type", "class", "location", "holds the next as"]
+                .map(String::from)
+                .to_vec(),
+            vec![Align::Left; 5],
+        );
+        for s in &p.steps {
+            t.row(vec![
+                format!("{:#x}", s.object.address),
+                s.object.type_name.clone(),
+                who(&s.object),
+                s.object
+                    .location
+                    .clone()
+                    .unwrap_or_else(|| "(untraced)".into()),
+                s.held_as.clone().unwrap_or_default(),
+            ]);
+        }
+        out.push_str(&t.render());
+        out.push('\n');
+    }
+    if r.records_unavailable {
+        out.push_str(
+            "note: the input is compressed or stdin, so records were not re-read: array indexes \
+             and hash sizes are unknown\n",
+        );
+    }
+    out
+}

@@ -1,1 +1,277 @@
 //! Rendering of `heapscope suspects`.
+
+use heapscope_analysis::suspects::{Suspect, SuspectKind, SuspectObject, Suspects};
+use serde_json::{json, Value};
+
+use crate::{human_bytes, thousands, Align, Table};
+
+fn size(n: u64, exact: bool) -> String {
+    if exact {
+        format!("{} B", thousands(n))
+    } else {
+        human_bytes(n)
+    }
+}
+
+/// A share as a percentage: `62%`, `8.5%`, `0.03%`.
+pub fn percent(share: f64) -> String {
+    let p = share * 100.0;
+    if p >= 10.0 {
+        format!("{p:.0}%")
+    } else if p >= 0.1 {
+        format!("{p:.1}%")
+    } else {
+        format!("{p:.2}%")
+    }
+}
+
+fn object_json(o: &SuspectObject) -> Value {
+    json!({
+        "address": format!("{:#x}", o.object.address),
+        "type": o.object.type_name,
+        "class": o.object.class,
+        "name": o.name,
+        "location": o.object.location,
+    })
+}
+
+fn suspect_json(s: &Suspect) -> Value {
+    let mut start = object_json(&s.start);
+    start["retained_bytes"] = json!(s.start.object.retained_bytes);
+    let mut acc = object_json(&s.accumulation);
+    acc["shallow_bytes"] = json!(s.accumulation.object.shallow_bytes);
+    acc["retained_bytes"] = json!(s.accumulation.object.retained_bytes);
+    acc["depth"] = json!(s.depth);
+    json!({
+        "kind": s.kind.name(),
+        "key": s.key,
+        "retained_bytes": s.retained_bytes,
+        "share": s.share,
+        "count": s.count,
+        "start": start,
+        "accumulation": acc,
+        "path": s.path.as_ref().map(|p| json!({
+            "root": p.root.join(", "),
+            "steps": p.steps.iter().map(object_json).collect::<Vec<_>>(),
+        })),
+        "holds": {
+            "classes": s.holds_classes.iter().map(|(c, b)| json!({"class": c, "bytes": b})).collect::<Vec<_>>(),
+            "locations": s.holds_locations.iter().map(|(l, b)| json!({"location": l, "bytes": b})).collect::<Vec<_>>(),
+        },
+    })
+}
+
+pub fn suspects_json(source: &str, r: &Suspects) -> Value {
+    json!({
+        "source": source,
+        "reachable_objects": r.reachable_objects,
+        "reachable_bytes": r.reachable_bytes,
+        "threshold": r.options.threshold,
+        "accumulation": r.options.accumulation,
+        "suspects": r.suspects.iter().map(suspect_json).collect::<Vec<_>>(),
+        "explained_groups": r.explained_groups,
+        "largest_retainer": r.largest.as_ref().map(|(o, share)| {
+            let mut v = object_json(o);
+            v["retained_bytes"] = json!(o.object.retained_bytes);
+            v["share"] = json!(share);
+            v
+        }),
+    })
+}
+
+/// How an object reads in a sentence: `class RequestLog`, `Hash`, `IMEMO`.
+fn noun(o: &SuspectObject) -> String {
+    match (&o.name, o.object.type_name.as_str()) {
+        (Some(n), "CLASS") => format!("class {n}"),
+        (Some(n), "MODULE") => format!("module {n}"),
+        _ => o
+            .object
+            .class
+            .clone()
+            .unwrap_or_else(|| o.object.type_name.clone()),
+    }
+}
+
+fn at(o: &SuspectObject) -> String {
+    match &o.object.location {
+        Some(l) => format!("allocated at {l}"),
+        None => "(allocation not traced)".into(),
+    }
+}
+
+fn held_from(s: &Suspect) -> String {
+    match &s.path {
+        Some(p) if !p.root.is_empty() => format!(", held from ROOT {}", p.root.join(", ")),
+        _ => String::new(),
+    }
+}
+
+/// The one-sentence summary of a suspect.
+pub fn summary(s: &Suspect, exact: bool) -> String {
+    let amount = format!(
+        "{} ({} of the heap)",
+        size(s.retained_bytes, exact),
+        percent(s.share)
+    );
+    let mut out = match s.kind {
+        SuspectKind::Object => format!(
+            "One {} {} retains {amount}{}.",
+            noun(&s.start),
+            at(&s.start),
+            held_from(s)
+        ),
+        SuspectKind::Class => format!(
+            "{} {} objects retain {amount}; the largest, {} {}, retains {}{}.",
+            thousands(s.count),
+            s.key,
+            format_args!("{:#x}", s.start.object.address),
+            at(&s.start),
+            size(s.start.object.retained_bytes, exact),
+            held_from(s)
+        ),
+        SuspectKind::Location => format!(
+            "{} objects allocated at {} retain {amount}; the largest, a {} at {:#x}, retains {}{}.",
+            thousands(s.count),
+            s.key,
+            noun(&s.start),
+            s.start.object.address,
+            size(s.start.object.retained_bytes, exact),
+            held_from(s)
+        ),
+    };
+    if s.depth > 0 {
+        out.push_str(&format!(
+            " The memory accumulates in one {} {}, {} level{} down the dominator tree ({}).",
+            noun(&s.accumulation),
+            at(&s.accumulation),
+            s.depth,
+            if s.depth == 1 { "" } else { "s" },
+            size(s.accumulation.object.retained_bytes, exact)
+        ));
+    }
+    out
+}
+
+fn object_row(o: &SuspectObject) -> Vec<String> {
+    vec![
+        format!("{:#x}", o.object.address),
+        o.object.type_name.clone(),
+        match (&o.name, &o.object.class) {
+            (Some(n), _) => n.clone(),
+            (None, Some(c)) => c.clone(),
+            (None, None) => "(no class)".into(),
+        },
+        o.object
+            .location
+            .clone()
+            .unwrap_or_else(|| "(untraced)".into()),
+    ]
+}
+
+fn indent(text: &str, by: &str) -> String {
+    text.lines().map(|l| format!("{by}{l}\n")).collect()
+}
+
+pub fn suspects_text(source: &str, r: &Suspects, exact: bool) -> String {
+    let mut out = format!(
+        "{source}: {} reachable objects retain {}; a suspect retains more than {} ({})\n\n",
+        thousands(r.reachable_objects),
+        size(r.reachable_bytes, exact),
+        percent(r.options.threshold),
+        size(
+            (r.options.threshold * r.reachable_bytes as f64) as u64,
+            exact
+        ),
+    );
+    if r.suspects.is_empty() {
+        out.push_str(&format!(
+            "No leak suspects: no object or group retains more than {} of the heap.\n",
+            percent(r.options.threshold)
+        ));
+        if let Some((o, share)) = &r.largest {
+            out.push_str(&format!(
+                "The largest retainer is one {} {} ({:#x}), which retains {} ({} of the heap).\n",
+                noun(o),
+                at(o),
+                o.object.address,
+                size(o.object.retained_bytes, exact),
+                percent(*share)
+            ));
+        }
+        return out;
+    }
+    for (i, s) in r.suspects.iter().enumerate() {
+        out.push_str(&format!(
+            "Problem suspect {}: {} {}\n",
+            i + 1,
+            s.kind.name(),
+            s.key
+        ));
+        out.push_str(&format!("  {}\n\n", summary(s, exact)));
+        let a = &s.accumulation;
+        out.push_str(&format!(
+            "  Accumulation point ({} level{} down): {} {:#x} {}, retains {}\n",
+            s.depth,
+            if s.depth == 1 { "" } else { "s" },
+            noun(a),
+            a.object.address,
+            at(a),
+            size(a.object.retained_bytes, exact)
+        ));
+        match &s.path {
+            Some(p) => {
+                out.push_str(&format!(
+                    "\n  Shortest path from a root (ROOT {}):\n",
+                    if p.root.is_empty() {
+                        "?".to_string()
+                    } else {
+                        p.root.join(", ")
+                    }
+                ));
+                let mut t = Table::new(
+                    ["address", "type", "class", "location"]
+                        .map(String::from)
+                        .to_vec(),
+                    vec![Align::Left; 4],
+                );
+                for step in &p.steps {
+                    t.row(object_row(step));
+                }
+                out.push_str(&indent(&t.render(), "    "));
+            }
+            None => out.push_str("\n  No path from a root was found.\n"),
+        }
+        out.push_str("\n  What the accumulation point holds:\n");
+        let mut t = Table::new(
+            ["bytes", "class"].map(String::from).to_vec(),
+            vec![Align::Right, Align::Left],
+        );
+        for (c, b) in &s.holds_classes {
+            t.row(vec![size(*b, exact), c.clone()]);
+        }
+        out.push_str(&indent(&t.render(), "    "));
+        let mut t = Table::new(
+            ["bytes", "location"].map(String::from).to_vec(),
+            vec![Align::Right, Align::Left],
+        );
+        for (l, b) in &s.holds_locations {
+            t.row(vec![size(*b, exact), l.clone()]);
+        }
+        out.push('\n');
+        out.push_str(&indent(&t.render(), "    "));
+        out.push('\n');
+    }
+    if r.explained_groups > 0 {
+        out.push_str(&format!(
+            "({} more group{} over the threshold left out: {} memory is in the suspects above)\n",
+            r.explained_groups,
+            if r.explained_groups == 1 { "" } else { "s" },
+            if r.explained_groups == 1 {
+                "its"
+            } else {
+                "their"
+            }
+        ));
+    }
+    out
+}

@@ -27,6 +27,9 @@ pub struct Args {
     #[command(flatten)]
     pub input: InputArgs,
 
+    #[command(flatten)]
+    pub output: crate::args::FormatArg,
+
     /// Group by these keys, comma-separated: class, location, type, gem, file, method,
     /// generation, string.
     #[arg(long, short = 'b', value_name = "KEYS", value_parser = crate::args::parse_by)]
@@ -85,7 +88,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         groups: &groups,
         total_groups,
     };
-    let out = match a.input.format {
+    let out = match a.output.format {
         Format::Json => serde_json::to_string_pretty(&retained_json(&report))? + "\n",
         Format::Table => retained_text(&report, a.bytes),
     };

@@ -1,18 +1,107 @@
-//! `heapscope suspects`.
+//! `heapscope suspects`: an automatic leak-suspect report.
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args as ClapArgs;
+use heapscope_analysis::suspects::{
+    find_suspects, SuspectOptions, DEFAULT_ACCUMULATION, DEFAULT_THRESHOLD,
+};
+use heapscope_graph::{Dominators, Graph, GraphOptions};
+use heapscope_report::suspects::{suspects_json, suspects_text};
 
-use crate::args::InputArgs;
+use crate::args::{Format, InputArgs};
+use crate::load::{load_for_graph, stage};
 
 #[derive(ClapArgs, Debug)]
+#[command(long_about = "\
+An automatic leak-suspect report, in the manner of Eclipse MAT's: the objects and groups of
+objects that keep a large share of the heap alive, and for each where the memory accumulates,
+how a root reaches it, and what it is made of.
+
+Suspects are single objects retaining more than --threshold of the reachable heap, and groups of
+objects of one class or one allocation site retaining more than that together (memory shared by
+members counted once). Groups without a class or location, and the classes Class and Module (the
+app's code and constants), are left out, and so are groups whose memory is already in a larger
+suspect.
+
+For each suspect, the accumulation point is found by descending from the object (for a group, its
+largest member) into the largest object it dominates while that keeps at least --accumulation of
+its parent's retained size. The report shows the shortest path from a root to it and the classes
+and allocation sites of what it holds.
+
+Finding no suspect is not an error (exit code 0); the report then names the largest retainer.
+
+Examples:
+    heapscope suspects heap.dump
+    heapscope suspects heap.dump --threshold 0.05
+    heapscope suspects heap.dump --format json")]
 pub struct Args {
     #[command(flatten)]
     pub input: InputArgs,
+
+    #[command(flatten)]
+    pub output: crate::args::FormatArg,
+
+    /// A suspect retains more than this share of the reachable heap (0 < SHARE <= 1).
+    #[arg(long, value_name = "SHARE", default_value_t = DEFAULT_THRESHOLD, value_parser = parse_share)]
+    pub threshold: f64,
+
+    /// The accumulation point moves down to the largest dominated object while it keeps at least
+    /// this share of its parent's retained size (0 < SHARE <= 1).
+    #[arg(long, value_name = "SHARE", default_value_t = DEFAULT_ACCUMULATION, value_parser = parse_share)]
+    pub accumulation: f64,
+
+    /// Print exact byte counts instead of KiB/MiB/GiB.
+    #[arg(long)]
+    pub bytes: bool,
 }
 
-pub fn run(_a: Args) -> Result<ExitCode> {
-    anyhow::bail!("`heapscope suspects` is not implemented yet")
+fn parse_share(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number"))?;
+    if v > 0.0 && v <= 1.0 {
+        Ok(v)
+    } else {
+        Err(format!(
+            "'{s}' is not a share of the heap: give a number above 0 and at most 1 (0.1 = 10%)"
+        ))
+    }
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let timer = crate::load::Timer::start();
+    let dump = load_for_graph(&a.input)?;
+    timer.lap("load");
+    let spin = stage(&a.input, "computing dominators and leak suspects");
+    let graph = Graph::new(
+        &dump.heap,
+        GraphOptions {
+            include_tracer: a.input.include_tracer,
+        },
+    );
+    timer.lap("graph");
+    let dom = Dominators::compute(&graph);
+    timer.lap("dominators");
+    let report = find_suspects(
+        &graph,
+        &dom,
+        SuspectOptions {
+            threshold: a.threshold,
+            accumulation: a.accumulation,
+        },
+    );
+    timer.lap("suspects");
+    if let Some(s) = spin {
+        s.finish_and_clear();
+    }
+    let out = match a.output.format {
+        Format::Json => serde_json::to_string_pretty(&suspects_json(&dump.source, &report))? + "\n",
+        Format::Table => suspects_text(&dump.source, &report, a.bytes),
+    };
+    let code = crate::print(&out);
+    timer.lap("print");
+    code
 }

@@ -1,0 +1,479 @@
+//! `heapscope flamegraph` and `heapscope pprof` on real Ruby heap dumps:
+//! the dumps of `examples/leaky_app.rb` and one written without allocation
+//! tracing.
+//!
+//! The pprof output is also decoded by `protoc` against the official
+//! `profile.proto` when both are installed (Debian: `apt-get install
+//! protobuf-compiler golang-github-google-pprof-dev`); otherwise that check
+//! prints a note and passes.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use common::{heapscope, repo_root, run_ruby, scratch_dir, summary_json};
+use heapscope_export::pprof::{read_gz, Profile};
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// Where Debian's golang-github-google-pprof-dev puts the schema.
+const PPROF_PROTO_DIR: &str = "/usr/share/gocode/src/github.com/google/pprof/proto";
+
+struct Dumps {
+    _dir: TempDir,
+    /// The third dump of `examples/leaky_app.rb` (the leak at its largest).
+    leaky: PathBuf,
+    /// A dump of a process that never traced allocations.
+    untraced: PathBuf,
+}
+
+fn dumps() -> &'static Dumps {
+    static DUMPS: OnceLock<Dumps> = OnceLock::new();
+    DUMPS.get_or_init(|| {
+        let dir = scratch_dir("heapscope-export-");
+        let out = dir.path().join("leaky");
+        run_ruby(
+            &repo_root().join("examples").join("leaky_app.rb"),
+            &[&out],
+            &[],
+            &repo_root(),
+        );
+        let leaky = out.join("heap-3.dump");
+        assert!(leaky.is_file(), "leaky_app.rb wrote no {}", leaky.display());
+        let script = dir.path().join("untraced.rb");
+        fs::write(
+            &script,
+            "require \"objspace\"\n\
+             KEEP = Array.new(500) { |i| \"untraced string #{i}\" * 3 }\n\
+             GC.start\n\
+             File.open(ARGV[0], \"w\") { |f| ObjectSpace.dump_all(output: f) }\n",
+        )
+        .unwrap();
+        let untraced = dir.path().join("untraced.dump");
+        run_ruby(&script, &[&untraced], &[], dir.path());
+        Dumps {
+            _dir: dir,
+            leaky,
+            untraced,
+        }
+    })
+}
+
+fn run_ok(args: &[&OsStr]) -> common::Run {
+    let r = heapscope(args);
+    r.ok();
+    r
+}
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+/// Files in `dir` other than `keep`: atomic writes must leave no temporary file.
+fn stray_files(dir: &Path, keep: &[&Path]) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !keep.contains(&p.as_path()))
+        .collect()
+}
+
+fn reachable_bytes(dump: &Path, extra: &[&str]) -> u64 {
+    let mut args = vec![os("retained"), dump.as_os_str(), os("--format"), os("json")];
+    args.extend(extra.iter().map(|s| os(s)));
+    let v = run_ok(&args).json();
+    v["reachable"]["bytes"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no reachable.bytes in {v}"))
+}
+
+/// Parses folded stacks, checking every line's shape.
+fn parse_folded(text: &str) -> Vec<(Vec<String>, u64)> {
+    text.lines()
+        .map(|line| {
+            let (stack, value) = line
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("folded line without a value: {line:?}"));
+            let value: u64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("folded line with a bad value: {line:?}"));
+            assert!(value > 0, "zero-valued line: {line:?}");
+            let frames: Vec<String> = stack.split(';').map(str::to_string).collect();
+            assert!(
+                frames.iter().all(|f| !f.is_empty()),
+                "empty frame in {line:?}"
+            );
+            (frames, value)
+        })
+        .collect()
+}
+
+fn folded(dump: &Path, extra: &[&str]) -> Vec<(Vec<String>, u64)> {
+    let mut args = vec![os("flamegraph"), dump.as_os_str(), os("--folded")];
+    args.extend(extra.iter().map(|s| os(s)));
+    parse_folded(&run_ok(&args).stdout_text())
+}
+
+#[test]
+fn flamegraph_svg_shows_the_leak() {
+    let d = dumps();
+    let dir = scratch_dir("heapscope-export-svg-");
+    let svg_path = dir.path().join("leak.svg");
+    run_ok(&[
+        os("flamegraph"),
+        d.leaky.as_os_str(),
+        os("-o"),
+        svg_path.as_os_str(),
+    ]);
+    let svg = fs::read_to_string(&svg_path).expect("the SVG was written");
+    let head = svg.trim_start();
+    assert!(
+        head.starts_with("<?xml") || head.starts_with("<svg"),
+        "not an SVG: {}",
+        &head[..head.len().min(200)]
+    );
+    assert!(svg.contains("<svg"), "no <svg> element");
+    assert!(svg.trim_end().ends_with("</svg>"), "the SVG is cut short");
+    assert!(
+        svg.contains("heapscope: retained memory of "),
+        "no title in the SVG"
+    );
+    assert!(svg.contains("LeakedEntry"), "no LeakedEntry frame");
+    assert!(svg.contains("examples/leaky_app.rb:"), "no allocation site");
+    assert!(svg.contains("bytes"), "the count name is bytes");
+    assert_eq!(stray_files(dir.path(), &[&svg_path]), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn folded_stacks_total_the_reachable_bytes() {
+    let d = dumps();
+    let reachable = reachable_bytes(&d.leaky, &[]);
+    let lines = folded(&d.leaky, &[]);
+    let total: u64 = lines.iter().map(|l| l.1).sum();
+    assert_eq!(
+        total, reachable,
+        "folded total vs `retained` reachable bytes"
+    );
+    // Stacks are merged: each appears once.
+    let mut seen = BTreeMap::new();
+    for (frames, _) in &lines {
+        assert!(
+            seen.insert(frames.join(";"), ()).is_none(),
+            "stack repeated: {frames:?}"
+        );
+    }
+    // The leak: LeakedEntry objects under the Array RequestLog keeps.
+    let leaked: Vec<_> = lines
+        .iter()
+        .filter(|(f, _)| {
+            let leaf = f.last().unwrap();
+            leaf.starts_with("LeakedEntry ") && leaf.contains("examples/leaky_app.rb:")
+        })
+        .collect();
+    assert!(!leaked.is_empty(), "no stack ends in a LeakedEntry frame");
+    for (frames, _) in &leaked {
+        let parent = &frames[frames.len() - 2];
+        assert!(parent.starts_with("Array "), "LeakedEntry under {parent}");
+    }
+
+    // Cutting the depth moves bytes up, never loses them.
+    let cut = folded(&d.leaky, &["--max-depth", "2"]);
+    assert!(cut.iter().all(|(f, _)| f.len() <= 2));
+    assert_eq!(cut.iter().map(|l| l.1).sum::<u64>(), reachable);
+
+    // With the tracer's table counted, both grow alike.
+    let with_tracer = reachable_bytes(&d.leaky, &["--include-tracer"]);
+    let lines = folded(&d.leaky, &["--include-tracer"]);
+    assert_eq!(lines.iter().map(|l| l.1).sum::<u64>(), with_tracer);
+    assert!(with_tracer > reachable, "leaky_app.rb traces allocations");
+}
+
+#[test]
+fn folded_to_a_file_matches_stdout() {
+    let d = dumps();
+    let dir = scratch_dir("heapscope-export-folded-");
+    let path = dir.path().join("heap.folded");
+    let stdout = run_ok(&[os("flamegraph"), d.untraced.as_os_str(), os("--folded")]).stdout;
+    run_ok(&[
+        os("flamegraph"),
+        d.untraced.as_os_str(),
+        os("--folded"),
+        os("-o"),
+        path.as_os_str(),
+    ]);
+    assert_eq!(fs::read(&path).unwrap(), stdout);
+    let total: u64 = parse_folded(&String::from_utf8(stdout).unwrap())
+        .iter()
+        .map(|l| l.1)
+        .sum();
+    assert_eq!(total, reachable_bytes(&d.untraced, &[]));
+}
+
+#[test]
+fn bad_arguments_and_outputs_are_usage_errors() {
+    let d = dumps();
+    let dir = scratch_dir("heapscope-export-bad-");
+    let missing = dir.path().join("no-such-dir").join("out.svg");
+    heapscope(&[
+        os("flamegraph"),
+        d.untraced.as_os_str(),
+        os("-o"),
+        missing.as_os_str(),
+    ])
+    .usage_error();
+    heapscope(&[
+        os("pprof"),
+        d.untraced.as_os_str(),
+        os("-o"),
+        missing.as_os_str(),
+    ])
+    .usage_error();
+    heapscope(&[
+        os("flamegraph"),
+        d.untraced.as_os_str(),
+        os("--max-depth"),
+        os("0"),
+    ])
+    .usage_error();
+    assert_eq!(stray_files(dir.path(), &[]), Vec::<PathBuf>::new());
+}
+
+fn pprof_bytes(dump: &Path, extra: &[&str]) -> (Vec<u8>, Profile) {
+    let dir = scratch_dir("heapscope-export-pprof-");
+    let path = dir.path().join("heap.pb.gz");
+    let mut args = vec![os("pprof"), dump.as_os_str(), os("-o"), path.as_os_str()];
+    args.extend(extra.iter().map(|s| os(s)));
+    run_ok(&args);
+    let gz = fs::read(&path).expect("the profile was written");
+    assert_eq!(&gz[..2], &[0x1f, 0x8b], "the profile is gzipped");
+    assert_eq!(stray_files(dir.path(), &[&path]), Vec::<PathBuf>::new());
+    let profile = read_gz(&gz).expect("the profile decodes");
+    (gz, profile)
+}
+
+/// Per sample: (function, file, line, type label, class label, count, bytes).
+type Row = (String, String, i64, String, Option<String>, i64, i64);
+
+fn check_and_rows(p: &Profile) -> Vec<Row> {
+    let s = |i: i64| -> String {
+        p.string_table
+            .get(i as usize)
+            .unwrap_or_else(|| panic!("string index {i} out of the table"))
+            .clone()
+    };
+    assert_eq!(p.string_table.first().map(String::as_str), Some(""));
+    let types: Vec<(String, String)> = p
+        .sample_type
+        .iter()
+        .map(|t| (s(t.r#type), s(t.unit)))
+        .collect();
+    assert_eq!(
+        types,
+        vec![
+            ("inuse_objects".to_string(), "count".to_string()),
+            ("inuse_space".to_string(), "bytes".to_string()),
+        ]
+    );
+    assert_eq!(s(p.default_sample_type), "inuse_space");
+    let locations: BTreeMap<u64, _> = p.location.iter().map(|l| (l.id, l)).collect();
+    let functions: BTreeMap<u64, _> = p.function.iter().map(|f| (f.id, f)).collect();
+    assert_eq!(locations.len(), p.location.len(), "location ids are unique");
+    assert_eq!(functions.len(), p.function.len(), "function ids are unique");
+    let mut keys = BTreeMap::new();
+    p.sample
+        .iter()
+        .map(|smp| {
+            assert_eq!(smp.location_id.len(), 1, "one location per sample");
+            assert_eq!(smp.value.len(), 2, "two values per sample");
+            let loc = locations[&smp.location_id[0]];
+            assert_eq!(loc.line.len(), 1);
+            let f = functions[&loc.line[0].function_id];
+            assert_eq!(f.start_line, loc.line[0].line);
+            let label = |k: &str| {
+                let found: Vec<String> = smp
+                    .label
+                    .iter()
+                    .filter(|l| s(l.key) == k)
+                    .map(|l| s(l.str))
+                    .collect();
+                assert!(found.len() <= 1, "label {k} repeated");
+                found.into_iter().next()
+            };
+            let row: Row = (
+                s(f.name),
+                s(f.filename),
+                loc.line[0].line,
+                label("type").expect("every sample has a type label"),
+                label("class"),
+                smp.value[0],
+                smp.value[1],
+            );
+            let key = (
+                row.0.clone(),
+                row.1.clone(),
+                row.2,
+                row.3.clone(),
+                row.4.clone(),
+            );
+            assert!(
+                keys.insert(key, ()).is_none(),
+                "two samples for one site/type/class: {row:?}"
+            );
+            row
+        })
+        .collect()
+}
+
+fn totals(rows: &[Row]) -> (u64, u64) {
+    (
+        rows.iter().map(|r| r.5 as u64).sum(),
+        rows.iter().map(|r| r.6 as u64).sum(),
+    )
+}
+
+fn summary_totals(dump: &Path, extra: &[&str]) -> (u64, u64) {
+    let v = summary_json(dump, extra);
+    let t = &v["totals"];
+    (
+        t["objects"].as_u64().expect("totals.objects"),
+        t["memsize"].as_u64().expect("totals.memsize"),
+    )
+}
+
+fn class_count(dump: &Path, class: &str) -> u64 {
+    let v: Value = summary_json(dump, &["--by", "class", "--top", "0"]);
+    common::single_count(&v, "class", &Value::String(class.to_string()))
+}
+
+#[test]
+fn pprof_totals_match_summary() {
+    let d = dumps();
+    let (_, p) = pprof_bytes(&d.leaky, &[]);
+    let rows = check_and_rows(&p);
+    assert_eq!(totals(&rows), summary_totals(&d.leaky, &[]));
+
+    // The leaked objects, by their class label, at their allocation site.
+    let leaked: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.4.as_deref() == Some("LeakedEntry"))
+        .collect();
+    assert!(!leaked.is_empty(), "no sample labelled class=LeakedEntry");
+    for r in &leaked {
+        assert!(r.1.ends_with("examples/leaky_app.rb"), "{r:?}");
+        assert_eq!(r.3, "OBJECT");
+        assert!(r.2 > 0 && r.0 != "(untraced)", "{r:?}");
+    }
+    assert_eq!(
+        leaked.iter().map(|r| r.5 as u64).sum::<u64>(),
+        class_count(&d.leaky, "LeakedEntry")
+    );
+
+    let (_, with) = pprof_bytes(&d.leaky, &["--include-tracer"]);
+    let with_rows = check_and_rows(&with);
+    assert_eq!(
+        totals(&with_rows),
+        summary_totals(&d.leaky, &["--include-tracer"])
+    );
+    assert_eq!(
+        totals(&with_rows).0,
+        totals(&rows).0 + 1,
+        "one tracer table"
+    );
+}
+
+#[test]
+fn pprof_of_an_untraced_dump_has_one_untraced_location() {
+    let d = dumps();
+    let (_, p) = pprof_bytes(&d.untraced, &[]);
+    let rows = check_and_rows(&p);
+    assert_eq!(totals(&rows), summary_totals(&d.untraced, &[]));
+    assert_eq!(p.location.len(), 1, "only the (untraced) location");
+    assert!(rows.iter().all(|r| r.0 == "(untraced)" && r.1.is_empty()));
+    let strings: u64 = rows
+        .iter()
+        .filter(|r| r.3 == "STRING" && r.4.as_deref() == Some("String"))
+        .map(|r| r.5 as u64)
+        .sum();
+    assert!(strings >= 500, "the 500 kept strings: {strings}");
+}
+
+/// Finds `protoc` and the official schema; None (with a note) when missing.
+fn protoc_and_schema() -> Option<PathBuf> {
+    let dir = PathBuf::from(
+        std::env::var_os("HEAPSCOPE_PPROF_PROTO_DIR").unwrap_or_else(|| PPROF_PROTO_DIR.into()),
+    );
+    if !dir.join("profile.proto").is_file() {
+        eprintln!(
+            "note: skipping the protoc check: no {}/profile.proto (Debian package \
+             golang-github-google-pprof-dev, or set HEAPSCOPE_PPROF_PROTO_DIR)",
+            dir.display()
+        );
+        return None;
+    }
+    match Command::new("protoc").arg("--version").output() {
+        Ok(o) if o.status.success() => Some(dir),
+        _ => {
+            eprintln!(
+                "note: skipping the protoc check: `protoc` is not installed (Debian package \
+                 protobuf-compiler)"
+            );
+            None
+        }
+    }
+}
+
+#[test]
+fn pprof_decodes_with_protoc_against_the_official_schema() {
+    let Some(proto_dir) = protoc_and_schema() else {
+        return;
+    };
+    let d = dumps();
+    let (gz, p) = pprof_bytes(&d.leaky, &[]);
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut raw).unwrap();
+    let mut child = Command::new("protoc")
+        .arg("--decode=perftools.profiles.Profile")
+        .arg("-I")
+        .arg(&proto_dir)
+        .arg("profile.proto")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run protoc");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&raw).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "protoc could not decode the profile: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for s in [
+        "inuse_objects",
+        "inuse_space",
+        "count",
+        "bytes",
+        "LeakedEntry",
+    ] {
+        assert!(
+            text.contains(&format!("string_table: \"{s}\"")),
+            "protoc's decoding has no string {s:?}"
+        );
+    }
+    assert_eq!(text.matches("\nsample {").count(), p.sample.len());
+    assert_eq!(text.matches("sample_type {").count(), 2);
+    assert!(
+        text.contains(&format!("default_sample_type: {}", p.default_sample_type)),
+        "no default_sample_type in protoc's decoding"
+    );
+}

@@ -1,0 +1,535 @@
+//! Live objects by allocation site as a pprof profile (`profile.proto`,
+//! gzipped), for `go tool pprof`, Pyroscope and other pprof readers.
+//!
+//! Two sample types: `inuse_objects`/`count` and `inuse_space`/`bytes` (the
+//! default). There is one sample per (allocation site, type, class): its
+//! location is the site (file, line, method) and it carries `type` and
+//! `class` string labels, exact because samples never mix types or classes.
+//! Objects without allocation information share one location whose function
+//! is `(untraced)`. The allocation tracer's own table is left out unless asked
+//! for.
+//!
+//! The message structs below are written from the field numbers of the
+//! profile format; fields heapscope never sets (mappings, addresses,
+//! drop/keep frames) are left out, which decoders read as defaults.
+
+use std::io::{self, Write};
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use heapscope_heap::{FastMap, Heap, LocId, StrId, NO_CLASS, NO_LOC};
+use prost::Message;
+
+/// `perftools.profiles.Profile`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Profile {
+    #[prost(message, repeated, tag = "1")]
+    pub sample_type: Vec<ValueType>,
+    #[prost(message, repeated, tag = "2")]
+    pub sample: Vec<Sample>,
+    #[prost(message, repeated, tag = "4")]
+    pub location: Vec<Location>,
+    #[prost(message, repeated, tag = "5")]
+    pub function: Vec<Function>,
+    #[prost(string, repeated, tag = "6")]
+    pub string_table: Vec<String>,
+    #[prost(int64, tag = "9")]
+    pub time_nanos: i64,
+    #[prost(int64, tag = "10")]
+    pub duration_nanos: i64,
+    #[prost(message, optional, tag = "11")]
+    pub period_type: Option<ValueType>,
+    #[prost(int64, tag = "12")]
+    pub period: i64,
+    #[prost(int64, repeated, tag = "13")]
+    pub comment: Vec<i64>,
+    #[prost(int64, tag = "14")]
+    pub default_sample_type: i64,
+}
+
+/// `ValueType`: indexes into the string table.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ValueType {
+    #[prost(int64, tag = "1")]
+    pub r#type: i64,
+    #[prost(int64, tag = "2")]
+    pub unit: i64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Sample {
+    #[prost(uint64, repeated, packed = "true", tag = "1")]
+    pub location_id: Vec<u64>,
+    #[prost(int64, repeated, packed = "true", tag = "2")]
+    pub value: Vec<i64>,
+    #[prost(message, repeated, tag = "3")]
+    pub label: Vec<Label>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Label {
+    #[prost(int64, tag = "1")]
+    pub key: i64,
+    #[prost(int64, tag = "2")]
+    pub str: i64,
+    #[prost(int64, tag = "3")]
+    pub num: i64,
+    #[prost(int64, tag = "4")]
+    pub num_unit: i64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Location {
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    #[prost(uint64, tag = "2")]
+    pub mapping_id: u64,
+    #[prost(uint64, tag = "3")]
+    pub address: u64,
+    #[prost(message, repeated, tag = "4")]
+    pub line: Vec<Line>,
+    #[prost(bool, tag = "5")]
+    pub is_folded: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Line {
+    #[prost(uint64, tag = "1")]
+    pub function_id: u64,
+    #[prost(int64, tag = "2")]
+    pub line: i64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Function {
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    #[prost(int64, tag = "2")]
+    pub name: i64,
+    #[prost(int64, tag = "3")]
+    pub system_name: i64,
+    #[prost(int64, tag = "4")]
+    pub filename: i64,
+    #[prost(int64, tag = "5")]
+    pub start_line: i64,
+}
+
+/// Function name of allocation sites without a method.
+pub const UNKNOWN_METHOD: &str = "(unknown)";
+/// Function name of the one location of objects without allocation info.
+pub const UNTRACED: &str = "(untraced)";
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PprofOptions {
+    /// Count the allocation tracer's table as a live object.
+    pub include_tracer: bool,
+    /// `time_nanos` of the profile (e.g. the dump file's modification time);
+    /// 0 leaves it unset.
+    pub time_nanos: i64,
+}
+
+/// The string table: index 0 is always "".
+struct Strings {
+    index: FastMap<String, i64>,
+    table: Vec<String>,
+}
+
+impl Strings {
+    fn new() -> Strings {
+        let mut s = Strings {
+            index: FastMap::default(),
+            table: Vec::new(),
+        };
+        s.get("");
+        s
+    }
+
+    fn get(&mut self, s: &str) -> i64 {
+        if let Some(&i) = self.index.get(s) {
+            return i;
+        }
+        let i = self.table.len() as i64;
+        self.table.push(s.to_string());
+        self.index.insert(s.to_string(), i);
+        i
+    }
+}
+
+/// What a sample is keyed by: location (NO_LOC for untraced), method, type, class.
+type SampleKey = (LocId, StrId, u8, u32);
+
+/// Builds the profile of a heap's live objects (the heap needs no references).
+pub fn profile(heap: &Heap, opts: &PprofOptions, comment: &str) -> Profile {
+    let mut groups: FastMap<SampleKey, (u64, u64)> = FastMap::default();
+    for id in heap.ids() {
+        if !opts.include_tracer && heap.is_tracer(id) {
+            continue;
+        }
+        let i = id as usize;
+        let loc = heap.location[i];
+        let method = if loc == NO_LOC {
+            StrId::NONE
+        } else {
+            heap.method[i]
+        };
+        let key = (loc, method, heap.otype[i], heap.class[i]);
+        let e = groups.entry(key).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += heap.memsize(id);
+    }
+    // Classes that display alike (singleton classes show as the class their
+    // instances report) are one label: merge their groups under the lowest id.
+    let mut displays: FastMap<u32, String> = FastMap::default();
+    for &(_, _, _, class) in groups.keys() {
+        if class != NO_CLASS {
+            displays
+                .entry(class)
+                .or_insert_with(|| heap.class_display(class));
+        }
+    }
+    let mut canonical_of_name: FastMap<&str, u32> = FastMap::default();
+    for (&class, name) in &displays {
+        let c = canonical_of_name.entry(name.as_str()).or_insert(class);
+        *c = (*c).min(class);
+    }
+    let mut merged: FastMap<SampleKey, (u64, u64)> = FastMap::default();
+    for ((loc, method, otype, class), (n, size)) in groups {
+        let class = match displays.get(&class) {
+            Some(name) => canonical_of_name[name.as_str()],
+            None => class,
+        };
+        let e = merged.entry((loc, method, otype, class)).or_insert((0, 0));
+        e.0 += n;
+        e.1 += size;
+    }
+    // Largest first; ties in a fixed order, so output is reproducible.
+    let mut groups: Vec<(SampleKey, (u64, u64))> = merged.into_iter().collect();
+    groups.sort_unstable_by(|a, b| b.1 .1.cmp(&a.1 .1).then(a.0.cmp(&b.0)));
+
+    let mut strings = Strings::new();
+    let inuse_objects = strings.get("inuse_objects");
+    let count = strings.get("count");
+    let inuse_space = strings.get("inuse_space");
+    let bytes = strings.get("bytes");
+    let space = strings.get("space");
+    let type_key = strings.get("type");
+    let class_key = strings.get("class");
+    let comment = strings.get(comment);
+
+    let mut locations: Vec<Location> = Vec::new();
+    let mut functions: Vec<Function> = Vec::new();
+    let mut location_of: FastMap<(LocId, StrId), u64> = FastMap::default();
+    let mut class_names: FastMap<u32, i64> = FastMap::default();
+    let mut samples = Vec::with_capacity(groups.len());
+    for ((loc, method, otype, class), (n, size)) in groups {
+        let location_id = *location_of.entry((loc, method)).or_insert_with(|| {
+            let (name, filename, line) = if loc == NO_LOC {
+                (strings.get(UNTRACED), 0, 0)
+            } else {
+                let l = heap.locations[loc as usize];
+                let name = match method.get() {
+                    Some(m) => strings.get(&heap.strings.text(m)),
+                    None => strings.get(UNKNOWN_METHOD),
+                };
+                (name, strings.get(&heap.strings.text(l.file)), l.line as i64)
+            };
+            let id = functions.len() as u64 + 1;
+            functions.push(Function {
+                id,
+                name,
+                system_name: name,
+                filename,
+                start_line: line,
+            });
+            locations.push(Location {
+                id,
+                mapping_id: 0,
+                address: 0,
+                line: vec![Line {
+                    function_id: id,
+                    line,
+                }],
+                is_folded: false,
+            });
+            id
+        });
+        let mut label = vec![Label {
+            key: type_key,
+            str: strings.get(&heap.type_names[otype as usize]),
+            num: 0,
+            num_unit: 0,
+        }];
+        if class != NO_CLASS {
+            let s = *class_names
+                .entry(class)
+                .or_insert_with(|| strings.get(&displays[&class]));
+            label.push(Label {
+                key: class_key,
+                str: s,
+                num: 0,
+                num_unit: 0,
+            });
+        }
+        samples.push(Sample {
+            location_id: vec![location_id],
+            value: vec![n as i64, size.min(i64::MAX as u64) as i64],
+            label,
+        });
+    }
+    Profile {
+        sample_type: vec![
+            ValueType {
+                r#type: inuse_objects,
+                unit: count,
+            },
+            ValueType {
+                r#type: inuse_space,
+                unit: bytes,
+            },
+        ],
+        sample: samples,
+        location: locations,
+        function: functions,
+        string_table: strings.table,
+        time_nanos: opts.time_nanos,
+        duration_nanos: 0,
+        period_type: Some(ValueType {
+            r#type: space,
+            unit: bytes,
+        }),
+        period: 1,
+        comment: vec![comment],
+        default_sample_type: inuse_space,
+    }
+}
+
+/// Writes a profile gzipped, as pprof tools expect.
+pub fn write_gz(profile: &Profile, w: &mut dyn Write) -> io::Result<()> {
+    let mut gz = GzEncoder::new(w, Compression::default());
+    gz.write_all(&profile.encode_to_vec())?;
+    gz.finish()?;
+    Ok(())
+}
+
+/// Reads a profile written by [`write_gz`] (or any gzipped `profile.proto`
+/// whose fields heapscope knows; others are skipped).
+pub fn read_gz(gz: &[u8]) -> io::Result<Profile> {
+    let mut raw = Vec::new();
+    io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut raw)?;
+    Profile::decode(&raw[..]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use heapscope_heap::{Detail, HeapBuilder, ObjectRecord, PartialHeap};
+
+    const BASE: u64 = 0x7f00_0000_0000;
+
+    /// File, line, method.
+    type Site<'a> = (&'a [u8], u32, Option<&'a [u8]>);
+
+    struct Obj<'a> {
+        type_name: &'a [u8],
+        class: Option<u64>,
+        memsize: u64,
+        site: Option<Site<'a>>,
+        detail: Detail<'a>,
+    }
+
+    fn heap(objs: &[Obj<'_>]) -> Heap {
+        let mut p = PartialHeap::new(false);
+        for (i, o) in objs.iter().enumerate() {
+            p.push_object(&ObjectRecord {
+                address: BASE + 40 * i as u64,
+                type_name: o.type_name,
+                class: o.class,
+                flags: 0,
+                memsize: o.memsize,
+                file: o.site.map(|s| s.0),
+                line: o.site.map(|s| s.1),
+                method: o.site.and_then(|s| s.2),
+                generation: o.site.map(|_| 7),
+                detail: o.detail,
+                refs: &[],
+                object_id: None,
+                real_class_name: None,
+            });
+        }
+        let mut b = HeapBuilder::new(false, objs.len());
+        b.append(p);
+        b.finish()
+    }
+
+    fn o<'a>(
+        type_name: &'a [u8],
+        class: Option<u64>,
+        memsize: u64,
+        site: Option<Site<'a>>,
+    ) -> Obj<'a> {
+        Obj {
+            type_name,
+            class,
+            memsize,
+            site,
+            detail: Detail::None,
+        }
+    }
+
+    /// Decoded samples as (function, file, line, type, class, count, bytes).
+    fn rows(p: &Profile) -> Vec<(String, String, i64, String, String, i64, i64)> {
+        let s = |i: i64| p.string_table[i as usize].clone();
+        let mut out: Vec<_> = p
+            .sample
+            .iter()
+            .map(|smp| {
+                assert_eq!(smp.location_id.len(), 1);
+                let loc = &p.location[smp.location_id[0] as usize - 1];
+                assert_eq!(loc.id, smp.location_id[0]);
+                let line = &loc.line[0];
+                let f = &p.function[line.function_id as usize - 1];
+                let label = |k: &str| {
+                    smp.label
+                        .iter()
+                        .find(|l| s(l.key) == k)
+                        .map(|l| s(l.str))
+                        .unwrap_or_default()
+                };
+                (
+                    s(f.name),
+                    s(f.filename),
+                    line.line,
+                    label("type"),
+                    label("class"),
+                    smp.value[0],
+                    smp.value[1],
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn samples_by_site_type_and_class() {
+        let class_addr = BASE;
+        let mut objs = vec![
+            o(b"CLASS", None, 500, None),
+            o(
+                b"OBJECT",
+                Some(class_addr),
+                40,
+                Some((b"a.rb", 3, Some(b"make"))),
+            ),
+            o(
+                b"OBJECT",
+                Some(class_addr),
+                40,
+                Some((b"a.rb", 3, Some(b"make"))),
+            ),
+            o(b"STRING", None, 41, Some((b"a.rb", 3, Some(b"make")))),
+            o(b"STRING", None, 100, Some((b"b.rb", 9, None))),
+            o(b"ARRAY", None, 80, None),
+        ];
+        objs[0].detail = Detail::Str(b"Widget");
+        let h = heap(&objs);
+        let p = profile(&h, &PprofOptions::default(), "test");
+        assert_eq!(p.string_table[0], "");
+        let st = |v: &ValueType| {
+            (
+                p.string_table[v.r#type as usize].as_str(),
+                p.string_table[v.unit as usize].as_str(),
+            )
+        };
+        assert_eq!(st(&p.sample_type[0]), ("inuse_objects", "count"));
+        assert_eq!(st(&p.sample_type[1]), ("inuse_space", "bytes"));
+        assert_eq!(
+            p.string_table[p.default_sample_type as usize],
+            "inuse_space"
+        );
+        let r = |f: &str, file: &str, line, t: &str, c: &str, n, b| {
+            (f.into(), file.into(), line, t.into(), c.into(), n, b)
+        };
+        assert_eq!(
+            rows(&p),
+            vec![
+                r("(unknown)", "b.rb", 9, "STRING", "", 1, 100),
+                r("(untraced)", "", 0, "ARRAY", "", 1, 80),
+                r("(untraced)", "", 0, "CLASS", "", 1, 500),
+                r("make", "a.rb", 3, "OBJECT", "Widget", 2, 80),
+                r("make", "a.rb", 3, "STRING", "", 1, 41),
+            ]
+        );
+        // One location per site: a.rb:3 is shared by two samples.
+        assert_eq!(p.location.len(), 3);
+        assert_eq!(p.function.len(), 3);
+        let objects: i64 = p.sample.iter().map(|s| s.value[0]).sum();
+        let bytes: i64 = p.sample.iter().map(|s| s.value[1]).sum();
+        assert_eq!((objects, bytes), (6, 801));
+    }
+
+    #[test]
+    fn classes_that_display_alike_share_a_sample() {
+        let site = Some((&b"d.rb"[..], 1, Some(&b"m"[..])));
+        let mut objs = vec![
+            o(b"CLASS", None, 100, None),
+            o(b"CLASS", None, 100, None),
+            o(b"OBJECT", Some(BASE), 40, site),
+            o(b"OBJECT", Some(BASE + 40), 40, site),
+        ];
+        objs[0].detail = Detail::Str(b"Dup");
+        objs[1].detail = Detail::Str(b"Dup");
+        let h = heap(&objs);
+        assert_eq!(h.classes.len(), 2);
+        let p = profile(&h, &PprofOptions::default(), "");
+        let r = rows(&p);
+        assert_eq!(r.len(), 2, "{r:?}");
+        assert_eq!(
+            r[1],
+            (
+                "m".into(),
+                "d.rb".into(),
+                1,
+                "OBJECT".into(),
+                "Dup".into(),
+                2,
+                80
+            )
+        );
+    }
+
+    #[test]
+    fn round_trips_through_gzip_and_prost() {
+        let objs = vec![
+            o(b"STRING", None, 41, Some((b"a.rb", 3, Some(b"make")))),
+            o(b"HASH", None, 160, None),
+        ];
+        let h = heap(&objs);
+        let p = profile(
+            &h,
+            &PprofOptions {
+                include_tracer: false,
+                time_nanos: 1_700_000_000_000_000_000,
+            },
+            "heapscope: test",
+        );
+        let mut gz = Vec::new();
+        write_gz(&p, &mut gz).unwrap();
+        assert_eq!(&gz[..2], &[0x1f, 0x8b]);
+        let back = read_gz(&gz).unwrap();
+        assert_eq!(back, p);
+        assert_eq!(
+            back.string_table[back.comment[0] as usize],
+            "heapscope: test"
+        );
+    }
+
+    #[test]
+    fn empty_heap_gives_an_empty_profile() {
+        let h = heap(&[]);
+        let p = profile(&h, &PprofOptions::default(), "");
+        assert!(p.sample.is_empty());
+        assert_eq!(p.string_table[0], "");
+        assert_eq!(p.sample_type.len(), 2);
+    }
+}

@@ -70,6 +70,17 @@ for mb in $SIZES; do
     printf "| %d MB | %d | %.2f | %.2f | %d | %.2f |\n", mb, o, s, s / (b / 1073741824), kb / 1024, kb * 1024 / b }' >> "$table"
 done
 
+if [[ -n $ONE_GB ]]; then
+  # path and inspect of the object that retains the most, on the 1 GB dump.
+  addr=$("$HS" retained "$ONE_GB" -n 1 --format json | ruby -rjson -e 'puts JSON.parse($stdin.read)["rows"][0]["address"]')
+  read -r p_secs p_kb < <(measure "$HS" path "$ONE_GB" "$addr")
+  read -r i_secs i_kb < <(measure "$HS" inspect "$ONE_GB" "$addr")
+  {
+    echo
+    echo "On the 1 GB dump: \`path\` $p_secs s ($((p_kb / 1024)) MB), \`inspect\` $i_secs s ($((i_kb / 1024)) MB), each a whole run from reading the dump."
+  } >> "$table"
+fi
+
 if [[ -n $ONE_GB ]] && command -v reap >/dev/null 2>&1; then
   echo "== reap $ONE_GB" >&2
   best="" rss=0

@@ -206,8 +206,17 @@ pub fn inspect_text(r: &InspectReport<'_>, exact: bool) -> String {
     out.push_str("\nRecord:\n");
     match r.record {
         RawRecord::Found(line) => {
+            // A record can be megabytes (an Array of a million elements):
+            // show its start; JSON output has it whole.
+            const SHOW: usize = 600;
             out.push_str("  ");
-            out.push_str(&String::from_utf8_lossy(line));
+            out.push_str(&String::from_utf8_lossy(&line[..line.len().min(SHOW)]));
+            if line.len() > SHOW {
+                out.push_str(&format!(
+                    "… ({} bytes in all; --format json has the whole record)",
+                    crate::thousands(line.len() as u64)
+                ));
+            }
             out.push('\n');
         }
         RawRecord::Unavailable(why) => out.push_str(&format!("  {why}\n")),

@@ -131,8 +131,12 @@ pub fn path_text(r: &PathReport<'_>, exact: bool) -> String {
         if p.categories.len() > 1 {
             out.push_str(&format!(" (also {})", p.categories[1..].join(", ")));
         }
-        if p.conservative && p.root() != "machine_context" {
-            out.push_str(" [also a conservative machine_context root]");
+        if p.conservative {
+            out.push_str(if p.root() == "machine_context" {
+                " [conservative: found on a C stack, may be a false positive]"
+            } else {
+                " [machine_context is conservative]"
+            });
         }
         out.push('\n');
         let mut t = Table::new(

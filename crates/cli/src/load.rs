@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Result;
+use heapscope_graph::{Dominators, Graph, GraphOptions};
 use heapscope_reader::{read_input, Dump, Input, ReadError, ReadOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -107,4 +108,33 @@ impl Timer {
             );
         }
     }
+}
+
+/// The stages every dominator-based command starts with: read the dump with
+/// its references, build the graph and the dominator tree (behind a spinner,
+/// with `HEAPSCOPE_TIMINGS` laps), then run `f` on them. The spinner is gone
+/// before this returns, so callers print afterwards.
+pub fn with_dominators<T>(
+    input: &InputArgs,
+    doing: &str,
+    f: impl FnOnce(&Dump, &Graph<'_>, &Dominators, &Timer) -> Result<T>,
+) -> Result<T> {
+    let timer = Timer::start();
+    let dump = load_for_graph(input)?;
+    timer.lap("load");
+    let spin = stage(input, doing);
+    let graph = Graph::new(
+        &dump.heap,
+        GraphOptions {
+            include_tracer: input.include_tracer,
+        },
+    );
+    timer.lap("graph");
+    let dom = Dominators::compute(&graph);
+    timer.lap("dominators");
+    let result = f(&dump, &graph, &dom, &timer);
+    if let Some(s) = spin {
+        s.finish_and_clear();
+    }
+    result
 }

@@ -4,7 +4,9 @@ use heapscope_analysis::inspect::{Dominator, Inspection, Neighbour, Page};
 use heapscope_analysis::paths::ObjectRef;
 use serde_json::{json, Value};
 
-use crate::{human_bytes, thousands, Align, Table};
+use crate::path::who;
+use crate::size;
+use crate::{thousands, Align, Table};
 
 /// The object's raw record, when it could be re-read.
 pub enum RawRecord {
@@ -84,23 +86,6 @@ pub fn inspect_json(r: &InspectReport<'_>) -> Value {
         m.extend(fields);
     }
     Value::Object(m)
-}
-
-fn who(o: &ObjectRef) -> String {
-    let mut s = o.class.clone().unwrap_or_else(|| "(no class)".into());
-    if let Some(n) = &o.name {
-        s.push(' ');
-        s.push_str(n);
-    }
-    s
-}
-
-fn size(n: u64, exact: bool) -> String {
-    if exact {
-        thousands(n)
-    } else {
-        human_bytes(n)
-    }
 }
 
 fn page_text(out: &mut String, what: &str, p: &Page<Neighbour>, held_header: &str) {

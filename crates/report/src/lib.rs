@@ -132,7 +132,8 @@ fn groups_table(by: &[GroupKey], groups: &[Group], show_bytes: bool) -> Table {
     table
 }
 
-fn size(n: u64, exact: bool) -> String {
+/// A byte count for tables: exact with thousands separators, or human-readable.
+pub(crate) fn size(n: u64, exact: bool) -> String {
     if exact {
         thousands(n)
     } else {

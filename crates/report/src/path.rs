@@ -3,7 +3,8 @@
 use heapscope_analysis::paths::{root_label, DominatorStep, LabeledPath, ObjectRef};
 use serde_json::{json, Value};
 
-use crate::{human_bytes, thousands, Align, Table};
+use crate::size;
+use crate::{Align, Table};
 
 /// What `path` found, for rendering.
 pub struct PathReport<'a> {
@@ -68,21 +69,14 @@ pub fn path_json(r: &PathReport<'_>) -> Value {
     v
 }
 
-fn who(o: &ObjectRef) -> String {
+/// An object's class, and its own name when it is a class, module or DATA.
+pub(crate) fn who(o: &ObjectRef) -> String {
     let mut s = o.class.clone().unwrap_or_else(|| "(no class)".into());
     if let Some(n) = &o.name {
         s.push(' ');
         s.push_str(n);
     }
     s
-}
-
-fn size(n: u64, exact: bool) -> String {
-    if exact {
-        thousands(n)
-    } else {
-        human_bytes(n)
-    }
 }
 
 pub fn path_text(r: &PathReport<'_>, exact: bool) -> String {

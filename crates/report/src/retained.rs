@@ -4,7 +4,8 @@ use heapscope_analysis::group::{GroupKey, KeyValue};
 use heapscope_analysis::retained::{RetainedGroup, RetainedObject};
 use serde_json::{json, Map, Value};
 
-use crate::{human_bytes, thousands, Align, Table};
+use crate::size;
+use crate::{thousands, Align, Table};
 
 /// What `retained` found, for rendering.
 pub struct RetainedReport<'a> {
@@ -18,14 +19,6 @@ pub struct RetainedReport<'a> {
     pub by: &'a [GroupKey],
     pub groups: &'a [RetainedGroup],
     pub total_groups: usize,
-}
-
-fn size(n: u64, exact: bool) -> String {
-    if exact {
-        thousands(n)
-    } else {
-        human_bytes(n)
-    }
 }
 
 fn plural<'a>(n: u64, one: &'a str, many: &'a str) -> &'a str {

@@ -3,15 +3,8 @@
 use heapscope_analysis::suspects::{Suspect, SuspectKind, SuspectObject, Suspects};
 use serde_json::{json, Value};
 
-use crate::{human_bytes, thousands, Align, Table};
-
-fn size(n: u64, exact: bool) -> String {
-    if exact {
-        format!("{} B", thousands(n))
-    } else {
-        human_bytes(n)
-    }
-}
+use crate::size;
+use crate::{thousands, Align, Table};
 
 /// A share as a percentage: `62%`, `8.5%`, `0.03%`.
 pub fn percent(share: f64) -> String {

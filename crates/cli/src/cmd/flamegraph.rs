@@ -7,10 +7,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
 use heapscope_export::flame::{folded_stacks, Folded, DEFAULT_MAX_DEPTH};
-use heapscope_graph::{Dominators, Graph, GraphOptions};
 
 use crate::args::InputArgs;
-use crate::load::{load_for_graph, stage};
+use crate::load::with_dominators;
 
 #[derive(ClapArgs, Debug)]
 #[command(long_about = "\
@@ -45,25 +44,18 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let timer = crate::load::Timer::start();
-    let dump = load_for_graph(&a.input)?;
-    timer.lap("load");
-    let spin = stage(&a.input, "computing dominators and building stacks");
-    let graph = Graph::new(
-        &dump.heap,
-        GraphOptions {
-            include_tracer: a.input.include_tracer,
+    let (folded, title) = with_dominators(
+        &a.input,
+        "computing dominators and building stacks",
+        |dump, graph, dom, timer| {
+            let folded = folded_stacks(graph, dom, a.max_depth as usize);
+            timer.lap("stacks");
+            Ok((
+                folded,
+                format!("heapscope: retained memory of {}", dump.source),
+            ))
         },
-    );
-    timer.lap("graph");
-    let dom = Dominators::compute(&graph);
-    timer.lap("dominators");
-    let folded = folded_stacks(&graph, &dom, a.max_depth as usize);
-    timer.lap("stacks");
-    if let Some(s) = spin {
-        s.finish_and_clear();
-    }
-    let title = format!("heapscope: retained memory of {}", dump.source);
+    )?;
     let folded_only = a.folded;
     let write = |w: &mut dyn Write| -> std::io::Result<()> {
         if folded_only {
@@ -72,16 +64,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
             folded.write_svg(&title, w)
         }
     };
-    let code = match &a.output {
+    match &a.output {
         Some(path) => {
             heapscope_export::write_atomic(path, write)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             Ok(ExitCode::SUCCESS)
         }
         None => to_stdout(&folded, folded_only, &title),
-    };
-    timer.lap("write");
-    code
+    }
 }
 
 fn to_stdout(folded: &Folded, folded_only: bool, title: &str) -> Result<ExitCode> {

@@ -5,11 +5,10 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args as ClapArgs;
 use heapscope_analysis::retained::{top_groups, top_objects, unreachable_groups};
-use heapscope_graph::{Dominators, Graph, GraphOptions};
 use heapscope_report::retained::{retained_json, retained_text, RetainedReport};
 
 use crate::args::{ByKeys, Format, InputArgs};
-use crate::load::{load_for_graph, stage};
+use crate::load::with_dominators;
 
 #[derive(ClapArgs, Debug)]
 #[command(long_about = "\
@@ -45,54 +44,39 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let timer = crate::load::Timer::start();
-    let dump = load_for_graph(&a.input)?;
-    timer.lap("load");
-    let spin = stage(&a.input, "computing dominators and retained sizes");
-    let graph = Graph::new(
-        &dump.heap,
-        GraphOptions {
-            include_tracer: a.input.include_tracer,
+    let out = with_dominators(
+        &a.input,
+        "computing dominators and retained sizes",
+        |dump, graph, dom, timer| {
+            let by = a.by.map(|b| b.0).unwrap_or_default();
+            let top = (a.top != 0).then_some(a.top);
+            let (objects, (groups, total_groups)) = if by.is_empty() {
+                (
+                    top_objects(graph, dom, top.unwrap_or(usize::MAX)),
+                    (Vec::new(), 0),
+                )
+            } else {
+                (Vec::new(), top_groups(graph, dom, &by, top))
+            };
+            let unreachable = unreachable_groups(graph, dom);
+            timer.lap("retained");
+            let report = RetainedReport {
+                source: &dump.source,
+                reachable_objects: dom.preorder().len() as u64 - 1,
+                reachable_bytes: dom.reachable_bytes(),
+                unreachable_objects: unreachable.iter().map(|u| u.1).sum(),
+                unreachable_bytes: unreachable.iter().map(|u| u.2).sum(),
+                unreachable: &unreachable,
+                objects: &objects,
+                by: &by,
+                groups: &groups,
+                total_groups,
+            };
+            Ok(match a.output.format {
+                Format::Json => serde_json::to_string_pretty(&retained_json(&report))? + "\n",
+                Format::Table => retained_text(&report, a.bytes),
+            })
         },
-    );
-    timer.lap("graph");
-    let dom = Dominators::compute(&graph);
-    timer.lap("dominators");
-    let by = a.by.map(|b| b.0).unwrap_or_default();
-    let top = (a.top != 0).then_some(a.top);
-    let objects = if by.is_empty() {
-        top_objects(&graph, &dom, top.unwrap_or(usize::MAX))
-    } else {
-        Vec::new()
-    };
-    let (groups, total_groups) = if by.is_empty() {
-        (Vec::new(), 0)
-    } else {
-        top_groups(&graph, &dom, &by, top)
-    };
-    timer.lap("top");
-    let unreachable = unreachable_groups(&graph, &dom);
-    timer.lap("unreachable");
-    if let Some(s) = spin {
-        s.finish_and_clear();
-    }
-    let report = RetainedReport {
-        source: &dump.source,
-        reachable_objects: dom.preorder().len() as u64 - 1,
-        reachable_bytes: dom.reachable_bytes(),
-        unreachable_objects: unreachable.iter().map(|u| u.1).sum(),
-        unreachable_bytes: unreachable.iter().map(|u| u.2).sum(),
-        unreachable: &unreachable,
-        objects: &objects,
-        by: &by,
-        groups: &groups,
-        total_groups,
-    };
-    let out = match a.output.format {
-        Format::Json => serde_json::to_string_pretty(&retained_json(&report))? + "\n",
-        Format::Table => retained_text(&report, a.bytes),
-    };
-    let code = crate::print(&out);
-    timer.lap("print");
-    code
+    )?;
+    crate::print(&out)
 }

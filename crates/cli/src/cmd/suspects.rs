@@ -7,11 +7,10 @@ use clap::Args as ClapArgs;
 use heapscope_analysis::suspects::{
     find_suspects, SuspectOptions, DEFAULT_ACCUMULATION, DEFAULT_THRESHOLD,
 };
-use heapscope_graph::{Dominators, Graph, GraphOptions};
 use heapscope_report::suspects::{suspects_json, suspects_text};
 
 use crate::args::{Format, InputArgs};
-use crate::load::{load_for_graph, stage};
+use crate::load::with_dominators;
 
 #[derive(ClapArgs, Debug)]
 #[command(long_about = "\
@@ -72,36 +71,26 @@ fn parse_share(s: &str) -> Result<f64, String> {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let timer = crate::load::Timer::start();
-    let dump = load_for_graph(&a.input)?;
-    timer.lap("load");
-    let spin = stage(&a.input, "computing dominators and leak suspects");
-    let graph = Graph::new(
-        &dump.heap,
-        GraphOptions {
-            include_tracer: a.input.include_tracer,
+    let out = with_dominators(
+        &a.input,
+        "computing dominators and leak suspects",
+        |dump, graph, dom, timer| {
+            let report = find_suspects(
+                graph,
+                dom,
+                SuspectOptions {
+                    threshold: a.threshold,
+                    accumulation: a.accumulation,
+                },
+            );
+            timer.lap("suspects");
+            Ok(match a.output.format {
+                Format::Json => {
+                    serde_json::to_string_pretty(&suspects_json(&dump.source, &report))? + "\n"
+                }
+                Format::Table => suspects_text(&dump.source, &report, a.bytes),
+            })
         },
-    );
-    timer.lap("graph");
-    let dom = Dominators::compute(&graph);
-    timer.lap("dominators");
-    let report = find_suspects(
-        &graph,
-        &dom,
-        SuspectOptions {
-            threshold: a.threshold,
-            accumulation: a.accumulation,
-        },
-    );
-    timer.lap("suspects");
-    if let Some(s) = spin {
-        s.finish_and_clear();
-    }
-    let out = match a.output.format {
-        Format::Json => serde_json::to_string_pretty(&suspects_json(&dump.source, &report))? + "\n",
-        Format::Table => suspects_text(&dump.source, &report, a.bytes),
-    };
-    let code = crate::print(&out);
-    timer.lap("print");
-    code
+    )?;
+    crate::print(&out)
 }

@@ -4,8 +4,10 @@
 pub mod diff;
 pub mod group;
 pub mod inspect;
+pub mod leaks;
 pub mod origin;
 pub mod paths;
 pub mod retained;
 pub mod summary;
 pub mod suspects;
+pub mod trend;

@@ -67,6 +67,8 @@ Examples:
     Inspect(crate::cmd::inspect::Args),
     /// Automatic leak-suspect report: objects and groups retaining a large share of the heap.
     Suspects(crate::cmd::suspects::Args),
+    /// Rank the allocation sites that leak across a series of dumps of one process.
+    Leaks(crate::cmd::leaks::Args),
     /// The dominator tree as a flame graph (SVG, or folded stacks).
     Flamegraph(crate::cmd::flamegraph::Args),
     /// A gzipped pprof profile of live objects by allocation site, for `go tool pprof` and

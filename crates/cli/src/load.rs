@@ -29,6 +29,11 @@ pub fn load_for_graph(input: &InputArgs) -> Result<Dump> {
     load_with(&input.dump, &opts, input.no_progress, input.quiet)
 }
 
+/// Loads one dump of several (for `leaks`).
+pub fn load_path(path: &Path, opts: &ReadOptions, no_progress: bool, quiet: bool) -> Result<Dump> {
+    load_with(path, opts, no_progress, quiet)
+}
+
 /// Loads a dump with the given read options, for commands with `InputArgs`.
 pub fn load_input(input: &InputArgs, opts: &ReadOptions) -> Result<Dump> {
     load_with(&input.dump, opts, input.no_progress, input.quiet)

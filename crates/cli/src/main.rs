@@ -39,6 +39,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Path(a) => cmd::path::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Suspects(a) => cmd::suspects::run(a),
+        Command::Leaks(a) => cmd::leaks::run(a),
         Command::Flamegraph(a) => cmd::flamegraph::run(a),
         Command::Pprof(a) => cmd::pprof::run(a),
     }

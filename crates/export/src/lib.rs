@@ -9,6 +9,7 @@
 //! graph); [`write_atomic`] is the one helper that touches the file system.
 
 pub mod flame;
+pub mod plot;
 pub mod pprof;
 
 use std::fs::File;

@@ -11,6 +11,7 @@ use heapscope_reader::Diagnostics;
 use serde_json::{json, Map, Value};
 
 pub mod inspect;
+pub mod leaks;
 pub mod path;
 pub mod retained;
 pub mod suspects;

@@ -2,6 +2,7 @@
 
 pub mod flamegraph;
 pub mod inspect;
+pub mod leaks;
 pub mod path;
 pub mod pprof;
 pub mod retained;

@@ -1,0 +1,486 @@
+//! `heapscope leaks`: allocation sites whose objects keep piling up across a
+//! series of dumps of one process.
+//!
+//! Dumps are folded in one at a time ([`SeriesBuilder::add_dump`]), so a long
+//! series never needs more than one heap in memory. For every site (type,
+//! class, location) the builder keeps its count and bytes per dump; for the
+//! survivors (objects absent from the first dump and present in every later
+//! one, identified as in `diff`) it keeps a shrinking set of identity hashes.
+//! The last dump is then read with its references to find a path from a root
+//! to one survivor of each suspect site.
+
+use std::path::{Path, PathBuf};
+
+use heapscope_graph::{shortest_paths, Graph};
+use heapscope_heap::{FastMap, Heap, ObjId};
+
+use crate::diff::Identities;
+use crate::group::{GroupKey, Grouper, KeyValue, MAX_KEYS};
+use crate::paths::{label_path, LabeledPath, Labeler};
+use crate::trend::{classify, Trend, Verdict};
+
+/// Sites that level off below this many objects are not listed as caches.
+pub const MIN_CACHE_OBJECTS: u64 = 10;
+
+/// One dump of a series, as found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpFile {
+    pub path: PathBuf,
+    /// Unix time in seconds, when known.
+    pub time: Option<i64>,
+    /// Process id, when the file name carries one (`heap-<pid>-<unixtime>-...`).
+    pub pid: Option<u32>,
+}
+
+/// Where the order of the dumps came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderSource {
+    /// A 10-digit unix timestamp in each file name.
+    FileNames,
+    /// The `--time` values given.
+    TimeFlag,
+    /// File modification times.
+    ModificationTimes,
+}
+
+impl OrderSource {
+    pub fn describe(self) -> &'static str {
+        match self {
+            OrderSource::FileNames => "the unix timestamps in the file names",
+            OrderSource::TimeFlag => "the --time values",
+            OrderSource::ModificationTimes => "file modification times (no timestamp in the names)",
+        }
+    }
+}
+
+/// The unix timestamp (10 digits, 2001-2286) and pid in a dump's file name:
+/// `heap-1479820044.dump`, `heap-<pid>-<unixtime>-<seq>.dump`.
+pub fn parse_file_name(path: &Path) -> (Option<i64>, Option<u32>) {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let runs: Vec<&str> = name
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|r| !r.is_empty())
+        .collect();
+    let ts_at = runs
+        .iter()
+        .position(|r| r.len() == 10 && r.starts_with('1') || r.len() == 10 && r.starts_with('2'));
+    let time = ts_at.and_then(|i| runs[i].parse::<i64>().ok());
+    let pid = match ts_at {
+        Some(i) if i > 0 => runs[i - 1].parse::<u32>().ok(),
+        _ => None,
+    };
+    (time, pid)
+}
+
+/// Orders dumps (by file-name timestamps, else `times`, else modification
+/// times) and splits them by process when the names carry pids.
+pub fn order_dumps(
+    paths: &[PathBuf],
+    times: Option<&[i64]>,
+) -> Result<(Vec<Vec<DumpFile>>, OrderSource), String> {
+    if paths.is_empty() {
+        return Err("no heap dumps to analyse".into());
+    }
+    let parsed: Vec<(Option<i64>, Option<u32>)> = paths.iter().map(|p| parse_file_name(p)).collect();
+    let (files, source): (Vec<DumpFile>, OrderSource) = if parsed.iter().all(|(t, _)| t.is_some()) {
+        let files = paths
+            .iter()
+            .zip(&parsed)
+            .map(|(p, &(time, pid))| DumpFile { path: p.clone(), time, pid })
+            .collect();
+        (files, OrderSource::FileNames)
+    } else if let Some(times) = times {
+        if times.len() != paths.len() {
+            return Err(format!(
+                "{} --time values for {} dumps: give one per dump, in the order of the dumps",
+                times.len(),
+                paths.len()
+            ));
+        }
+        let files = paths
+            .iter()
+            .zip(times)
+            .zip(&parsed)
+            .map(|((p, &t), &(_, pid))| DumpFile { path: p.clone(), time: Some(t), pid })
+            .collect();
+        (files, OrderSource::TimeFlag)
+    } else {
+        let mut files = Vec::new();
+        for (p, &(_, pid)) in paths.iter().zip(&parsed) {
+            let mtime = std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .map_err(|e| format!("{}: {e}", p.display()))?;
+            let secs = mtime
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            files.push(DumpFile { path: p.clone(), time: Some(secs), pid });
+        }
+        (files, OrderSource::ModificationTimes)
+    };
+    let mut by_pid: Vec<(Option<u32>, Vec<DumpFile>)> = Vec::new();
+    for f in files {
+        match by_pid.iter_mut().find(|(pid, _)| *pid == f.pid) {
+            Some((_, v)) => v.push(f),
+            None => by_pid.push((f.pid, vec![f])),
+        }
+    }
+    let mut groups: Vec<Vec<DumpFile>> = by_pid.into_iter().map(|(_, v)| v).collect();
+    for g in &mut groups {
+        g.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.path.cmp(&b.path)));
+    }
+    groups.sort_by_key(|g| g.first().and_then(|f| f.pid));
+    Ok((groups, source))
+}
+
+/// A site: type, class and location, as displayed.
+pub type SiteKey = (String, Option<String>, Option<String>);
+
+/// What one dump contributes, besides its sites.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DumpTotals {
+    pub objects: u64,
+    pub bytes: u64,
+    pub traced_objects: u64,
+    pub has_shapes: bool,
+    pub integer_flags: bool,
+    pub max_generation: Option<u32>,
+}
+
+/// Folds dumps in, one at a time.
+pub struct SeriesBuilder {
+    include_tracer: bool,
+    dumps: usize,
+    totals: Vec<DumpTotals>,
+    sites: FastMap<SiteKey, Vec<(u64, u64)>>,
+    /// Identity hashes of the first dump, then of the survivors so far.
+    baseline: Vec<u64>,
+    survivors: Option<Vec<u64>>,
+}
+
+impl SeriesBuilder {
+    pub fn new(include_tracer: bool) -> Self {
+        SeriesBuilder {
+            include_tracer,
+            dumps: 0,
+            totals: Vec::new(),
+            sites: FastMap::default(),
+            baseline: Vec::new(),
+            survivors: None,
+        }
+    }
+
+    pub fn dumps(&self) -> usize {
+        self.dumps
+    }
+
+    fn counted(&self, heap: &Heap, id: ObjId) -> bool {
+        self.include_tracer || !heap.is_tracer(id)
+    }
+
+    /// Folds in the next dump (in time order).
+    pub fn add_dump(&mut self, heap: &Heap) {
+        let by = [GroupKey::Type, GroupKey::Class, GroupKey::Location];
+        let mut grouper = Grouper::new(heap);
+        let mut local: FastMap<[u32; MAX_KEYS], (u64, u64)> = FastMap::default();
+        let mut totals = DumpTotals {
+            traced_objects: heap.facts.traced_objects,
+            has_shapes: heap.facts.has_shapes,
+            integer_flags: heap.facts.integer_flags,
+            max_generation: heap.facts.max_generation,
+            ..Default::default()
+        };
+        let identities = Identities::new(heap);
+        let mut hashes = Vec::with_capacity(heap.len());
+        for id in heap.ids() {
+            if !self.counted(heap, id) {
+                continue;
+            }
+            let m = heap.memsize(id);
+            totals.objects += 1;
+            totals.bytes += m;
+            let e = local.entry(grouper.raw_key(id, &by)).or_insert((0, 0));
+            e.0 += 1;
+            e.1 += m;
+            hashes.push(identities.of(id));
+        }
+        hashes.sort_unstable();
+        hashes.dedup();
+        let n = self.dumps;
+        for (raw, (count, bytes)) in local {
+            let values = grouper.values(&by, &raw);
+            let key = site_key(&values);
+            let series = self.sites.entry(key).or_insert_with(|| vec![(0, 0); n]);
+            series.push((count, bytes));
+        }
+        for series in self.sites.values_mut() {
+            if series.len() == n {
+                series.push((0, 0));
+            }
+        }
+        match (n, self.survivors.take()) {
+            (0, _) => self.baseline = hashes,
+            (1, _) => {
+                let base = std::mem::take(&mut self.baseline);
+                self.survivors = Some(difference(&hashes, &base));
+            }
+            (_, Some(prev)) => self.survivors = Some(intersection(&prev, &hashes)),
+            (_, None) => unreachable!("survivors exist from the second dump on"),
+        }
+        self.totals.push(totals);
+        self.dumps += 1;
+    }
+}
+
+fn site_key(values: &[KeyValue]) -> SiteKey {
+    let text = |v: &KeyValue| match v {
+        KeyValue::Text(t) => t.clone(),
+        KeyValue::Generation(g) => g.map(|g| g.to_string()),
+    };
+    (text(&values[0]).unwrap_or_default(), text(&values[1]), text(&values[2]))
+}
+
+fn difference(a: &[u64], b: &[u64]) -> Vec<u64> {
+    a.iter().copied().filter(|x| b.binary_search(x).is_err()).collect()
+}
+
+fn intersection(a: &[u64], b: &[u64]) -> Vec<u64> {
+    a.iter().copied().filter(|x| b.binary_search(x).is_ok()).collect()
+}
+
+/// One site's story across the dumps.
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub key: SiteKey,
+    pub counts: Vec<u64>,
+    pub bytes: Vec<u64>,
+    pub trend: Trend,
+    /// Theil-Sen growth of the count and bytes per dump.
+    pub growth_per_dump: f64,
+    pub bytes_per_dump: f64,
+    pub bytes_per_hour: Option<f64>,
+    /// Objects of this site in the last dump that were in none of the first
+    /// dump and in all the later ones.
+    pub survivors: u64,
+    pub survivor_bytes: u64,
+    pub path: Option<LabeledPath>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LeakOptions {
+    /// Sites growing by fewer objects per dump are not leaks.
+    pub min_growth: f64,
+    /// How many leak suspects get a path from a root.
+    pub paths: usize,
+}
+
+/// The result for one process.
+#[derive(Debug, Clone)]
+pub struct LeakReport {
+    pub times: Vec<Option<i64>>,
+    pub totals: Vec<DumpTotals>,
+    pub total_trend: Trend,
+    /// Ranked: most evidence first.
+    pub leaks: Vec<Site>,
+    /// Sites that grew, then levelled off.
+    pub caches: Vec<Site>,
+    pub survivors: u64,
+    pub survivor_bytes: u64,
+    /// Why the result may mislead.
+    pub warnings: Vec<String>,
+}
+
+impl SeriesBuilder {
+    /// Classifies every site and ranks the leaks; `last` is the last dump,
+    /// read with its references, for paths from roots to survivors.
+    pub fn finish(self, last: &Heap, times: &[Option<i64>], opts: &LeakOptions) -> LeakReport {
+        let secs: Option<Vec<f64>> = times.iter().map(|t| t.map(|t| t as f64)).collect();
+        let secs = secs.as_deref();
+        let survivors = self.survivors.unwrap_or_default();
+        // Survivors in the last dump, by site.
+        let by = [GroupKey::Type, GroupKey::Class, GroupKey::Location];
+        let mut grouper = Grouper::new(last);
+        let identities = Identities::new(last);
+        let mut survivor_sites: FastMap<[u32; MAX_KEYS], (u64, u64, ObjId)> = FastMap::default();
+        let (mut all_survivors, mut all_bytes) = (0u64, 0u64);
+        for id in last.ids() {
+            if !(self.include_tracer || !last.is_tracer(id)) {
+                continue;
+            }
+            if survivors.binary_search(&identities.of(id)).is_ok() {
+                let m = last.memsize(id);
+                let e = survivor_sites.entry(grouper.raw_key(id, &by)).or_insert((0, 0, id));
+                e.0 += 1;
+                e.1 += m;
+                all_survivors += 1;
+                all_bytes += m;
+            }
+        }
+        let mut survivor_by_site: FastMap<SiteKey, (u64, u64, ObjId)> = FastMap::default();
+        for (raw, v) in survivor_sites {
+            survivor_by_site.insert(site_key(&grouper.values(&by, &raw)), v);
+        }
+
+        let mut leaks = Vec::new();
+        let mut caches = Vec::new();
+        let mut representative = FastMap::default();
+        for (key, series) in self.sites {
+            let counts: Vec<u64> = series.iter().map(|s| s.0).collect();
+            let bytes: Vec<u64> = series.iter().map(|s| s.1).collect();
+            let values: Vec<f64> = counts.iter().map(|&c| c as f64).collect();
+            let trend = classify(secs, &values);
+            let byte_values: Vec<f64> = bytes.iter().map(|&b| b as f64).collect();
+            let byte_trend = classify(secs, &byte_values);
+            let (surv, surv_bytes, rep) = survivor_by_site.get(&key).copied().unwrap_or((0, 0, 0));
+            let site = Site {
+                growth_per_dump: trend.slope_per_dump,
+                bytes_per_dump: byte_trend.slope_per_dump,
+                bytes_per_hour: byte_trend.slope_per_hour,
+                key: key.clone(),
+                counts,
+                bytes,
+                trend,
+                survivors: surv,
+                survivor_bytes: surv_bytes,
+                path: None,
+            };
+            match site.trend.verdict {
+                // Objects that do not survive from dump to dump are not piling up.
+                Verdict::Leak if site.growth_per_dump >= opts.min_growth && surv > 0 => {
+                    representative.insert(key, rep);
+                    leaks.push(site)
+                }
+                // A cache worth listing holds a few objects at least.
+                Verdict::Plateau
+                    if site.trend.early_slope >= opts.min_growth
+                        && site.counts.last().is_some_and(|&c| c >= MIN_CACHE_OBJECTS) =>
+                {
+                    caches.push(site)
+                }
+                _ => {}
+            }
+        }
+        // Most evidence first: bytes added per dump, weighted by how steadily.
+        let score = |s: &Site| s.bytes_per_dump.max(0.0) * (0.5 + 0.5 * s.trend.monotonic);
+        leaks.sort_by(|a, b| {
+            score(b)
+                .total_cmp(&score(a))
+                .then(b.survivor_bytes.cmp(&a.survivor_bytes))
+                .then_with(|| a.key.cmp(&b.key))
+        });
+        caches.sort_by(|a, b| {
+            b.bytes.last().cmp(&a.bytes.last()).then_with(|| a.key.cmp(&b.key))
+        });
+
+        if opts.paths > 0 && !leaks.is_empty() && last.references_loaded {
+            let graph = Graph::new(last, heapscope_graph::GraphOptions { include_tracer: self.include_tracer });
+            let labeler = Labeler::new(&graph);
+            let facts = FastMap::default();
+            for site in leaks.iter_mut().take(opts.paths) {
+                if let Some(&id) = representative.get(&site.key) {
+                    site.path = shortest_paths(&graph, id, 1)
+                        .first()
+                        .map(|p| label_path(&labeler, p, &facts));
+                }
+            }
+        }
+
+        let total_values: Vec<f64> = self.totals.iter().map(|t| t.bytes as f64).collect();
+        let mut warnings = Vec::new();
+        if self.totals.iter().any(|t| t.traced_objects == 0) {
+            warnings.push(
+                "some dumps have no allocation tracing: survivors are matched by address and type \
+                 only, and sites have no location; start tracing early for a reliable report"
+                    .to_string(),
+            );
+        }
+        let first = &self.totals[0];
+        if self
+            .totals
+            .iter()
+            .any(|t| t.has_shapes != first.has_shapes || t.integer_flags != first.integer_flags)
+        {
+            warnings.push("the dumps come from different Ruby versions (their formats differ)".into());
+        }
+        if self
+            .totals
+            .iter()
+            .any(|t| (t.traced_objects == 0) != (first.traced_objects == 0))
+        {
+            warnings.push("allocation tracing differs between the dumps".into());
+        }
+        if self.totals.windows(2).any(|w| match (w[0].max_generation, w[1].max_generation) {
+            (Some(a), Some(b)) => b < a,
+            _ => false,
+        }) {
+            warnings.push(
+                "a dump's newest generation is older than the one before it: are these dumps from one process, in order?"
+                    .into(),
+            );
+        }
+        if self.dumps < 3 {
+            warnings.push(format!(
+                "only {} dumps: at least 3 (better 5 or more) are needed to tell a leak from a cache",
+                self.dumps
+            ));
+        }
+        LeakReport {
+            times: times.to_vec(),
+            total_trend: classify(secs, &total_values),
+            totals: self.totals,
+            leaks,
+            caches,
+            survivors: all_survivors,
+            survivor_bytes: all_bytes,
+            warnings,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_give_time_and_pid() {
+        let p = |s: &str| parse_file_name(Path::new(s));
+        assert_eq!(p("heap-1479820044.dump"), (Some(1479820044), None));
+        assert_eq!(p("/tmp/heap-4242-1700000600-3.dump"), (Some(1700000600), Some(4242)));
+        assert_eq!(p("heap.dump"), (None, None));
+        assert_eq!(p("heap-12.dump"), (None, None));
+    }
+
+    #[test]
+    fn orders_by_name_timestamps_and_splits_processes() {
+        let paths: Vec<PathBuf> = [
+            "heap-2-1700000600-2.dump",
+            "heap-1-1700000000-1.dump",
+            "heap-1-1700000600-2.dump",
+            "heap-2-1700000000-1.dump",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        let (groups, source) = order_dumps(&paths, None).unwrap();
+        assert_eq!(source, OrderSource::FileNames);
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[0][0].path, PathBuf::from("heap-1-1700000000-1.dump"));
+        assert_eq!(groups[0][1].path, PathBuf::from("heap-1-1700000600-2.dump"));
+        assert_eq!(groups[1][0].pid, Some(2));
+    }
+
+    #[test]
+    fn time_flag_needs_one_value_per_dump() {
+        let paths = vec![PathBuf::from("a.dump"), PathBuf::from("b.dump")];
+        assert!(order_dumps(&paths, Some(&[1])).is_err());
+        let (groups, source) = order_dumps(&paths, Some(&[20, 10])).unwrap();
+        assert_eq!(source, OrderSource::TimeFlag);
+        assert_eq!(groups[0][0].path, PathBuf::from("b.dump"));
+    }
+
+    #[test]
+    fn set_operations() {
+        assert_eq!(difference(&[1, 2, 3, 5], &[2, 5]), vec![1, 3]);
+        assert_eq!(intersection(&[1, 2, 3, 5], &[2, 4, 5]), vec![2, 5]);
+    }
+}

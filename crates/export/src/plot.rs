@@ -1,0 +1,935 @@
+//! Line charts of heap growth across a series of dumps (`heapscope leaks
+//! --plot FILE.png|svg`).
+//!
+//! The chart is 1200×700 px: a title line, then two panels sharing one x axis
+//! (seconds since the first dump, shown in s/min/h/days by span, or the dump
+//! number). The top panel is the heap total; the bottom one has a line per
+//! series: leaks in strong, distinct colours drawn on top, other series in
+//! muted colours, caches in light grey. A column on the right holds the heap
+//! total's first/last/peak values and the legend, each entry with the series'
+//! first and last values, so the picture reads without the text report.
+//!
+//! Text is rendered with a TrueType font found on the system at run time (see
+//! [`FONT_PATHS`]); nothing is linked against fontconfig or freetype. An SVG
+//! names the `sans-serif` family and needs no font file. A PNG drawn where no
+//! font is found has every line but no text, rather than failing.
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::OnceLock;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+/// One line of the bottom panel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlotSeries {
+    /// Legend text, e.g. `LEAK: RegistryEntry app.rb:12`.
+    pub label: String,
+    /// Bytes at each dump (parallel to [`PlotInput::x`]); a non-finite value
+    /// is a gap in the line.
+    pub values: Vec<f64>,
+    pub kind: SeriesKind,
+}
+
+/// How a series is drawn: leaks stand out, caches recede.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SeriesKind {
+    Leak,
+    Cache,
+    Other,
+}
+
+/// Everything one chart shows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlotInput {
+    pub title: String,
+    /// Seconds since the first dump when `x_is_time`, else the dump index.
+    pub x: Vec<f64>,
+    pub x_is_time: bool,
+    /// The heap's total bytes at each dump.
+    pub total_bytes: Vec<f64>,
+    /// Bytes per dump of each series shown.
+    pub series: Vec<PlotSeries>,
+}
+
+/// Fonts tried in order (the first that parses is used); the environment
+/// variable `HEAPSCOPE_PLOT_FONT` may name another TrueType/OpenType file,
+/// tried first. On Debian and Ubuntu the first one is in `fonts-dejavu-core`.
+pub const FONT_PATHS: &[&str] = &[
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/usr/share/fonts/liberation-sans/LiberationSans-Regular.ttf",
+    "/usr/share/fonts/truetype/freefont/FreeSans.ttf",
+    "/usr/local/share/fonts/DejaVuSans.ttf",
+    "/System/Library/Fonts/Supplemental/Arial.ttf",
+    "/Library/Fonts/Arial.ttf",
+    "C:\\Windows\\Fonts\\arial.ttf",
+];
+
+const WIDTH: u32 = 1200;
+const HEIGHT: u32 = 700;
+/// Height of the title line.
+const TITLE_H: u32 = 40;
+/// Height of the heap-total panel (the series panel takes the rest).
+const TOP_H: u32 = 220;
+/// Width of the plot column; the legend column takes the rest.
+const PLOT_W: u32 = 880;
+const FONT: &str = "sans-serif";
+
+const INK: RGBColor = RGBColor(33, 33, 33);
+const SOFT_INK: RGBColor = RGBColor(97, 97, 97);
+const GRID: RGBColor = RGBColor(232, 232, 232);
+const TOTAL_COLOR: RGBColor = RGBColor(38, 50, 56);
+const CACHE_COLOR: RGBColor = RGBColor(189, 189, 189);
+/// Strong colours for leaks, distinct from each other and from grey.
+const LEAK_COLORS: [RGBColor; 9] = [
+    RGBColor(214, 39, 40),
+    RGBColor(31, 119, 180),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(23, 190, 207),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(188, 189, 34),
+];
+/// Muted colours for series that are neither leaks nor caches.
+const OTHER_COLORS: [RGBColor; 4] = [
+    RGBColor(120, 144, 156),
+    RGBColor(161, 136, 127),
+    RGBColor(158, 157, 36),
+    RGBColor(128, 128, 160),
+];
+
+/// Writes the chart to `path`, as PNG or SVG by its extension (`.png`,
+/// `.svg`, any case); any other extension is an `InvalidInput` error. The
+/// file is replaced atomically (see [`crate::write_atomic`]), and nothing is
+/// written when drawing fails.
+pub fn plot(path: &Path, input: &PlotInput) -> io::Result<()> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("png") => {
+            let text = font_available();
+            let mut rgb = vec![255u8; (WIDTH * HEIGHT * 3) as usize];
+            {
+                let root = BitMapBackend::with_buffer(&mut rgb, (WIDTH, HEIGHT)).into_drawing_area();
+                draw(&root, input, text).map_err(draw_error)?;
+                root.present().map_err(draw_error)?;
+            }
+            crate::write_atomic(path, |w| encode_png(w, &rgb))
+        }
+        Some("svg") => {
+            let mut svg = String::new();
+            {
+                let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+                draw(&root, input, true).map_err(draw_error)?;
+                root.present().map_err(draw_error)?;
+            }
+            crate::write_atomic(path, |w| w.write_all(svg.as_bytes()))
+        }
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "cannot tell the plot format of {}: the file name must end in .png or .svg",
+                path.display()
+            ),
+        )),
+    }
+}
+
+fn draw_error(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("cannot draw the plot: {e}"))
+}
+
+fn encode_png(w: &mut dyn Write, rgb: &[u8]) -> io::Result<()> {
+    let mut encoder = png::Encoder::new(w, WIDTH, HEIGHT);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().map_err(io::Error::other)?;
+    writer.write_image_data(rgb).map_err(io::Error::other)?;
+    writer.finish().map_err(io::Error::other)
+}
+
+/// Registers the first system font found as `sans-serif`, once per process;
+/// false when there is none.
+fn font_available() -> bool {
+    static FOUND: OnceLock<bool> = OnceLock::new();
+    *FOUND.get_or_init(|| {
+        let from_env = std::env::var_os("HEAPSCOPE_PLOT_FONT").map(std::path::PathBuf::from);
+        let candidates = from_env
+            .into_iter()
+            .chain(FONT_PATHS.iter().map(std::path::PathBuf::from));
+        for path in candidates {
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            // plotters keeps fonts for the life of the process; this happens once.
+            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+            if plotters::style::register_font(FONT, FontStyle::Normal, bytes).is_ok() {
+                return true;
+            }
+        }
+        false
+    })
+}
+
+type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+
+/// Text drawing knobs: `visible` is false for a PNG without a font, where
+/// all text is drawn transparent (which plotters skips without a font).
+#[derive(Clone, Copy)]
+struct Ink {
+    visible: bool,
+    measured: bool,
+}
+
+impl Ink {
+    fn style(&self, size: u32, color: RGBColor) -> TextStyle<'static> {
+        let color = if self.visible {
+            color.to_rgba()
+        } else {
+            TRANSPARENT
+        };
+        (FONT, size).into_font().color(&color)
+    }
+
+    fn bold(&self, size: u32, color: RGBColor) -> TextStyle<'static> {
+        let style = self.style(size, color);
+        let font = style.font.clone().style(FontStyle::Bold);
+        TextStyle { font, ..style }
+    }
+
+    /// The width of `text` in pixels: measured with the registered font,
+    /// else estimated from an average glyph width.
+    fn width(&self, text: &str, size: u32) -> i32 {
+        if self.measured {
+            if let Ok((w, _)) = (FONT, size).into_font().box_size(text) {
+                return w as i32;
+            }
+        }
+        (text.chars().count() as f64 * size as f64 * 0.52).ceil() as i32
+    }
+
+    /// `text` cut in the middle (keeping both ends) to fit `max` pixels.
+    fn fit(&self, text: &str, size: u32, max: i32) -> String {
+        if self.width(text, size) <= max {
+            return text.to_string();
+        }
+        let chars: Vec<char> = text.chars().collect();
+        let mut keep = chars.len();
+        while keep > 2 {
+            keep -= 1;
+            let head = keep * 3 / 5;
+            let tail = keep - head;
+            let cut: String = chars[..head]
+                .iter()
+                .chain(std::iter::once(&'…'))
+                .chain(&chars[chars.len() - tail..])
+                .collect();
+            if self.width(&cut, size) <= max {
+                return cut;
+            }
+        }
+        "…".to_string()
+    }
+}
+
+fn text<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    s: &str,
+    pos: (i32, i32),
+    style: &TextStyle<'_>,
+    h: HPos,
+) -> DrawResult<DB> {
+    let style = style.pos(Pos::new(h, VPos::Top));
+    area.draw(&Text::new(s.to_string(), pos, style))
+}
+
+/// The points of one line, split into runs at non-finite values.
+fn runs(x: &[f64], y: &[f64], scale: f64) -> Vec<Vec<(f64, f64)>> {
+    let mut out: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut run = Vec::new();
+    for (&x, &y) in x.iter().zip(y) {
+        if x.is_finite() && y.is_finite() {
+            run.push((x, y / scale));
+        } else if !run.is_empty() {
+            out.push(std::mem::take(&mut run));
+        }
+    }
+    if !run.is_empty() {
+        out.push(run);
+    }
+    out
+}
+
+/// The largest binary unit not above `max` bytes.
+fn byte_unit(max: f64) -> (f64, &'static str) {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut scale = 1.0;
+    let mut i = 0;
+    while i + 1 < UNITS.len() && max >= scale * 1024.0 {
+        scale *= 1024.0;
+        i += 1;
+    }
+    (scale, UNITS[i])
+}
+
+/// A byte count with its own unit, e.g. `12.3 MiB`.
+fn human_bytes(bytes: f64) -> String {
+    if !bytes.is_finite() {
+        return "–".to_string();
+    }
+    let (scale, unit) = byte_unit(bytes.abs());
+    let sign = if bytes < 0.0 { "-" } else { "" };
+    let v = bytes.abs() / scale;
+    if unit == "B" {
+        format!("{sign}{v:.0} B")
+    } else if v >= 100.0 {
+        format!("{sign}{v:.0} {unit}")
+    } else {
+        format!("{sign}{v:.1} {unit}")
+    }
+}
+
+/// An axis tick: as few decimals as the step between ticks needs.
+fn tick(v: f64, step: f64) -> String {
+    let decimals = if step >= 1.0 || step <= 0.0 {
+        0
+    } else {
+        (-step.log10()).ceil().min(4.0) as usize
+    };
+    let s = format!("{v:.decimals$}");
+    if s.starts_with('-') && s[1..].chars().all(|c| c == '0' || c == '.') {
+        s[1..].to_string()
+    } else {
+        s
+    }
+}
+
+/// The time unit for a span of `seconds`, and its name.
+fn time_unit(seconds: f64) -> (f64, &'static str) {
+    if seconds < 120.0 {
+        (1.0, "s")
+    } else if seconds < 2.0 * 3600.0 {
+        (60.0, "min")
+    } else if seconds < 2.0 * 86400.0 {
+        (3600.0, "h")
+    } else {
+        (86400.0, "days")
+    }
+}
+
+/// `lo..hi` widened when empty, so plotters always has a range.
+fn padded(lo: f64, hi: f64, pad: f64) -> std::ops::Range<f64> {
+    if !lo.is_finite() || !hi.is_finite() {
+        return 0.0..1.0;
+    }
+    if hi - lo <= f64::EPSILON * hi.abs().max(1.0) {
+        let d = if hi.abs() > 0.0 { hi.abs() * 0.1 } else { 1.0 };
+        return (lo - d)..(hi + d);
+    }
+    lo..hi + (hi - lo) * pad
+}
+
+fn finite_max(values: impl Iterator<Item = f64>) -> Option<f64> {
+    values.filter(|v| v.is_finite()).reduce(f64::max)
+}
+
+fn finite_min(values: impl Iterator<Item = f64>) -> Option<f64> {
+    values.filter(|v| v.is_finite()).reduce(f64::min)
+}
+
+fn first_last(values: &[f64]) -> Option<(f64, f64)> {
+    let first = values.iter().copied().find(|v| v.is_finite())?;
+    let last = values.iter().copied().rev().find(|v| v.is_finite())?;
+    Some((first, last))
+}
+
+fn series_color(kind: SeriesKind, rank: usize) -> RGBColor {
+    match kind {
+        SeriesKind::Leak => LEAK_COLORS[rank % LEAK_COLORS.len()],
+        SeriesKind::Other => OTHER_COLORS[rank % OTHER_COLORS.len()],
+        SeriesKind::Cache => CACHE_COLOR,
+    }
+}
+
+/// Series in legend order (leaks, others, caches; input order within each)
+/// with their colours and line widths.
+fn styled(series: &[PlotSeries]) -> Vec<(&PlotSeries, RGBColor, u32)> {
+    let mut out = Vec::with_capacity(series.len());
+    for kind in [SeriesKind::Leak, SeriesKind::Other, SeriesKind::Cache] {
+        let of_kind = series.iter().filter(|s| s.kind == kind);
+        for (rank, s) in of_kind.enumerate() {
+            let width = if kind == SeriesKind::Leak { 3 } else { 2 };
+            out.push((s, series_color(kind, rank), width));
+        }
+    }
+    out
+}
+
+/// The shared x axis: values in display units, their range and description.
+struct XAxis {
+    x: Vec<f64>,
+    range: std::ops::Range<f64>,
+    desc: String,
+    integer: bool,
+}
+
+fn x_axis(input: &PlotInput) -> XAxis {
+    let lo = finite_min(input.x.iter().copied()).unwrap_or(0.0);
+    let hi = finite_max(input.x.iter().copied()).unwrap_or(0.0);
+    let (scale, desc) = if input.x_is_time {
+        let (scale, unit) = time_unit(hi - lo);
+        (scale, format!("time since the first dump ({unit})"))
+    } else {
+        (1.0, "dump #".to_string())
+    };
+    let x: Vec<f64> = input.x.iter().map(|v| v / scale).collect();
+    let (lo, hi) = (lo / scale, hi / scale);
+    let range = if hi > lo {
+        let pad = (hi - lo) * 0.02;
+        (lo - pad)..(hi + pad)
+    } else if input.x_is_time {
+        (lo - 1.0)..(hi + 1.0)
+    } else {
+        (lo - 0.5)..(hi + 0.5)
+    };
+    XAxis {
+        x,
+        range,
+        desc,
+        integer: !input.x_is_time,
+    }
+}
+
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    input: &PlotInput,
+    text_visible: bool,
+) -> DrawResult<DB> {
+    let ink = Ink {
+        visible: text_visible,
+        measured: font_available(),
+    };
+    root.fill(&WHITE)?;
+    let (title_area, rest) = root.split_vertically(TITLE_H);
+    let (top, bottom) = rest.split_vertically(TOP_H);
+    let (top_plot, top_side) = top.split_horizontally(PLOT_W);
+    let (bottom_plot, bottom_side) = bottom.split_horizontally(PLOT_W);
+    let side_w = (WIDTH - PLOT_W) as i32 - 24;
+
+    let title = ink.fit(&input.title, 20, WIDTH as i32 - 32);
+    text(&title_area, &title, (16, 10), &ink.bold(20, INK), HPos::Left)?;
+
+    let xa = x_axis(input);
+    let n = xa.x.len();
+    let markers = n <= 60;
+    let x_labels = if xa.integer { n.clamp(2, 10) } else { 10 };
+
+    // Top panel: the heap total.
+    let total_max = finite_max(input.total_bytes.iter().copied()).unwrap_or(0.0);
+    let total_min = finite_min(input.total_bytes.iter().copied()).unwrap_or(0.0);
+    let (t_scale, t_unit) = byte_unit(total_max);
+    let t_lo = if total_min <= total_max * 0.5 {
+        0.0
+    } else {
+        let below = total_min - (total_max - total_min) * 0.15;
+        below.max(0.0) / t_scale
+    };
+    let t_range = padded(t_lo, total_max / t_scale, 0.08);
+    text(&top_plot, "heap total", (86, 4), &ink.bold(15, INK), HPos::Left)?;
+    let mut chart = ChartBuilder::on(&top_plot)
+        .margin_top(26)
+        .margin_right(12)
+        .margin_bottom(4)
+        .x_label_area_size(24)
+        .y_label_area_size(72)
+        .build_cartesian_2d(xa.range.clone(), t_range.clone())?;
+    mesh(
+        &mut chart,
+        &ink,
+        &xa,
+        x_labels,
+        5,
+        None,
+        &format!("heap ({t_unit})"),
+        t_range.end - t_range.start,
+    )?;
+    for run in runs(&xa.x, &input.total_bytes, t_scale) {
+        chart.draw_series(LineSeries::new(run.iter().copied(), TOTAL_COLOR.stroke_width(2)))?;
+        if markers || run.len() == 1 {
+            chart.draw_series(run.iter().map(|&p| Circle::new(p, 3, TOTAL_COLOR.filled())))?;
+        }
+    }
+    if n == 0 {
+        let (w, h) = top_plot.dim_in_pixel();
+        let style = ink.style(16, SOFT_INK);
+        text(&top_plot, "no dumps", (w as i32 / 2, h as i32 / 2), &style, HPos::Center)?;
+    }
+
+    // Top side: the total's first, last and peak.
+    let mut y = 8;
+    text(&top_side, "heap total", (8, y), &ink.bold(14, INK), HPos::Left)?;
+    y += 24;
+    let mut facts: Vec<(String, String)> = Vec::new();
+    if let Some((first, last)) = first_last(&input.total_bytes) {
+        facts.push(("first".into(), human_bytes(first)));
+        facts.push(("last".into(), human_bytes(last)));
+        let change = last - first;
+        let pct = if first > 0.0 {
+            format!(" ({:+.0}%)", change / first * 100.0)
+        } else {
+            String::new()
+        };
+        let sign = if change >= 0.0 { "+" } else { "" };
+        facts.push(("change".into(), format!("{sign}{}{pct}", human_bytes(change))));
+        facts.push(("peak".into(), human_bytes(total_max)));
+    }
+    let dumps = if n == 1 { "1 dump".to_string() } else { format!("{n} dumps") };
+    let span = match (finite_min(input.x.iter().copied()), finite_max(input.x.iter().copied())) {
+        (Some(lo), Some(hi)) if input.x_is_time && hi > lo => {
+            let (scale, unit) = time_unit(hi - lo);
+            format!("{dumps} over {} {unit}", tick((hi - lo) / scale, 0.1))
+        }
+        _ => dumps,
+    };
+    facts.push(("dumps".into(), span));
+    for (k, v) in &facts {
+        text(&top_side, k, (8, y), &ink.style(13, SOFT_INK), HPos::Left)?;
+        let v = ink.fit(v, 13, side_w - 70);
+        text(&top_side, &v, (74, y), &ink.style(13, INK), HPos::Left)?;
+        y += 20;
+    }
+
+    // Bottom panel: one line per series.
+    let styled = styled(&input.series);
+    let s_max = finite_max(input.series.iter().flat_map(|s| s.values.iter().copied())).unwrap_or(0.0);
+    let (s_scale, s_unit) = byte_unit(s_max);
+    let s_range = padded(0.0, s_max / s_scale, 0.08);
+    let heading = if styled.is_empty() {
+        "series"
+    } else {
+        "top series"
+    };
+    text(&bottom_plot, heading, (86, 4), &ink.bold(15, INK), HPos::Left)?;
+    let mut chart = ChartBuilder::on(&bottom_plot)
+        .margin_top(26)
+        .margin_right(12)
+        .margin_bottom(8)
+        .x_label_area_size(48)
+        .y_label_area_size(72)
+        .build_cartesian_2d(xa.range.clone(), s_range.clone())?;
+    mesh(
+        &mut chart,
+        &ink,
+        &xa,
+        x_labels,
+        8,
+        Some(&xa.desc),
+        &format!("bytes ({s_unit})"),
+        s_range.end - s_range.start,
+    )?;
+    // Caches first, leaks last, so leaks are on top.
+    for &(s, color, width) in styled.iter().rev() {
+        for run in runs(&xa.x, &s.values, s_scale) {
+            chart.draw_series(LineSeries::new(run.iter().copied(), color.stroke_width(width)))?;
+            if markers || run.len() == 1 {
+                let r = width + 1;
+                chart.draw_series(run.iter().map(|&p| Circle::new(p, r, color.filled())))?;
+            }
+        }
+    }
+    if styled.is_empty() {
+        let (w, h) = bottom_plot.dim_in_pixel();
+        let style = ink.style(16, SOFT_INK);
+        let msg = "no series to show";
+        text(&bottom_plot, msg, (w as i32 / 2, h as i32 / 2), &style, HPos::Center)?;
+    }
+
+    legend(&bottom_side, &ink, &styled, side_w)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn mesh<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>,
+    ink: &Ink,
+    xa: &XAxis,
+    x_labels: usize,
+    y_labels: usize,
+    x_desc: Option<&str>,
+    y_desc: &str,
+    y_span: f64,
+) -> DrawResult<DB> {
+    let x_span = xa.range.end - xa.range.start;
+    let x_step = nice_step(x_span, x_labels);
+    let y_step = nice_step(y_span, y_labels);
+    let integer = xa.integer;
+    let x_fmt = move |v: &f64| {
+        if integer && (v - v.round()).abs() > 1e-6 {
+            String::new()
+        } else {
+            tick(*v, x_step)
+        }
+    };
+    let y_fmt = move |v: &f64| tick(*v, y_step);
+    let mut m = chart.configure_mesh();
+    m.x_labels(x_labels)
+        .y_labels(y_labels)
+        .x_label_formatter(&x_fmt)
+        .y_label_formatter(&y_fmt)
+        .label_style(ink.style(13, SOFT_INK))
+        .axis_desc_style(ink.style(14, INK))
+        .y_desc(y_desc)
+        .bold_line_style(GRID)
+        .light_line_style(TRANSPARENT)
+        .axis_style(SOFT_INK);
+    if let Some(d) = x_desc {
+        m.x_desc(d);
+    }
+    m.draw()
+}
+
+/// Roughly the step plotters picks for `labels` ticks over `span`.
+fn nice_step(span: f64, labels: usize) -> f64 {
+    if span <= 0.0 || !span.is_finite() {
+        return 1.0;
+    }
+    let raw = span / labels.max(1) as f64;
+    let mag = 10f64.powf(raw.log10().floor());
+    let f = raw / mag;
+    let nice = if f <= 1.0 {
+        1.0
+    } else if f <= 2.0 {
+        2.0
+    } else if f <= 5.0 {
+        5.0
+    } else {
+        10.0
+    };
+    nice * mag
+}
+
+fn legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    ink: &Ink,
+    styled: &[(&PlotSeries, RGBColor, u32)],
+    width: i32,
+) -> DrawResult<DB> {
+    let (_, h) = area.dim_in_pixel();
+    let mut y = 6;
+    text(area, "legend", (8, y), &ink.bold(14, INK), HPos::Left)?;
+    y += 26;
+    if styled.is_empty() {
+        return Ok(());
+    }
+    let bottom = h as i32 - 10;
+    // Two lines per entry (label, then first → last) when they fit, else one.
+    let detailed = y + styled.len() as i32 * 40 <= bottom;
+    let entry_h = if detailed { 40 } else { 20 };
+    let fits = ((bottom - y) / entry_h).max(0) as usize;
+    let shown = if fits >= styled.len() {
+        styled.len()
+    } else {
+        fits.saturating_sub(1)
+    };
+    let label_x = 8 + 30;
+    for &(s, color, stroke) in &styled[..shown] {
+        let mid = y + 8;
+        area.draw(&PathElement::new(
+            vec![(8, mid), (8 + 24, mid)],
+            color.stroke_width(stroke + 1),
+        ))?;
+        let label = ink.fit(&s.label, 13, width - label_x);
+        let label_color = if s.kind == SeriesKind::Cache {
+            SOFT_INK
+        } else {
+            INK
+        };
+        text(area, &label, (label_x, y), &ink.style(13, label_color), HPos::Left)?;
+        if detailed {
+            if let Some((first, last)) = first_last(&s.values) {
+                let change = last - first;
+                let sign = if change >= 0.0 { "+" } else { "" };
+                let detail = format!(
+                    "{} → {} ({sign}{})",
+                    human_bytes(first),
+                    human_bytes(last),
+                    human_bytes(change)
+                );
+                let detail = ink.fit(&detail, 12, width - label_x);
+                text(area, &detail, (label_x, y + 18), &ink.style(12, SOFT_INK), HPos::Left)?;
+            }
+        }
+        y += entry_h;
+    }
+    if shown < styled.len() {
+        let more = format!("… and {} more", styled.len() - shown);
+        text(area, &more, (label_x, y), &ink.style(13, SOFT_INK), HPos::Left)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(n: usize, leaks: usize) -> PlotInput {
+        let x: Vec<f64> = (0..n).map(|i| i as f64 * 600.0).collect();
+        let mib = 1024.0 * 1024.0;
+        let mut series = Vec::new();
+        for l in 0..leaks {
+            let values = (0..n)
+                .map(|i| (5.0 + (l as f64 + 1.0) * 4.0 * i as f64) * mib)
+                .collect();
+            series.push(PlotSeries {
+                label: format!("LEAK: RegistryEntry{l} app/models/registry.rb:{}", 12 + l),
+                values,
+                kind: SeriesKind::Leak,
+            });
+        }
+        series.push(PlotSeries {
+            label: "CACHE: ActiveSupport::Cache::Entry lib/cache.rb:40".into(),
+            values: (0..n).map(|i| (30.0 + (i % 3) as f64 * 2.0) * mib).collect(),
+            kind: SeriesKind::Cache,
+        });
+        series.push(PlotSeries {
+            label: "String <#Class:0x00007f> & friends lib/x.rb:7".into(),
+            values: (0..n).map(|i| (10.0 + i as f64) * mib).collect(),
+            kind: SeriesKind::Other,
+        });
+        let total_bytes = (0..n)
+            .map(|i| {
+                let grown: f64 = series.iter().map(|s| s.values[i]).sum();
+                200.0 * mib + grown
+            })
+            .collect();
+        PlotInput {
+            title: "heapscope leaks: 3 suspects over 8 dumps".into(),
+            x,
+            x_is_time: true,
+            total_bytes,
+            series,
+        }
+    }
+
+    fn decode(path: &Path) -> (u32, u32, Vec<u8>) {
+        let file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+        let mut reader = png::Decoder::new(file).read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!(info.color_type, png::ColorType::Rgb);
+        buf.truncate(info.buffer_size());
+        (info.width, info.height, buf)
+    }
+
+    /// Pixels of exactly `color` inside the rectangle `x0..x1, y0..y1`.
+    fn count(rgb: &[u8], (x0, x1, y0, y1): (u32, u32, u32, u32), color: RGBColor) -> usize {
+        let mut n = 0;
+        for y in y0..y1 {
+            for x in x0..x1 {
+                let i = ((y * WIDTH + x) * 3) as usize;
+                if rgb[i..i + 3] == [color.0, color.1, color.2] {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    fn non_white(rgb: &[u8], (x0, x1, y0, y1): (u32, u32, u32, u32)) -> usize {
+        let mut n = 0;
+        for y in y0..y1 {
+            for x in x0..x1 {
+                let i = ((y * WIDTH + x) * 3) as usize;
+                if rgb[i..i + 3] != [255, 255, 255] {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn png_has_size_lines_and_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leaks.png");
+        let input = sample(8, 3);
+        plot(&path, &input).unwrap();
+        let (w, h, rgb) = decode(&path);
+        assert_eq!((w, h), (WIDTH, HEIGHT));
+        // Lines of the series panel (left of the legend, below the top panel).
+        let series_panel = (80, PLOT_W, TITLE_H + TOP_H, HEIGHT - 40);
+        for color in &LEAK_COLORS[..3] {
+            assert!(count(&rgb, series_panel, *color) > 200, "no line in {color:?}");
+        }
+        assert!(count(&rgb, series_panel, CACHE_COLOR) > 100);
+        assert!(count(&rgb, series_panel, OTHER_COLORS[0]) > 100);
+        let top_panel = (80, PLOT_W, TITLE_H, TITLE_H + TOP_H);
+        assert!(count(&rgb, top_panel, TOTAL_COLOR) > 200);
+        // The title line holds only text.
+        let title = non_white(&rgb, (0, WIDTH, 0, TITLE_H));
+        if font_available() {
+            assert!(title > 200, "no text drawn in the title ({title} pixels)");
+        } else {
+            assert_eq!(title, 0);
+        }
+        // Only the output file is left in the directory.
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1);
+    }
+
+    #[test]
+    fn svg_is_xml_with_labels_and_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leaks.SVG");
+        let input = sample(8, 2);
+        plot(&path, &input).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        let mut reader = quick_xml::Reader::from_str(&svg);
+        let mut texts = String::new();
+        let mut lines = 0;
+        let mut root = None;
+        loop {
+            match reader.read_event().expect("well-formed XML") {
+                quick_xml::events::Event::Eof => break,
+                quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e) => {
+                    let name = String::from_utf8(e.name().as_ref().to_vec()).unwrap();
+                    root.get_or_insert_with(|| name.clone());
+                    if name == "polyline" || name == "path" {
+                        lines += 1;
+                    }
+                }
+                quick_xml::events::Event::Text(t) => {
+                    texts.push_str(&t.decode().unwrap());
+                    texts.push('\n');
+                }
+                quick_xml::events::Event::GeneralRef(r) => {
+                    let c = match r.decode().unwrap().as_ref() {
+                        "lt" => '<',
+                        "gt" => '>',
+                        "amp" => '&',
+                        "quot" => '"',
+                        "apos" => '\'',
+                        other => panic!("unexpected entity {other}"),
+                    };
+                    texts.push(c);
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(root.as_deref(), Some("svg"));
+        assert!(lines >= 5, "{lines} lines");
+        assert!(svg.contains(&format!("width=\"{WIDTH}\"")));
+        let texts = texts.replace('\n', "");
+        for s in &input.series {
+            // Labels may be shortened in the middle to fit, never at the start.
+            let head: String = s.label.chars().take(20).collect();
+            assert!(texts.contains(&head), "label {head:?} missing from {texts}");
+        }
+        assert!(texts.contains("heap total"));
+        assert!(texts.contains("time since the first dump (min)"));
+    }
+
+    #[test]
+    fn other_extensions_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["leaks.jpg", "leaks", "leaks.png.txt"] {
+            let path = dir.path().join(name);
+            let err = plot(&path, &sample(3, 1)).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{name}");
+            assert!(!path.exists());
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn zero_and_one_points_do_not_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in [0, 1, 2] {
+            for ext in ["png", "svg"] {
+                let path = dir.path().join(format!("p{n}.{ext}"));
+                plot(&path, &sample(n, 2)).unwrap();
+                assert!(std::fs::metadata(&path).unwrap().len() > 0);
+            }
+        }
+        let empty = PlotInput {
+            title: String::new(),
+            x: vec![],
+            x_is_time: false,
+            total_bytes: vec![],
+            series: vec![],
+        };
+        plot(&dir.path().join("empty.png"), &empty).unwrap();
+        plot(&dir.path().join("empty.svg"), &empty).unwrap();
+        // One point by dump number, with a gap and mismatched lengths.
+        let odd = PlotInput {
+            title: "odd".into(),
+            x: vec![0.0, 1.0, 2.0],
+            x_is_time: false,
+            total_bytes: vec![f64::NAN, 5.0e6, 6.0e6],
+            series: vec![PlotSeries {
+                label: "LEAK: X a.rb:1".into(),
+                values: vec![1.0e6, f64::INFINITY],
+                kind: SeriesKind::Leak,
+            }],
+        };
+        let path = dir.path().join("odd.png");
+        plot(&path, &odd).unwrap();
+        let (_, _, rgb) = decode(&path);
+        let series_panel = (80, PLOT_W, TITLE_H + TOP_H, HEIGHT - 40);
+        assert!(count(&rgb, series_panel, LEAK_COLORS[0]) > 0, "the lone point is drawn");
+    }
+
+    #[test]
+    fn units_and_ticks() {
+        assert_eq!(byte_unit(100.0), (1.0, "B"));
+        assert_eq!(byte_unit(5.0 * 1024.0 * 1024.0).1, "MiB");
+        assert_eq!(byte_unit(3.0 * 1024.0 * 1024.0 * 1024.0).1, "GiB");
+        assert_eq!(human_bytes(1536.0), "1.5 KiB");
+        assert_eq!(human_bytes(-200.0 * 1024.0 * 1024.0), "-200 MiB");
+        assert_eq!(time_unit(90.0).1, "s");
+        assert_eq!(time_unit(3000.0).1, "min");
+        assert_eq!(time_unit(5.0 * 3600.0).1, "h");
+        assert_eq!(time_unit(5.0 * 86400.0).1, "days");
+        assert_eq!(tick(12.5, 2.5), "12");
+        assert_eq!(tick(0.25, 0.05), "0.25");
+        assert_eq!(tick(-0.0, 0.1), "0.0");
+    }
+
+    #[test]
+    fn long_labels_are_cut_in_the_middle() {
+        let ink = Ink {
+            visible: true,
+            measured: false,
+        };
+        let label = "LEAK: Some::Very::Long::ClassName app/models/deeply/nested/file.rb:1234";
+        let cut = ink.fit(label, 13, 200);
+        assert!(ink.width(&cut, 13) <= 200);
+        assert!(cut.starts_with("LEAK: "));
+        assert!(cut.ends_with(":1234"));
+        assert!(cut.contains('…'));
+        assert_eq!(ink.fit("short", 13, 200), "short");
+    }
+
+    /// Renders samples for eyeballing: `HEAPSCOPE_PLOT_SAMPLE=/tmp/x cargo test`.
+    #[test]
+    fn sample_render() {
+        let Some(dir) = std::env::var_os("HEAPSCOPE_PLOT_SAMPLE") else {
+            return;
+        };
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        plot(&dir.join("sample.png"), &sample(8, 3)).unwrap();
+        plot(&dir.join("sample.svg"), &sample(8, 3)).unwrap();
+        plot(&dir.join("many.png"), &sample(40, 14)).unwrap();
+        plot(&dir.join("one.png"), &sample(1, 2)).unwrap();
+    }
+}

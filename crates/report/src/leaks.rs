@@ -1,0 +1,193 @@
+//! Rendering of `heapscope leaks`.
+
+use heapscope_analysis::leaks::{LeakReport, Site};
+use heapscope_analysis::paths::LabeledPath;
+use serde_json::{json, Value};
+
+use crate::{size, thousands, Align, Table};
+
+/// One process's result, for rendering.
+pub struct ProcessReport<'a> {
+    pub pid: Option<u32>,
+    pub dumps: &'a [String],
+    pub report: &'a LeakReport,
+    pub top: usize,
+}
+
+/// A site's label in tables and plots: `Class location` (or type).
+pub fn site_label(s: &Site) -> String {
+    let (t, class, loc) = &s.key;
+    format!(
+        "{} {}",
+        class.as_deref().unwrap_or(t),
+        loc.as_deref().unwrap_or("(untraced)")
+    )
+}
+
+fn path_json(p: &Option<LabeledPath>) -> Value {
+    match p {
+        None => Value::Null,
+        Some(p) => json!({
+            "root": p.root(),
+            "conservative": p.conservative,
+            "steps": p.steps.iter().map(|s| json!({
+                "address": format!("{:#x}", s.object.address),
+                "type": s.object.type_name,
+                "class": s.object.class,
+                "name": s.object.name,
+                "location": s.object.location,
+                "held_as": s.held_as,
+            })).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+fn site_json(rank: Option<usize>, s: &Site) -> Value {
+    json!({
+        "rank": rank,
+        "location": s.key.2,
+        "class": s.key.1,
+        "type": s.key.0,
+        "verdict": s.trend.verdict.name(),
+        "counts": s.counts,
+        "bytes": s.bytes,
+        "growth_per_dump": s.growth_per_dump,
+        "bytes_per_dump": s.bytes_per_dump,
+        "bytes_per_hour": s.bytes_per_hour,
+        "monotonic": s.trend.monotonic,
+        "trend_p": s.trend.mk_p,
+        "floor_p": s.trend.floor_p,
+        "survivors": s.survivors,
+        "survivor_bytes": s.survivor_bytes,
+        "path": path_json(&s.path),
+    })
+}
+
+pub fn leaks_json(order: &str, processes: &[ProcessReport<'_>]) -> Value {
+    json!({
+        "ordered_by": order,
+        "processes": processes.iter().map(|p| {
+            let r = p.report;
+            json!({
+                "pid": p.pid,
+                "dumps": p.dumps,
+                "times": r.times,
+                "heap_objects": r.totals.iter().map(|t| t.objects).collect::<Vec<_>>(),
+                "heap_bytes": r.totals.iter().map(|t| t.bytes).collect::<Vec<_>>(),
+                "heap_verdict": r.total_trend.verdict.name(),
+                "survivors": r.survivors,
+                "survivor_bytes": r.survivor_bytes,
+                "leaks": r.leaks.iter().take(p.top).enumerate().map(|(i, s)| site_json(Some(i + 1), s)).collect::<Vec<_>>(),
+                "leak_sites": r.leaks.len(),
+                "caches": r.caches.iter().take(p.top).map(|s| site_json(None, s)).collect::<Vec<_>>(),
+                "cache_sites": r.caches.len(),
+                "warnings": r.warnings,
+            })
+        }).collect::<Vec<_>>(),
+    })
+}
+
+fn series_text(values: &[u64], exact_bytes: Option<bool>) -> String {
+    let shown: Vec<String> = values
+        .iter()
+        .map(|&v| match exact_bytes {
+            Some(exact) => size(v, exact),
+            None => thousands(v),
+        })
+        .collect();
+    shown.join(" → ")
+}
+
+pub fn leaks_text(order: &str, processes: &[ProcessReport<'_>], exact: bool) -> String {
+    let mut out = String::new();
+    for p in processes {
+        let r = p.report;
+        let pid = p.pid.map(|p| format!("process {p}: ")).unwrap_or_default();
+        out.push_str(&format!(
+            "{pid}{} dumps, ordered by {order}\n",
+            p.dumps.len()
+        ));
+        out.push_str(&format!(
+            "  heap: {} ({})\n",
+            series_text(&r.totals.iter().map(|t| t.bytes).collect::<Vec<_>>(), Some(exact)),
+            r.total_trend.verdict.name()
+        ));
+        if p.dumps.len() >= 2 {
+            out.push_str(&format!(
+                "  {} objects ({}) allocated after the first dump are alive in every later one\n",
+                thousands(r.survivors),
+                size(r.survivor_bytes, exact)
+            ));
+        }
+        for w in &r.warnings {
+            out.push_str(&format!("  warning: {w}\n"));
+        }
+        out.push('\n');
+        if r.leaks.is_empty() {
+            out.push_str("No leaking sites: no site's objects keep growing from dump to dump.\n");
+        } else {
+            out.push_str(&format!("Leak suspects ({} sites):\n\n", r.leaks.len()));
+        }
+        for (i, s) in r.leaks.iter().take(p.top).enumerate() {
+            out.push_str(&format!(
+                "{}. {} ({}): +{:.0} objects, +{} per dump",
+                i + 1,
+                site_label(s),
+                s.key.0,
+                s.growth_per_dump,
+                size(s.bytes_per_dump.max(0.0) as u64, exact),
+            ));
+            if let Some(h) = s.bytes_per_hour {
+                out.push_str(&format!(", +{} per hour", size(h.max(0.0) as u64, exact)));
+            }
+            out.push_str(&format!(
+                "; {:.0}% of steps grow\n   objects: {}\n   bytes:   {}\n   survivors in the last dump: {} ({})\n",
+                s.trend.monotonic * 100.0,
+                series_text(&s.counts, None),
+                series_text(&s.bytes, Some(exact)),
+                thousands(s.survivors),
+                size(s.survivor_bytes, exact),
+            ));
+            if let Some(path) = &s.path {
+                out.push_str(&format!("   held by (root {}):\n", path.root()));
+                let mut t = Table::new(
+                    ["address", "type", "class", "location", "holds the next as"]
+                        .map(String::from)
+                        .to_vec(),
+                    vec![Align::Left; 5],
+                );
+                for step in &path.steps {
+                    t.row(vec![
+                        format!("     {:#x}", step.object.address),
+                        step.object.type_name.clone(),
+                        match (&step.object.class, &step.object.name) {
+                            (Some(c), Some(n)) => format!("{c} {n}"),
+                            (Some(c), None) => c.clone(),
+                            (None, _) => "(no class)".into(),
+                        },
+                        step.object.location.clone().unwrap_or_else(|| "(untraced)".into()),
+                        step.held_as.clone().unwrap_or_default(),
+                    ]);
+                }
+                out.push_str(&t.render());
+            }
+            out.push('\n');
+        }
+        if !r.caches.is_empty() {
+            out.push_str(&format!(
+                "Caches: grew, then levelled off ({} sites; not leaks):\n",
+                r.caches.len()
+            ));
+            let mut t = Table::new(
+                ["site", "type", "objects per dump"].map(String::from).to_vec(),
+                vec![Align::Left, Align::Left, Align::Left],
+            );
+            for s in r.caches.iter().take(p.top) {
+                t.row(vec![site_label(s), s.key.0.clone(), series_text(&s.counts, None)]);
+            }
+            out.push_str(&t.render());
+        }
+        out.push('\n');
+    }
+    out
+}

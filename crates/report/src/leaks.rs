@@ -126,7 +126,11 @@ pub fn leaks_text(order: &str, processes: &[ProcessReport<'_>], exact: bool) -> 
         if r.leaks.is_empty() {
             out.push_str("No leaking sites: no site's objects keep growing from dump to dump.\n");
         } else {
-            out.push_str(&format!("Leak suspects ({} sites):\n\n", r.leaks.len()));
+            out.push_str(&format!(
+                "Leak suspects ({} {}):\n\n",
+                thousands(r.leaks.len() as u64),
+                if r.leaks.len() == 1 { "site" } else { "sites" }
+            ));
         }
         for (i, s) in r.leaks.iter().take(p.top).enumerate() {
             out.push_str(&format!(
@@ -175,8 +179,9 @@ pub fn leaks_text(order: &str, processes: &[ProcessReport<'_>], exact: bool) -> 
         }
         if !r.caches.is_empty() {
             out.push_str(&format!(
-                "Caches: grew, then levelled off ({} sites; not leaks):\n",
-                r.caches.len()
+                "Caches: grew, then levelled off ({} {}; not leaks):\n",
+                thousands(r.caches.len() as u64),
+                if r.caches.len() == 1 { "site" } else { "sites" }
             ));
             let mut t = Table::new(
                 ["site", "type", "objects per dump"].map(String::from).to_vec(),

@@ -56,7 +56,10 @@ impl OrderSource {
 /// The unix timestamp (10 digits, 2001-2286) and pid in a dump's file name:
 /// `heap-1479820044.dump`, `heap-<pid>-<unixtime>-<seq>.dump`.
 pub fn parse_file_name(path: &Path) -> (Option<i64>, Option<u32>) {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let runs: Vec<&str> = name
         .split(|c: char| !c.is_ascii_digit())
         .filter(|r| !r.is_empty())
@@ -81,12 +84,17 @@ pub fn order_dumps(
     if paths.is_empty() {
         return Err("no heap dumps to analyse".into());
     }
-    let parsed: Vec<(Option<i64>, Option<u32>)> = paths.iter().map(|p| parse_file_name(p)).collect();
+    let parsed: Vec<(Option<i64>, Option<u32>)> =
+        paths.iter().map(|p| parse_file_name(p)).collect();
     let (files, source): (Vec<DumpFile>, OrderSource) = if parsed.iter().all(|(t, _)| t.is_some()) {
         let files = paths
             .iter()
             .zip(&parsed)
-            .map(|(p, &(time, pid))| DumpFile { path: p.clone(), time, pid })
+            .map(|(p, &(time, pid))| DumpFile {
+                path: p.clone(),
+                time,
+                pid,
+            })
             .collect();
         (files, OrderSource::FileNames)
     } else if let Some(times) = times {
@@ -101,7 +109,11 @@ pub fn order_dumps(
             .iter()
             .zip(times)
             .zip(&parsed)
-            .map(|((p, &t), &(_, pid))| DumpFile { path: p.clone(), time: Some(t), pid })
+            .map(|((p, &t), &(_, pid))| DumpFile {
+                path: p.clone(),
+                time: Some(t),
+                pid,
+            })
             .collect();
         (files, OrderSource::TimeFlag)
     } else {
@@ -114,7 +126,11 @@ pub fn order_dumps(
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0);
-            files.push(DumpFile { path: p.clone(), time: Some(secs), pid });
+            files.push(DumpFile {
+                path: p.clone(),
+                time: Some(secs),
+                pid,
+            });
         }
         (files, OrderSource::ModificationTimes)
     };
@@ -237,15 +253,25 @@ fn site_key(values: &[KeyValue]) -> SiteKey {
         KeyValue::Text(t) => t.clone(),
         KeyValue::Generation(g) => g.map(|g| g.to_string()),
     };
-    (text(&values[0]).unwrap_or_default(), text(&values[1]), text(&values[2]))
+    (
+        text(&values[0]).unwrap_or_default(),
+        text(&values[1]),
+        text(&values[2]),
+    )
 }
 
 fn difference(a: &[u64], b: &[u64]) -> Vec<u64> {
-    a.iter().copied().filter(|x| b.binary_search(x).is_err()).collect()
+    a.iter()
+        .copied()
+        .filter(|x| b.binary_search(x).is_err())
+        .collect()
 }
 
 fn intersection(a: &[u64], b: &[u64]) -> Vec<u64> {
-    a.iter().copied().filter(|x| b.binary_search(x).is_ok()).collect()
+    a.iter()
+        .copied()
+        .filter(|x| b.binary_search(x).is_ok())
+        .collect()
 }
 
 /// One site's story across the dumps.
@@ -304,12 +330,14 @@ impl SeriesBuilder {
         let mut survivor_sites: FastMap<[u32; MAX_KEYS], (u64, u64, ObjId)> = FastMap::default();
         let (mut all_survivors, mut all_bytes) = (0u64, 0u64);
         for id in last.ids() {
-            if !(self.include_tracer || !last.is_tracer(id)) {
+            if !self.include_tracer && last.is_tracer(id) {
                 continue;
             }
             if survivors.binary_search(&identities.of(id)).is_ok() {
                 let m = last.memsize(id);
-                let e = survivor_sites.entry(grouper.raw_key(id, &by)).or_insert((0, 0, id));
+                let e = survivor_sites
+                    .entry(grouper.raw_key(id, &by))
+                    .or_insert((0, 0, id));
                 e.0 += 1;
                 e.1 += m;
                 all_survivors += 1;
@@ -369,11 +397,19 @@ impl SeriesBuilder {
                 .then_with(|| a.key.cmp(&b.key))
         });
         caches.sort_by(|a, b| {
-            b.bytes.last().cmp(&a.bytes.last()).then_with(|| a.key.cmp(&b.key))
+            b.bytes
+                .last()
+                .cmp(&a.bytes.last())
+                .then_with(|| a.key.cmp(&b.key))
         });
 
         if opts.paths > 0 && !leaks.is_empty() && last.references_loaded {
-            let graph = Graph::new(last, heapscope_graph::GraphOptions { include_tracer: self.include_tracer });
+            let graph = Graph::new(
+                last,
+                heapscope_graph::GraphOptions {
+                    include_tracer: self.include_tracer,
+                },
+            );
             let labeler = Labeler::new(&graph);
             let facts = FastMap::default();
             for site in leaks.iter_mut().take(opts.paths) {
@@ -400,7 +436,8 @@ impl SeriesBuilder {
             .iter()
             .any(|t| t.has_shapes != first.has_shapes || t.integer_flags != first.integer_flags)
         {
-            warnings.push("the dumps come from different Ruby versions (their formats differ)".into());
+            warnings
+                .push("the dumps come from different Ruby versions (their formats differ)".into());
         }
         if self
             .totals
@@ -409,10 +446,14 @@ impl SeriesBuilder {
         {
             warnings.push("allocation tracing differs between the dumps".into());
         }
-        if self.totals.windows(2).any(|w| match (w[0].max_generation, w[1].max_generation) {
-            (Some(a), Some(b)) => b < a,
-            _ => false,
-        }) {
+        if self
+            .totals
+            .windows(2)
+            .any(|w| match (w[0].max_generation, w[1].max_generation) {
+                (Some(a), Some(b)) => b < a,
+                _ => false,
+            })
+        {
             warnings.push(
                 "a dump's newest generation is older than the one before it: are these dumps from one process, in order?"
                     .into(),
@@ -445,7 +486,10 @@ mod tests {
     fn file_names_give_time_and_pid() {
         let p = |s: &str| parse_file_name(Path::new(s));
         assert_eq!(p("heap-1479820044.dump"), (Some(1479820044), None));
-        assert_eq!(p("/tmp/heap-4242-1700000600-3.dump"), (Some(1700000600), Some(4242)));
+        assert_eq!(
+            p("/tmp/heap-4242-1700000600-3.dump"),
+            (Some(1700000600), Some(4242))
+        );
         assert_eq!(p("heap.dump"), (None, None));
         assert_eq!(p("heap-12.dump"), (None, None));
     }

@@ -120,7 +120,8 @@ pub fn plot(path: &Path, input: &PlotInput) -> io::Result<()> {
             let text = font_available();
             let mut rgb = vec![255u8; (WIDTH * HEIGHT * 3) as usize];
             {
-                let root = BitMapBackend::with_buffer(&mut rgb, (WIDTH, HEIGHT)).into_drawing_area();
+                let root =
+                    BitMapBackend::with_buffer(&mut rgb, (WIDTH, HEIGHT)).into_drawing_area();
                 draw(&root, input, text).map_err(draw_error)?;
                 root.present().map_err(draw_error)?;
             }
@@ -427,7 +428,13 @@ fn draw<DB: DrawingBackend>(
     let side_w = (WIDTH - PLOT_W) as i32 - 24;
 
     let title = ink.fit(&input.title, 20, WIDTH as i32 - 32);
-    text(&title_area, &title, (16, 10), &ink.bold(20, INK), HPos::Left)?;
+    text(
+        &title_area,
+        &title,
+        (16, 10),
+        &ink.bold(20, INK),
+        HPos::Left,
+    )?;
 
     let xa = x_axis(input);
     let n = xa.x.len();
@@ -445,7 +452,13 @@ fn draw<DB: DrawingBackend>(
         below.max(0.0) / t_scale
     };
     let t_range = padded(t_lo, total_max / t_scale, 0.08);
-    text(&top_plot, "heap total", (86, 4), &ink.bold(15, INK), HPos::Left)?;
+    text(
+        &top_plot,
+        "heap total",
+        (86, 4),
+        &ink.bold(15, INK),
+        HPos::Left,
+    )?;
     let mut chart = ChartBuilder::on(&top_plot)
         .margin_top(26)
         .margin_right(12)
@@ -464,7 +477,10 @@ fn draw<DB: DrawingBackend>(
         t_range.end - t_range.start,
     )?;
     for run in runs(&xa.x, &input.total_bytes, t_scale) {
-        chart.draw_series(LineSeries::new(run.iter().copied(), TOTAL_COLOR.stroke_width(2)))?;
+        chart.draw_series(LineSeries::new(
+            run.iter().copied(),
+            TOTAL_COLOR.stroke_width(2),
+        ))?;
         if markers || run.len() == 1 {
             chart.draw_series(run.iter().map(|&p| Circle::new(p, 3, TOTAL_COLOR.filled())))?;
         }
@@ -472,12 +488,24 @@ fn draw<DB: DrawingBackend>(
     if n == 0 {
         let (w, h) = top_plot.dim_in_pixel();
         let style = ink.style(16, SOFT_INK);
-        text(&top_plot, "no dumps", (w as i32 / 2, h as i32 / 2), &style, HPos::Center)?;
+        text(
+            &top_plot,
+            "no dumps",
+            (w as i32 / 2, h as i32 / 2),
+            &style,
+            HPos::Center,
+        )?;
     }
 
     // Top side: the total's first, last and peak.
     let mut y = 8;
-    text(&top_side, "heap total", (8, y), &ink.bold(14, INK), HPos::Left)?;
+    text(
+        &top_side,
+        "heap total",
+        (8, y),
+        &ink.bold(14, INK),
+        HPos::Left,
+    )?;
     y += 24;
     let mut facts: Vec<(String, String)> = Vec::new();
     if let Some((first, last)) = first_last(&input.total_bytes) {
@@ -490,11 +518,21 @@ fn draw<DB: DrawingBackend>(
             String::new()
         };
         let sign = if change >= 0.0 { "+" } else { "" };
-        facts.push(("change".into(), format!("{sign}{}{pct}", human_bytes(change))));
+        facts.push((
+            "change".into(),
+            format!("{sign}{}{pct}", human_bytes(change)),
+        ));
         facts.push(("peak".into(), human_bytes(total_max)));
     }
-    let dumps = if n == 1 { "1 dump".to_string() } else { format!("{n} dumps") };
-    let span = match (finite_min(input.x.iter().copied()), finite_max(input.x.iter().copied())) {
+    let dumps = if n == 1 {
+        "1 dump".to_string()
+    } else {
+        format!("{n} dumps")
+    };
+    let span = match (
+        finite_min(input.x.iter().copied()),
+        finite_max(input.x.iter().copied()),
+    ) {
         (Some(lo), Some(hi)) if input.x_is_time && hi > lo => {
             let (scale, unit) = time_unit(hi - lo);
             format!("{dumps} over {} {unit}", tick((hi - lo) / scale, 0.1))
@@ -511,7 +549,8 @@ fn draw<DB: DrawingBackend>(
 
     // Bottom panel: one line per series.
     let styled = styled(&input.series);
-    let s_max = finite_max(input.series.iter().flat_map(|s| s.values.iter().copied())).unwrap_or(0.0);
+    let s_max =
+        finite_max(input.series.iter().flat_map(|s| s.values.iter().copied())).unwrap_or(0.0);
     let (s_scale, s_unit) = byte_unit(s_max);
     let s_range = padded(0.0, s_max / s_scale, 0.08);
     let heading = if styled.is_empty() {
@@ -519,7 +558,13 @@ fn draw<DB: DrawingBackend>(
     } else {
         "top series"
     };
-    text(&bottom_plot, heading, (86, 4), &ink.bold(15, INK), HPos::Left)?;
+    text(
+        &bottom_plot,
+        heading,
+        (86, 4),
+        &ink.bold(15, INK),
+        HPos::Left,
+    )?;
     let mut chart = ChartBuilder::on(&bottom_plot)
         .margin_top(26)
         .margin_right(12)
@@ -540,7 +585,10 @@ fn draw<DB: DrawingBackend>(
     // Caches first, leaks last, so leaks are on top.
     for &(s, color, width) in styled.iter().rev() {
         for run in runs(&xa.x, &s.values, s_scale) {
-            chart.draw_series(LineSeries::new(run.iter().copied(), color.stroke_width(width)))?;
+            chart.draw_series(LineSeries::new(
+                run.iter().copied(),
+                color.stroke_width(width),
+            ))?;
             if markers || run.len() == 1 {
                 let r = width + 1;
                 chart.draw_series(run.iter().map(|&p| Circle::new(p, r, color.filled())))?;
@@ -551,7 +599,13 @@ fn draw<DB: DrawingBackend>(
         let (w, h) = bottom_plot.dim_in_pixel();
         let style = ink.style(16, SOFT_INK);
         let msg = "no series to show";
-        text(&bottom_plot, msg, (w as i32 / 2, h as i32 / 2), &style, HPos::Center)?;
+        text(
+            &bottom_plot,
+            msg,
+            (w as i32 / 2, h as i32 / 2),
+            &style,
+            HPos::Center,
+        )?;
     }
 
     legend(&bottom_side, &ink, &styled, side_w)
@@ -559,7 +613,11 @@ fn draw<DB: DrawingBackend>(
 
 #[allow(clippy::too_many_arguments)]
 fn mesh<DB: DrawingBackend>(
-    chart: &mut ChartContext<'_, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>,
+    chart: &mut ChartContext<
+        '_,
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
     ink: &Ink,
     xa: &XAxis,
     x_labels: usize,
@@ -653,7 +711,13 @@ fn legend<DB: DrawingBackend>(
         } else {
             INK
         };
-        text(area, &label, (label_x, y), &ink.style(13, label_color), HPos::Left)?;
+        text(
+            area,
+            &label,
+            (label_x, y),
+            &ink.style(13, label_color),
+            HPos::Left,
+        )?;
         if detailed {
             if let Some((first, last)) = first_last(&s.values) {
                 let change = last - first;
@@ -665,14 +729,26 @@ fn legend<DB: DrawingBackend>(
                     human_bytes(change)
                 );
                 let detail = ink.fit(&detail, 12, width - label_x);
-                text(area, &detail, (label_x, y + 18), &ink.style(12, SOFT_INK), HPos::Left)?;
+                text(
+                    area,
+                    &detail,
+                    (label_x, y + 18),
+                    &ink.style(12, SOFT_INK),
+                    HPos::Left,
+                )?;
             }
         }
         y += entry_h;
     }
     if shown < styled.len() {
         let more = format!("… and {} more", styled.len() - shown);
-        text(area, &more, (label_x, y), &ink.style(13, SOFT_INK), HPos::Left)?;
+        text(
+            area,
+            &more,
+            (label_x, y),
+            &ink.style(13, SOFT_INK),
+            HPos::Left,
+        )?;
     }
     Ok(())
 }
@@ -697,7 +773,9 @@ mod tests {
         }
         series.push(PlotSeries {
             label: "CACHE: ActiveSupport::Cache::Entry lib/cache.rb:40".into(),
-            values: (0..n).map(|i| (30.0 + (i % 3) as f64 * 2.0) * mib).collect(),
+            values: (0..n)
+                .map(|i| (30.0 + (i % 3) as f64 * 2.0) * mib)
+                .collect(),
             kind: SeriesKind::Cache,
         });
         series.push(PlotSeries {
@@ -768,7 +846,10 @@ mod tests {
         // Lines of the series panel (left of the legend, below the top panel).
         let series_panel = (80, PLOT_W, TITLE_H + TOP_H, HEIGHT - 40);
         for color in &LEAK_COLORS[..3] {
-            assert!(count(&rgb, series_panel, *color) > 200, "no line in {color:?}");
+            assert!(
+                count(&rgb, series_panel, *color) > 200,
+                "no line in {color:?}"
+            );
         }
         assert!(count(&rgb, series_panel, CACHE_COLOR) > 100);
         assert!(count(&rgb, series_panel, OTHER_COLORS[0]) > 100);
@@ -885,7 +966,10 @@ mod tests {
         plot(&path, &odd).unwrap();
         let (_, _, rgb) = decode(&path);
         let series_panel = (80, PLOT_W, TITLE_H + TOP_H, HEIGHT - 40);
-        assert!(count(&rgb, series_panel, LEAK_COLORS[0]) > 0, "the lone point is drawn");
+        assert!(
+            count(&rgb, series_panel, LEAK_COLORS[0]) > 0,
+            "the lone point is drawn"
+        );
     }
 
     #[test]

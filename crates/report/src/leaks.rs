@@ -109,7 +109,10 @@ pub fn leaks_text(order: &str, processes: &[ProcessReport<'_>], exact: bool) -> 
         ));
         out.push_str(&format!(
             "  heap: {} ({})\n",
-            series_text(&r.totals.iter().map(|t| t.bytes).collect::<Vec<_>>(), Some(exact)),
+            series_text(
+                &r.totals.iter().map(|t| t.bytes).collect::<Vec<_>>(),
+                Some(exact)
+            ),
             r.total_trend.verdict.name()
         ));
         if p.dumps.len() >= 2 {
@@ -169,7 +172,10 @@ pub fn leaks_text(order: &str, processes: &[ProcessReport<'_>], exact: bool) -> 
                             (Some(c), None) => c.clone(),
                             (None, _) => "(no class)".into(),
                         },
-                        step.object.location.clone().unwrap_or_else(|| "(untraced)".into()),
+                        step.object
+                            .location
+                            .clone()
+                            .unwrap_or_else(|| "(untraced)".into()),
                         step.held_as.clone().unwrap_or_default(),
                     ]);
                 }
@@ -184,11 +190,17 @@ pub fn leaks_text(order: &str, processes: &[ProcessReport<'_>], exact: bool) -> 
                 if r.caches.len() == 1 { "site" } else { "sites" }
             ));
             let mut t = Table::new(
-                ["site", "type", "objects per dump"].map(String::from).to_vec(),
+                ["site", "type", "objects per dump"]
+                    .map(String::from)
+                    .to_vec(),
                 vec![Align::Left, Align::Left, Align::Left],
             );
             for s in r.caches.iter().take(p.top) {
-                t.row(vec![site_label(s), s.key.0.clone(), series_text(&s.counts, None)]);
+                t.row(vec![
+                    site_label(s),
+                    s.key.0.clone(),
+                    series_text(&s.counts, None),
+                ]);
             }
             out.push_str(&t.render());
         }

@@ -38,7 +38,8 @@ pub struct Args {
     #[arg(value_name = "DUMPS", required = true)]
     pub inputs: Vec<String>,
 
-    /// Unix times (seconds) of the dumps, comma-separated, when their names have none.
+    /// Unix times (seconds) of the dumps, comma-separated, in the order the dumps are given
+    /// (a directory's or a pattern's files in name order), when their names have none.
     #[arg(long, value_name = "SECONDS", value_delimiter = ',')]
     pub time: Vec<i64>,
 
@@ -84,10 +85,15 @@ pub struct Args {
 
 /// Dump files in a directory: the usual names and extensions of heap dumps.
 fn is_dump_name(p: &Path) -> bool {
-    let name = p.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
-    [".dump", ".json", ".jsonl", ".ndjson", ".gz", ".zst", ".heap"]
-        .iter()
-        .any(|ext| name.ends_with(ext))
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    [
+        ".dump", ".json", ".jsonl", ".ndjson", ".gz", ".zst", ".heap",
+    ]
+    .iter()
+    .any(|ext| name.ends_with(ext))
 }
 
 /// Whether a file found in a directory starts like a heap dump (its first
@@ -124,7 +130,10 @@ fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
                 .filter(|p| p.is_file() && is_dump_name(p) && starts_like_dump(p))
                 .collect();
             if found.is_empty() {
-                bail!("{}: no heap dumps in this directory (*.dump, *.json, *.gz, *.zst)", path.display());
+                bail!(
+                    "{}: no heap dumps in this directory (*.dump, *.json, *.gz, *.zst)",
+                    path.display()
+                );
             }
             found.sort();
             out.extend(found);
@@ -145,8 +154,9 @@ fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
             bail!("{input}: no such file or directory");
         }
     }
-    out.sort();
-    out.dedup();
+    // Keep the order given (--time values follow it); drop repeats.
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|p| seen.insert(p.clone()));
     Ok(out)
 }
 
@@ -201,7 +211,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Format::Table => leaks_text(order.describe(), &views, a.bytes),
     };
     crate::print(&out)?;
-    let leaking = reports.iter().any(|(_, _, r)| r.leaks.iter().any(|s| s.trend.verdict == Verdict::Leak));
+    let leaking = reports
+        .iter()
+        .any(|(_, _, r)| r.leaks.iter().any(|s| s.trend.verdict == Verdict::Leak));
     Ok(if a.fail_on_leak && leaking {
         ExitCode::from(1)
     } else {
@@ -216,7 +228,10 @@ fn draw(path: &Path, p: &ProcessReport<'_>) -> std::io::Result<()> {
     let t0 = r.times.first().copied().flatten();
     let x_is_time = t0.is_some() && r.times.iter().all(|t| t.is_some());
     let x: Vec<f64> = if x_is_time {
-        r.times.iter().map(|t| (t.unwrap_or(0) - t0.unwrap_or(0)) as f64).collect()
+        r.times
+            .iter()
+            .map(|t| (t.unwrap_or(0) - t0.unwrap_or(0)) as f64)
+            .collect()
     } else {
         (0..r.times.len()).map(|i| i as f64).collect()
     };

@@ -9,18 +9,22 @@
 //! total's first/last/peak values and the legend, each entry with the series'
 //! first and last values, so the picture reads without the text report.
 //!
-//! Text is rendered with a TrueType font found on the system at run time (see
-//! [`FONT_PATHS`]); nothing is linked against fontconfig or freetype. An SVG
-//! names the `sans-serif` family and needs no font file. A PNG drawn where no
-//! font is found has every line but no text, rather than failing.
+//! Text in a PNG is rasterised with `ab_glyph` from a TrueType font found
+//! on the system at run time (see [`FONT_PATHS`]); nothing is linked against
+//! fontconfig or freetype. A PNG drawn where no font is found has every line
+//! but no text, rather than failing. An SVG names the `sans-serif` family and
+//! needs no font file (one found is only used to measure labels).
 
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use ab_glyph::{Font as _, FontVec, PxScale, ScaleFont as _};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters_backend::{BackendColor, BackendCoord, BackendTextStyle, DrawingErrorKind};
 
 /// One line of the bottom panel.
 #[derive(Clone, Debug, PartialEq)]
@@ -54,21 +58,48 @@ pub struct PlotInput {
     pub series: Vec<PlotSeries>,
 }
 
-/// Fonts tried in order (the first that parses is used); the environment
-/// variable `HEAPSCOPE_PLOT_FONT` may name another TrueType/OpenType file,
-/// tried first. On Debian and Ubuntu the first one is in `fonts-dejavu-core`.
-pub const FONT_PATHS: &[&str] = &[
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-    "/usr/share/fonts/liberation-sans/LiberationSans-Regular.ttf",
-    "/usr/share/fonts/truetype/freefont/FreeSans.ttf",
-    "/usr/local/share/fonts/DejaVuSans.ttf",
-    "/System/Library/Fonts/Supplemental/Arial.ttf",
-    "/Library/Fonts/Arial.ttf",
-    "C:\\Windows\\Fonts\\arial.ttf",
+/// Fonts tried in order, each regular face with its bold face (optional);
+/// the first regular face that loads is used. The environment variable
+/// `HEAPSCOPE_PLOT_FONT` may name another TrueType/OpenType file, tried first.
+/// On Debian and Ubuntu the first one is in the package `fonts-dejavu-core`.
+pub const FONT_PATHS: &[(&str, &str)] = &[
+    (
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+    ),
+    (
+        "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/dejavu/DejaVuSans-Bold.ttf",
+    ),
+    (
+        "/usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf",
+        "/usr/share/fonts/dejavu-sans-fonts/DejaVuSans-Bold.ttf",
+    ),
+    (
+        "/usr/share/fonts/TTF/DejaVuSans.ttf",
+        "/usr/share/fonts/TTF/DejaVuSans-Bold.ttf",
+    ),
+    (
+        "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+        "/usr/share/fonts/truetype/liberation/LiberationSans-Bold.ttf",
+    ),
+    (
+        "/usr/share/fonts/liberation-sans/LiberationSans-Regular.ttf",
+        "/usr/share/fonts/liberation-sans/LiberationSans-Bold.ttf",
+    ),
+    (
+        "/usr/share/fonts/truetype/freefont/FreeSans.ttf",
+        "/usr/share/fonts/truetype/freefont/FreeSansBold.ttf",
+    ),
+    (
+        "/System/Library/Fonts/Supplemental/Arial.ttf",
+        "/System/Library/Fonts/Supplemental/Arial Bold.ttf",
+    ),
+    ("/Library/Fonts/Arial.ttf", "/Library/Fonts/Arial Bold.ttf"),
+    (
+        "C:\\Windows\\Fonts\\arial.ttf",
+        "C:\\Windows\\Fonts\\arialbd.ttf",
+    ),
 ];
 
 const WIDTH: u32 = 1200;
@@ -78,7 +109,7 @@ const TITLE_H: u32 = 40;
 /// Height of the heap-total panel (the series panel takes the rest).
 const TOP_H: u32 = 220;
 /// Width of the plot column; the legend column takes the rest.
-const PLOT_W: u32 = 880;
+const PLOT_W: u32 = 830;
 const FONT: &str = "sans-serif";
 
 const INK: RGBColor = RGBColor(33, 33, 33);
@@ -117,21 +148,17 @@ pub fn plot(path: &Path, input: &PlotInput) -> io::Result<()> {
         .map(str::to_ascii_lowercase);
     match ext.as_deref() {
         Some("png") => {
-            let text = font_available();
-            let mut rgb = vec![255u8; (WIDTH * HEIGHT * 3) as usize];
-            {
-                let root =
-                    BitMapBackend::with_buffer(&mut rgb, (WIDTH, HEIGHT)).into_drawing_area();
-                draw(&root, input, text).map_err(draw_error)?;
-                root.present().map_err(draw_error)?;
-            }
+            let rgb = render_rgb(input, system_font())?;
             crate::write_atomic(path, |w| encode_png(w, &rgb))
         }
         Some("svg") => {
             let mut svg = String::new();
             {
                 let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-                draw(&root, input, true).map_err(draw_error)?;
+                let ink = Ink {
+                    fonts: system_font(),
+                };
+                draw(&root, input, ink).map_err(draw_error)?;
                 root.present().map_err(draw_error)?;
             }
             crate::write_atomic(path, |w| w.write_all(svg.as_bytes()))
@@ -144,6 +171,21 @@ pub fn plot(path: &Path, input: &PlotInput) -> io::Result<()> {
             ),
         )),
     }
+}
+
+/// The chart as RGB pixels, row by row; text only when `fonts` is given.
+fn render_rgb(input: &PlotInput, fonts: Option<&'static Fonts>) -> io::Result<Vec<u8>> {
+    let mut rgb = vec![255u8; (WIDTH * HEIGHT * 3) as usize];
+    {
+        let backend = PngBackend {
+            inner: BitMapBackend::with_buffer(&mut rgb, (WIDTH, HEIGHT)),
+            fonts,
+        };
+        let root = backend.into_drawing_area();
+        draw(&root, input, Ink { fonts }).map_err(draw_error)?;
+        root.present().map_err(draw_error)?;
+    }
+    Ok(rgb)
 }
 
 fn draw_error(e: impl std::fmt::Display) -> io::Error {
@@ -159,64 +201,240 @@ fn encode_png(w: &mut dyn Write, rgb: &[u8]) -> io::Result<()> {
     writer.finish().map_err(io::Error::other)
 }
 
-/// Registers the first system font found as `sans-serif`, once per process;
-/// false when there is none.
-fn font_available() -> bool {
-    static FOUND: OnceLock<bool> = OnceLock::new();
-    *FOUND.get_or_init(|| {
-        let from_env = std::env::var_os("HEAPSCOPE_PLOT_FONT").map(std::path::PathBuf::from);
-        let candidates = from_env
-            .into_iter()
-            .chain(FONT_PATHS.iter().map(std::path::PathBuf::from));
-        for path in candidates {
-            let Ok(bytes) = std::fs::read(&path) else {
+/// A regular face and, when found, its bold face.
+struct Fonts {
+    regular: FontVec,
+    bold: Option<FontVec>,
+}
+
+impl Fonts {
+    fn get(&self, style: FontStyle) -> &FontVec {
+        match (style, &self.bold) {
+            (FontStyle::Bold, Some(bold)) => bold,
+            _ => &self.regular,
+        }
+    }
+}
+
+/// The first system font found ([`FONT_PATHS`]), loaded once per process.
+fn system_font() -> Option<&'static Fonts> {
+    static FONTS: OnceLock<Option<Fonts>> = OnceLock::new();
+    FONTS
+        .get_or_init(|| {
+            let load = |p: &Path| {
+                let bytes = std::fs::read(p).ok()?;
+                FontVec::try_from_vec(bytes).ok()
+            };
+            let from_env =
+                std::env::var_os("HEAPSCOPE_PLOT_FONT").map(|p| (PathBuf::from(p), None));
+            let known = FONT_PATHS
+                .iter()
+                .map(|(r, b)| (PathBuf::from(r), Some(PathBuf::from(b))));
+            from_env
+                .into_iter()
+                .chain(known)
+                .find_map(|(regular, bold)| {
+                    let regular = load(&regular)?;
+                    let bold = bold.as_deref().and_then(load);
+                    Some(Fonts { regular, bold })
+                })
+        })
+        .as_ref()
+}
+
+/// The ab_glyph scale for a plotters text size: plotters' SVG backend writes
+/// `font-size = size / 1.24`, so the em is that many pixels here too.
+fn px_scale(font: &FontVec, size: f64) -> PxScale {
+    let em = size as f32 / 1.24;
+    let units = font.units_per_em().unwrap_or(1000.0);
+    PxScale::from(em * font.height_unscaled() / units)
+}
+
+/// The width of `text` in pixels and the font's ascent and descent (the
+/// descent is negative).
+fn measure(font: &FontVec, size: f64, text: &str) -> (f32, f32, f32) {
+    let scaled = font.as_scaled(px_scale(font, size));
+    let mut width = 0.0;
+    let mut prev = None;
+    for c in text.chars() {
+        let id = scaled.glyph_id(c);
+        if let Some(p) = prev {
+            width += scaled.kern(p, id);
+        }
+        width += scaled.h_advance(id);
+        prev = Some(id);
+    }
+    (width, scaled.ascent(), scaled.descent())
+}
+
+/// plotters' bitmap backend with text drawn by `ab_glyph` from the system
+/// font (plotters' own ab_glyph text ignores side bearings, which jumbles
+/// narrow glyphs), or not drawn when there is no font.
+struct PngBackend<'a> {
+    inner: BitMapBackend<'a>,
+    fonts: Option<&'static Fonts>,
+}
+
+type BitmapError<'a> = <BitMapBackend<'a> as DrawingBackend>::ErrorType;
+
+impl<'a> DrawingBackend for PngBackend<'a> {
+    type ErrorType = BitmapError<'a>;
+
+    fn get_size(&self) -> (u32, u32) {
+        self.inner.get_size()
+    }
+
+    fn ensure_prepared(&mut self) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.ensure_prepared()
+    }
+
+    fn present(&mut self) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.present()
+    }
+
+    fn draw_pixel(
+        &mut self,
+        point: BackendCoord,
+        color: BackendColor,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.draw_pixel(point, color)
+    }
+
+    fn draw_line<S: plotters_backend::BackendStyle>(
+        &mut self,
+        from: BackendCoord,
+        to: BackendCoord,
+        style: &S,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.draw_line(from, to, style)
+    }
+
+    fn draw_rect<S: plotters_backend::BackendStyle>(
+        &mut self,
+        upper_left: BackendCoord,
+        bottom_right: BackendCoord,
+        style: &S,
+        fill: bool,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.draw_rect(upper_left, bottom_right, style, fill)
+    }
+
+    fn blit_bitmap(
+        &mut self,
+        pos: BackendCoord,
+        (w, h): (u32, u32),
+        src: &[u8],
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.blit_bitmap(pos, (w, h), src)
+    }
+
+    fn estimate_text_size<S: BackendTextStyle>(
+        &self,
+        text: &str,
+        style: &S,
+    ) -> Result<(u32, u32), DrawingErrorKind<Self::ErrorType>> {
+        Ok(match self.fonts {
+            Some(fonts) => {
+                let (w, ascent, descent) = measure(fonts.get(style.style()), style.size(), text);
+                (w.ceil() as u32, (ascent - descent).ceil() as u32)
+            }
+            None => (
+                estimate_width(text, style.size()) as u32,
+                style.size() as u32,
+            ),
+        })
+    }
+
+    fn draw_text<S: BackendTextStyle>(
+        &mut self,
+        text: &str,
+        style: &S,
+        pos: BackendCoord,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        let Some(fonts) = self.fonts else {
+            return Ok(());
+        };
+        let color = style.color();
+        if color.alpha == 0.0 {
+            return Ok(());
+        }
+        let font = fonts.get(style.style());
+        let (width, ascent, descent) = measure(font, style.size(), text);
+        let anchor = style.anchor();
+        let dx = match anchor.h_pos {
+            HPos::Left => 0.0,
+            HPos::Center => -width / 2.0,
+            HPos::Right => -width,
+        };
+        let baseline = match anchor.v_pos {
+            VPos::Top => ascent,
+            VPos::Center => (ascent + descent) / 2.0,
+            VPos::Bottom => descent,
+        };
+        let transform = style.transform();
+        let scaled = font.as_scaled(px_scale(font, style.size()));
+        let mut caret = dx;
+        let mut prev = None;
+        let mut result = Ok(());
+        for c in text.chars() {
+            let id = scaled.glyph_id(c);
+            if let Some(p) = prev {
+                caret += scaled.kern(p, id);
+            }
+            prev = Some(id);
+            let glyph =
+                id.with_scale_and_position(scaled.scale(), ab_glyph::point(caret, baseline));
+            caret += scaled.h_advance(id);
+            let Some(outline) = font.outline_glyph(glyph) else {
                 continue;
             };
-            // plotters keeps fonts for the life of the process; this happens once.
-            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-            if plotters::style::register_font(FONT, FontStyle::Normal, bytes).is_ok() {
-                return true;
-            }
+            let min = outline.px_bounds().min;
+            outline.draw(|gx, gy, coverage| {
+                if coverage <= 0.0 || result.is_err() {
+                    return;
+                }
+                let (x, y) =
+                    transform.transform(min.x as i32 + gx as i32, min.y as i32 + gy as i32);
+                let pixel = BackendColor {
+                    alpha: color.alpha * coverage.min(1.0) as f64,
+                    rgb: color.rgb,
+                };
+                result = self.inner.draw_pixel((pos.0 + x, pos.1 + y), pixel);
+            });
         }
-        false
-    })
+        result
+    }
+}
+
+/// A text width from an average glyph width, for when there is no font.
+fn estimate_width(text: &str, size: f64) -> f64 {
+    (text.chars().count() as f64 * size * 0.45).ceil()
 }
 
 type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
-/// Text drawing knobs: `visible` is false for a PNG without a font, where
-/// all text is drawn transparent (which plotters skips without a font).
+/// Text styles and measurement.
 #[derive(Clone, Copy)]
 struct Ink {
-    visible: bool,
-    measured: bool,
+    fonts: Option<&'static Fonts>,
 }
 
 impl Ink {
     fn style(&self, size: u32, color: RGBColor) -> TextStyle<'static> {
-        let color = if self.visible {
-            color.to_rgba()
-        } else {
-            TRANSPARENT
-        };
         (FONT, size).into_font().color(&color)
     }
 
     fn bold(&self, size: u32, color: RGBColor) -> TextStyle<'static> {
-        let style = self.style(size, color);
-        let font = style.font.clone().style(FontStyle::Bold);
-        TextStyle { font, ..style }
+        (FONT, size, FontStyle::Bold).into_font().color(&color)
     }
 
-    /// The width of `text` in pixels: measured with the registered font,
-    /// else estimated from an average glyph width.
+    /// The width of `text` in pixels: measured with the system font, else
+    /// estimated.
     fn width(&self, text: &str, size: u32) -> i32 {
-        if self.measured {
-            if let Ok((w, _)) = (FONT, size).into_font().box_size(text) {
-                return w as i32;
-            }
+        match self.fonts {
+            Some(f) => measure(&f.regular, size as f64, text).0.ceil() as i32,
+            None => estimate_width(text, size as f64) as i32,
         }
-        (text.chars().count() as f64 * size as f64 * 0.52).ceil() as i32
     }
 
     /// `text` cut in the middle (keeping both ends) to fit `max` pixels.
@@ -315,6 +533,15 @@ fn tick(v: f64, step: f64) -> String {
     }
 }
 
+/// `v` with one decimal, or none when it is whole.
+fn short_number(v: f64) -> String {
+    if (v - v.round()).abs() < 0.05 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
 /// The time unit for a span of `seconds`, and its name.
 fn time_unit(seconds: f64) -> (f64, &'static str) {
     if seconds < 120.0 {
@@ -362,15 +589,29 @@ fn series_color(kind: SeriesKind, rank: usize) -> RGBColor {
     }
 }
 
+/// How one series is drawn.
+#[derive(Clone, Copy)]
+struct Look<'a> {
+    series: &'a PlotSeries,
+    color: RGBColor,
+    width: u32,
+    /// Leaks past the palette's length reuse its colours, dashed.
+    dashed: bool,
+}
+
 /// Series in legend order (leaks, others, caches; input order within each)
-/// with their colours and line widths.
-fn styled(series: &[PlotSeries]) -> Vec<(&PlotSeries, RGBColor, u32)> {
+/// with how each is drawn.
+fn styled(series: &[PlotSeries]) -> Vec<Look<'_>> {
     let mut out = Vec::with_capacity(series.len());
     for kind in [SeriesKind::Leak, SeriesKind::Other, SeriesKind::Cache] {
         let of_kind = series.iter().filter(|s| s.kind == kind);
         for (rank, s) in of_kind.enumerate() {
-            let width = if kind == SeriesKind::Leak { 3 } else { 2 };
-            out.push((s, series_color(kind, rank), width));
+            out.push(Look {
+                series: s,
+                color: series_color(kind, rank),
+                width: if kind == SeriesKind::Leak { 3 } else { 2 },
+                dashed: kind == SeriesKind::Leak && rank >= LEAK_COLORS.len(),
+            });
         }
     }
     out
@@ -414,12 +655,8 @@ fn x_axis(input: &PlotInput) -> XAxis {
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     input: &PlotInput,
-    text_visible: bool,
+    ink: Ink,
 ) -> DrawResult<DB> {
-    let ink = Ink {
-        visible: text_visible,
-        measured: font_available(),
-    };
     root.fill(&WHITE)?;
     let (title_area, rest) = root.split_vertically(TITLE_H);
     let (top, bottom) = rest.split_vertically(TOP_H);
@@ -427,18 +664,18 @@ fn draw<DB: DrawingBackend>(
     let (bottom_plot, bottom_side) = bottom.split_horizontally(PLOT_W);
     let side_w = (WIDTH - PLOT_W) as i32 - 24;
 
-    let title = ink.fit(&input.title, 20, WIDTH as i32 - 32);
+    let title = ink.fit(&input.title, 22, WIDTH as i32 - 32);
     text(
         &title_area,
         &title,
         (16, 10),
-        &ink.bold(20, INK),
+        &ink.bold(22, INK),
         HPos::Left,
     )?;
 
     let xa = x_axis(input);
     let n = xa.x.len();
-    let markers = n <= 60;
+    let markers = n <= 30;
     let x_labels = if xa.integer { n.clamp(2, 10) } else { 10 };
 
     // Top panel: the heap total.
@@ -452,13 +689,8 @@ fn draw<DB: DrawingBackend>(
         below.max(0.0) / t_scale
     };
     let t_range = padded(t_lo, total_max / t_scale, 0.08);
-    text(
-        &top_plot,
-        "heap total",
-        (86, 4),
-        &ink.bold(15, INK),
-        HPos::Left,
-    )?;
+    let heading = format!("heap total ({t_unit})");
+    text(&top_plot, &heading, (74, 4), &ink.bold(16, INK), HPos::Left)?;
     let mut chart = ChartBuilder::on(&top_plot)
         .margin_top(26)
         .margin_right(12)
@@ -473,7 +705,6 @@ fn draw<DB: DrawingBackend>(
         x_labels,
         5,
         None,
-        &format!("heap ({t_unit})"),
         t_range.end - t_range.start,
     )?;
     for run in runs(&xa.x, &input.total_bytes, t_scale) {
@@ -503,7 +734,7 @@ fn draw<DB: DrawingBackend>(
         &top_side,
         "heap total",
         (8, y),
-        &ink.bold(14, INK),
+        &ink.bold(16, INK),
         HPos::Left,
     )?;
     y += 24;
@@ -535,16 +766,16 @@ fn draw<DB: DrawingBackend>(
     ) {
         (Some(lo), Some(hi)) if input.x_is_time && hi > lo => {
             let (scale, unit) = time_unit(hi - lo);
-            format!("{dumps} over {} {unit}", tick((hi - lo) / scale, 0.1))
+            format!("{dumps} over {} {unit}", short_number((hi - lo) / scale))
         }
         _ => dumps,
     };
     facts.push(("dumps".into(), span));
     for (k, v) in &facts {
-        text(&top_side, k, (8, y), &ink.style(13, SOFT_INK), HPos::Left)?;
-        let v = ink.fit(v, 13, side_w - 70);
-        text(&top_side, &v, (74, y), &ink.style(13, INK), HPos::Left)?;
-        y += 20;
+        text(&top_side, k, (8, y), &ink.style(15, SOFT_INK), HPos::Left)?;
+        let v = ink.fit(v, 15, side_w - 70);
+        text(&top_side, &v, (74, y), &ink.style(15, INK), HPos::Left)?;
+        y += 22;
     }
 
     // Bottom panel: one line per series.
@@ -554,15 +785,15 @@ fn draw<DB: DrawingBackend>(
     let (s_scale, s_unit) = byte_unit(s_max);
     let s_range = padded(0.0, s_max / s_scale, 0.08);
     let heading = if styled.is_empty() {
-        "series"
+        format!("series ({s_unit})")
     } else {
-        "top series"
+        format!("top series ({s_unit})")
     };
     text(
         &bottom_plot,
-        heading,
-        (86, 4),
-        &ink.bold(15, INK),
+        &heading,
+        (74, 4),
+        &ink.bold(16, INK),
         HPos::Left,
     )?;
     let mut chart = ChartBuilder::on(&bottom_plot)
@@ -579,19 +810,22 @@ fn draw<DB: DrawingBackend>(
         x_labels,
         8,
         Some(&xa.desc),
-        &format!("bytes ({s_unit})"),
         s_range.end - s_range.start,
     )?;
     // Caches first, leaks last, so leaks are on top.
-    for &(s, color, width) in styled.iter().rev() {
-        for run in runs(&xa.x, &s.values, s_scale) {
-            chart.draw_series(LineSeries::new(
-                run.iter().copied(),
-                color.stroke_width(width),
-            ))?;
+    for look in styled.iter().rev() {
+        let style = look.color.stroke_width(look.width);
+        for run in runs(&xa.x, &look.series.values, s_scale) {
+            if look.dashed {
+                let dashes = DashedLineSeries::new(run.iter().copied(), 10, 6, style);
+                chart.draw_series(dashes)?;
+            } else {
+                chart.draw_series(LineSeries::new(run.iter().copied(), style))?;
+            }
             if markers || run.len() == 1 {
-                let r = width + 1;
-                chart.draw_series(run.iter().map(|&p| Circle::new(p, r, color.filled())))?;
+                let r = look.width + 1;
+                let fill = look.color.filled();
+                chart.draw_series(run.iter().map(|&p| Circle::new(p, r, fill)))?;
             }
         }
     }
@@ -613,17 +847,12 @@ fn draw<DB: DrawingBackend>(
 
 #[allow(clippy::too_many_arguments)]
 fn mesh<DB: DrawingBackend>(
-    chart: &mut ChartContext<
-        '_,
-        DB,
-        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
-    >,
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
     ink: &Ink,
     xa: &XAxis,
     x_labels: usize,
     y_labels: usize,
     x_desc: Option<&str>,
-    y_desc: &str,
     y_span: f64,
 ) -> DrawResult<DB> {
     let x_span = xa.range.end - xa.range.start;
@@ -631,7 +860,8 @@ fn mesh<DB: DrawingBackend>(
     let y_step = nice_step(y_span, y_labels);
     let integer = xa.integer;
     let x_fmt = move |v: &f64| {
-        if integer && (v - v.round()).abs() > 1e-6 {
+        // Neither time nor dump numbers go below zero (a lone dump is centred).
+        if *v < -1e-9 || (integer && (v - v.round()).abs() > 1e-6) {
             String::new()
         } else {
             tick(*v, x_step)
@@ -643,9 +873,8 @@ fn mesh<DB: DrawingBackend>(
         .y_labels(y_labels)
         .x_label_formatter(&x_fmt)
         .y_label_formatter(&y_fmt)
-        .label_style(ink.style(13, SOFT_INK))
-        .axis_desc_style(ink.style(14, INK))
-        .y_desc(y_desc)
+        .label_style(ink.style(15, SOFT_INK))
+        .axis_desc_style(ink.style(15, INK))
         .bold_line_style(GRID)
         .light_line_style(TRANSPARENT)
         .axis_style(SOFT_INK);
@@ -678,20 +907,24 @@ fn nice_step(span: f64, labels: usize) -> f64 {
 fn legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     ink: &Ink,
-    styled: &[(&PlotSeries, RGBColor, u32)],
+    styled: &[Look<'_>],
     width: i32,
 ) -> DrawResult<DB> {
     let (_, h) = area.dim_in_pixel();
-    let mut y = 6;
-    text(area, "legend", (8, y), &ink.bold(14, INK), HPos::Left)?;
-    y += 26;
+    let mut y = 32;
+    let bottom = h as i32 - 10;
+    // Two lines per entry (label, then first → last) when they fit, else one.
+    let detailed = y + styled.len() as i32 * 44 <= bottom;
+    let heading = if detailed {
+        "legend (first → last dump)"
+    } else {
+        "legend"
+    };
+    text(area, heading, (8, 6), &ink.bold(16, INK), HPos::Left)?;
     if styled.is_empty() {
         return Ok(());
     }
-    let bottom = h as i32 - 10;
-    // Two lines per entry (label, then first → last) when they fit, else one.
-    let detailed = y + styled.len() as i32 * 40 <= bottom;
-    let entry_h = if detailed { 40 } else { 20 };
+    let entry_h = if detailed { 44 } else { 22 };
     let fits = ((bottom - y) / entry_h).max(0) as usize;
     let shown = if fits >= styled.len() {
         styled.len()
@@ -699,13 +932,17 @@ fn legend<DB: DrawingBackend>(
         fits.saturating_sub(1)
     };
     let label_x = 8 + 30;
-    for &(s, color, stroke) in &styled[..shown] {
-        let mid = y + 8;
-        area.draw(&PathElement::new(
-            vec![(8, mid), (8 + 24, mid)],
-            color.stroke_width(stroke + 1),
-        ))?;
-        let label = ink.fit(&s.label, 13, width - label_x);
+    for look in &styled[..shown] {
+        let s = look.series;
+        let mid = y + 9;
+        let swatch = look.color.stroke_width(look.width + 1);
+        if look.dashed {
+            area.draw(&PathElement::new(vec![(8, mid), (17, mid)], swatch))?;
+            area.draw(&PathElement::new(vec![(23, mid), (32, mid)], swatch))?;
+        } else {
+            area.draw(&PathElement::new(vec![(8, mid), (32, mid)], swatch))?;
+        }
+        let label = ink.fit(&s.label, 15, width - label_x);
         let label_color = if s.kind == SeriesKind::Cache {
             SOFT_INK
         } else {
@@ -715,7 +952,7 @@ fn legend<DB: DrawingBackend>(
             area,
             &label,
             (label_x, y),
-            &ink.style(13, label_color),
+            &ink.style(15, label_color),
             HPos::Left,
         )?;
         if detailed {
@@ -728,12 +965,12 @@ fn legend<DB: DrawingBackend>(
                     human_bytes(last),
                     human_bytes(change)
                 );
-                let detail = ink.fit(&detail, 12, width - label_x);
+                let detail = ink.fit(&detail, 14, width - label_x);
                 text(
                     area,
                     &detail,
-                    (label_x, y + 18),
-                    &ink.style(12, SOFT_INK),
+                    (label_x, y + 20),
+                    &ink.style(14, SOFT_INK),
                     HPos::Left,
                 )?;
             }
@@ -746,7 +983,7 @@ fn legend<DB: DrawingBackend>(
             area,
             &more,
             (label_x, y),
-            &ink.style(13, SOFT_INK),
+            &ink.style(15, SOFT_INK),
             HPos::Left,
         )?;
     }
@@ -857,7 +1094,7 @@ mod tests {
         assert!(count(&rgb, top_panel, TOTAL_COLOR) > 200);
         // The title line holds only text.
         let title = non_white(&rgb, (0, WIDTH, 0, TITLE_H));
-        if font_available() {
+        if system_font().is_some() {
             assert!(title > 200, "no text drawn in the title ({title} pixels)");
         } else {
             assert_eq!(title, 0);
@@ -865,6 +1102,23 @@ mod tests {
         // Only the output file is left in the directory.
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(left.len(), 1);
+    }
+
+    #[test]
+    fn png_without_a_font_has_lines_but_no_text() {
+        let rgb = render_rgb(&sample(8, 3), None).unwrap();
+        assert_eq!(rgb.len(), (WIDTH * HEIGHT * 3) as usize);
+        assert_eq!(non_white(&rgb, (0, WIDTH, 0, TITLE_H)), 0);
+        let series_panel = (80, PLOT_W, TITLE_H + TOP_H, HEIGHT - 40);
+        for color in &LEAK_COLORS[..3] {
+            assert!(
+                count(&rgb, series_panel, *color) > 200,
+                "no line in {color:?}"
+            );
+        }
+        // Legend swatches are drawn even without their labels.
+        let legend = (PLOT_W, WIDTH, TITLE_H + TOP_H, HEIGHT);
+        assert!(count(&rgb, legend, LEAK_COLORS[0]) > 20);
     }
 
     #[test]
@@ -990,10 +1244,7 @@ mod tests {
 
     #[test]
     fn long_labels_are_cut_in_the_middle() {
-        let ink = Ink {
-            visible: true,
-            measured: false,
-        };
+        let ink = Ink { fonts: None };
         let label = "LEAK: Some::Very::Long::ClassName app/models/deeply/nested/file.rb:1234";
         let cut = ink.fit(label, 13, 200);
         assert!(ink.width(&cut, 13) <= 200);
@@ -1015,5 +1266,9 @@ mod tests {
         plot(&dir.join("sample.svg"), &sample(8, 3)).unwrap();
         plot(&dir.join("many.png"), &sample(40, 14)).unwrap();
         plot(&dir.join("one.png"), &sample(1, 2)).unwrap();
+        let mut by_index = sample(5, 2);
+        by_index.x = (0..5).map(f64::from).collect();
+        by_index.x_is_time = false;
+        plot(&dir.join("index.png"), &by_index).unwrap();
     }
 }

@@ -91,7 +91,15 @@ pub struct InputArgs {
     #[arg(value_name = "DUMP")]
     pub dump: PathBuf,
 
-    /// Count Ruby's allocation-tracing table as app memory (left out by default).
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+/// How dumps are read, for every command.
+#[derive(Args, Debug, Clone)]
+pub struct ReadArgs {
+    /// Count Ruby's allocation-tracing table (a DATA object, "ObjectTracing/allocation_info_tracer")
+    /// as if it were the app's memory. It is left out by default: it is the profiler's bookkeeping.
     #[arg(long)]
     pub include_tracer: bool,
 
@@ -99,7 +107,7 @@ pub struct InputArgs {
     #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
     pub threads: usize,
 
-    /// Never show a progress bar.
+    /// Never show a progress bar (it shows on a terminal for inputs over 100 MB).
     #[arg(long)]
     pub no_progress: bool,
 
@@ -154,22 +162,8 @@ pub struct CommonArgs {
     #[arg(long)]
     pub bytes: bool,
 
-    /// Count Ruby's allocation-tracing table (a DATA object, "ObjectTracing/allocation_info_tracer")
-    /// as if it were the app's memory. It is left out by default: it is the profiler's bookkeeping.
-    #[arg(long)]
-    pub include_tracer: bool,
-
-    /// Parser threads (default: one per core).
-    #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
-    pub threads: usize,
-
-    /// Never show a progress bar (it shows on a terminal for inputs over 100 MB).
-    #[arg(long)]
-    pub no_progress: bool,
-
-    /// Do not print warnings about malformed lines.
-    #[arg(long, short = 'q')]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 impl CommonArgs {

@@ -15,7 +15,7 @@ use crate::args::{CommonArgs, InputArgs};
 const PROGRESS_MIN_BYTES: u64 = 100 << 20;
 
 pub fn load(path: &Path, opts: &ReadOptions, common: &CommonArgs) -> Result<Dump> {
-    load_with(path, opts, common.no_progress, common.quiet)
+    load_with(path, opts, common.read.no_progress, common.read.quiet)
 }
 
 /// Loads a dump with its references, for the graph commands.
@@ -23,10 +23,10 @@ pub fn load_for_graph(input: &InputArgs) -> Result<Dump> {
     let opts = ReadOptions {
         references: true,
         string_values: true,
-        threads: input.threads,
+        threads: input.read.threads,
         ..ReadOptions::default()
     };
-    load_with(&input.dump, &opts, input.no_progress, input.quiet)
+    load_with(&input.dump, &opts, input.read.no_progress, input.read.quiet)
 }
 
 /// Loads one dump of several (for `leaks`).
@@ -36,13 +36,13 @@ pub fn load_path(path: &Path, opts: &ReadOptions, no_progress: bool, quiet: bool
 
 /// Loads a dump with the given read options, for commands with `InputArgs`.
 pub fn load_input(input: &InputArgs, opts: &ReadOptions) -> Result<Dump> {
-    load_with(&input.dump, opts, input.no_progress, input.quiet)
+    load_with(&input.dump, opts, input.read.no_progress, input.read.quiet)
 }
 
 /// A spinner with a message on stderr, shown on a terminal only, for the
 /// graph stages that follow loading.
 pub fn stage(input: &InputArgs, message: &str) -> Option<ProgressBar> {
-    if input.no_progress || !std::io::stderr().is_terminal() {
+    if input.read.no_progress || !std::io::stderr().is_terminal() {
         return None;
     }
     let bar = ProgressBar::new_spinner();
@@ -131,7 +131,7 @@ pub fn with_dominators<T>(
     let graph = Graph::new(
         &dump.heap,
         GraphOptions {
-            include_tracer: input.include_tracer,
+            include_tracer: input.read.include_tracer,
         },
     );
     timer.lap("graph");

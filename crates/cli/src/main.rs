@@ -49,7 +49,7 @@ fn read_options(common: &CommonArgs, by: &[GroupKey]) -> ReadOptions {
     ReadOptions {
         references: false,
         string_values: by.contains(&GroupKey::String),
-        threads: common.threads,
+        threads: common.read.threads,
         ..ReadOptions::default()
     }
 }
@@ -58,7 +58,7 @@ fn filter_for(heap: &heapscope_heap::Heap, common: &CommonArgs) -> Result<Object
     Ok(ObjectFilter {
         generations: common.generation,
         types: ObjectFilter::types_from_names(heap, &common.types).map_err(anyhow::Error::msg)?,
-        include_tracer: common.include_tracer,
+        include_tracer: common.read.include_tracer,
     })
 }
 
@@ -117,14 +117,14 @@ fn diff_cmd(a: DiffArgs) -> Result<ExitCode> {
     let by = a.by.0.clone();
     let opts = read_options(&a.common, &by);
     let before = load::load(&a.before, &opts, &a.common)?;
-    let before_set = IdentitySet::of(&before.heap, a.common.include_tracer);
+    let before_set = IdentitySet::of(&before.heap, a.common.read.include_tracer);
     let before_diag = before.diagnostics;
     drop(before.heap);
     let later = match &a.later {
         Some(p) => {
             let d = load::load(p, &opts, &a.common)?;
             Some((
-                IdentitySet::of(&d.heap, a.common.include_tracer),
+                IdentitySet::of(&d.heap, a.common.read.include_tracer),
                 d.diagnostics,
                 d.source,
             ))

@@ -117,7 +117,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let graph = Graph::new(
         heap,
         GraphOptions {
-            include_tracer: a.input.include_tracer,
+            include_tracer: a.input.read.include_tracer,
         },
     );
     let dom = Dominators::compute(&graph);

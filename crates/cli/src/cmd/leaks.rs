@@ -62,25 +62,12 @@ pub struct Args {
     #[arg(long, value_name = "OBJECTS", default_value_t = 1.0)]
     pub min_growth: f64,
 
-    /// Count Ruby's allocation-tracing table as app memory (left out by default).
-    #[arg(long)]
-    pub include_tracer: bool,
-
     /// Print exact byte counts instead of KiB/MiB/GiB in tables.
     #[arg(long)]
     pub bytes: bool,
 
-    /// Parser threads (default: one per core).
-    #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
-    pub threads: usize,
-
-    /// Never show a progress bar.
-    #[arg(long)]
-    pub no_progress: bool,
-
-    /// Do not print warnings about malformed lines.
-    #[arg(long, short = 'q')]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub read: crate::args::ReadArgs,
 }
 
 /// Dump files in a directory: the usual names and extensions of heap dumps.
@@ -170,7 +157,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     };
     let mut reports: Vec<(Option<u32>, Vec<String>, LeakReport)> = Vec::new();
     for files in &processes {
-        let mut builder = SeriesBuilder::new(a.include_tracer);
+        let mut builder = SeriesBuilder::new(a.read.include_tracer);
         let n = files.len();
         let mut last = None;
         for (i, f) in files.iter().enumerate() {
@@ -179,10 +166,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 // Only the last dump needs its references (for paths).
                 references: is_last,
                 string_values: false,
-                threads: a.threads,
+                threads: a.read.threads,
                 ..ReadOptions::default()
             };
-            let dump = crate::load::load_path(&f.path, &read, a.no_progress, a.quiet)?;
+            let dump = crate::load::load_path(&f.path, &read, a.read.no_progress, a.read.quiet)?;
             builder.add_dump(&dump.heap);
             if is_last {
                 last = Some(dump);

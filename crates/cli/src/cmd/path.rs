@@ -80,7 +80,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let graph = Graph::new(
         heap,
         GraphOptions {
-            include_tracer: a.input.include_tracer,
+            include_tracer: a.input.read.include_tracer,
         },
     );
     let mut records_unavailable = false;

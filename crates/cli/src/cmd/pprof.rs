@@ -42,7 +42,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let opts = ReadOptions {
         references: false,
         string_values: false,
-        threads: a.input.threads,
+        threads: a.input.read.threads,
         ..ReadOptions::default()
     };
     let dump = crate::load::load_input(&a.input, &opts)?;
@@ -50,7 +50,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let prof = profile(
         &dump.heap,
         &PprofOptions {
-            include_tracer: a.input.include_tracer,
+            include_tracer: a.input.read.include_tracer,
             time_nanos: modified_nanos(&a.input.dump),
         },
         &format!("heapscope: live objects of {}", dump.source),

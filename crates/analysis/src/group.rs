@@ -290,10 +290,7 @@ impl<'h> Grouper<'h> {
 
     fn class_canon(&mut self) -> &[u32] {
         if self.class_canon.is_empty() && !self.heap.classes.is_empty() {
-            let mut first: FastMap<String, u32> = FastMap::default();
-            self.class_canon = (0..self.heap.classes.len() as u32)
-                .map(|c| *first.entry(self.heap.class_display(c)).or_insert(c))
-                .collect();
+            self.class_canon = self.heap.canonical_classes();
         }
         &self.class_canon
     }

@@ -6,20 +6,15 @@
 //! retained sizes of the members that no other member dominates.
 
 use heapscope_graph::{Dominators, Graph};
-use heapscope_heap::{types, FastMap, ObjId};
+use heapscope_heap::{FastMap, ObjId};
 
-use crate::group::{location_text, GroupKey, Grouper, KeyValue, MAX_KEYS};
+use crate::group::{GroupKey, Grouper, KeyValue, MAX_KEYS};
+use crate::paths::{object_ref, ObjectRef};
 
 /// One object and what it keeps alive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetainedObject {
-    pub id: ObjId,
-    pub address: u64,
-    pub type_name: String,
-    pub class: Option<String>,
-    /// A CLASS or MODULE's own name, a DATA object's struct, an IMEMO's kind.
-    pub name: Option<String>,
-    pub location: Option<String>,
+    pub object: ObjectRef,
     pub shallow_bytes: u64,
     pub retained_bytes: u64,
 }
@@ -34,20 +29,8 @@ pub struct RetainedGroup {
 }
 
 pub fn describe(g: &Graph<'_>, dom: &Dominators, id: ObjId) -> RetainedObject {
-    let h = g.heap;
     RetainedObject {
-        id,
-        address: h.address[id as usize],
-        type_name: h.type_name(id).to_string(),
-        class: (h.class[id as usize] != heapscope_heap::NO_CLASS)
-            .then(|| h.class_display(h.class[id as usize])),
-        name: match h.otype[id as usize] {
-            types::STRING | types::SYMBOL | types::FLOAT => None,
-            _ => h
-                .detail_str(id)
-                .map(|d| String::from_utf8_lossy(d).into_owned()),
-        },
-        location: location_text(h, h.location[id as usize]),
+        object: object_ref(g.heap, id),
         shallow_bytes: g.shallow(id),
         retained_bytes: dom.retained(id),
     }

@@ -118,16 +118,6 @@ pub struct Totals {
 }
 
 impl Totals {
-    /// Totals of the objects that pass `filter`.
-    pub fn of(heap: &Heap, filter: &ObjectFilter) -> Totals {
-        let mut t = Totals::of_dump(heap, filter);
-        for id in heap.ids().filter(|&id| filter.matches(heap, id)) {
-            t.objects += 1;
-            t.memsize += heap.memsize(id);
-        }
-        t
-    }
-
     /// The dump-wide figures only; `objects` and `memsize` are left at 0.
     pub fn of_dump(heap: &Heap, filter: &ObjectFilter) -> Totals {
         Totals {

@@ -31,7 +31,7 @@
 //! (its dominator subtree summed by class and by location).
 
 use heapscope_graph::{shortest_paths, Dominators, Graph};
-use heapscope_heap::{types, FastMap, ObjId};
+use heapscope_heap::{FastMap, ObjId};
 
 use crate::group::{GroupKey, Grouper, KeyValue, MAX_KEYS};
 use crate::retained::{describe, RetainedObject};
@@ -81,38 +81,13 @@ impl SuspectKind {
     }
 }
 
-/// An object as a suspect report shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SuspectObject {
-    pub object: RetainedObject,
-    /// The name of a class or module object.
-    pub name: Option<String>,
-}
-
-impl SuspectObject {
-    pub fn new(g: &Graph<'_>, dom: &Dominators, id: ObjId) -> Self {
-        let h = g.heap;
-        let t = h.otype[id as usize];
-        let name = if t == types::CLASS || t == types::MODULE {
-            h.detail_str(id)
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-        } else {
-            None
-        };
-        SuspectObject {
-            object: describe(g, dom, id),
-            name,
-        }
-    }
-}
-
 /// The shortest chain of references from a root to the accumulation point.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SuspectPath {
     /// Root categories under which the first step is referenced.
     pub root: Vec<String>,
     /// The root-referenced object first, the accumulation point last.
-    pub steps: Vec<SuspectObject>,
+    pub steps: Vec<RetainedObject>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -127,10 +102,10 @@ pub struct Suspect {
     pub count: u64,
     /// Where the accumulation search started: the object, or the group's
     /// largest member (outside the object suspects when there is one).
-    pub start: SuspectObject,
+    pub start: RetainedObject,
     /// The accumulation point and how many dominator-tree levels below
     /// `start` it is.
-    pub accumulation: SuspectObject,
+    pub accumulation: RetainedObject,
     pub depth: u32,
     pub path: Option<SuspectPath>,
     /// Shallow bytes of the accumulation point's dominator subtree (itself
@@ -148,7 +123,7 @@ pub struct Suspects {
     pub suspects: Vec<Suspect>,
     /// The object that retains the most (with its share), for the report
     /// when nothing crosses the threshold.
-    pub largest: Option<(SuspectObject, f64)>,
+    pub largest: Option<(RetainedObject, f64)>,
     /// Groups over the threshold left out because larger suspects explain them.
     pub explained_groups: usize,
 }
@@ -331,8 +306,8 @@ pub fn find_suspects(g: &Graph<'_>, dom: &Dominators, opts: SuspectOptions) -> S
             retained_bytes: retained,
             share: share(retained, reachable),
             count,
-            start: SuspectObject::new(g, dom, start),
-            accumulation: SuspectObject::new(g, dom, acc),
+            start: describe(g, dom, start),
+            accumulation: describe(g, dom, acc),
             depth,
             path: root_path(g, dom, acc),
             holds_classes,
@@ -345,12 +320,7 @@ pub fn find_suspects(g: &Graph<'_>, dom: &Dominators, opts: SuspectOptions) -> S
         reachable_bytes: reachable,
         options: opts,
         suspects,
-        largest: largest.map(|v| {
-            (
-                SuspectObject::new(g, dom, v),
-                share(dom.retained(v), reachable),
-            )
-        }),
+        largest: largest.map(|v| (describe(g, dom, v), share(dom.retained(v), reachable))),
         explained_groups,
     }
 }
@@ -404,11 +374,7 @@ fn root_path(g: &Graph<'_>, dom: &Dominators, target: ObjId) -> Option<SuspectPa
             .iter()
             .map(|&c| g.heap.strings.text(c).into_owned())
             .collect(),
-        steps: p
-            .nodes
-            .iter()
-            .map(|&v| SuspectObject::new(g, dom, v))
-            .collect(),
+        steps: p.nodes.iter().map(|&v| describe(g, dom, v)).collect(),
     })
 }
 
@@ -650,7 +616,7 @@ mod tests {
         assert_eq!(s.retained_bytes, 40 + 40 + 400 + 160 + 5_000);
         assert_eq!(s.depth, 2);
         assert_eq!(s.accumulation.object.address, array);
-        assert_eq!(s.accumulation.object.retained_bytes, 5_400);
+        assert_eq!(s.accumulation.retained_bytes, 5_400);
         let path = s.path.as_ref().unwrap();
         assert_eq!(path.root, vec!["vm".to_string()]);
         let steps: Vec<u64> = path.steps.iter().map(|x| x.object.address).collect();

@@ -108,8 +108,8 @@ fn check(spec: &Spec) -> Result<(), TestCaseError> {
     let objs = top_objects(&g, &d, usize::MAX);
     prop_assert_eq!(objs.len(), o.reach.iter().filter(|&&r| r).count());
     for ob in &objs {
-        prop_assert_eq!(ob.retained_bytes, o.retained[ob.id as usize]);
-        prop_assert_eq!(ob.shallow_bytes, b.shallow[ob.id as usize]);
+        prop_assert_eq!(ob.retained_bytes, o.retained[ob.object.id as usize]);
+        prop_assert_eq!(ob.shallow_bytes, b.shallow[ob.object.id as usize]);
     }
     Ok(())
 }

@@ -1254,8 +1254,10 @@ mod tests {
         assert_eq!(ink.fit("short", 13, 200), "short");
     }
 
-    /// Renders samples for eyeballing: `HEAPSCOPE_PLOT_SAMPLE=/tmp/x cargo test`.
+    /// Renders samples for a person to look at (it checks nothing):
+    /// `HEAPSCOPE_PLOT_SAMPLE=/tmp/x cargo test -p heapscope-export -- --ignored sample_render`.
     #[test]
+    #[ignore = "writes sample charts to look at; checks nothing"]
     fn sample_render() {
         let Some(dir) = std::env::var_os("HEAPSCOPE_PLOT_SAMPLE") else {
             return;

@@ -178,25 +178,14 @@ pub fn profile(heap: &Heap, opts: &PprofOptions, comment: &str) -> Profile {
         e.1 += heap.memsize(id);
     }
     // Classes that display alike (singleton classes show as the class their
-    // instances report) are one label: merge their groups under the lowest id.
-    let mut displays: FastMap<u32, String> = FastMap::default();
-    for &(_, _, _, class) in groups.keys() {
-        if class != NO_CLASS {
-            displays
-                .entry(class)
-                .or_insert_with(|| heap.class_display(class));
-        }
-    }
-    let mut canonical_of_name: FastMap<&str, u32> = FastMap::default();
-    for (&class, name) in &displays {
-        let c = canonical_of_name.entry(name.as_str()).or_insert(class);
-        *c = (*c).min(class);
-    }
+    // instances report) are one label: merge their groups.
+    let canonical = heap.canonical_classes();
     let mut merged: FastMap<SampleKey, (u64, u64)> = FastMap::default();
     for ((loc, method, otype, class), (n, size)) in groups {
-        let class = match displays.get(&class) {
-            Some(name) => canonical_of_name[name.as_str()],
-            None => class,
+        let class = if class == NO_CLASS {
+            class
+        } else {
+            canonical[class as usize]
         };
         let e = merged.entry((loc, method, otype, class)).or_insert((0, 0));
         e.0 += n;
@@ -262,7 +251,7 @@ pub fn profile(heap: &Heap, opts: &PprofOptions, comment: &str) -> Profile {
         if class != NO_CLASS {
             let s = *class_names
                 .entry(class)
-                .or_insert_with(|| strings.get(&displays[&class]));
+                .or_insert_with(|| strings.get(&heap.class_display(class)));
             label.push(Label {
                 key: class_key,
                 str: s,

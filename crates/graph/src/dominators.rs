@@ -186,13 +186,6 @@ impl Dominators {
     pub fn unreachable(&self) -> impl Iterator<Item = ObjId> + '_ {
         (0..self.root).filter(|&v| self.idom[v as usize] == NONE)
     }
-
-    pub fn memory_bytes(&self) -> usize {
-        self.idom.capacity() * 4
-            + self.retained.capacity() * 8
-            + self.preorder.capacity() * 4
-            + (self.child_offsets.capacity() + self.children.capacity()) * 4
-    }
 }
 
 /// Min-semi label on the compressed path from `v` to its linked ancestor.

@@ -176,14 +176,6 @@ impl<'h> Graph<'h> {
         cats
     }
 
-    /// The super-root's edges with their root categories.
-    pub fn root_edges(&self) -> impl Iterator<Item = (ObjId, StrId)> + '_ {
-        self.root_edges
-            .iter()
-            .copied()
-            .zip(self.root_edge_category.iter().copied())
-    }
-
     /// Whether `v`'s outgoing references are weak.
     pub fn is_weak_container(&self, v: ObjId) -> bool {
         self.weak[v as usize]
@@ -197,12 +189,5 @@ impl<'h> Graph<'h> {
         } else {
             self.heap.memsize(v)
         }
-    }
-
-    /// Bytes held by the graph's own arrays.
-    pub fn memory_bytes(&self) -> usize {
-        self.weak.capacity()
-            + (self.root_edges.capacity() + self.root_edge_category.capacity()) * 4
-            + (self.pred_offsets.capacity() + self.pred.capacity()) * 4
     }
 }

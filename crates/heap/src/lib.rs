@@ -2,7 +2,7 @@
 //!
 //! Objects are numbered `0..n` in file order ([`ObjId`]) and their attributes are
 //! kept in parallel columns, so a multi-GB dump fits in a few hundred MB:
-//! 46 bytes per object when references are loaded, plus 4 bytes per reference.
+//! 42 bytes per object when references are loaded, plus 4 bytes per reference.
 //! Strings (file paths, method names, class names, string values) are interned.
 //! References form a compressed sparse row (CSR) array: the references of object
 //! `i` are `refs[ref_offsets[i]..ref_offsets[i + 1]]`.
@@ -213,13 +213,6 @@ impl Heap {
         &self.type_names[self.otype[id as usize] as usize]
     }
 
-    pub fn type_index(&self, name: &str) -> Option<u8> {
-        self.type_names
-            .iter()
-            .position(|t| &**t == name)
-            .map(|i| i as u8)
-    }
-
     pub fn generation(&self, id: ObjId) -> Option<u32> {
         let g = self.generation[id as usize];
         (g != NO_GENERATION).then_some(g)
@@ -277,6 +270,16 @@ impl Heap {
             Some(n) => self.strings.text(n).into_owned(),
             None => format!("#<Class:{:#x}>", c.address),
         }
+    }
+
+    /// For each class, the lowest-numbered class shown under the same name
+    /// (a class and the singleton classes that stand in for it), so that
+    /// groupings by class count them as one.
+    pub fn canonical_classes(&self) -> Vec<ClassId> {
+        let mut first: FastMap<String, ClassId> = FastMap::default();
+        (0..self.classes.len() as ClassId)
+            .map(|c| *first.entry(self.class_display(c)).or_insert(c))
+            .collect()
     }
 
     /// References of an object (empty when references were not loaded).

@@ -557,6 +557,40 @@ fn not_a_dump_reason(d: &Diagnostics, first: &[u8]) -> String {
     )
 }
 
+/// Whether a file's first non-blank line is a heap dump record, for picking
+/// dumps out of a directory that holds other files too. Reads a few KB.
+pub fn starts_like_dump(path: &Path) -> bool {
+    const LIMIT: usize = 64 << 10;
+    let Ok(input) = Input::open(path) else {
+        return false;
+    };
+    let mut head = Vec::new();
+    let read = match input.mapped {
+        Some(file) => file.take(LIMIT as u64).read_to_end(&mut head),
+        None => input.reader.take(LIMIT as u64).read_to_end(&mut head),
+    };
+    if read.is_err() {
+        return false;
+    }
+    let Some(line) = head
+        .split(|&c| c == b'\n')
+        .find(|l| !l.iter().all(|c| c.is_ascii_whitespace()))
+    else {
+        return false;
+    };
+    let cut_off = head.len() == LIMIT && line.as_ptr_range().end == head.as_ptr_range().end;
+    if cut_off {
+        // A first line longer than what was read (a ROOT with millions of
+        // references): judge it by its start.
+        let start = &line[..line.len().min(200)];
+        return line.starts_with(b"{") && memchr::memmem::find(start, b"\"type\"").is_some();
+    }
+    let mut fields = parse::Fields::default();
+    let mut scratch = parse::Scratch::default();
+    let wants = parse::ParseWants { references: false };
+    parse::parse_line(line, wants, &mut fields, &mut scratch).is_ok() && fields.type_name.is_some()
+}
+
 /// How an input is named in messages.
 pub fn display_name(path: &Path) -> String {
     if path == Path::new("-") {

@@ -99,12 +99,13 @@ fn page_text(out: &mut String, what: &str, p: &Page<Neighbour>, held_header: &st
         out.push_str("  (none)\n");
         return;
     }
-    let mut t = Table::new(
-        ["address", "type", "class", "location", held_header]
-            .map(String::from)
-            .to_vec(),
-        vec![Align::Left; 5],
-    );
+    let mut t = Table::with_columns(&[
+        ("address", Align::Left),
+        ("type", Align::Left),
+        ("class", Align::Left),
+        ("location", Align::Left),
+        (held_header, Align::Left),
+    ]);
     for n in &p.items {
         t.row(vec![
             format!("{:#x}", n.object.address),

@@ -157,21 +157,18 @@ pub fn leaks_text(order: &str, processes: &[ProcessReport<'_>], exact: bool) -> 
             ));
             if let Some(path) = &s.path {
                 out.push_str(&format!("   held by (root {}):\n", path.root()));
-                let mut t = Table::new(
-                    ["address", "type", "class", "location", "holds the next as"]
-                        .map(String::from)
-                        .to_vec(),
-                    vec![Align::Left; 5],
-                );
+                let mut t = Table::with_columns(&[
+                    ("address", Align::Left),
+                    ("type", Align::Left),
+                    ("class", Align::Left),
+                    ("location", Align::Left),
+                    ("holds the next as", Align::Left),
+                ]);
                 for step in &path.steps {
                     t.row(vec![
                         format!("     {:#x}", step.object.address),
                         step.object.type_name.clone(),
-                        match (&step.object.class, &step.object.name) {
-                            (Some(c), Some(n)) => format!("{c} {n}"),
-                            (Some(c), None) => c.clone(),
-                            (None, _) => "(no class)".into(),
-                        },
+                        crate::path::who(&step.object),
                         step.object
                             .location
                             .clone()
@@ -189,12 +186,11 @@ pub fn leaks_text(order: &str, processes: &[ProcessReport<'_>], exact: bool) -> 
                 thousands(r.caches.len() as u64),
                 if r.caches.len() == 1 { "site" } else { "sites" }
             ));
-            let mut t = Table::new(
-                ["site", "type", "objects per dump"]
-                    .map(String::from)
-                    .to_vec(),
-                vec![Align::Left, Align::Left, Align::Left],
-            );
+            let mut t = Table::with_columns(&[
+                ("site", Align::Left),
+                ("type", Align::Left),
+                ("objects per dump", Align::Left),
+            ]);
             for s in r.caches.iter().take(p.top) {
                 t.row(vec![
                     site_label(s),

@@ -86,21 +86,14 @@ pub fn path_text(r: &PathReport<'_>, exact: bool) -> String {
             "Dominators of {:#x}, from the top (freeing any of them frees it):\n\n",
             r.address
         ));
-        let mut t = Table::new(
-            [
-                "retained", "shallow", "address", "type", "class", "location",
-            ]
-            .map(String::from)
-            .to_vec(),
-            vec![
-                Align::Right,
-                Align::Right,
-                Align::Left,
-                Align::Left,
-                Align::Left,
-                Align::Left,
-            ],
-        );
+        let mut t = Table::with_columns(&[
+            ("retained", Align::Right),
+            ("shallow", Align::Right),
+            ("address", Align::Left),
+            ("type", Align::Left),
+            ("class", Align::Left),
+            ("location", Align::Left),
+        ]);
         for s in chain {
             t.row(vec![
                 size(s.retained_bytes, exact),
@@ -133,12 +126,13 @@ pub fn path_text(r: &PathReport<'_>, exact: bool) -> String {
             });
         }
         out.push('\n');
-        let mut t = Table::new(
-            ["address", "type", "class", "location", "holds the next as"]
-                .map(String::from)
-                .to_vec(),
-            vec![Align::Left; 5],
-        );
+        let mut t = Table::with_columns(&[
+            ("address", Align::Left),
+            ("type", Align::Left),
+            ("class", Align::Left),
+            ("location", Align::Left),
+            ("holds the next as", Align::Left),
+        ]);
         for s in &p.steps {
             t.row(vec![
                 format!("{:#x}", s.object.address),

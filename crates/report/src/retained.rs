@@ -31,11 +31,11 @@ fn plural<'a>(n: u64, one: &'a str, many: &'a str) -> &'a str {
 
 pub fn object_json(o: &RetainedObject) -> Value {
     json!({
-        "address": format!("{:#x}", o.address),
-        "type": o.type_name,
-        "class": o.class,
-        "name": o.name,
-        "location": o.location,
+        "address": format!("{:#x}", o.object.address),
+        "type": o.object.type_name,
+        "class": o.object.class,
+        "name": o.object.name,
+        "location": o.object.location,
         "shallow_bytes": o.shallow_bytes,
         "retained_bytes": o.retained_bytes,
         "count": 1,
@@ -97,32 +97,31 @@ pub fn retained_text(r: &RetainedReport<'_>, exact: bool) -> String {
         size(r.unreachable_bytes, exact),
     );
     if r.by.is_empty() {
-        let mut t = Table::new(
-            [
-                "retained", "shallow", "address", "type", "class", "location",
-            ]
-            .map(String::from)
-            .to_vec(),
-            vec![
-                Align::Right,
-                Align::Right,
-                Align::Left,
-                Align::Left,
-                Align::Left,
-                Align::Left,
-            ],
-        );
+        let mut t = Table::with_columns(&[
+            ("retained", Align::Right),
+            ("shallow", Align::Right),
+            ("address", Align::Left),
+            ("type", Align::Left),
+            ("class", Align::Left),
+            ("location", Align::Left),
+        ]);
         for o in r.objects {
             t.row(vec![
                 size(o.retained_bytes, exact),
                 size(o.shallow_bytes, exact),
-                format!("{:#x}", o.address),
-                match &o.name {
-                    Some(n) => format!("{} {n}", o.type_name),
-                    None => o.type_name.clone(),
+                format!("{:#x}", o.object.address),
+                match &o.object.name {
+                    Some(n) => format!("{} {n}", o.object.type_name),
+                    None => o.object.type_name.clone(),
                 },
-                o.class.clone().unwrap_or_else(|| "(no class)".into()),
-                o.location.clone().unwrap_or_else(|| "(untraced)".into()),
+                o.object
+                    .class
+                    .clone()
+                    .unwrap_or_else(|| "(no class)".into()),
+                o.object
+                    .location
+                    .clone()
+                    .unwrap_or_else(|| "(untraced)".into()),
             ]);
         }
         out.push_str(&t.render());
@@ -152,12 +151,12 @@ pub fn retained_text(r: &RetainedReport<'_>, exact: bool) -> String {
     }
     if !r.unreachable.is_empty() {
         out.push_str("\nUnreachable objects (no root references them; the next GC frees them):\n");
-        let mut t = Table::new(
-            ["count", "memsize", "type", "location"]
-                .map(String::from)
-                .to_vec(),
-            vec![Align::Right, Align::Right, Align::Left, Align::Left],
-        );
+        let mut t = Table::with_columns(&[
+            ("count", Align::Right),
+            ("memsize", Align::Right),
+            ("type", Align::Left),
+            ("location", Align::Left),
+        ]);
         for (k, c, m) in r.unreachable.iter().take(10) {
             t.row(vec![
                 thousands(*c),

@@ -1,6 +1,7 @@
 //! Rendering of `heapscope suspects`.
 
-use heapscope_analysis::suspects::{Suspect, SuspectKind, SuspectObject, Suspects};
+use heapscope_analysis::retained::RetainedObject;
+use heapscope_analysis::suspects::{Suspect, SuspectKind, Suspects};
 use serde_json::{json, Value};
 
 use crate::size;
@@ -18,22 +19,22 @@ pub fn percent(share: f64) -> String {
     }
 }
 
-fn object_json(o: &SuspectObject) -> Value {
+fn object_json(o: &RetainedObject) -> Value {
     json!({
         "address": format!("{:#x}", o.object.address),
         "type": o.object.type_name,
         "class": o.object.class,
-        "name": o.name,
+        "name": o.object.name,
         "location": o.object.location,
     })
 }
 
 fn suspect_json(s: &Suspect) -> Value {
     let mut start = object_json(&s.start);
-    start["retained_bytes"] = json!(s.start.object.retained_bytes);
+    start["retained_bytes"] = json!(s.start.retained_bytes);
     let mut acc = object_json(&s.accumulation);
-    acc["shallow_bytes"] = json!(s.accumulation.object.shallow_bytes);
-    acc["retained_bytes"] = json!(s.accumulation.object.retained_bytes);
+    acc["shallow_bytes"] = json!(s.accumulation.shallow_bytes);
+    acc["retained_bytes"] = json!(s.accumulation.retained_bytes);
     acc["depth"] = json!(s.depth);
     json!({
         "kind": s.kind.name(),
@@ -65,7 +66,7 @@ pub fn suspects_json(source: &str, r: &Suspects) -> Value {
         "explained_groups": r.explained_groups,
         "largest_retainer": r.largest.as_ref().map(|(o, share)| {
             let mut v = object_json(o);
-            v["retained_bytes"] = json!(o.object.retained_bytes);
+            v["retained_bytes"] = json!(o.retained_bytes);
             v["share"] = json!(share);
             v
         }),
@@ -73,8 +74,8 @@ pub fn suspects_json(source: &str, r: &Suspects) -> Value {
 }
 
 /// How an object reads in a sentence: `class RequestLog`, `Hash`, `IMEMO`.
-fn noun(o: &SuspectObject) -> String {
-    match (&o.name, o.object.type_name.as_str()) {
+fn noun(o: &RetainedObject) -> String {
+    match (&o.object.name, o.object.type_name.as_str()) {
         (Some(n), "CLASS") => format!("class {n}"),
         (Some(n), "MODULE") => format!("module {n}"),
         _ => o
@@ -85,7 +86,7 @@ fn noun(o: &SuspectObject) -> String {
     }
 }
 
-fn at(o: &SuspectObject) -> String {
+fn at(o: &RetainedObject) -> String {
     match &o.object.location {
         Some(l) => format!("allocated at {l}"),
         None => "(allocation not traced)".into(),
@@ -119,7 +120,7 @@ pub fn summary(s: &Suspect, exact: bool) -> String {
             s.key,
             format_args!("{:#x}", s.start.object.address),
             at(&s.start),
-            size(s.start.object.retained_bytes, exact),
+            size(s.start.retained_bytes, exact),
             held_from(s)
         ),
         SuspectKind::Location => format!(
@@ -128,7 +129,7 @@ pub fn summary(s: &Suspect, exact: bool) -> String {
             s.key,
             noun(&s.start),
             s.start.object.address,
-            size(s.start.object.retained_bytes, exact),
+            size(s.start.retained_bytes, exact),
             held_from(s)
         ),
     };
@@ -139,17 +140,17 @@ pub fn summary(s: &Suspect, exact: bool) -> String {
             at(&s.accumulation),
             s.depth,
             if s.depth == 1 { "" } else { "s" },
-            size(s.accumulation.object.retained_bytes, exact)
+            size(s.accumulation.retained_bytes, exact)
         ));
     }
     out
 }
 
-fn object_row(o: &SuspectObject) -> Vec<String> {
+fn object_row(o: &RetainedObject) -> Vec<String> {
     vec![
         format!("{:#x}", o.object.address),
         o.object.type_name.clone(),
-        match (&o.name, &o.object.class) {
+        match (&o.object.name, &o.object.class) {
             (Some(n), _) => n.clone(),
             (None, Some(c)) => c.clone(),
             (None, None) => "(no class)".into(),
@@ -187,7 +188,7 @@ pub fn suspects_text(source: &str, r: &Suspects, exact: bool) -> String {
                 noun(o),
                 at(o),
                 o.object.address,
-                size(o.object.retained_bytes, exact),
+                size(o.retained_bytes, exact),
                 percent(*share)
             ));
         }
@@ -209,7 +210,7 @@ pub fn suspects_text(source: &str, r: &Suspects, exact: bool) -> String {
             noun(a),
             a.object.address,
             at(a),
-            size(a.object.retained_bytes, exact)
+            size(a.retained_bytes, exact)
         ));
         match &s.path {
             Some(p) => {
@@ -221,12 +222,12 @@ pub fn suspects_text(source: &str, r: &Suspects, exact: bool) -> String {
                         p.root.join(", ")
                     }
                 ));
-                let mut t = Table::new(
-                    ["address", "type", "class", "location"]
-                        .map(String::from)
-                        .to_vec(),
-                    vec![Align::Left; 4],
-                );
+                let mut t = Table::with_columns(&[
+                    ("address", Align::Left),
+                    ("type", Align::Left),
+                    ("class", Align::Left),
+                    ("location", Align::Left),
+                ]);
                 for step in &p.steps {
                     t.row(object_row(step));
                 }
@@ -235,18 +236,12 @@ pub fn suspects_text(source: &str, r: &Suspects, exact: bool) -> String {
             None => out.push_str("\n  No path from a root was found.\n"),
         }
         out.push_str("\n  What the accumulation point holds:\n");
-        let mut t = Table::new(
-            ["bytes", "class"].map(String::from).to_vec(),
-            vec![Align::Right, Align::Left],
-        );
+        let mut t = Table::with_columns(&[("bytes", Align::Right), ("class", Align::Left)]);
         for (c, b) in &s.holds_classes {
             t.row(vec![size(*b, exact), c.clone()]);
         }
         out.push_str(&indent(&t.render(), "    "));
-        let mut t = Table::new(
-            ["bytes", "location"].map(String::from).to_vec(),
-            vec![Align::Right, Align::Left],
-        );
+        let mut t = Table::with_columns(&[("bytes", Align::Right), ("location", Align::Left)]);
         for (l, b) in &s.holds_locations {
             t.row(vec![size(*b, exact), l.clone()]);
         }

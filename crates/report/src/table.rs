@@ -22,6 +22,14 @@ impl Table {
         }
     }
 
+    /// A table with these (header, alignment) columns.
+    pub fn with_columns(columns: &[(&str, Align)]) -> Self {
+        Table::new(
+            columns.iter().map(|(h, _)| h.to_string()).collect(),
+            columns.iter().map(|&(_, a)| a).collect(),
+        )
+    }
+
     pub fn row(&mut self, row: Vec<String>) {
         assert_eq!(row.len(), self.headers.len());
         self.rows.push(row);

@@ -83,29 +83,6 @@ fn is_dump_name(p: &Path) -> bool {
     .any(|ext| name.ends_with(ext))
 }
 
-/// Whether a file found in a directory starts like a heap dump (its first
-/// line is a record), so that other JSON files lying there are passed over.
-fn starts_like_dump(p: &Path) -> bool {
-    use std::io::Read;
-    let Ok(input) = heapscope_reader::Input::open(p) else {
-        return false;
-    };
-    let mut head = Vec::new();
-    if input.reader.take(4096).read_to_end(&mut head).is_err() {
-        return false;
-    }
-    if head.is_empty() {
-        if let Some(file) = input.mapped {
-            let _ = file.take(4096).read_to_end(&mut head);
-        }
-    }
-    let first = head
-        .split(|&c| c == b'\n')
-        .find(|l| !l.iter().all(|c| c.is_ascii_whitespace()))
-        .unwrap_or_default();
-    first.starts_with(b"{") && memchr::memmem::find(first, b"\"type\"").is_some()
-}
-
 fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for input in inputs {
@@ -114,7 +91,7 @@ fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
             let mut found: Vec<PathBuf> = std::fs::read_dir(&path)
                 .with_context(|| format!("cannot list {}", path.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && is_dump_name(p) && starts_like_dump(p))
+                .filter(|p| p.is_file() && is_dump_name(p) && heapscope_reader::starts_like_dump(p))
                 .collect();
             if found.is_empty() {
                 bail!(

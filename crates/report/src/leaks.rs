@@ -157,26 +157,7 @@ pub fn leaks_text(order: &str, processes: &[ProcessReport<'_>], exact: bool) -> 
             ));
             if let Some(path) = &s.path {
                 out.push_str(&format!("   held by (root {}):\n", path.root()));
-                let mut t = Table::with_columns(&[
-                    ("address", Align::Left),
-                    ("type", Align::Left),
-                    ("class", Align::Left),
-                    ("location", Align::Left),
-                    ("holds the next as", Align::Left),
-                ]);
-                for step in &path.steps {
-                    t.row(vec![
-                        format!("     {:#x}", step.object.address),
-                        step.object.type_name.clone(),
-                        crate::path::who(&step.object),
-                        step.object
-                            .location
-                            .clone()
-                            .unwrap_or_else(|| "(untraced)".into()),
-                        step.held_as.clone().unwrap_or_default(),
-                    ]);
-                }
-                out.push_str(&t.render());
+                out.push_str(&crate::path::steps_table(path, "     "));
             }
             out.push('\n');
         }

@@ -69,6 +69,33 @@ pub fn path_json(r: &PathReport<'_>) -> Value {
     v
 }
 
+/// The steps of a root path as a table, each line starting with `indent`.
+pub(crate) fn steps_table(p: &LabeledPath, indent: &str) -> String {
+    let mut t = Table::with_columns(&[
+        ("address", Align::Left),
+        ("type", Align::Left),
+        ("class", Align::Left),
+        ("location", Align::Left),
+        ("holds the next as", Align::Left),
+    ]);
+    for s in &p.steps {
+        t.row(vec![
+            format!("{:#x}", s.object.address),
+            s.object.type_name.clone(),
+            who(&s.object),
+            s.object
+                .location
+                .clone()
+                .unwrap_or_else(|| "(untraced)".into()),
+            s.held_as.clone().unwrap_or_default(),
+        ]);
+    }
+    t.render()
+        .lines()
+        .map(|l| format!("{indent}{l}\n"))
+        .collect()
+}
+
 /// An object's class, and its own name when it is a class, module or DATA.
 pub(crate) fn who(o: &ObjectRef) -> String {
     let mut s = o.class.clone().unwrap_or_else(|| "(no class)".into());
@@ -126,26 +153,7 @@ pub fn path_text(r: &PathReport<'_>, exact: bool) -> String {
             });
         }
         out.push('\n');
-        let mut t = Table::with_columns(&[
-            ("address", Align::Left),
-            ("type", Align::Left),
-            ("class", Align::Left),
-            ("location", Align::Left),
-            ("holds the next as", Align::Left),
-        ]);
-        for s in &p.steps {
-            t.row(vec![
-                format!("{:#x}", s.object.address),
-                s.object.type_name.clone(),
-                who(&s.object),
-                s.object
-                    .location
-                    .clone()
-                    .unwrap_or_else(|| "(untraced)".into()),
-                s.held_as.clone().unwrap_or_default(),
-            ]);
-        }
-        out.push_str(&t.render());
+        out.push_str(&steps_table(p, ""));
         out.push('\n');
     }
     if r.records_unavailable {

@@ -13,106 +13,15 @@
 //! profile format; fields heapscope never sets (mappings, addresses,
 //! drop/keep frames) are left out, which decoders read as defaults.
 
-use std::io::{self, Write};
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
+
+
+
 use heapscope_heap::{FastMap, Heap, LocId, StrId, NO_CLASS, NO_LOC};
-use prost::Message;
 
-/// `perftools.profiles.Profile`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Profile {
-    #[prost(message, repeated, tag = "1")]
-    pub sample_type: Vec<ValueType>,
-    #[prost(message, repeated, tag = "2")]
-    pub sample: Vec<Sample>,
-    #[prost(message, repeated, tag = "4")]
-    pub location: Vec<Location>,
-    #[prost(message, repeated, tag = "5")]
-    pub function: Vec<Function>,
-    #[prost(string, repeated, tag = "6")]
-    pub string_table: Vec<String>,
-    #[prost(int64, tag = "9")]
-    pub time_nanos: i64,
-    #[prost(int64, tag = "10")]
-    pub duration_nanos: i64,
-    #[prost(message, optional, tag = "11")]
-    pub period_type: Option<ValueType>,
-    #[prost(int64, tag = "12")]
-    pub period: i64,
-    #[prost(int64, repeated, tag = "13")]
-    pub comment: Vec<i64>,
-    #[prost(int64, tag = "14")]
-    pub default_sample_type: i64,
-}
 
-/// `ValueType`: indexes into the string table.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ValueType {
-    #[prost(int64, tag = "1")]
-    pub r#type: i64,
-    #[prost(int64, tag = "2")]
-    pub unit: i64,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Sample {
-    #[prost(uint64, repeated, packed = "true", tag = "1")]
-    pub location_id: Vec<u64>,
-    #[prost(int64, repeated, packed = "true", tag = "2")]
-    pub value: Vec<i64>,
-    #[prost(message, repeated, tag = "3")]
-    pub label: Vec<Label>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Label {
-    #[prost(int64, tag = "1")]
-    pub key: i64,
-    #[prost(int64, tag = "2")]
-    pub str: i64,
-    #[prost(int64, tag = "3")]
-    pub num: i64,
-    #[prost(int64, tag = "4")]
-    pub num_unit: i64,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Location {
-    #[prost(uint64, tag = "1")]
-    pub id: u64,
-    #[prost(uint64, tag = "2")]
-    pub mapping_id: u64,
-    #[prost(uint64, tag = "3")]
-    pub address: u64,
-    #[prost(message, repeated, tag = "4")]
-    pub line: Vec<Line>,
-    #[prost(bool, tag = "5")]
-    pub is_folded: bool,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Line {
-    #[prost(uint64, tag = "1")]
-    pub function_id: u64,
-    #[prost(int64, tag = "2")]
-    pub line: i64,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Function {
-    #[prost(uint64, tag = "1")]
-    pub id: u64,
-    #[prost(int64, tag = "2")]
-    pub name: i64,
-    #[prost(int64, tag = "3")]
-    pub system_name: i64,
-    #[prost(int64, tag = "4")]
-    pub filename: i64,
-    #[prost(int64, tag = "5")]
-    pub start_line: i64,
-}
+pub use heapscope_pprof::{read_gz, write_gz, Function, Label, Line, Location, Profile, Sample, ValueType};
+use heapscope_pprof::StringTable as Strings;
 
 /// Function name of allocation sites without a method.
 pub const UNKNOWN_METHOD: &str = "(unknown)";
@@ -126,33 +35,6 @@ pub struct PprofOptions {
     /// `time_nanos` of the profile (e.g. the dump file's modification time);
     /// 0 leaves it unset.
     pub time_nanos: i64,
-}
-
-/// The string table: index 0 is always "".
-struct Strings {
-    index: FastMap<String, i64>,
-    table: Vec<String>,
-}
-
-impl Strings {
-    fn new() -> Strings {
-        let mut s = Strings {
-            index: FastMap::default(),
-            table: Vec::new(),
-        };
-        s.get("");
-        s
-    }
-
-    fn get(&mut self, s: &str) -> i64 {
-        if let Some(&i) = self.index.get(s) {
-            return i;
-        }
-        let i = self.table.len() as i64;
-        self.table.push(s.to_string());
-        self.index.insert(s.to_string(), i);
-        i
-    }
 }
 
 /// What a sample is keyed by: location (NO_LOC for untraced), method, type, class.
@@ -279,7 +161,7 @@ pub fn profile(heap: &Heap, opts: &PprofOptions, comment: &str) -> Profile {
         sample: samples,
         location: locations,
         function: functions,
-        string_table: strings.table,
+        string_table: strings.into_table(),
         time_nanos: opts.time_nanos,
         duration_nanos: 0,
         period_type: Some(ValueType {
@@ -290,22 +172,6 @@ pub fn profile(heap: &Heap, opts: &PprofOptions, comment: &str) -> Profile {
         comment: vec![comment],
         default_sample_type: inuse_space,
     }
-}
-
-/// Writes a profile gzipped, as pprof tools expect.
-pub fn write_gz(profile: &Profile, w: &mut dyn Write) -> io::Result<()> {
-    let mut gz = GzEncoder::new(w, Compression::default());
-    gz.write_all(&profile.encode_to_vec())?;
-    gz.finish()?;
-    Ok(())
-}
-
-/// Reads a profile written by [`write_gz`] (or any gzipped `profile.proto`
-/// whose fields heapscope knows; others are skipped).
-pub fn read_gz(gz: &[u8]) -> io::Result<Profile> {
-    let mut raw = Vec::new();
-    io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut raw)?;
-    Profile::decode(&raw[..]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 #[cfg(test)]

@@ -1,0 +1,567 @@
+//! The agent's settings: one table of options, read from `HEAPSCOPE_*`
+//! environment variables (how `heapscope run` and process managers configure
+//! it), from `Heapscope.start(...)` keyword arguments, and offered as
+//! `heapscope run` flags. Keeping them in one table is what makes every option
+//! available in all three places with one name, one default and one check.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// What values an option takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `1/0`, `true/false`, `yes/no`, `on/off`.
+    Bool,
+    /// A number > 0 and <= 1.
+    Rate,
+    /// A whole number >= 0.
+    Count,
+    /// Seconds, a number >= 0 (fractions allowed); 0 means "off" where noted.
+    Seconds,
+    /// A file or directory path, or a pattern with `%{pid}`, `%{time}`, `%{seq}`.
+    Path,
+    /// A signal name (`USR2`, `SIGPWR`, `RTMIN+7`), a number, or `off`.
+    Signal,
+}
+
+/// One option: its key (the `Heapscope.start` keyword and, with `-` for `_`,
+/// the `heapscope run --FLAG`), its environment variable, default and help.
+#[derive(Debug, Clone, Copy)]
+pub struct OptionSpec {
+    pub key: &'static str,
+    pub kind: Kind,
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+impl OptionSpec {
+    /// `HEAPSCOPE_SAMPLE_RATE` for `sample_rate`.
+    pub fn env_name(&self) -> String {
+        format!("HEAPSCOPE_{}", self.key.to_ascii_uppercase())
+    }
+
+    /// `sample-rate` for `sample_rate`.
+    pub fn flag(&self) -> String {
+        self.key.replace('_', "-")
+    }
+}
+
+/// The default dump signal. Puma, Sidekiq, Unicorn, rbtrace (URG), sigdump
+/// (CONT), stackprof (PROF) and Ruby itself (VTALRM) all use classic
+/// signals; nothing in the Ruby world uses the real-time range, and Ruby's
+/// `Signal.trap` cannot even name it, so an app cannot clobber it by accident.
+pub const DEFAULT_DUMP_SIGNAL: &str = "RTMIN+7";
+
+/// Every option the agent understands.
+pub const OPTIONS: &[OptionSpec] = &[
+    OptionSpec {
+        key: "enabled",
+        kind: Kind::Bool,
+        default: "1",
+        help: "Load the agent at all (0 leaves the app untouched).",
+    },
+    OptionSpec {
+        key: "profile",
+        kind: Kind::Bool,
+        default: "1",
+        help: "Run the sampling heap profiler (pprof files).",
+    },
+    OptionSpec {
+        key: "sample_rate",
+        kind: Kind::Rate,
+        default: "0.01",
+        help: "Share of allocations the profiler samples, in (0, 1]; 1 records every allocation.",
+    },
+    OptionSpec {
+        key: "profile_path",
+        kind: Kind::Path,
+        default: "tmp/profiles/mem-%{pid}-%{time}.pprof.gz",
+        help: "Where profiles are written; %{pid} and %{time} (ISO 8601, UTC) are filled in.",
+    },
+    OptionSpec {
+        key: "profile_interval",
+        kind: Kind::Seconds,
+        default: "60",
+        help: "Seconds between profile flushes (0: only at exit).",
+    },
+    OptionSpec {
+        key: "max_samples",
+        kind: Kind::Count,
+        default: "100000",
+        help: "Most live sampled objects tracked at once; more are dropped and counted.",
+    },
+    OptionSpec {
+        key: "max_frames",
+        kind: Kind::Count,
+        default: "64",
+        help: "Deepest stack recorded per sample (the innermost frames are kept).",
+    },
+    OptionSpec {
+        key: "stats",
+        kind: Kind::Bool,
+        default: "1",
+        help: "Write memory and GC statistics (JSON lines) every stats interval.",
+    },
+    OptionSpec {
+        key: "stats_path",
+        kind: Kind::Path,
+        default: "tmp/profiles/gc-%{pid}.jsonl",
+        help: "Where the statistics records go; %{pid} is filled in.",
+    },
+    OptionSpec {
+        key: "stats_interval",
+        kind: Kind::Seconds,
+        default: "1",
+        help: "Seconds between statistics records.",
+    },
+    OptionSpec {
+        key: "dump_signal",
+        kind: Kind::Signal,
+        default: DEFAULT_DUMP_SIGNAL,
+        help: "Signal that asks for a heap dump (`heapscope dump PID` sends it); off disables.",
+    },
+    OptionSpec {
+        key: "dump_dir",
+        kind: Kind::Path,
+        default: "tmp/heapscope",
+        help: "Directory for heap dumps (heap-<pid>-<unixtime>-<seq>.dump).",
+    },
+    OptionSpec {
+        key: "dump_gc",
+        kind: Kind::Bool,
+        default: "1",
+        help: "Run a full GC before each dump (in the forked child, so the app does not pause).",
+    },
+    OptionSpec {
+        key: "dump_every_seconds",
+        kind: Kind::Seconds,
+        default: "0",
+        help: "Dump the heap every N seconds (0: off).",
+    },
+    OptionSpec {
+        key: "dump_every_requests",
+        kind: Kind::Count,
+        default: "0",
+        help: "Dump the heap every N Rack requests (0: off).",
+    },
+    OptionSpec {
+        key: "dump_every_jobs",
+        kind: Kind::Count,
+        default: "0",
+        help: "Dump the heap every N Sidekiq jobs (0: off).",
+    },
+    OptionSpec {
+        key: "dump_keep",
+        kind: Kind::Count,
+        default: "20",
+        help: "Most dumps kept per process; older ones are deleted (0: keep all).",
+    },
+    OptionSpec {
+        key: "trace_allocations",
+        kind: Kind::Bool,
+        default: "0",
+        help: "Start ObjectSpace allocation tracing at boot, so dumps carry file, line and \
+               generation (costs time and memory on every allocation).",
+    },
+    OptionSpec {
+        key: "runtime_dir",
+        kind: Kind::Path,
+        default: "",
+        help: "Where the agent announces itself to `heapscope dump` \
+               (default $XDG_RUNTIME_DIR/heapscope or /tmp/heapscope-<uid>).",
+    },
+    OptionSpec {
+        key: "verbose",
+        kind: Kind::Bool,
+        default: "0",
+        help: "Log each dump and profile flush to stderr.",
+    },
+];
+
+/// The option with this key (`sample_rate`) or flag (`sample-rate`).
+pub fn option(key: &str) -> Option<&'static OptionSpec> {
+    let key = key.replace('-', "_");
+    OPTIONS.iter().find(|o| o.key == key)
+}
+
+/// A checked setting value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Bool(bool),
+    Float(f64),
+    Count(u64),
+    Text(String),
+    Signal(Option<i32>),
+}
+
+/// All settings, checked. Every key of [`OPTIONS`] is present.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    values: BTreeMap<&'static str, Value>,
+}
+
+/// Why a setting was refused: which option, where it came from, and what is wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettingError {
+    pub source: String,
+    pub message: String,
+}
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.source, self.message)
+    }
+}
+
+impl Settings {
+    /// Settings from the `HEAPSCOPE_*` variables in `env`, then `overrides`
+    /// (keys as in [`OPTIONS`], e.g. from `Heapscope.start`). Unknown
+    /// `HEAPSCOPE_*` variables and keys are errors, so a typo is not silently
+    /// ignored. All problems are reported, not just the first.
+    pub fn resolve<'a>(
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: impl IntoIterator<Item = (&'a str, String)>,
+    ) -> Result<Settings, Vec<SettingError>> {
+        let mut raw: BTreeMap<&'static str, (String, String)> = BTreeMap::new();
+        let mut errors = Vec::new();
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix("HEAPSCOPE_") else {
+                continue;
+            };
+            // Variables heapscope's own tools set for themselves.
+            if matches!(key, "RUBY_LIB" | "TIMINGS") {
+                continue;
+            }
+            match option(&key.to_ascii_lowercase()) {
+                Some(o) => {
+                    raw.insert(o.key, (value, name));
+                }
+                None => errors.push(SettingError {
+                    source: name.clone(),
+                    message: format!("unknown setting (known: {})", known_env_names()),
+                }),
+            }
+        }
+        for (key, value) in overrides {
+            match option(key) {
+                Some(o) => {
+                    raw.insert(o.key, (value, format!("Heapscope.start({}:)", o.key)));
+                }
+                None => errors.push(SettingError {
+                    source: format!("Heapscope.start({key}:)"),
+                    message: "unknown setting".into(),
+                }),
+            }
+        }
+        let mut values = BTreeMap::new();
+        for o in OPTIONS {
+            let (text, source) = match raw.remove(o.key) {
+                Some(v) => v,
+                None => (o.default.to_string(), format!("default of {}", o.env_name())),
+            };
+            match parse_value(o, text.trim()) {
+                Ok(v) => {
+                    values.insert(o.key, v);
+                }
+                Err(message) => errors.push(SettingError { source, message }),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Settings { values })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The defaults alone.
+    pub fn defaults() -> Settings {
+        Settings::resolve(Vec::new(), Vec::new()).expect("the defaults are valid")
+    }
+
+    pub fn get(&self, key: &str) -> &Value {
+        self.values
+            .get(key)
+            .unwrap_or_else(|| panic!("no setting {key}"))
+    }
+
+    pub fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Value::Bool(true))
+    }
+
+    pub fn float(&self, key: &str) -> f64 {
+        match self.get(key) {
+            Value::Float(f) => *f,
+            Value::Count(n) => *n as f64,
+            v => panic!("{key} is not a number: {v:?}"),
+        }
+    }
+
+    pub fn count(&self, key: &str) -> u64 {
+        match self.get(key) {
+            Value::Count(n) => *n,
+            v => panic!("{key} is not a count: {v:?}"),
+        }
+    }
+
+    pub fn text(&self, key: &str) -> &str {
+        match self.get(key) {
+            Value::Text(s) => s,
+            v => panic!("{key} is not text: {v:?}"),
+        }
+    }
+
+    /// The dump signal's number, or None when dumps on signal are off.
+    pub fn dump_signal(&self) -> Option<i32> {
+        match self.get("dump_signal") {
+            Value::Signal(s) => *s,
+            v => panic!("dump_signal is not a signal: {v:?}"),
+        }
+    }
+
+    /// All values, in option order, for handing to Ruby.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Value)> {
+        OPTIONS.iter().map(move |o| (o.key, &self.values[o.key]))
+    }
+}
+
+fn known_env_names() -> String {
+    OPTIONS
+        .iter()
+        .map(|o| o.env_name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn parse_value(o: &OptionSpec, text: &str) -> Result<Value, String> {
+    match o.kind {
+        Kind::Bool => parse_bool(text)
+            .map(Value::Bool)
+            .ok_or_else(|| format!("{text:?} is not a yes/no value (use 1 or 0)")),
+        Kind::Rate => match text.parse::<f64>() {
+            Ok(r) if r > 0.0 && r <= 1.0 => Ok(Value::Float(r)),
+            _ => Err(format!(
+                "{text:?} is not a sample rate: use a number above 0 and at most 1 \
+                 (0.01 samples one allocation in 100)"
+            )),
+        },
+        Kind::Count => text
+            .parse::<u64>()
+            .map(Value::Count)
+            .map_err(|_| format!("{text:?} is not a whole number >= 0")),
+        Kind::Seconds => match text.parse::<f64>() {
+            Ok(s) if s.is_finite() && s >= 0.0 => Ok(Value::Float(s)),
+            _ => Err(format!("{text:?} is not a number of seconds >= 0")),
+        },
+        Kind::Path => {
+            if text.contains('\0') {
+                Err("a path cannot contain a NUL byte".into())
+            } else {
+                Ok(Value::Text(text.to_string()))
+            }
+        }
+        Kind::Signal => parse_signal(text).map(Value::Signal),
+    }
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" | "" => Some(false),
+        _ => None,
+    }
+}
+
+/// Classic signals by name; the ones the agent refuses are those whose
+/// default or usual meaning would break the app or the tools around it.
+const SIGNALS: &[(&str, i32)] = &[
+    ("HUP", 1),
+    ("INT", 2),
+    ("QUIT", 3),
+    ("USR1", 10),
+    ("USR2", 12),
+    ("ALRM", 14),
+    ("TERM", 15),
+    ("CHLD", 17),
+    ("CONT", 18),
+    ("TTIN", 21),
+    ("TTOU", 22),
+    ("URG", 23),
+    ("XCPU", 24),
+    ("XFSZ", 25),
+    ("VTALRM", 26),
+    ("PROF", 27),
+    ("WINCH", 28),
+    ("IO", 29),
+    ("PWR", 30),
+    ("SYS", 31),
+];
+
+/// Signals that cannot be caught or that Ruby and the process need.
+const FORBIDDEN: &[(i32, &str)] = &[
+    (2, "INT stops the app on Ctrl-C"),
+    (3, "QUIT stops the app"),
+    (9, "KILL cannot be caught"),
+    (15, "TERM stops the app"),
+    (17, "CHLD reports child processes to the app"),
+    (19, "STOP cannot be caught"),
+    (26, "Ruby uses VTALRM for its threads"),
+];
+
+/// First real-time signal number as glibc exposes it (34 on Linux: 32 and 33
+/// are taken by the thread library).
+pub fn sigrtmin() -> i32 {
+    34
+}
+
+pub fn sigrtmax() -> i32 {
+    64
+}
+
+/// `USR2`, `SIGUSR2`, `12`, `RTMIN+7`, `SIGRTMIN+7`, `RTMAX-2` or `off`.
+pub fn parse_signal(text: &str) -> Result<Option<i32>, String> {
+    let t = text.trim();
+    if matches!(t.to_ascii_lowercase().as_str(), "off" | "none" | "0" | "") {
+        return Ok(None);
+    }
+    let upper = t.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let number = if let Ok(n) = name.parse::<i32>() {
+        Some(n)
+    } else if let Some(rest) = name.strip_prefix("RTMIN") {
+        rt_offset(rest).map(|k| sigrtmin() + k)
+    } else if let Some(rest) = name.strip_prefix("RTMAX") {
+        rt_offset(rest).map(|k| sigrtmax() + k)
+    } else {
+        SIGNALS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+    };
+    let Some(n) = number else {
+        return Err(format!(
+            "{t:?} is not a signal (try {DEFAULT_DUMP_SIGNAL}, USR2, PWR or a number; off disables)"
+        ));
+    };
+    if !(1..=sigrtmax()).contains(&n) || n == 32 || n == 33 {
+        return Err(format!("{t:?} is not a signal this system delivers"));
+    }
+    if let Some((_, why)) = FORBIDDEN.iter().find(|(s, _)| *s == n) {
+        return Err(format!("{t:?} cannot be the dump signal: {why}"));
+    }
+    Ok(Some(n))
+}
+
+fn rt_offset(rest: &str) -> Option<i32> {
+    if rest.is_empty() {
+        return Some(0);
+    }
+    let (sign, digits) = rest.split_at(1);
+    let k: i32 = digits.parse().ok()?;
+    match sign {
+        "+" => Some(k),
+        "-" => Some(-k),
+        _ => None,
+    }
+}
+
+/// The name `kill -l` would show for a signal number.
+pub fn signal_name(n: i32) -> String {
+    if let Some((name, _)) = SIGNALS.iter().find(|(_, s)| *s == n) {
+        return format!("SIG{name}");
+    }
+    if n >= sigrtmin() && n <= sigrtmax() {
+        return format!("SIGRTMIN+{}", n - sigrtmin());
+    }
+    format!("signal {n}")
+}
+
+/// Fills `%{pid}`, `%{time}` (e.g. `20261121T073000Z`, safe in file names)
+/// and `%{seq}` in a path pattern, relative paths taken from `base`.
+pub fn expand_path(pattern: &str, base: &Path, pid: u32, time: &str, seq: u64) -> PathBuf {
+    let s = pattern
+        .replace("%{pid}", &pid.to_string())
+        .replace("%{time}", time)
+        .replace("%{seq}", &seq.to_string());
+    let p = PathBuf::from(s);
+    if p.is_absolute() {
+        p
+    } else {
+        base.join(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_complete() {
+        let s = Settings::defaults();
+        assert_eq!(s.iter().count(), OPTIONS.len());
+        assert!(s.flag("profile"));
+        assert_eq!(s.float("sample_rate"), 0.01);
+        assert_eq!(s.dump_signal(), Some(41));
+        assert_eq!(s.count("dump_keep"), 20);
+    }
+
+    #[test]
+    fn env_then_overrides() {
+        let s = Settings::resolve(
+            env(&[
+                ("HEAPSCOPE_SAMPLE_RATE", "1"),
+                ("HEAPSCOPE_DUMP_SIGNAL", "usr2"),
+                ("PATH", "/bin"),
+            ]),
+            vec![("sample_rate", "0.5".to_string())],
+        )
+        .unwrap();
+        assert_eq!(s.float("sample_rate"), 0.5);
+        assert_eq!(s.dump_signal(), Some(12));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_source() {
+        let errs = Settings::resolve(
+            env(&[
+                ("HEAPSCOPE_SAMPLE_RATE", "2"),
+                ("HEAPSCOPE_SAMPEL_RATE", "0.1"),
+                ("HEAPSCOPE_DUMP_SIGNAL", "TERM"),
+                ("HEAPSCOPE_STATS", "maybe"),
+            ]),
+            Vec::new(),
+        )
+        .unwrap_err();
+        let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errs.len(), 4, "{text:?}");
+        assert!(text.iter().any(|t| t.starts_with("HEAPSCOPE_SAMPEL_RATE: unknown")));
+        assert!(text.iter().any(|t| t.contains("TERM stops the app")));
+        assert!(text.iter().any(|t| t.contains("not a sample rate")));
+    }
+
+    #[test]
+    fn signals_by_name_number_and_rt_offset() {
+        assert_eq!(parse_signal("SIGUSR1"), Ok(Some(10)));
+        assert_eq!(parse_signal("30"), Ok(Some(30)));
+        assert_eq!(parse_signal("SIGRTMIN+7"), Ok(Some(41)));
+        assert_eq!(parse_signal("RTMAX-1"), Ok(Some(63)));
+        assert_eq!(parse_signal("off"), Ok(None));
+        assert!(parse_signal("KILL").is_err());
+        assert!(parse_signal("BOGUS").is_err());
+        assert!(parse_signal("99").is_err());
+        assert_eq!(signal_name(41), "SIGRTMIN+7");
+        assert_eq!(signal_name(12), "SIGUSR2");
+    }
+
+    #[test]
+    fn paths_expand() {
+        let p = expand_path("tmp/mem-%{pid}-%{time}.gz", Path::new("/app"), 42, "T", 0);
+        assert_eq!(p, PathBuf::from("/app/tmp/mem-42-T.gz"));
+        let p = expand_path("/x/%{seq}", Path::new("/app"), 1, "T", 3);
+        assert_eq!(p, PathBuf::from("/x/3"));
+    }
+}

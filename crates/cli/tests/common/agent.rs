@@ -1,0 +1,87 @@
+//! Helpers for the agent's end-to-end tests: a staged Ruby library directory
+//! with the freshly built native extension, and Ruby commands that load it.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use super::repo_root;
+
+/// The target directory this test binary was built into (`target/debug`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/debug/deps/<test binary>
+    exe.parent()
+        .and_then(|p| p.parent())
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// Builds the extension (a no-op when it is up to date: `cargo test` has
+/// released its lock by the time tests run) and stages `ruby/lib` plus
+/// `heapscope/heapscope_native.so` under `target/<profile>/heapscope-ruby/lib`.
+/// Returns that directory, ready for `ruby -I DIR -rheapscope`.
+pub fn ruby_lib() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let profile = target_dir()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let mut build = Command::new(env!("CARGO"));
+        build
+            .current_dir(repo_root())
+            .args(["build", "--quiet", "-p", "heapscope-ruby"]);
+        if profile == "release" {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build -p heapscope-ruby");
+        assert!(status.success(), "building the Ruby extension failed");
+        let so = target_dir().join("libheapscope_native.so");
+        assert!(so.exists(), "{} was not built", so.display());
+        // Stage into a fresh directory, then rename: test binaries run in
+        // parallel and must never see half a tree.
+        let staged = target_dir().join("heapscope-ruby");
+        let tmp = target_dir().join(format!("heapscope-ruby.{}.tmp", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        copy_tree(&repo_root().join("ruby").join("lib"), &tmp.join("lib"));
+        let _ = std::fs::remove_file(tmp.join("lib/heapscope/heapscope_native.so"));
+        std::fs::copy(&so, tmp.join("lib/heapscope/heapscope_native.so")).expect("copy .so");
+        let old = target_dir().join(format!("heapscope-ruby.{}.old", std::process::id()));
+        let _ = std::fs::rename(&staged, &old);
+        if std::fs::rename(&tmp, &staged).is_err() {
+            // Another test binary staged the same files first.
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        let _ = std::fs::remove_dir_all(&old);
+        staged.join("lib")
+    })
+    .clone()
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else if entry.file_name() != "heapscope_native.so" {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// `ruby -I<staged lib>` with no HEAPSCOPE_* variables inherited from the
+/// environment running the tests.
+pub fn ruby() -> Command {
+    let mut cmd = Command::new("ruby");
+    cmd.arg("-I").arg(ruby_lib());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HEAPSCOPE_") || k == "RUBYOPT" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}

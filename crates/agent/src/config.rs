@@ -223,6 +223,16 @@ impl Settings {
         env: impl IntoIterator<Item = (String, String)>,
         overrides: impl IntoIterator<Item = (&'a str, String)>,
     ) -> Result<Settings, Vec<SettingError>> {
+        Settings::resolve_from(env, overrides, |key| format!("Heapscope.start({key}:)"))
+    }
+
+    /// [`Settings::resolve`], naming where overrides came from with
+    /// `source(key)` in errors (`--sample-rate` for `heapscope run`).
+    pub fn resolve_from<'a>(
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: impl IntoIterator<Item = (&'a str, String)>,
+        source: impl Fn(&str) -> String,
+    ) -> Result<Settings, Vec<SettingError>> {
         let mut raw: BTreeMap<&'static str, (String, String)> = BTreeMap::new();
         let mut errors = Vec::new();
         for (name, value) in env {
@@ -246,10 +256,10 @@ impl Settings {
         for (key, value) in overrides {
             match option(key) {
                 Some(o) => {
-                    raw.insert(o.key, (value, format!("Heapscope.start({}:)", o.key)));
+                    raw.insert(o.key, (value, source(o.key)));
                 }
                 None => errors.push(SettingError {
-                    source: format!("Heapscope.start({key}:)"),
+                    source: source(key),
                     message: "unknown setting".into(),
                 }),
             }
@@ -258,7 +268,10 @@ impl Settings {
         for o in OPTIONS {
             let (text, source) = match raw.remove(o.key) {
                 Some(v) => v,
-                None => (o.default.to_string(), format!("default of {}", o.env_name())),
+                None => (
+                    o.default.to_string(),
+                    format!("default of {}", o.env_name()),
+                ),
             };
             match parse_value(o, text.trim()) {
                 Ok(v) => {
@@ -538,7 +551,9 @@ mod tests {
         .unwrap_err();
         let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
         assert_eq!(errs.len(), 4, "{text:?}");
-        assert!(text.iter().any(|t| t.starts_with("HEAPSCOPE_SAMPEL_RATE: unknown")));
+        assert!(text
+            .iter()
+            .any(|t| t.starts_with("HEAPSCOPE_SAMPEL_RATE: unknown")));
         assert!(text.iter().any(|t| t.contains("TERM stops the app")));
         assert!(text.iter().any(|t| t.contains("not a sample rate")));
     }

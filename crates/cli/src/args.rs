@@ -60,20 +60,34 @@ Examples:
     Diff(DiffArgs),
     /// The objects and groups that keep the most memory alive (retained size, via the dominator
     /// tree).
+    #[command(long_about = crate::cmd::retained::LONG_ABOUT)]
     Retained(crate::cmd::retained::Args),
     /// The shortest chain of references from a GC root to an object.
+    #[command(long_about = crate::cmd::path::LONG_ABOUT)]
     Path(crate::cmd::path::Args),
     /// Everything known about one object: record, sizes, dominator, referrers and referents.
+    #[command(long_about = crate::cmd::inspect::LONG_ABOUT)]
     Inspect(crate::cmd::inspect::Args),
     /// Automatic leak-suspect report: objects and groups retaining a large share of the heap.
+    #[command(long_about = crate::cmd::suspects::LONG_ABOUT)]
     Suspects(crate::cmd::suspects::Args),
     /// Rank the allocation sites that leak across a series of dumps of one process.
+    #[command(long_about = crate::cmd::leaks::LONG_ABOUT)]
     Leaks(crate::cmd::leaks::Args),
     /// The dominator tree as a flame graph (SVG, or folded stacks).
+    #[command(long_about = crate::cmd::flamegraph::LONG_ABOUT)]
     Flamegraph(crate::cmd::flamegraph::Args),
     /// A gzipped pprof profile of live objects by allocation site, for `go tool pprof` and
     /// Pyroscope.
+    #[command(long_about = crate::cmd::pprof::LONG_ABOUT)]
     Pprof(crate::cmd::pprof::Args),
+    /// Start a Ruby program with the heapscope agent: heap profiles, GC statistics and dumps on
+    /// demand, without code changes.
+    #[command(long_about = crate::cmd::run::LONG_ABOUT)]
+    Run(crate::cmd::run::Args),
+    /// Ask a process running the agent for a heap dump; prints its path when complete.
+    #[command(long_about = crate::cmd::dump::LONG_ABOUT)]
+    Dump(crate::cmd::dump::Args),
 }
 
 /// The output format of the report commands.

@@ -42,6 +42,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Leaks(a) => cmd::leaks::run(a),
         Command::Flamegraph(a) => cmd::flamegraph::run(a),
         Command::Pprof(a) => cmd::pprof::run(a),
+        Command::Run(a) => cmd::run::run(a),
+        Command::Dump(a) => cmd::dump::run(a),
     }
 }
 

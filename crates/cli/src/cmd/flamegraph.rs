@@ -11,8 +11,8 @@ use heapscope_export::flame::{folded_stacks, Folded, DEFAULT_MAX_DEPTH};
 use crate::args::InputArgs;
 use crate::load::with_dominators;
 
-#[derive(ClapArgs, Debug)]
-#[command(long_about = "\
+/// The full `--help` text (the variant's doc comment is the short one).
+pub const LONG_ABOUT: &str = "\
 The dominator tree as a flame graph: a frame's width is the memory it retains.
 
 Each frame is a group of objects named by class (or type) and allocation site, e.g.
@@ -24,7 +24,9 @@ flamegraph.pl, speedscope or Pyroscope).
 Examples:
     heapscope flamegraph heap.dump -o heap.svg
     heapscope flamegraph heap.dump --folded > heap.folded
-    heapscope flamegraph heap.dump --max-depth 16 -o shallow.svg")]
+    heapscope flamegraph heap.dump --max-depth 16 -o shallow.svg";
+
+#[derive(ClapArgs, Debug)]
 pub struct Args {
     #[command(flatten)]
     pub input: InputArgs,

@@ -14,8 +14,8 @@ use heapscope_report::inspect::{inspect_json, inspect_text, InspectReport, RawRe
 use crate::args::{Format, InputArgs};
 use crate::load::{load_for_graph, stage};
 
-#[derive(ClapArgs, Debug)]
-#[command(long_about = "\
+/// The full `--help` text (the variant's doc comment is the short one).
+pub const LONG_ABOUT: &str = "\
 Everything known about one object: type, class, value or name, flags, allocation site, shallow
 and retained size, its immediate dominator (the object whose release would free it), the roots
 that reference it, the objects that reference it (referrers) and that it references (referents),
@@ -27,7 +27,9 @@ An address the dump does not have is an error (exit code 2).
 Examples:
     heapscope inspect heap.dump 0x7f3e9b0a1140
     heapscope inspect heap.dump 0x7f3e9b0a1140 --limit 100 --offset 100
-    heapscope inspect heap.dump 0x7f3e9b0a1140 --format json")]
+    heapscope inspect heap.dump 0x7f3e9b0a1140 --format json";
+
+#[derive(ClapArgs, Debug)]
 pub struct Args {
     #[command(flatten)]
     pub input: InputArgs,

@@ -12,8 +12,8 @@ use heapscope_report::leaks::{leaks_json, leaks_text, site_label, ProcessReport}
 
 use crate::args::{Format, FormatArg};
 
-#[derive(ClapArgs, Debug)]
-#[command(long_about = "\
+/// The full `--help` text (the variant's doc comment is the short one).
+pub const LONG_ABOUT: &str = "\
 Rank the allocation sites that leak, from a series of heap dumps of one process taken over time
 (every N requests, jobs or minutes).
 
@@ -32,7 +32,9 @@ Examples:
     heapscope leaks tmp/dumps/
     heapscope leaks 'tmp/dumps/heap-*.dump' --plot leaks.png
     heapscope leaks a.dump b.dump c.dump d.dump e.dump --time 0,600,1200,1800,2400
-    heapscope leaks tmp/dumps --fail-on-leak --format json")]
+    heapscope leaks tmp/dumps --fail-on-leak --format json";
+
+#[derive(ClapArgs, Debug)]
 pub struct Args {
     /// Dumps: a directory, glob patterns, or files.
     #[arg(value_name = "DUMPS", required = true)]

@@ -13,8 +13,8 @@ use super::inspect::{facts_of, find_object, parse_address, raw_records};
 use crate::args::{Format, InputArgs};
 use crate::load::{load_for_graph, stage};
 
-#[derive(ClapArgs, Debug)]
-#[command(long_about = "\
+/// The full `--help` text (the variant's doc comment is the short one).
+pub const LONG_ABOUT: &str = "\
 The shortest chain of references from a GC root to an object: why it is still alive.
 
 One line per object, from the object a root references down to ADDRESS, with its type, class,
@@ -34,7 +34,9 @@ an error: a message on stderr and exit code 2.
 Examples:
     heapscope path heap.dump 0x7f3e9b0a1140
     heapscope path heap.dump 0x7f3e9b0a1140 --all 10
-    heapscope path heap.dump 0x7f3e9b0a1140 --dominators --format json")]
+    heapscope path heap.dump 0x7f3e9b0a1140 --dominators --format json";
+
+#[derive(ClapArgs, Debug)]
 pub struct Args {
     #[command(flatten)]
     pub input: InputArgs,

@@ -11,8 +11,8 @@ use heapscope_reader::ReadOptions;
 
 use crate::args::InputArgs;
 
-#[derive(ClapArgs, Debug)]
-#[command(long_about = "\
+/// The full `--help` text (the variant's doc comment is the short one).
+pub const LONG_ABOUT: &str = "\
 A gzipped pprof profile (profile.proto) of the live objects by allocation site, for
 `go tool pprof`, Pyroscope and other pprof viewers.
 
@@ -23,7 +23,9 @@ before allocation tracing started share the function `(untraced)`.
 Examples:
     heapscope pprof heap.dump -o heap.pb.gz
     go tool pprof -http=: heap.pb.gz
-    go tool pprof -top -tagfocus=class=User heap.pb.gz")]
+    go tool pprof -top -tagfocus=class=User heap.pb.gz";
+
+#[derive(ClapArgs, Debug)]
 pub struct Args {
     #[command(flatten)]
     pub input: InputArgs,

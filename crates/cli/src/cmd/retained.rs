@@ -10,8 +10,8 @@ use heapscope_report::retained::{retained_json, retained_text, RetainedReport};
 use crate::args::{ByKeys, Format, InputArgs};
 use crate::load::with_dominators;
 
-#[derive(ClapArgs, Debug)]
-#[command(long_about = "\
+/// The full `--help` text (the variant's doc comment is the short one).
+pub const LONG_ABOUT: &str = "\
 The objects, or with --by the groups, that keep the most memory alive.
 
 An object's retained size is what would be freed if it were gone: itself and everything only it
@@ -21,7 +21,9 @@ members once. Objects that no root reaches are listed apart.
 Examples:
     heapscope retained heap.dump
     heapscope retained heap.dump --by class --top 10
-    heapscope retained heap.dump --by location --format json")]
+    heapscope retained heap.dump --by location --format json";
+
+#[derive(ClapArgs, Debug)]
 pub struct Args {
     #[command(flatten)]
     pub input: InputArgs,

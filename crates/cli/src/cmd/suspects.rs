@@ -12,8 +12,8 @@ use heapscope_report::suspects::{suspects_json, suspects_text};
 use crate::args::{Format, InputArgs};
 use crate::load::with_dominators;
 
-#[derive(ClapArgs, Debug)]
-#[command(long_about = "\
+/// The full `--help` text (the variant's doc comment is the short one).
+pub const LONG_ABOUT: &str = "\
 An automatic leak-suspect report, in the manner of Eclipse MAT's: the objects and groups of
 objects that keep a large share of the heap alive, and for each where the memory accumulates,
 how a root reaches it, and what it is made of.
@@ -34,7 +34,9 @@ Finding no suspect is not an error (exit code 0); the report then names the larg
 Examples:
     heapscope suspects heap.dump
     heapscope suspects heap.dump --threshold 0.05
-    heapscope suspects heap.dump --format json")]
+    heapscope suspects heap.dump --format json";
+
+#[derive(ClapArgs, Debug)]
 pub struct Args {
     #[command(flatten)]
     pub input: InputArgs,

@@ -1,0 +1,190 @@
+//! `heapscope dump PID`: asks a process running the agent for a heap dump
+//! and prints the dump's path once it is complete.
+//!
+//! The agent announces itself in `<runtime dir>/agent-<pid>.json` (its dump
+//! signal and directory, and the state of its latest dump). This command
+//! notes the latest dump's sequence number, sends the signal, and waits for
+//! a newer dump to be `done` (renamed to its final name, so complete) or
+//! `failed`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args as ClapArgs;
+use heapscope_agent::config::signal_name;
+use heapscope_agent::state::{runtime_dir, state_path, AgentState, DumpState};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// The full `--help` text (the variant's doc comment is the short one).
+pub const LONG_ABOUT: &str = "\
+Ask a process running the heapscope agent for a heap dump, wait until it is complete, and print
+its path.
+
+The process must have been started with the agent (`heapscope run -- CMD`, or RUBYOPT with
+-rheapscope/autostart, or `Heapscope.start` in the app). The dump is written by a forked child of
+the process, so the app pauses only for the fork; it is named heap-<pid>-<unixtime>-<seq>.dump
+and appears under that name only when complete.
+
+Examples:
+    heapscope dump 4242
+    heapscope summary $(heapscope dump 4242)
+    for pid in $(pgrep -f 'puma: cluster worker'); do heapscope dump $pid; done";
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// The process id.
+    #[arg(value_name = "PID")]
+    pub pid: u32,
+
+    /// Give up after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600.0)]
+    pub timeout: f64,
+
+    /// Where agents announce themselves: the agent's HEAPSCOPE_RUNTIME_DIR (default: that
+    /// variable here, else $XDG_RUNTIME_DIR/heapscope, else /tmp/heapscope-<uid>).
+    #[arg(long, value_name = "DIR")]
+    pub runtime_dir: Option<PathBuf>,
+
+    /// Print only the path (no progress on stderr).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let configured = match &a.runtime_dir {
+        Some(d) => d.to_string_lossy().into_owned(),
+        None => std::env::var("HEAPSCOPE_RUNTIME_DIR").unwrap_or_default(),
+    };
+    let dir = runtime_dir(&configured);
+    let path = state_path(&dir, a.pid);
+    let alive = process_alive(a.pid);
+    let state = match AgentState::read(&path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !alive {
+                bail!("no process {} is running", a.pid);
+            }
+            bail!(
+                "process {} has no heapscope agent ({} does not exist). Start it with \
+                 `heapscope run -- CMD`, or give --runtime-dir if the agent was started \
+                 with another HEAPSCOPE_RUNTIME_DIR",
+                a.pid,
+                path.display()
+            );
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    if !alive {
+        bail!(
+            "process {} is not running ({} is left over from it)",
+            a.pid,
+            path.display()
+        );
+    }
+    let Some(signal) = state.dump_signal else {
+        bail!(
+            "process {} has dumps on signal turned off (HEAPSCOPE_DUMP_SIGNAL=off)",
+            a.pid
+        );
+    };
+    let before = state.last_dump.as_ref().map_or(0, |d| d.seq);
+    // SAFETY: kill has no memory-safety preconditions.
+    if unsafe { libc::kill(a.pid as libc::pid_t, signal) } != 0 {
+        let err = std::io::Error::last_os_error();
+        bail!("cannot send {} to {}: {err}", signal_name(signal), a.pid);
+    }
+    let started = Instant::now();
+    let bar = progress(a.quiet, a.pid);
+    let deadline = started + Duration::from_secs_f64(a.timeout.max(0.0));
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        // The file is replaced atomically; a read can still miss it between
+        // the agent's exit and here, which the liveness check covers.
+        if let Ok(s) = AgentState::read(&path) {
+            if let Some(d) = s.last_dump.filter(|d| d.seq > before) {
+                match d.state {
+                    DumpState::Done => {
+                        bar.finish_and_clear();
+                        let size = std::fs::metadata(&d.path).map(|m| m.len()).unwrap_or(0);
+                        if !a.quiet {
+                            eprintln!(
+                                "heapscope: dump of {} complete: {} in {:.1} s",
+                                a.pid,
+                                heapscope_report::human_bytes(size),
+                                started.elapsed().as_secs_f64()
+                            );
+                        }
+                        println!("{}", d.path.display());
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    DumpState::Failed => {
+                        bar.finish_and_clear();
+                        bail!(
+                            "the dump of {} failed: {}",
+                            a.pid,
+                            d.error.as_deref().unwrap_or("no reason given")
+                        );
+                    }
+                    DumpState::Writing => {
+                        bar.set_message(format!("writing {}", written(&d.path)));
+                    }
+                }
+            }
+        }
+        if !process_alive(a.pid) {
+            bar.finish_and_clear();
+            bail!("process {} exited before its dump was complete", a.pid);
+        }
+        if Instant::now() >= deadline {
+            bar.finish_and_clear();
+            bail!(
+                "no complete dump from {} after {:.0} s (see its stderr; is the agent's \
+                 thread able to run?)",
+                a.pid,
+                a.timeout
+            );
+        }
+    }
+}
+
+fn progress(quiet: bool, pid: u32) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} dumping {prefix}: {msg} ({elapsed})")
+            .expect("valid template"),
+    );
+    bar.set_prefix(pid.to_string());
+    bar.set_message("waiting for the agent");
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// How much of the dump is written so far: the size of its temporary file.
+fn written(final_path: &Path) -> String {
+    let name = final_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = final_path.with_file_name(format!(".{name}.tmp"));
+    match std::fs::metadata(&tmp) {
+        Ok(m) => heapscope_report::human_bytes(m.len()),
+        Err(_) => "starting".into(),
+    }
+}
+
+/// Running and not a zombie (an exited child its parent has not reaped).
+fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state letter follows the parenthesised command name.
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].trim_start().chars().next())
+            .is_some_and(|state| state != 'Z' && state != 'X'),
+        Err(_) => false,
+    }
+}

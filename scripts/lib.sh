@@ -2,12 +2,16 @@
 # shellcheck shell=bash
 
 # ensure_packages WHAT:PACKAGE ...  installs PACKAGE when WHAT is missing: a
-# command on PATH, or a file when WHAT starts with /.
+# command on PATH, a file when WHAT starts with /, or the Debian package
+# itself when WHAT is "deb".
 ensure_packages() {
   local missing=() what
   for pair in "$@"; do
     what=${pair%%:*}
-    if [[ $what == /* ]]; then
+    if [[ $what == deb ]]; then
+      dpkg-query -W -f='${Status}' "${pair#*:}" 2>/dev/null | grep -q 'install ok installed' ||
+        missing+=("${pair#*:}")
+    elif [[ $what == /* ]]; then
       [ -e "$what" ] || missing+=("${pair#*:}")
     else
       command -v "$what" >/dev/null 2>&1 || missing+=("${pair#*:}")
@@ -30,4 +34,16 @@ ensure_cargo() {
     echo "cargo not found: install a Rust toolchain (https://rustup.rs), then run this again" >&2
     return 1
   fi
+}
+
+# Everything the test suite needs: Ruby 3.1 and its headers plus libclang (the
+# native agent), heapy (parity test), protoc and the pprof schema (pprof
+# decoding), a TTF font (plots), and Puma, Rack, Sidekiq and Redis (the
+# agent's end-to-end tests).
+ensure_test_packages() {
+  ensure_packages ruby:ruby deb:ruby-dev deb:libclang-dev heapy:ruby-heapy \
+    protoc:protobuf-compiler \
+    /usr/share/gocode/src/github.com/google/pprof/proto/profile.proto:golang-github-google-pprof-dev \
+    /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:fonts-dejavu-core \
+    puma:puma deb:ruby-rack sidekiq:ruby-sidekiq redis-server:redis-server
 }

@@ -98,6 +98,8 @@ impl ClapArgs for AgentFlags {
                     Arg::new(o.key)
                         .long(flag)
                         .value_name(value_name(o.kind))
+                        // So `-1` reaches the range check and gets its message.
+                        .allow_negative_numbers(true)
                         .action(ArgAction::Set)
                         .help(help)
                         .help_heading("Agent options"),

@@ -144,7 +144,7 @@ fn flamegraph_svg_shows_the_leak() {
         "no title in the SVG"
     );
     assert!(svg.contains("LeakedEntry"), "no LeakedEntry frame");
-    assert!(svg.contains("examples/leaky_app.rb:"), "no allocation site");
+    assert!(svg.contains("examples/leaky.rb:"), "no allocation site");
     assert!(svg.contains("bytes"), "the count name is bytes");
     assert_eq!(stray_files(dir.path(), &[&svg_path]), Vec::<PathBuf>::new());
 }
@@ -172,7 +172,7 @@ fn folded_stacks_total_the_reachable_bytes() {
         .iter()
         .filter(|(f, _)| {
             let leaf = f.last().unwrap();
-            leaf.starts_with("LeakedEntry ") && leaf.contains("examples/leaky_app.rb:")
+            leaf.starts_with("LeakedEntry ") && leaf.contains("examples/leaky.rb:")
         })
         .collect();
     assert!(!leaked.is_empty(), "no stack ends in a LeakedEntry frame");
@@ -364,7 +364,7 @@ fn pprof_totals_match_summary() {
         .collect();
     assert!(!leaked.is_empty(), "no sample labelled class=LeakedEntry");
     for r in &leaked {
-        assert!(r.1.ends_with("examples/leaky_app.rb"), "{r:?}");
+        assert!(r.1.ends_with("examples/leaky.rb"), "{r:?}");
         assert_eq!(r.3, "OBJECT");
         assert!(r.2 > 0 && r.0 != "(untraced)", "{r:?}");
     }

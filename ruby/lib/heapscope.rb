@@ -1,3 +1,160 @@
 # frozen_string_literal: true
-# TODO(runtime helper): the Ruby layer.
+
+# heapscope's in-process agent: heap dumps on a signal, on a timer, every N
+# Rack requests or Sidekiq jobs; memory and GC statistics over time; and the
+# sampling heap profiler. Start it with `Heapscope.start(**options)` or by
+# running the app under `heapscope run` (which loads heapscope/autostart).
+# Every option is also a HEAPSCOPE_<OPTION> environment variable; keywords
+# win over the environment.
+
 require "heapscope/heapscope_native"
+require "heapscope/agent"
+require "heapscope/middleware"
+require "heapscope/integrations"
+require "heapscope/fork_hook"
+
+module Heapscope
+  VERSION = "0.1.0"
+
+  # Raised by the API (`Heapscope.dump`) when a dump fails or times out.
+  class Error < StandardError; end
+
+  @agent = nil
+  @lock = Mutex.new
+  @at_exit_installed = false
+
+  class << self
+    # The running agent in this process, or nil.
+    attr_reader :agent
+
+    # Starts the agent with settings from HEAPSCOPE_* variables, then the
+    # keywords (option keys as in `heapscope run --help`, e.g.
+    # `dump_every_seconds: 60`). Raises ArgumentError listing every bad
+    # setting. Returns the checked settings, or nil when `enabled` is off.
+    # Starting twice warns and keeps the running agent.
+    def start(**opts)
+      settings = resolve_settings(opts)
+      return nil unless settings[:enabled]
+
+      @lock.synchronize do
+        if @agent
+          warn "heapscope: the agent is already running in process #{Process.pid}; " \
+               "Heapscope.start ignored"
+          return @agent.settings
+        end
+        agent = Agent.new(settings)
+        agent.start
+        @agent = agent
+        install_at_exit
+      end
+      settings
+    end
+
+    # The checked settings these keywords (plus the environment) give,
+    # without starting anything. Raises ArgumentError on bad settings.
+    def resolve_settings(opts = {})
+      env = ENV.to_h.select { |k, _| k.start_with?("HEAPSCOPE_") }
+      strings = opts.to_h { |k, v| [k.to_s, setting_text(v)] }
+      Native.resolve_settings(env, strings)
+    end
+
+    # What `ruby -rheapscope/autostart` (and so `heapscope run`) does: start
+    # from the environment; any problem is one `heapscope:` line on stderr
+    # and the app runs without the agent.
+    def autostart
+      start
+    rescue ArgumentError => e
+      warn "heapscope: #{one_line(e.message)}; the agent is off"
+      nil
+    rescue StandardError, ScriptError => e
+      warn "heapscope: could not start the agent (#{e.class}: #{one_line(e.message)}); " \
+           "the agent is off"
+      nil
+    end
+
+    def running?
+      !@agent.nil?
+    end
+
+    # The running agent's settings, or nil.
+    def settings
+      @agent&.settings
+    end
+
+    # Stops the agent: the signal handler is removed, the agent thread
+    # ends, a profile is flushed and the announcement removed.
+    def stop
+      agent = @lock.synchronize do
+        a = @agent
+        @agent = nil
+        a
+      end
+      agent&.shutdown(final: true)
+      !agent.nil?
+    end
+
+    # Asks for a heap dump now (written by a forked child, like any other).
+    # With wait: true, returns the dump's path once it is complete and raises
+    # Heapscope::Error if it failed or took longer than `timeout` seconds;
+    # with wait: false, returns nil at once.
+    def dump(wait: true, timeout: 120)
+      agent = @agent or raise Error, "the agent is not running (call Heapscope.start first)"
+      agent.request_dump(wait: wait, timeout: timeout)
+    end
+
+    # Counts one request or job (:requests / :jobs) and wakes the agent when
+    # a periodic dump is due. Called by the middleware.
+    def note(kind)
+      n = Native.count(kind)
+      @agent&.counted(kind, n)
+      n
+    rescue StandardError => e
+      @agent&.log_error(e)
+      nil
+    end
+
+    # Kinds (:requests, :jobs) whose middleware is in place in this process.
+    def counting
+      @counting ||= {}
+    end
+
+    # Called by the fork hook in every forked child (not in dump children).
+    def after_fork_in_child
+      @lock = Mutex.new
+      @agent&.after_fork
+    rescue StandardError => e
+      warn "heapscope: the agent could not restart in forked process #{Process.pid} " \
+           "(#{e.class}: #{one_line(e.message)}); the agent is off in it"
+      @agent = nil
+    end
+
+    def one_line(text)
+      text.to_s.gsub(/\s*\n\s*/, " ")
+    end
+
+    private
+
+    def setting_text(value)
+      case value
+      when true then "1"
+      when false then "0"
+      when nil then ""
+      when Symbol then value.to_s
+      else value.to_s
+      end
+    end
+
+    def install_at_exit
+      return if @at_exit_installed
+
+      @at_exit_installed = true
+      at_exit do
+        begin
+          @agent&.shutdown(final: true)
+        rescue StandardError, ScriptError => e
+          warn "heapscope: at exit: #{e.class}: #{one_line(e.message)}"
+        end
+      end
+    end
+  end
+end

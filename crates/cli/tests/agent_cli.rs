@@ -30,7 +30,11 @@ fn run_refuses_bad_settings_before_starting_the_program() {
         "--dump-signal: \"KILL\"",
         "--stats-interval: \"-1\" is not a number of seconds",
     ] {
-        assert!(r.stderr.contains(expected), "{expected:?} in:\n{}", r.stderr);
+        assert!(
+            r.stderr.contains(expected),
+            "{expected:?} in:\n{}",
+            r.stderr
+        );
     }
     assert!(!marker.exists(), "the program must not start");
 }
@@ -44,7 +48,10 @@ fn run_names_unknown_heapscope_variables() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("HEAPSCOPE_SAMPEL_RATE: unknown setting"), "{err}");
+    assert!(
+        err.contains("HEAPSCOPE_SAMPEL_RATE: unknown setting"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -56,7 +63,10 @@ fn run_says_where_it_looked_for_the_agent() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("HEAPSCOPE_RUBY_LIB=/nonexistent/heapscope"), "{err}");
+    assert!(
+        err.contains("HEAPSCOPE_RUBY_LIB=/nonexistent/heapscope"),
+        "{err}"
+    );
 }
 
 #[test]

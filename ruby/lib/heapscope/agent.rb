@@ -1,0 +1,466 @@
+# frozen_string_literal: true
+
+require "fileutils"
+require "objspace"
+
+module Heapscope
+  # The agent of one process. One thread (named "heapscope") does all the
+  # work: it waits on the self-pipe that the dump signal's handler, the
+  # middleware and the API write to, with a timeout equal to the next timer
+  # due (statistics record, profile flush, periodic dump). Dumps are written
+  # by a forked child, so the app pauses only for the fork.
+  class Agent
+    # Bytes written to the pipe, and the dump reason each stands for.
+    WAKE_REASONS = {
+      "s" => :signal,
+      "r" => :requests,
+      "j" => :jobs,
+      "a" => :api,
+    }.freeze
+    # Reasons that are not queued twice while waiting for their turn.
+    COALESCED = %i[signal api timer].freeze
+    # How many request/job dumps may wait while one is being written.
+    MAX_QUEUED = 8
+
+    attr_reader :settings, :pid, :dump_dir, :stats_path, :runtime_dir
+
+    def initialize(settings)
+      @settings = settings
+      @base = Dir.pwd
+      @dump_dir = File.expand_path(settings[:dump_dir], @base)
+      @runtime_dir = Native.runtime_dir(settings[:runtime_dir])
+      @runtime_dir = File.expand_path(@runtime_dir, @base)
+      @logged = {}
+      @thread = nil
+      reset_process_state
+    end
+
+    def verbose?
+      @settings[:verbose]
+    end
+
+    def profiler?
+      @settings[:profile] && Native.respond_to?(:profiler_start)
+    end
+
+    def start
+      ObjectSpace.trace_object_allocations_start if @settings[:trace_allocations]
+      begin
+        removed = Native.remove_stale_temps(@dump_dir)
+        removed.each { |p| log "removed #{p}, left by a dump that was cut short" }
+      rescue StandardError => e
+        log_error(e)
+      end
+      open_pipe
+      Native.signal_install(@settings[:dump_signal]) if @settings[:dump_signal]
+      open_stats
+      if profiler?
+        Native.profiler_start(@settings[:sample_rate], @settings[:max_samples],
+                              @settings[:max_frames])
+      end
+      Integrations.want(requests: @settings[:dump_every_requests].positive?,
+                        jobs: @settings[:dump_every_jobs].positive?)
+      write_state
+      start_thread
+      log "agent started in process #{@pid} (#{describe})"
+    end
+
+    # In a forked child (not a dump child): a pipe, counters, files,
+    # announcement and thread of its own.
+    def after_fork
+      old = @pipe
+      reset_process_state
+      begin
+        old&.close
+      rescue IOError
+        nil
+      end
+      open_pipe
+      Native.counts_reset
+      begin
+        @stats_io&.close
+      rescue IOError
+        nil
+      end
+      @stats_io = nil
+      open_stats
+      Native.profiler_after_fork if profiler? && Native.respond_to?(:profiler_after_fork)
+      write_state
+      start_thread
+      log "agent restarted in forked process #{@pid}"
+    end
+
+    # Ends the agent in this process. `final`: also flush the profile,
+    # record statistics once more and remove the announcement. An unfinished
+    # dump is abandoned (its child killed, its temporary file removed).
+    def shutdown(final: true)
+      thread = @thread
+      @thread = nil
+      thread&.kill
+      thread&.join(1)
+      Native.signal_uninstall
+      if (cur = @current)
+        begin
+          Process.kill(:KILL, cur[:child])
+        rescue SystemCallError
+          nil
+        end
+        File.unlink(cur[:tmp]) if File.exist?(cur[:tmp])
+        @current = nil
+      end
+      return unless final
+
+      begin
+        write_stats if @stats_io
+        @stats_io&.close
+      rescue StandardError => e
+        log_error(e)
+      end
+      @stats_io = nil
+      if profiler?
+        flush_profile
+        Native.profiler_stop if Native.respond_to?(:profiler_stop)
+      end
+      Native.remove_state(@runtime_dir, @pid)
+    end
+
+    # From the middleware: the nth request or job was counted.
+    def counted(kind, n)
+      every = kind == :requests ? @settings[:dump_every_requests] : @settings[:dump_every_jobs]
+      return unless every.positive? && (n % every).zero?
+
+      Native.wake(kind == :requests ? 114 : 106) # "r" / "j"
+    end
+
+    # From Heapscope.dump.
+    def request_dump(wait:, timeout:)
+      waiter = Queue.new if wait
+      @lock.synchronize do
+        @api_waiters << waiter if waiter
+        @api_requests += 1
+      end
+      Native.wake(97) # "a"
+      return nil unless waiter
+
+      result = pop_with_timeout(waiter, timeout)
+      raise Error, "the dump did not finish within #{timeout} seconds" if result.nil?
+      raise Error, result[:error] unless result[:state] == "done"
+
+      result[:path]
+    end
+
+    def log(message)
+      warn "heapscope: #{message}" if verbose?
+    end
+
+    # Logs an unexpected error once per distinct message.
+    def log_error(err)
+      text = "#{err.class}: #{Heapscope.one_line(err.message)}"
+      return if @logged.key?(text) || @logged.size > 100
+
+      @logged[text] = true
+      warn "heapscope: #{text} (in process #{Process.pid}; the agent keeps going)"
+    end
+
+    private
+
+    def describe
+      parts = []
+      parts << "dump on #{Native.signal_name(@settings[:dump_signal])}" if @settings[:dump_signal]
+      parts << "every #{@settings[:dump_every_seconds]}s" if @settings[:dump_every_seconds].positive?
+      parts << "every #{@settings[:dump_every_requests]} requests" if @settings[:dump_every_requests].positive?
+      parts << "every #{@settings[:dump_every_jobs]} jobs" if @settings[:dump_every_jobs].positive?
+      parts << "dumps in #{@dump_dir}"
+      parts << "stats to #{@stats_path}" if @stats_path
+      parts << "profiler on" if profiler?
+      parts.join(", ")
+    end
+
+    def reset_process_state
+      @pid = Process.pid
+      @started_at = Time.now.to_f
+      @lock = Mutex.new
+      @seq = 0
+      @last_dump = nil
+      @pending = []
+      @current = nil
+      @finished = Queue.new
+      @api_requests = 0
+      @api_waiters = []
+      @current_waiters = []
+      now = monotonic
+      @next_stats = @settings[:stats] ? now : nil
+      @next_profile = @settings[:profile_interval].positive? ? now + @settings[:profile_interval] : nil
+      @next_dump = @settings[:dump_every_seconds].positive? ? now + @settings[:dump_every_seconds] : nil
+    end
+
+    def monotonic
+      Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    end
+
+    def open_pipe
+      @pipe = IO.for_fd(Native.pipe_open, autoclose: true)
+    end
+
+    def open_stats
+      @stats_path = nil
+      return unless @settings[:stats]
+
+      @stats_path = Native.expand_path(@settings[:stats_path], @base, @pid, time_text, 0)
+      FileUtils.mkdir_p(File.dirname(@stats_path))
+      @stats_io = File.open(@stats_path, "a")
+      @stats_io.sync = true
+    end
+
+    def time_text
+      Time.now.utc.strftime("%Y%m%dT%H%M%SZ")
+    end
+
+    def write_state
+      Native.write_state(@runtime_dir, {
+                           pid: @pid,
+                           started_at: @started_at,
+                           dump_signal: @settings[:dump_signal],
+                           dump_dir: @dump_dir,
+                           stats_path: @stats_path,
+                           profile_path: profiler? ? File.expand_path(@settings[:profile_path], @base) : nil,
+                           last_dump: @last_dump,
+                         })
+    rescue StandardError => e
+      log_error(e)
+    end
+
+    def start_thread
+      @thread = Thread.new { run }
+      @thread.name = "heapscope"
+      @thread.report_on_exception = false
+    end
+
+    def run
+      loop do
+        begin
+          ready = IO.select([@pipe], nil, nil, next_timeout)
+          drain_pipe if ready
+          tick
+        rescue StandardError => e
+          log_error(e)
+          sleep 0.05
+        end
+      end
+    end
+
+    def next_timeout
+      due = [@next_stats, @next_profile, @next_dump].compact.min
+      return nil unless due
+
+      [due - monotonic, 0].max
+    end
+
+    def drain_pipe
+      loop do
+        bytes = @pipe.read_nonblock(4096, exception: false)
+        break if bytes.nil? || bytes == :wait_readable
+
+        bytes.each_char do |c|
+          reason = WAKE_REASONS[c]
+          enqueue(reason) if reason && reason != :api
+        end
+      end
+    end
+
+    def enqueue(reason)
+      if COALESCED.include?(reason)
+        return if @pending.include?(reason)
+      elsif @pending.count(reason) >= MAX_QUEUED
+        return
+      end
+      @pending << reason
+    end
+
+    def tick
+      Integrations.check if Integrations.pending?
+      api = @lock.synchronize do
+        n = @api_requests
+        @api_requests = 0
+        n
+      end
+      enqueue(:api) if api.positive?
+      finish_dump(*@finished.pop) until @finished.empty?
+      now = monotonic
+      if @next_stats && now >= @next_stats
+        write_stats
+        @next_stats = now + [@settings[:stats_interval], 0.01].max
+      end
+      if @next_profile && now >= @next_profile
+        flush_profile if profiler?
+        @next_profile = now + @settings[:profile_interval]
+      end
+      if @next_dump && now >= @next_dump
+        enqueue(:timer)
+        @next_dump = now + @settings[:dump_every_seconds]
+      end
+      start_dump(@pending.shift) if @current.nil? && !@pending.empty?
+    end
+
+    def write_stats
+      return unless @stats_io
+
+      requests = Heapscope.counting[:requests] ? Native.count_value(:requests) : nil
+      jobs = Heapscope.counting[:jobs] ? Native.count_value(:jobs) : nil
+      @stats_io.write(Native.stats_line(requests, jobs))
+    end
+
+    def flush_profile
+      return unless Native.respond_to?(:profiler_flush)
+
+      path = Native.expand_path(@settings[:profile_path], @base, Process.pid, time_text, 0)
+      FileUtils.mkdir_p(File.dirname(path))
+      Native.profiler_flush(path)
+      log "profile written to #{path}"
+    rescue StandardError => e
+      log_error(e)
+    end
+
+    def start_dump(reason)
+      @seq += 1
+      final, tmp = Native.dump_paths(@dump_dir, @pid, Time.now.to_i, @seq)
+      if reason == :api
+        @lock.synchronize do
+          @current_waiters = @api_waiters
+          @api_waiters = []
+        end
+      end
+      @last_dump = { seq: @seq, path: final, state: "writing", error: nil, reason: reason.to_s }
+      write_state
+      begin
+        FileUtils.mkdir_p(@dump_dir)
+        err_r, err_w = IO.pipe
+        child = fork_dump_child(tmp, final, err_w)
+      rescue StandardError => e
+        err_r&.close
+        err_w&.close unless err_w&.closed?
+        fail_dump("could not start the dump: #{e.class}: #{Heapscope.one_line(e.message)}")
+        return
+      end
+      err_w.close
+      @current = { child: child, seq: @seq, path: final, tmp: tmp, reason: reason,
+                   err: err_r, started: monotonic }
+      log "writing heap dump #{final} (#{reason}) in child #{child}"
+      finished = @finished
+      Thread.new do
+        status = begin
+          Process.wait2(child)[1]
+        rescue SystemCallError
+          nil
+        end
+        finished << [child, status]
+        Native.wake(119) # "w"
+      end
+    end
+
+    def fork_dump_child(tmp, final, err_w)
+      parent = Process.pid
+      Thread.current[:heapscope_dump_child] = true
+      child = Process.fork
+      return child if child
+
+      write_dump(tmp, final, err_w, parent) # never returns
+    ensure
+      Thread.current[:heapscope_dump_child] = false
+    end
+
+    # In the dump child: everything ends in exit!, so no at_exit handler or
+    # finalizer of the app runs here.
+    def write_dump(tmp, final, err_w, parent)
+      Native.signal_uninstall
+      exit!(3) unless Native.set_pdeathsig(parent)
+      Native.profiler_pause if Native.respond_to?(:profiler_pause)
+      GC.start if @settings[:dump_gc]
+      File.open(tmp, File::WRONLY | File::CREAT | File::TRUNC, 0o644) do |f|
+        ObjectSpace.dump_all(output: f)
+        f.flush
+        f.fsync
+      end
+      File.rename(tmp, final)
+      begin
+        File.open(File.dirname(final), &:fsync)
+      rescue SystemCallError
+        nil
+      end
+      exit!(0)
+    rescue Exception => e # rubocop:disable Lint/RescueException
+      begin
+        err_w.write("#{e.class}: #{Heapscope.one_line(e.message)}")
+        err_w.close
+        File.unlink(tmp) if File.exist?(tmp)
+      rescue Exception # rubocop:disable Lint/RescueException
+        nil
+      end
+      exit!(1)
+    end
+
+    def finish_dump(child, status)
+      cur = @current
+      return unless cur && cur[:child] == child
+
+      @current = nil
+      reason = cur[:err].read_nonblock(4096, exception: false)
+      cur[:err].close
+      reason = nil unless reason.is_a?(String) && !reason.empty?
+      if status&.success? && File.exist?(cur[:path])
+        @last_dump = @last_dump.merge(state: "done", error: nil)
+        write_state
+        secs = monotonic - cur[:started]
+        log format("heap dump written to %<path>s (%<mb>.1f MB in %<s>.2fs)",
+                   path: cur[:path], mb: File.size(cur[:path]) / 1_048_576.0, s: secs)
+        removed = Native.prune_dumps(@dump_dir, @pid, @settings[:dump_keep])
+        removed.each { |p| log "removed old dump #{p} (dump_keep #{@settings[:dump_keep]})" }
+        notify_waiters(state: "done", path: cur[:path])
+      elsif status.nil? && File.exist?(cur[:path])
+        # Reaped by the app (Process.wait(-1)), but the rename only
+        # happens once the dump is complete.
+        @last_dump = @last_dump.merge(state: "done", error: nil)
+        write_state
+        notify_waiters(state: "done", path: cur[:path])
+      else
+        File.unlink(cur[:tmp]) if File.exist?(cur[:tmp])
+        why = reason || child_status_text(status)
+        fail_dump(why)
+      end
+    end
+
+    def child_status_text(status)
+      if status.nil?
+        "the dump child #{@pid} was reaped by someone else before it finished"
+      elsif status.signaled?
+        "the dump child was killed by signal #{status.termsig}"
+      else
+        "the dump child exited with status #{status.exitstatus}"
+      end
+    end
+
+    def fail_dump(why)
+      @last_dump = @last_dump.merge(state: "failed", error: why)
+      write_state
+      warn "heapscope: heap dump #{@last_dump[:path]} failed: #{why}"
+      notify_waiters(state: "failed", error: "heap dump failed: #{why}")
+    end
+
+    def notify_waiters(result)
+      waiters = @current_waiters
+      @current_waiters = []
+      waiters.each { |q| q << result }
+    end
+
+    def pop_with_timeout(queue, timeout)
+      deadline = monotonic + timeout
+      loop do
+        return queue.pop(true)
+      rescue ThreadError
+        return nil if monotonic > deadline
+
+        sleep 0.02
+      end
+    end
+  end
+end

@@ -1,0 +1,49 @@
+# frozen_string_literal: true
+
+module Heapscope
+  # Counts Rack requests; with `dump_every_requests: N` every Nth request
+  # wakes the agent thread, which forks the dump (the request is not
+  # delayed). Installed on its own when that setting is on; `use
+  # Heapscope::RackMiddleware` also works, and a request passing through
+  # more than one copy (explicit use plus the automatic wrap, or nested
+  # Rack::Builder maps) is counted once.
+  class RackMiddleware
+    ENV_KEY = "heapscope.counted"
+
+    # `app` wrapped, unless it already is.
+    def self.wrap(app)
+      app.is_a?(RackMiddleware) ? app : new(app)
+    end
+
+    def initialize(app)
+      @app = app
+      Heapscope.counting[:requests] = true
+    end
+
+    def call(env)
+      return @app.call(env) if env[ENV_KEY]
+
+      env[ENV_KEY] = true
+      begin
+        @app.call(env)
+      ensure
+        Heapscope.note(:requests)
+      end
+    end
+  end
+
+  # Sidekiq server middleware counting jobs; with `dump_every_jobs: N` every
+  # Nth job wakes the agent thread. Installed on its own when that setting
+  # is on (`chain.add Heapscope::SidekiqMiddleware` also works).
+  class SidekiqMiddleware
+    def initialize(*)
+      Heapscope.counting[:jobs] = true
+    end
+
+    def call(_worker, _job, _queue)
+      yield
+    ensure
+      Heapscope.note(:jobs)
+    end
+  end
+end

@@ -1,1 +1,1124 @@
-//! TODO
+//! The sampling heap profiler's Ruby-independent core: the sampler, frame and
+//! stack interning, the table of live sampled objects with its cap, the
+//! allocation totals, and assembling a pprof [`Profile`] from names and sizes
+//! the extension resolved.
+//!
+//! The extension (`crates/ruby-ext/src/profiler.rs`) calls into this from its
+//! allocation and free hooks, so nothing on those paths allocates more than a
+//! hash-map entry, and nothing panics on any input.
+//!
+//! Sizes: an object's size is only known once a flush measures it (Ruby's
+//! `rb_obj_memsize_of`, which is not safe inside an allocation hook). A sampled
+//! object that is freed, or never tracked because the cap was hit, before any
+//! flush measured it counts [`SLOT_SIZE`] bytes (one heap slot) in
+//! `allocation_size`; one freed after a flush counts its last measured size.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io;
+use std::path::Path;
+
+use heapscope_pprof::{Function, Label, Line, Location, Profile, Sample, StringTable, ValueType};
+
+/// Bytes counted for a sampled object no flush measured: one 40-byte slot.
+pub const SLOT_SIZE: u64 = 40;
+
+/// Most frames recorded per sample (bounds the hook's buffers).
+pub const MAX_FRAMES_LIMIT: usize = 4096;
+
+/// Decides which allocations are sampled: a geometric skip count drawn from
+/// the rate, so the per-allocation work is a decrement (kept by the caller)
+/// and a draw happens once per sample. Each allocation is sampled
+/// independently with probability `rate`.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    rate: f64,
+    /// `ln(1 - rate)`, cached; unused when `rate == 1`.
+    ln_q: f64,
+    state: u64,
+}
+
+impl Sampler {
+    /// `rate` must be in (0, 1] (checked by [`check_settings`]).
+    pub fn new(rate: f64, seed: u64) -> Sampler {
+        Sampler {
+            rate,
+            ln_q: (-rate).ln_1p(),
+            state: seed,
+        }
+    }
+
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    pub fn reseed(&mut self, seed: u64) {
+        self.state = seed;
+    }
+
+    /// splitmix64: tiny, fast, and good enough to drive a sampler.
+    fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// How many allocations to let pass before the next sampled one:
+    /// Geometric(rate) failures before a success.
+    pub fn next_skip(&mut self) -> u64 {
+        if self.rate >= 1.0 {
+            return 0;
+        }
+        // u in (0, 1], never 0, so ln(u) is finite.
+        let u = ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64;
+        let skip = (u.ln() / self.ln_q).floor();
+        if skip.is_finite() && skip >= 0.0 && skip < u64::MAX as f64 {
+            skip as u64
+        } else {
+            u64::MAX
+        }
+    }
+}
+
+/// Checks `profiler_start`'s arguments; the message becomes an ArgumentError.
+pub fn check_settings(rate: f64, max_frames: i64, max_samples: i64) -> Result<(), String> {
+    if !(rate.is_finite() && rate > 0.0 && rate <= 1.0) {
+        return Err(format!("sample rate must be > 0 and <= 1, got {rate}"));
+    }
+    if max_samples < 0 {
+        return Err(format!("max_samples must be >= 0, got {max_samples}"));
+    }
+    if !(0..=MAX_FRAMES_LIMIT as i64).contains(&max_frames) {
+        return Err(format!(
+            "max_frames must be between 0 and {MAX_FRAMES_LIMIT}, got {max_frames}"
+        ));
+    }
+    Ok(())
+}
+
+/// Ruby's builtin type (the low 5 bits of an object's flags) as a label.
+pub fn type_name(ty: u8) -> &'static str {
+    match ty {
+        0x00 => "none",
+        0x01 => "Object",
+        0x02 => "Class",
+        0x03 => "Module",
+        0x04 => "Float",
+        0x05 => "String",
+        0x06 => "Regexp",
+        0x07 => "Array",
+        0x08 => "Hash",
+        0x09 => "Struct",
+        0x0a => "Bignum",
+        0x0b => "File",
+        0x0c => "Data",
+        0x0d => "MatchData",
+        0x0e => "Complex",
+        0x0f => "Rational",
+        0x14 => "Symbol",
+        0x1a => "imemo",
+        0x1b => "node",
+        0x1c => "iclass",
+        0x1d => "zombie",
+        0x1e => "moved",
+        _ => "unknown",
+    }
+}
+
+/// Whether objects of this builtin type have a real class in their `klass`
+/// field (imemo and node objects keep other data there; iclasses are
+/// internal).
+pub fn type_has_class(ty: u8) -> bool {
+    matches!(ty, 0x01..=0x0f | 0x14)
+}
+
+/// Hashes object addresses for the tracked table, which the free hook
+/// looks up on every freed object: a multiply and a fold instead of SipHash
+/// (addresses are not attacker-chosen, and 8-aligned, hence the shift).
+#[derive(Default, Clone, Copy)]
+pub struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, x: u64) {
+        let h = (x >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = h ^ (h >> 29);
+    }
+}
+
+/// The tracked table's map type.
+pub type AddrMap<V> = HashMap<u64, V, BuildHasherDefault<AddrHasher>>;
+
+/// A live sampled object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tracked {
+    pub stack: u32,
+    /// Builtin type and real class when it was allocated.
+    pub ty: u8,
+    pub klass: u64,
+    /// Last size a flush measured; 0 when none did yet.
+    pub size: u64,
+    /// False for objects inherited from the parent across a fork: they are
+    /// live here, but were not allocated since `after_fork`.
+    pub counted: bool,
+}
+
+/// What allocation totals are grouped by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AllocKey {
+    pub stack: u32,
+    pub ty: u8,
+    pub klass: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AllocTotals {
+    /// Sampled allocations.
+    pub count: u64,
+    /// Bytes of those no longer live (freed or never tracked); live tracked
+    /// objects add their size at each flush.
+    pub settled_bytes: u64,
+}
+
+/// Counters reported by `profiler_stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub sampled: u64,
+    pub freed: u64,
+    pub dropped: u64,
+    pub flushes: u64,
+    /// Panics caught in hooks, and hooks skipped because the table was busy.
+    pub hook_errors: u64,
+}
+
+/// Whether a sample was tracked or dropped at the cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Tracked,
+    Dropped,
+}
+
+/// One live object as a flush (or stop) measured it: its type and real class
+/// now (class 0: none), and its size in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Measured {
+    pub addr: u64,
+    pub stack: u32,
+    pub ty: u8,
+    pub klass: u64,
+    pub size: u64,
+}
+
+/// A retained object with its class already named (kept after `stop`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetainedRow {
+    pub stack: u32,
+    pub ty: u8,
+    pub class: Option<String>,
+    pub size: u64,
+}
+
+/// A frame as the extension resolved it from its frame VALUE.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FrameName {
+    pub label: String,
+    pub path: String,
+    pub first_lineno: i64,
+}
+
+/// Interned frames `(frame VALUE, line)` and stacks (lists of frame ids,
+/// innermost first). Frame VALUEs are also kept once each, in first-seen order,
+/// for the extension to mark and to resolve.
+#[derive(Debug, Default)]
+pub struct Interner {
+    values: Vec<u64>,
+    value_ids: HashMap<u64, u32>,
+    frames: Vec<(u32, i32)>,
+    frame_ids: HashMap<(u32, i32), u32>,
+    stacks: Vec<Box<[u32]>>,
+    stack_ids: HashMap<Box<[u32]>, u32>,
+    scratch: Vec<u32>,
+}
+
+impl Interner {
+    /// The stack id of `frames` (`(frame VALUE, line)`, innermost first).
+    pub fn intern(&mut self, frames: &[(u64, i32)]) -> u32 {
+        self.scratch.clear();
+        for &(value, line) in frames {
+            let vid = match self.value_ids.get(&value) {
+                Some(&id) => id,
+                None => {
+                    let id = self.values.len() as u32;
+                    self.values.push(value);
+                    self.value_ids.insert(value, id);
+                    id
+                }
+            };
+            let fid = *self.frame_ids.entry((vid, line)).or_insert_with(|| {
+                self.frames.push((vid, line));
+                (self.frames.len() - 1) as u32
+            });
+            self.scratch.push(fid);
+        }
+        if let Some(&id) = self.stack_ids.get(&self.scratch[..]) {
+            return id;
+        }
+        let id = self.stacks.len() as u32;
+        let stack: Box<[u32]> = self.scratch.as_slice().into();
+        self.stacks.push(stack.clone());
+        self.stack_ids.insert(stack, id);
+        id
+    }
+
+    /// Every distinct frame VALUE, in the order of their ids.
+    pub fn values(&self) -> &[u64] {
+        &self.values
+    }
+
+    /// A stack as `(frame VALUE id, line)` pairs, innermost first.
+    pub fn stack(&self, id: u32) -> impl Iterator<Item = (u32, i32)> + '_ {
+        self.stacks
+            .get(id as usize)
+            .map(|s| &s[..])
+            .unwrap_or(&[])
+            .iter()
+            .map(|&f| self.frames[f as usize])
+    }
+
+    /// A stack as `(frame VALUE, line)` pairs (for tests and debugging).
+    pub fn stack_values(&self, id: u32) -> Vec<(u64, i32)> {
+        self.stack(id)
+            .map(|(v, l)| (self.values[v as usize], l))
+            .collect()
+    }
+
+    pub fn stack_count(&self) -> usize {
+        self.stacks.len()
+    }
+}
+
+/// The whole profiler state, minus anything Ruby.
+#[derive(Debug)]
+pub struct Profiler {
+    sampler: Sampler,
+    max_samples: usize,
+    max_frames: usize,
+    interner: Interner,
+    tracked: AddrMap<Tracked>,
+    allocs: HashMap<AllocKey, AllocTotals>,
+    /// Set by [`Profiler::freeze`] when the hooks stop: the live set as the
+    /// stop measured it, reported by later flushes instead of `tracked`.
+    frozen: Option<Vec<RetainedRow>>,
+    stats: Stats,
+}
+
+impl Profiler {
+    pub fn new(rate: f64, max_samples: usize, max_frames: usize, seed: u64) -> Profiler {
+        Profiler {
+            sampler: Sampler::new(rate, seed),
+            max_samples,
+            max_frames: max_frames.min(MAX_FRAMES_LIMIT),
+            interner: Interner::default(),
+            tracked: AddrMap::default(),
+            allocs: HashMap::new(),
+            frozen: None,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn rate(&self) -> f64 {
+        self.sampler.rate()
+    }
+
+    pub fn max_frames(&self) -> usize {
+        self.max_frames
+    }
+
+    /// Allocations to skip before the next sample (see [`Sampler`]).
+    pub fn next_skip(&mut self) -> u64 {
+        self.sampler.next_skip()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    pub fn stats_mut(&mut self) -> &mut Stats {
+        &mut self.stats
+    }
+
+    /// Live sampled objects tracked now (or frozen at stop).
+    pub fn tracked_len(&self) -> usize {
+        match &self.frozen {
+            Some(rows) => rows.len(),
+            None => self.tracked.len(),
+        }
+    }
+
+    pub fn tracked(&self) -> &AddrMap<Tracked> {
+        &self.tracked
+    }
+
+    pub fn allocs(&self) -> &HashMap<AllocKey, AllocTotals> {
+        &self.allocs
+    }
+
+    pub fn interner(&self) -> &Interner {
+        &self.interner
+    }
+
+    /// Records a sampled allocation of the object at `addr`.
+    pub fn record_sample(
+        &mut self,
+        addr: u64,
+        ty: u8,
+        klass: u64,
+        frames: &[(u64, i32)],
+    ) -> Outcome {
+        let frames = &frames[..frames.len().min(self.max_frames)];
+        let stack = self.interner.intern(frames);
+        self.stats.sampled += 1;
+        let totals = self
+            .allocs
+            .entry(AllocKey { stack, ty, klass })
+            .or_default();
+        totals.count += 1;
+        // A slot reused without a free event we saw (hooks were off): the old
+        // entry is stale, replace it.
+        if let Some(old) = self.tracked.remove(&addr) {
+            self.settle(&old);
+        }
+        if self.tracked.len() >= self.max_samples {
+            self.stats.dropped += 1;
+            if let Some(t) = self.allocs.get_mut(&AllocKey { stack, ty, klass }) {
+                t.settled_bytes += SLOT_SIZE;
+            }
+            return Outcome::Dropped;
+        }
+        self.tracked.insert(
+            addr,
+            Tracked {
+                stack,
+                ty,
+                klass,
+                size: 0,
+                counted: true,
+            },
+        );
+        Outcome::Tracked
+    }
+
+    /// Adds a no-longer-live object's bytes to its allocation totals.
+    fn settle(&mut self, t: &Tracked) {
+        if !t.counted {
+            return;
+        }
+        let key = AllocKey {
+            stack: t.stack,
+            ty: t.ty,
+            klass: t.klass,
+        };
+        if let Some(totals) = self.allocs.get_mut(&key) {
+            totals.settled_bytes += if t.size > 0 { t.size } else { SLOT_SIZE };
+        }
+    }
+
+    /// The object at `addr` was freed; true when it was a tracked one.
+    pub fn record_free(&mut self, addr: u64) -> bool {
+        match self.tracked.remove(&addr) {
+            Some(t) => {
+                self.stats.freed += 1;
+                self.settle(&t);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// After GC compaction: `location` maps an old address to the new one.
+    pub fn relocate(&mut self, mut location: impl FnMut(u64) -> u64) {
+        let moved: Vec<(u64, u64)> = self
+            .tracked
+            .keys()
+            .filter_map(|&a| {
+                let b = location(a);
+                (a != b).then_some((a, b))
+            })
+            .collect();
+        if moved.is_empty() {
+            return;
+        }
+        // Take every moved entry out first: an object may move into the
+        // old address of another moved one.
+        let entries: Vec<(u64, Tracked)> = moved
+            .iter()
+            .filter_map(|&(a, b)| self.tracked.remove(&a).map(|t| (b, t)))
+            .collect();
+        for (b, t) in entries {
+            self.tracked.insert(b, t);
+        }
+    }
+
+    /// Everything the extension must keep alive (and pinned): frame VALUEs and
+    /// the classes allocation totals refer to.
+    pub fn for_each_mark(&self, mut f: impl FnMut(u64)) {
+        for &v in self.interner.values() {
+            f(v);
+        }
+        for k in self.allocs.keys() {
+            if k.klass != 0 {
+                f(k.klass);
+            }
+        }
+    }
+
+    /// In a forked child: allocation totals and counters start over, the live
+    /// set stays (those objects are live in the child too), and the sampler is
+    /// reseeded so siblings do not sample the same allocations.
+    pub fn after_fork(&mut self, seed: u64) {
+        self.allocs.clear();
+        self.stats = Stats::default();
+        for t in self.tracked.values_mut() {
+            t.counted = false;
+        }
+        self.sampler.reseed(seed);
+    }
+
+    /// The live tracked objects, for the extension to measure.
+    pub fn live(&self) -> Vec<(u64, Tracked)> {
+        self.tracked.iter().map(|(&a, &t)| (a, t)).collect()
+    }
+
+    /// Keeps the sizes a flush measured, for objects freed later.
+    pub fn record_sizes(&mut self, measured: &[Measured]) {
+        for m in measured {
+            if let Some(t) = self.tracked.get_mut(&m.addr) {
+                t.size = m.size;
+            }
+        }
+    }
+
+    /// When the hooks stop: the live set becomes fixed rows (frees are no
+    /// longer seen, so addresses could not be trusted later).
+    pub fn freeze(&mut self, measured: &[Measured], class_names: &HashMap<u64, String>) {
+        self.record_sizes(measured);
+        let rows = measured
+            .iter()
+            .map(|m| RetainedRow {
+                stack: m.stack,
+                ty: m.ty,
+                class: class_names.get(&m.klass).cloned(),
+                size: m.size,
+            })
+            .collect();
+        let live: Vec<Tracked> = self.tracked.drain().map(|(_, t)| t).collect();
+        for t in &live {
+            self.settle(t);
+        }
+        self.frozen = Some(rows);
+    }
+
+    pub fn is_frozen(&self) -> bool {
+        self.frozen.is_some()
+    }
+
+    /// Builds the profile: retained values from `measured` (the live objects
+    /// a flush measured; ignored after [`Profiler::freeze`]), allocation
+    /// values from the totals plus the measured sizes of live objects.
+    /// `frame_names[i]` names `interner().values()[i]`; `class_names` maps
+    /// real classes to names (absent: no class label). Counts the flush.
+    pub fn build_profile(
+        &mut self,
+        measured: &[Measured],
+        frame_names: &[FrameName],
+        class_names: &HashMap<u64, String>,
+        meta: &ProfileMeta,
+    ) -> Profile {
+        self.record_sizes(measured);
+        self.stats.flushes += 1;
+        let scale = 1.0 / self.rate();
+
+        // (stack, type, class) -> [retained objects, retained bytes, allocations, allocation bytes]
+        let mut rows: HashMap<(u32, u8, Option<String>), [u64; 4]> = HashMap::new();
+        match &self.frozen {
+            Some(frozen) => {
+                for r in frozen {
+                    let v = rows.entry((r.stack, r.ty, r.class.clone())).or_default();
+                    v[0] += 1;
+                    v[1] += r.size;
+                }
+            }
+            None => {
+                for m in measured {
+                    let v = rows
+                        .entry((m.stack, m.ty, class_names.get(&m.klass).cloned()))
+                        .or_default();
+                    v[0] += 1;
+                    v[1] += m.size;
+                    // A live object's allocation bytes are its size now.
+                    if let Some(t) = self.tracked.get(&m.addr) {
+                        if t.counted {
+                            let k = (t.stack, t.ty, class_names.get(&t.klass).cloned());
+                            rows.entry(k).or_default()[3] += m.size;
+                        }
+                    }
+                }
+            }
+        }
+        for (k, t) in &self.allocs {
+            let v = rows
+                .entry((k.stack, k.ty, class_names.get(&k.klass).cloned()))
+                .or_default();
+            v[2] += t.count;
+            v[3] += t.settled_bytes;
+        }
+
+        let mut strings = StringTable::new();
+        let mut profile = Profile::default();
+        for (ty, unit) in [
+            ("retained_objects", "count"),
+            ("retained_size", "bytes"),
+            ("allocations", "count"),
+            ("allocation_size", "bytes"),
+        ] {
+            profile.sample_type.push(ValueType {
+                r#type: strings.get(ty),
+                unit: strings.get(unit),
+            });
+        }
+        profile.default_sample_type = strings.get("retained_size");
+        profile.period_type = Some(ValueType {
+            r#type: strings.get("allocations"),
+            unit: strings.get("count"),
+        });
+        profile.period = scale.round() as i64;
+        profile.time_nanos = meta.time_nanos;
+        profile.duration_nanos = meta.duration_nanos;
+
+        let mut functions: HashMap<(String, String, i64), u64> = HashMap::new();
+        let mut locations: HashMap<(u64, i64), u64> = HashMap::new();
+        let mut stack_locs: HashMap<u32, Vec<u64>> = HashMap::new();
+        let type_key = strings.get("type");
+        let class_key = strings.get("class");
+
+        let mut keys: Vec<_> = rows.into_iter().collect();
+        keys.sort();
+        for ((stack, ty, class), v) in keys {
+            if v == [0; 4] {
+                continue;
+            }
+            let loc_ids = stack_locs.entry(stack).or_insert_with(|| {
+                let mut ids = Vec::new();
+                for (vid, line) in self.interner.stack(stack) {
+                    let name = frame_names.get(vid as usize).cloned().unwrap_or_default();
+                    let fkey = (name.label, name.path, name.first_lineno);
+                    let next_fid = functions.len() as u64 + 1;
+                    let fid = *functions.entry(fkey.clone()).or_insert_with(|| {
+                        let name = strings.get(&fkey.0);
+                        profile.function.push(Function {
+                            id: next_fid,
+                            name,
+                            system_name: name,
+                            filename: strings.get(&fkey.1),
+                            start_line: fkey.2,
+                        });
+                        next_fid
+                    });
+                    let next_lid = locations.len() as u64 + 1;
+                    let lid = *locations.entry((fid, line as i64)).or_insert_with(|| {
+                        profile.location.push(Location {
+                            id: next_lid,
+                            line: vec![Line {
+                                function_id: fid,
+                                line: line as i64,
+                            }],
+                            ..Default::default()
+                        });
+                        next_lid
+                    });
+                    ids.push(lid);
+                }
+                ids
+            });
+            let mut label = vec![Label {
+                key: type_key,
+                str: strings.get(type_name(ty)),
+                ..Default::default()
+            }];
+            if let Some(c) = &class {
+                label.push(Label {
+                    key: class_key,
+                    str: strings.get(c),
+                    ..Default::default()
+                });
+            }
+            profile.sample.push(Sample {
+                location_id: loc_ids.clone(),
+                value: v
+                    .iter()
+                    .map(|&x| (x as f64 * scale).round() as i64)
+                    .collect(),
+                label,
+            });
+        }
+
+        let s = self.stats;
+        for c in [
+            "heapscope sampling heap profiler".to_string(),
+            format!("sample_rate={}", self.rate()),
+            format!("dropped_samples={}", s.dropped),
+            format!(
+                "sampled={} freed={} tracked={}",
+                s.sampled,
+                s.freed,
+                self.tracked_len()
+            ),
+            format!("hook_errors={}", s.hook_errors),
+            format!(
+                "allocation_size counts {SLOT_SIZE} bytes for sampled objects no flush measured"
+            ),
+        ] {
+            profile.comment.push(strings.get(&c));
+        }
+        profile.string_table = strings.into_table();
+        profile
+    }
+}
+
+/// Writes `profile` gzipped to `path` atomically (a temporary file in the
+/// same directory, then a rename), creating parent directories.
+pub fn write_profile(path: &Path, profile: &Profile) -> io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    heapscope_pprof::write_atomic(path, |w| heapscope_pprof::write_gz(profile, w))
+}
+
+/// Times written into a profile.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProfileMeta {
+    pub time_nanos: i64,
+    pub duration_nanos: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn names(p: &Profiler) -> Vec<FrameName> {
+        p.interner()
+            .values()
+            .iter()
+            .map(|v| FrameName {
+                label: format!("f{v}"),
+                path: format!("file{}.rb", v % 3),
+                first_lineno: *v as i64,
+            })
+            .collect()
+    }
+
+    /// Rows of a profile: (leaf-first "label:line" frames, type, class) -> values.
+    fn rows(p: &Profile) -> BTreeMap<(Vec<String>, String, Option<String>), Vec<i64>> {
+        let s = |i: i64| p.string_table[i as usize].clone();
+        let mut out = BTreeMap::new();
+        for sample in &p.sample {
+            let frames = sample
+                .location_id
+                .iter()
+                .map(|id| {
+                    let loc = &p.location[*id as usize - 1];
+                    assert_eq!(loc.id, *id);
+                    let f = &p.function[loc.line[0].function_id as usize - 1];
+                    format!("{}:{}", s(f.name), loc.line[0].line)
+                })
+                .collect();
+            let mut ty = String::new();
+            let mut class = None;
+            for l in &sample.label {
+                match s(l.key).as_str() {
+                    "type" => ty = s(l.str),
+                    "class" => class = Some(s(l.str)),
+                    k => panic!("unexpected label {k}"),
+                }
+            }
+            let prev = out.insert((frames, ty, class), sample.value.clone());
+            assert!(prev.is_none(), "duplicate sample row");
+        }
+        out
+    }
+
+    fn measure_all(p: &Profiler, size: impl Fn(u64) -> u64) -> Vec<Measured> {
+        p.live()
+            .into_iter()
+            .map(|(addr, t)| Measured {
+                addr,
+                stack: t.stack,
+                ty: t.ty,
+                klass: t.klass,
+                size: size(addr),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rate_one_samples_everything() {
+        let mut s = Sampler::new(1.0, 7);
+        assert!((0..1000).all(|_| s.next_skip() == 0));
+    }
+
+    #[test]
+    fn sampler_hits_the_rate() {
+        for &rate in &[0.5, 0.1, 0.01] {
+            let mut s = Sampler::new(rate, 42);
+            let samples = 20_000u64;
+            let allocations: u64 = (0..samples).map(|_| s.next_skip() + 1).sum();
+            let observed = samples as f64 / allocations as f64;
+            // Mean of the geometric gap is 1/rate; 20k draws pin it to ~1-2%.
+            assert!(
+                (observed - rate).abs() / rate < 0.05,
+                "rate {rate}: observed {observed}"
+            );
+        }
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        assert!(check_settings(0.5, 64, 10).is_ok());
+        assert!(check_settings(1.0, 0, 0).is_ok());
+        for (r, f, m) in [
+            (0.0, 64, 1),
+            (1.5, 64, 1),
+            (f64::NAN, 64, 1),
+            (f64::INFINITY, 64, 1),
+            (-0.1, 64, 1),
+            (0.5, -1, 1),
+            (0.5, 5000, 1),
+            (0.5, 64, -1),
+        ] {
+            assert!(check_settings(r, f, m).is_err(), "{r} {f} {m}");
+        }
+    }
+
+    #[test]
+    fn interning_shares_frames_and_stacks() {
+        let mut i = Interner::default();
+        let a = i.intern(&[(10, 1), (20, 5)]);
+        let b = i.intern(&[(10, 1), (20, 5)]);
+        let c = i.intern(&[(10, 2), (20, 5)]);
+        let e = i.intern(&[]);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(e, a);
+        assert_eq!(i.values(), &[10, 20]);
+        assert_eq!(i.stack_values(c), vec![(10, 2), (20, 5)]);
+        assert_eq!(i.stack_values(e), vec![]);
+        assert_eq!(i.stack_count(), 3);
+    }
+
+    #[test]
+    fn cap_drops_and_counts() {
+        let mut p = Profiler::new(1.0, 2, 8, 1);
+        assert_eq!(p.record_sample(1, 5, 100, &[(7, 3)]), Outcome::Tracked);
+        assert_eq!(p.record_sample(2, 5, 100, &[(7, 3)]), Outcome::Tracked);
+        assert_eq!(p.record_sample(3, 5, 100, &[(7, 3)]), Outcome::Dropped);
+        assert!(p.record_free(1));
+        assert!(!p.record_free(3));
+        assert_eq!(p.record_sample(4, 5, 100, &[(7, 3)]), Outcome::Tracked);
+        let s = p.stats();
+        assert_eq!((s.sampled, s.freed, s.dropped), (4, 1, 1));
+        assert_eq!(p.tracked_len(), 2);
+        let key = AllocKey {
+            stack: 0,
+            ty: 5,
+            klass: 100,
+        };
+        // One dropped and one freed unmeasured object: one slot each.
+        assert_eq!(p.allocs()[&key].count, 4);
+        assert_eq!(p.allocs()[&key].settled_bytes, 2 * SLOT_SIZE);
+    }
+
+    #[test]
+    fn frames_are_truncated_to_max_frames() {
+        let mut p = Profiler::new(1.0, 10, 2, 1);
+        p.record_sample(1, 5, 0, &[(1, 1), (2, 2), (3, 3)]);
+        assert_eq!(p.interner().stack_values(0), vec![(1, 1), (2, 2)]);
+    }
+
+    #[test]
+    fn profile_values_and_labels() {
+        let mut p = Profiler::new(0.5, 100, 8, 1);
+        // Two Strings at f1:10 <- f2:20, one freed; one Array at f1:11.
+        p.record_sample(0x100, 0x05, 7, &[(1, 10), (2, 20)]);
+        p.record_sample(0x200, 0x05, 7, &[(1, 10), (2, 20)]);
+        p.record_sample(0x300, 0x07, 8, &[(1, 11), (2, 20)]);
+        p.record_sample(0x400, 0x1a, 0, &[(1, 11), (2, 20)]);
+        p.record_free(0x200);
+        let measured = measure_all(&p, |a| a / 0x10);
+        let classes: HashMap<u64, String> =
+            [(7, "String".to_string()), (8, "Array".to_string())].into();
+        let fnames = names(&p);
+        let prof = p.build_profile(&measured, &fnames, &classes, &ProfileMeta::default());
+        let s = |i: i64| prof.string_table[i as usize].as_str();
+        let types: Vec<_> = prof
+            .sample_type
+            .iter()
+            .map(|t| (s(t.r#type), s(t.unit)))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                ("retained_objects", "count"),
+                ("retained_size", "bytes"),
+                ("allocations", "count"),
+                ("allocation_size", "bytes")
+            ]
+        );
+        assert_eq!(s(prof.default_sample_type), "retained_size");
+        let r = rows(&prof);
+        let f = |a: &str, b: &str| vec![a.to_string(), b.to_string()];
+        // Scaled by 1/0.5 = 2.
+        assert_eq!(
+            r[&(f("f1:10", "f2:20"), "String".into(), Some("String".into()))],
+            vec![2, 2 * 0x10, 4, 2 * (0x10 + SLOT_SIZE as i64)]
+        );
+        assert_eq!(
+            r[&(f("f1:11", "f2:20"), "Array".into(), Some("Array".into()))],
+            vec![2, 2 * 0x30, 2, 2 * 0x30]
+        );
+        assert_eq!(
+            r[&(f("f1:11", "f2:20"), "imemo".into(), None)],
+            vec![2, 2 * 0x40, 2, 2 * 0x40]
+        );
+        // One function per frame VALUE, one location per (function, line).
+        assert_eq!(prof.function.len(), 2);
+        assert_eq!(prof.location.len(), 3);
+        assert!(prof.comment.iter().any(|&c| s(c) == "dropped_samples=0"));
+        assert_eq!(p.stats().flushes, 1);
+
+        // Freed after being measured: its measured size settles.
+        p.record_free(0x100);
+        let measured = measure_all(&p, |a| a / 0x10);
+        let prof = p.build_profile(&measured, &fnames, &classes, &ProfileMeta::default());
+        let r = rows(&prof);
+        assert_eq!(
+            r[&(f("f1:10", "f2:20"), "String".into(), Some("String".into()))],
+            vec![0, 0, 4, 2 * (0x10 + SLOT_SIZE as i64)]
+        );
+    }
+
+    #[test]
+    fn after_fork_keeps_live_objects_but_not_their_allocations() {
+        let mut p = Profiler::new(1.0, 100, 8, 1);
+        p.record_sample(0x100, 0x05, 7, &[(1, 10)]);
+        p.record_sample(0x200, 0x05, 7, &[(1, 10)]);
+        p.after_fork(99);
+        assert_eq!(p.stats(), Stats::default());
+        assert_eq!(p.tracked_len(), 2);
+        p.record_sample(0x300, 0x05, 7, &[(1, 10)]);
+        p.record_free(0x100);
+        let measured = measure_all(&p, |_| 50);
+        let prof = p.build_profile(
+            &measured,
+            &names(&p),
+            &HashMap::new(),
+            &ProfileMeta::default(),
+        );
+        let r = rows(&prof);
+        assert_eq!(
+            r[&(vec!["f1:10".to_string()], "String".into(), None)],
+            vec![2, 100, 1, 50]
+        );
+    }
+
+    #[test]
+    fn freeze_keeps_the_live_set_for_later_flushes() {
+        let mut p = Profiler::new(1.0, 100, 8, 1);
+        p.record_sample(0x100, 0x05, 7, &[(1, 10)]);
+        let measured = measure_all(&p, |_| 64);
+        let classes: HashMap<u64, String> = [(7, "String".to_string())].into();
+        p.freeze(&measured, &classes);
+        assert!(p.is_frozen());
+        assert_eq!(p.tracked_len(), 1);
+        assert!(p.tracked().is_empty());
+        let prof = p.build_profile(&[], &names(&p), &classes, &ProfileMeta::default());
+        let r = rows(&prof);
+        assert_eq!(
+            r[&(
+                vec!["f1:10".to_string()],
+                "String".into(),
+                Some("String".into())
+            )],
+            vec![1, 64, 1, 64]
+        );
+    }
+
+    #[test]
+    fn write_profile_creates_dirs_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/mem.pprof.gz");
+        let mut p = Profiler::new(1.0, 10, 8, 1);
+        p.record_sample(1, 5, 0, &[(1, 1)]);
+        let measured = measure_all(&p, |_| 40);
+        let prof = p.build_profile(
+            &measured,
+            &names(&p),
+            &HashMap::new(),
+            &ProfileMeta::default(),
+        );
+        write_profile(&path, &prof).unwrap();
+        let back = heapscope_pprof::read_gz(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(back, prof);
+    }
+
+    #[test]
+    fn relocation_handles_chains() {
+        let mut p = Profiler::new(1.0, 100, 8, 1);
+        p.record_sample(1, 5, 0, &[(1, 1)]);
+        p.record_sample(2, 7, 0, &[(1, 1)]);
+        // 1 -> 2 and 2 -> 3 in one compaction.
+        p.relocate(|a| if a <= 2 { a + 1 } else { a });
+        let mut live: Vec<_> = p.live().into_iter().map(|(a, t)| (a, t.ty)).collect();
+        live.sort();
+        assert_eq!(live, vec![(2, 5), (3, 7)]);
+    }
+
+    /// The model's live object: address, type, stack, allocated since the fork.
+    type ModelObject = (u64, u8, Vec<(u64, i32)>, bool);
+
+    #[derive(Debug, Clone)]
+    enum Event {
+        Alloc {
+            addr: u64,
+            ty: u8,
+            stack: Vec<(u64, i32)>,
+        },
+        Free {
+            addr: u64,
+        },
+        Compact {
+            shift: u64,
+        },
+        Fork,
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        prop_oneof![
+            4 => (0u64..40, prop_oneof![Just(5u8), Just(7u8), Just(8u8)],
+                  prop::collection::vec((0u64..4, 0i32..3), 0..4))
+                .prop_map(|(addr, ty, stack)| Event::Alloc { addr, ty, stack }),
+            3 => (0u64..40).prop_map(|addr| Event::Free { addr }),
+            1 => (1u64..5).prop_map(|shift| Event::Compact { shift }),
+            1 => Just(Event::Fork),
+        ]
+    }
+
+    proptest! {
+        /// Replays random events against an obviously-correct model: a list
+        /// of live objects and a list of allocation records.
+        #[test]
+        fn table_matches_a_replayed_model(
+            events in prop::collection::vec(event(), 0..200),
+            cap in 0usize..30,
+            max_frames in 0usize..4,
+        ) {
+            let mut p = Profiler::new(1.0, cap, max_frames, 3);
+            // Model: live (addr, ty, stack, counted) in insertion order.
+            let mut live: Vec<ModelObject> = Vec::new();
+            // Allocation records (ty, stack, tracked) since the last fork.
+            let mut allocated: Vec<(u8, Vec<(u64, i32)>)> = Vec::new();
+            let (mut dropped, mut freed) = (0u64, 0u64);
+            for e in &events {
+                match e {
+                    Event::Alloc { addr, ty, stack } => {
+                        let stack: Vec<_> = stack.iter().take(max_frames).cloned().collect();
+                        live.retain(|l| l.0 != *addr);
+                        allocated.push((*ty, stack.clone()));
+                        let out = p.record_sample(*addr, *ty, 0, &stack);
+                        if live.len() >= cap {
+                            dropped += 1;
+                            prop_assert_eq!(out, Outcome::Dropped);
+                        } else {
+                            live.push((*addr, *ty, stack, true));
+                            prop_assert_eq!(out, Outcome::Tracked);
+                        }
+                    }
+                    Event::Free { addr } => {
+                        let was = live.iter().any(|l| l.0 == *addr);
+                        live.retain(|l| l.0 != *addr);
+                        if was { freed += 1; }
+                        prop_assert_eq!(p.record_free(*addr), was);
+                    }
+                    Event::Compact { shift } => {
+                        // Moves every object to addr + 1000 * shift (injective).
+                        for l in &mut live { l.0 += 1000 * shift; }
+                        p.relocate(|a| a + 1000 * shift);
+                    }
+                    Event::Fork => {
+                        for l in &mut live { l.3 = false; }
+                        allocated.clear();
+                        dropped = 0;
+                        freed = 0;
+                        p.after_fork(5);
+                    }
+                }
+            }
+            prop_assert_eq!(p.tracked_len(), live.len());
+            prop_assert_eq!(p.stats().dropped, dropped);
+            prop_assert_eq!(p.stats().freed, freed);
+            prop_assert_eq!(p.stats().sampled, allocated.len() as u64);
+            let mut got: Vec<_> = p.live().into_iter()
+                .map(|(a, t)| (a, t.ty, p.interner().stack_values(t.stack), t.counted))
+                .collect();
+            got.sort();
+            let mut want = live.clone();
+            want.sort();
+            prop_assert_eq!(&got, &want);
+
+            // The profile: retained = live, allocations = records; sizes are
+            // addr-independent here (every live object measures 100 bytes),
+            // and unmeasured dead ones a slot each.
+            let measured = measure_all(&p, |_| 100);
+            let fnames = names(&p);
+            let prof = p.build_profile(&measured, &fnames, &HashMap::new(), &ProfileMeta::default());
+            let key = |ty: u8, st: &[(u64, i32)]| {
+                let frames: Vec<String> = st.iter().map(|(v, l)| format!("f{v}:{l}")).collect();
+                (frames, type_name(ty).to_string(), None::<String>)
+            };
+            let mut model: BTreeMap<_, Vec<i64>> = BTreeMap::new();
+            for (_, ty, st, counted) in &live {
+                let v = model.entry(key(*ty, st)).or_insert(vec![0; 4]);
+                v[0] += 1;
+                v[1] += 100;
+                if *counted { v[3] += 100; }
+            }
+            let mut live_by_key: BTreeMap<_, i64> = BTreeMap::new();
+            for (_, ty, st, counted) in &live {
+                if *counted { *live_by_key.entry(key(*ty, st)).or_default() += 1; }
+            }
+            for (ty, st) in &allocated {
+                let v = model.entry(key(*ty, st)).or_insert(vec![0; 4]);
+                v[2] += 1;
+            }
+            // Dead or dropped allocations: count minus still-live ones, a slot each.
+            for (k, v) in model.iter_mut() {
+                let live_n = live_by_key.get(k).copied().unwrap_or(0);
+                v[3] += (v[2] - live_n) * SLOT_SIZE as i64;
+            }
+            model.retain(|_, v| v.iter().any(|&x| x != 0));
+            prop_assert_eq!(rows(&prof), model);
+        }
+    }
+}

@@ -1,0 +1,440 @@
+//! The agent's sampling heap profiler end to end: Ruby programs in
+//! `tests/ruby/agent/profiler_*.rb` load the freshly built extension, retain
+//! known numbers of objects at lines marked `# @name`, and flush pprof files
+//! that are checked here (decoded with `heapscope_pprof::read_gz`, and by
+//! `protoc` against the official `profile.proto` when it is installed).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use heapscope_pprof::Profile;
+use tempfile::TempDir;
+
+const PPROF_PROTO_DIR: &str = "/usr/share/gocode/src/github.com/google/pprof/proto";
+
+/// Runs `tests/ruby/agent/<program>` with `args` (the output dir appended by
+/// the caller where the program wants it); panics with its output on failure.
+fn run_program(program: &str, args: &[&str]) {
+    let script = common::ruby_script(&format!("agent/{program}"));
+    let out = common::agent::ruby()
+        .arg(&script)
+        .args(args)
+        .output()
+        .expect("run ruby");
+    assert!(
+        out.status.success(),
+        "ruby {program} {args:?} failed ({})\n--- stdout:\n{}\n--- stderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The line of `# @name` in a program.
+fn marker_line(program: &str, name: &str) -> i64 {
+    let text = std::fs::read_to_string(common::ruby_script(&format!("agent/{program}"))).unwrap();
+    let marker = format!("# @{name}");
+    let found: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim_end().ends_with(&marker))
+        .map(|(i, _)| i + 1)
+        .collect();
+    assert_eq!(found.len(), 1, "{program}: one line marked {marker}");
+    found[0] as i64
+}
+
+fn read_profile(path: &Path) -> Profile {
+    let gz = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    heapscope_pprof::read_gz(&gz).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// One sample, decoded.
+#[derive(Debug)]
+struct Row {
+    /// (function name, file, line), leaf first.
+    frames: Vec<(String, String, i64)>,
+    ty: String,
+    class: Option<String>,
+    /// retained_objects, retained_size, allocations, allocation_size.
+    values: [i64; 4],
+}
+
+fn rows(p: &Profile) -> Vec<Row> {
+    let s = |i: i64| p.string_table[i as usize].clone();
+    let types: Vec<(String, String)> = p
+        .sample_type
+        .iter()
+        .map(|t| (s(t.r#type), s(t.unit)))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ("retained_objects", "count"),
+            ("retained_size", "bytes"),
+            ("allocations", "count"),
+            ("allocation_size", "bytes")
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    assert_eq!(s(p.default_sample_type), "retained_size");
+    let locations: BTreeMap<u64, _> = p.location.iter().map(|l| (l.id, l)).collect();
+    let functions: BTreeMap<u64, _> = p.function.iter().map(|f| (f.id, f)).collect();
+    p.sample
+        .iter()
+        .map(|sample| {
+            let frames = sample
+                .location_id
+                .iter()
+                .map(|id| {
+                    let loc = locations[id];
+                    assert_eq!(loc.line.len(), 1);
+                    let f = functions[&loc.line[0].function_id];
+                    (s(f.name), s(f.filename), loc.line[0].line)
+                })
+                .collect();
+            let mut ty = String::new();
+            let mut class = None;
+            for l in &sample.label {
+                match s(l.key).as_str() {
+                    "type" => ty = s(l.str),
+                    "class" => class = Some(s(l.str)),
+                    other => panic!("unexpected label {other}"),
+                }
+            }
+            assert!(!ty.is_empty(), "every sample has a type label");
+            Row {
+                frames,
+                ty,
+                class,
+                values: sample.value.clone().try_into().expect("four values"),
+            }
+        })
+        .collect()
+}
+
+/// Totals of samples whose leaf-most frame in `program` is at `line` and
+/// whose type label is `ty`, with the class labels seen.
+///
+/// Matching on the leaf-most frame *of the program's file* skips C frames
+/// (`Integer#times` has no file); matching on the type skips Ruby's own
+/// allocations at the same line (none at rate 1 for these one-object-per-
+/// iteration lines, but the filter keeps the test about what it counts).
+fn at_line(rows: &[Row], program: &str, line: i64, ty: &str) -> ([i64; 4], Vec<Option<String>>) {
+    let mut total = [0i64; 4];
+    let mut classes = Vec::new();
+    for r in rows {
+        let leaf = r.frames.iter().find(|f| f.1.ends_with(program));
+        if leaf.map(|f| f.2) == Some(line) && r.ty == ty {
+            for (t, v) in total.iter_mut().zip(r.values) {
+                *t += v;
+            }
+            if !classes.contains(&r.class) {
+                classes.push(r.class.clone());
+            }
+        }
+    }
+    (total, classes)
+}
+
+fn comment_value(p: &Profile, key: &str) -> Option<String> {
+    p.comment.iter().find_map(|&c| {
+        p.string_table[c as usize]
+            .strip_prefix(&format!("{key}="))
+            .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
+    })
+}
+
+/// `key=value` pairs the programs write to a text file.
+fn kv(path: &Path) -> BTreeMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .split_whitespace()
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+const RETAINED: &str = "profiler_retained.rb";
+
+struct RetainedRun {
+    dir: TempDir,
+}
+
+impl RetainedRun {
+    fn new(rate: &str, n: u64, max_samples: u64) -> RetainedRun {
+        let dir = TempDir::new().unwrap();
+        run_program(
+            RETAINED,
+            &[
+                rate,
+                &n.to_string(),
+                &max_samples.to_string(),
+                dir.path().to_str().unwrap(),
+            ],
+        );
+        RetainedRun { dir }
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn rows(&self, name: &str) -> Vec<Row> {
+        rows(&read_profile(&self.file(name)))
+    }
+}
+
+fn line(name: &str) -> i64 {
+    marker_line(RETAINED, name)
+}
+
+#[test]
+fn rate_one_counts_retained_objects_exactly_through_compaction_and_stop() {
+    let n = 1000;
+    let run = RetainedRun::new("1", n, 1_000_000);
+    let stats = kv(&run.file("stats.txt"));
+    assert_eq!(stats["flushes"], "3");
+    assert_eq!(stats["dropped"], "0");
+    assert_eq!(stats["hook_errors"], "0");
+
+    for file in [
+        "before_compact.pprof.gz",
+        "after_compact.pprof.gz",
+        "second.pprof.gz",
+        "after_stop.pprof.gz",
+    ] {
+        let rows = run.rows(file);
+        let n = n as i64;
+        // Each iteration of these lines allocates exactly one object; an
+        // empty String and a one-element Array are embedded: 40 bytes each.
+        let (s, classes) = at_line(&rows, RETAINED, line("strings"), "String");
+        assert_eq!(s, [n, 40 * n, n, 40 * n], "{file}: strings");
+        assert_eq!(classes, [Some("String".to_string())]);
+        let (a, classes) = at_line(&rows, RETAINED, line("arrays"), "Array");
+        assert_eq!(
+            a,
+            [3 * n / 10, 40 * 3 * n / 10, 3 * n / 10, 40 * 3 * n / 10],
+            "{file}: arrays"
+        );
+        assert_eq!(classes, [Some("Array".to_string())]);
+        let (w, classes) = at_line(&rows, RETAINED, line("widgets"), "Object");
+        assert_eq!((w[0], w[2]), (n / 10, n / 10), "{file}: widgets");
+        assert!(w[1] >= 40 * n / 10, "{file}: widget bytes {}", w[1]);
+        assert_eq!(classes, [Some("Widget".to_string())]);
+        // Garbage is freed by GC.start; conservative stack scanning may keep
+        // the last one or two alive.
+        let (g, _) = at_line(&rows, RETAINED, line("garbage"), "String");
+        assert_eq!(g[2], 2 * n, "{file}: garbage allocations");
+        assert!(g[0] <= 2, "{file}: garbage retained {}", g[0]);
+        // Freed before any flush measured them: one slot each.
+        assert_eq!(g[3], 40 * 2 * n, "{file}: garbage bytes");
+        let (t, _) = at_line(&rows, RETAINED, line("temp"), "String");
+        assert_eq!(t[2], n / 2, "{file}: temp allocations");
+        if file == "before_compact.pprof.gz" {
+            assert_eq!(t[0], n / 2, "{file}: temp retained");
+        } else {
+            // TEMP was cleared after compaction: the frees were only matched
+            // if the compact callback rewrote the moved addresses.
+            assert!(t[0] <= 2, "{file}: temp retained {}", t[0]);
+            // Measured (40 bytes) at the first flush, so they settle 40 each.
+            assert_eq!(t[3], 40 * n / 2, "{file}: temp bytes");
+        }
+        // A flush's own allocations (frame names, class names) are never sampled.
+        for r in &rows {
+            assert!(
+                !r.frames.iter().any(|f| f.0.contains("profiler_flush")),
+                "{file}: a flush's own allocation was sampled: {r:?}"
+            );
+        }
+    }
+    let moved: u64 = kv(&run.file("stats.txt"))["moved_strings"].parse().unwrap();
+    assert!(
+        moved > 0,
+        "compaction moved no strings: the test proves nothing"
+    );
+
+    let p = read_profile(&run.file("after_stop.pprof.gz"));
+    assert_eq!(comment_value(&p, "sample_rate").as_deref(), Some("1"));
+    assert_eq!(comment_value(&p, "dropped_samples").as_deref(), Some("0"));
+}
+
+/// Binomial bounds: `n` allocations each sampled with probability `rate`,
+/// every sample scaled by 1/rate. Five standard deviations: a false failure
+/// about once in 1.7 million runs.
+fn assert_estimate(what: &str, got: i64, n: i64, rate: f64) {
+    let sd = (n as f64 * rate * (1.0 - rate)).sqrt() / rate;
+    let err = (got - n).abs() as f64;
+    assert!(
+        err <= 5.0 * sd + 1.0,
+        "{what}: estimated {got} for {n} at rate {rate} (sd {sd:.0})"
+    );
+}
+
+#[test]
+fn sampled_estimates_are_within_binomial_bounds() {
+    for (rate, n) in [(0.1, 20_000i64), (0.01, 200_000)] {
+        let run = RetainedRun::new(&rate.to_string(), n as u64, 1_000_000);
+        let rows = run.rows("after_compact.pprof.gz");
+        let (s, _) = at_line(&rows, RETAINED, line("strings"), "String");
+        assert_estimate("retained strings", s[0], n, rate);
+        assert_estimate("allocated strings", s[2], n, rate);
+        assert_eq!(s[1], 40 * s[0], "retained string bytes scale with counts");
+        let (a, _) = at_line(&rows, RETAINED, line("arrays"), "Array");
+        assert_estimate("retained arrays", a[0], 3 * n / 10, rate);
+        let (g, _) = at_line(&rows, RETAINED, line("garbage"), "String");
+        assert_estimate("allocated garbage", g[2], 2 * n, rate);
+        let p = read_profile(&run.file("after_compact.pprof.gz"));
+        assert_eq!(
+            comment_value(&p, "sample_rate").as_deref(),
+            Some(rate.to_string().as_str())
+        );
+    }
+}
+
+#[test]
+fn the_cap_drops_samples_and_counts_them() {
+    let n = 1000;
+    let run = RetainedRun::new("1", n, 100);
+    let stats = kv(&run.file("stats.txt"));
+    let dropped: i64 = stats["dropped"].parse().unwrap();
+    let tracked: i64 = stats["tracked"].parse().unwrap();
+    assert!(tracked <= 100, "tracked {tracked} over the cap");
+    // At least the strings, arrays and widgets beyond the first 100.
+    assert!(dropped >= 1300, "dropped {dropped}");
+    let p = read_profile(&run.file("second.pprof.gz"));
+    // The flush's comment: the drops up to that flush (the program's few
+    // allocations between that flush and profiler_stats may add some).
+    let commented: i64 = comment_value(&p, "dropped_samples")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (dropped - 10..=dropped).contains(&commented),
+        "dropped_samples={commented} in the profile, {dropped} in the stats"
+    );
+    let rows = rows(&p);
+    let retained: i64 = rows.iter().map(|r| r.values[0]).sum();
+    assert!(retained <= 100, "retained {retained} over the cap");
+    // Dropped samples still count as allocations (a slot each).
+    let (s, _) = at_line(&rows, RETAINED, line("strings"), "String");
+    assert_eq!(s[2], n as i64);
+}
+
+#[test]
+fn a_forked_child_flushes_its_own_profile() {
+    let program = "profiler_fork.rb";
+    let dir = TempDir::new().unwrap();
+    let n = 1000i64;
+    run_program(program, &[&n.to_string(), dir.path().to_str().unwrap()]);
+    let parent_line = marker_line(program, "parent");
+    let child_line = marker_line(program, "child");
+
+    let child = kv(&dir.path().join("child_stats.txt"));
+    assert_eq!(child["running"], "true");
+    // Counters start over (a couple of allocations happen between
+    // profiler_after_fork and profiler_stats reading them).
+    assert!(child["after_fork_sampled"].parse::<i64>().unwrap() < 10);
+    assert!(child["after_fork_tracked"].parse::<i64>().unwrap() >= n);
+
+    let rows_child = rows(&read_profile(&dir.path().join("child.pprof.gz")));
+    let (c, _) = at_line(&rows_child, program, child_line, "String");
+    assert_eq!((c[0], c[2]), (n / 2, n / 2), "the child's own strings");
+    // The parent's strings are live in the child too, but were not
+    // allocated since the fork.
+    let (p, _) = at_line(&rows_child, program, parent_line, "String");
+    assert_eq!(
+        (p[0], p[2], p[3]),
+        (n, 0, 0),
+        "inherited strings in the child"
+    );
+
+    let rows_parent = rows(&read_profile(&dir.path().join("parent.pprof.gz")));
+    let (p, _) = at_line(&rows_parent, program, parent_line, "String");
+    assert_eq!((p[0], p[2]), (n, n));
+    let (c, _) = at_line(&rows_parent, program, child_line, "String");
+    assert_eq!(c, [0; 4], "the child's allocations are not the parent's");
+    let paused = kv(&dir.path().join("paused.txt"));
+    assert_eq!(paused["running"], "false");
+}
+
+/// Finds `protoc` and the official schema; None (with a note) when missing.
+fn protoc_and_schema() -> Option<PathBuf> {
+    let dir = PathBuf::from(
+        std::env::var_os("HEAPSCOPE_PPROF_PROTO_DIR").unwrap_or_else(|| PPROF_PROTO_DIR.into()),
+    );
+    if !dir.join("profile.proto").is_file() {
+        eprintln!(
+            "note: skipping the protoc check: no {}/profile.proto (Debian package \
+             golang-github-google-pprof-dev, or set HEAPSCOPE_PPROF_PROTO_DIR)",
+            dir.display()
+        );
+        return None;
+    }
+    match Command::new("protoc").arg("--version").output() {
+        Ok(o) if o.status.success() => Some(dir),
+        _ => {
+            eprintln!("note: skipping the protoc check: `protoc` is not installed");
+            None
+        }
+    }
+}
+
+#[test]
+fn profiles_decode_with_protoc_against_the_official_schema() {
+    let Some(proto_dir) = protoc_and_schema() else {
+        return;
+    };
+    let run = RetainedRun::new("0.5", 1000, 1_000_000);
+    let path = run.file("after_compact.pprof.gz");
+    let p = read_profile(&path);
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&std::fs::read(&path).unwrap()[..]),
+        &mut raw,
+    )
+    .unwrap();
+    let mut child = Command::new("protoc")
+        .arg("--decode=perftools.profiles.Profile")
+        .arg("-I")
+        .arg(&proto_dir)
+        .arg("profile.proto")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run protoc");
+    child.stdin.take().unwrap().write_all(&raw).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "protoc could not decode the profile: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for s in [
+        "retained_objects",
+        "retained_size",
+        "allocations",
+        "allocation_size",
+        "type",
+        "class",
+        "Widget",
+        "Object#keep_strings",
+        "dropped_samples=0",
+    ] {
+        assert!(
+            text.contains(&format!("string_table: \"{s}\"")),
+            "protoc's decoding has no string {s:?}"
+        );
+    }
+    assert_eq!(text.matches("\nsample {").count(), p.sample.len());
+    assert_eq!(text.matches("\nlocation {").count(), p.location.len());
+    assert_eq!(text.matches("\nfunction {").count(), p.function.len());
+    assert_eq!(text.matches("sample_type {").count(), 4);
+    assert!(text.contains(&format!("default_sample_type: {}", p.default_sample_type)));
+}

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_packages ruby:ruby deb:ruby-rack deb:ruby-memory-profiler
 lib=$(scripts/build-agent)
-export HEAPSCOPE_BIN=$PWD/target/release/heapscope
+export BENCH_HEAPSCOPE=$PWD/target/release/heapscope
 export RESULTS=$PWD/bench/results
 mkdir -p "$RESULTS"
 echo "agent library: $lib" >&2
@@ -23,5 +23,5 @@ echo
 echo "== pause for a dump of a ${HEAP_MB:-1024} MB heap (the GC before the dump runs in the child)"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-(cd "$work" && "$HEAPSCOPE_BIN" run --no-profile -- ruby "$OLDPWD/bench/agent/pause.rb") |
+(cd "$work" && "$BENCH_HEAPSCOPE" run --no-profile -- ruby "$OLDPWD/bench/agent/pause.rb") |
   tee "$RESULTS/agent-pause.json"

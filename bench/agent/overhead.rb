@@ -7,7 +7,7 @@
 require "json"
 require "tmpdir"
 
-heapscope = ENV.fetch("HEAPSCOPE_BIN")
+heapscope = ENV.fetch("BENCH_HEAPSCOPE")
 rounds = Integer(ENV.fetch("ROUNDS", "5"))
 requests = ENV.fetch("REQUESTS", "20000")
 out_dir = ENV.fetch("RESULTS")

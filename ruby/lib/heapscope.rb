@@ -55,7 +55,9 @@ module Heapscope
     def resolve_settings(opts = {})
       env = ENV.to_h.select { |k, _| k.start_with?("HEAPSCOPE_") }
       strings = opts.to_h { |k, v| [k.to_s, setting_text(v)] }
-      Native.resolve_settings(env, strings)
+      settings = Native.resolve_settings(env, strings)
+      settings.delete(:_warnings).each { |w| warn "heapscope: warning: #{w}" }
+      settings
     end
 
     # What `ruby -rheapscope/autostart` (and so `heapscope run`) does: start

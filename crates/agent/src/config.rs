@@ -74,6 +74,14 @@ pub const OPTIONS: &[OptionSpec] = &[
         help: "Share of allocations the profiler samples, in (0, 1]; 1 records every allocation.",
     },
     OptionSpec {
+        key: "sample_duty",
+        kind: Kind::Rate,
+        default: "0.05",
+        help: "Share of the intervals between GCs in which the profiler watches allocations \
+               (1: always, as sample rate 1 implies). Ruby slows every allocation while \
+               they are watched; estimates are scaled by the share seen.",
+    },
+    OptionSpec {
         key: "profile_path",
         kind: Kind::Path,
         default: "tmp/profiles/mem-%{pid}-%{time}.pprof.gz",
@@ -199,6 +207,10 @@ pub enum Value {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     values: BTreeMap<&'static str, Value>,
+    /// `HEAPSCOPE_*` variables that are no setting (a typo, or another
+    /// tool's variable): reported, but not fatal, since the environment is
+    /// often shared with things heapscope does not control.
+    pub warnings: Vec<SettingError>,
 }
 
 /// Why a setting was refused: which option, where it came from, and what is wrong.
@@ -216,9 +228,10 @@ impl fmt::Display for SettingError {
 
 impl Settings {
     /// Settings from the `HEAPSCOPE_*` variables in `env`, then `overrides`
-    /// (keys as in [`OPTIONS`], e.g. from `Heapscope.start`). Unknown
-    /// `HEAPSCOPE_*` variables and keys are errors, so a typo is not silently
-    /// ignored. All problems are reported, not just the first.
+    /// (keys as in [`OPTIONS`], e.g. from `Heapscope.start`). Unknown keys
+    /// are errors and unknown `HEAPSCOPE_*` variables are warnings, so a typo
+    /// is never silently ignored. All problems are reported, not just the
+    /// first.
     pub fn resolve<'a>(
         env: impl IntoIterator<Item = (String, String)>,
         overrides: impl IntoIterator<Item = (&'a str, String)>,
@@ -235,6 +248,7 @@ impl Settings {
     ) -> Result<Settings, Vec<SettingError>> {
         let mut raw: BTreeMap<&'static str, (String, String)> = BTreeMap::new();
         let mut errors = Vec::new();
+        let mut warnings = Vec::new();
         for (name, value) in env {
             let Some(key) = name.strip_prefix("HEAPSCOPE_") else {
                 continue;
@@ -247,9 +261,12 @@ impl Settings {
                 Some(o) => {
                     raw.insert(o.key, (value, name));
                 }
-                None => errors.push(SettingError {
+                None => warnings.push(SettingError {
                     source: name.clone(),
-                    message: format!("unknown setting (known: {})", known_env_names()),
+                    message: format!(
+                        "not a heapscope setting, ignored (known: {})",
+                        known_env_names()
+                    ),
                 }),
             }
         }
@@ -281,7 +298,7 @@ impl Settings {
             }
         }
         if errors.is_empty() {
-            Ok(Settings { values })
+            Ok(Settings { values, warnings })
         } else {
             Err(errors)
         }
@@ -556,6 +573,16 @@ mod tests {
             .any(|t| t.starts_with("HEAPSCOPE_SAMPEL_RATE: unknown")));
         assert!(text.iter().any(|t| t.contains("TERM stops the app")));
         assert!(text.iter().any(|t| t.contains("not a sample rate")));
+    }
+
+    #[test]
+    fn unknown_variables_are_warnings() {
+        let s = Settings::resolve(env(&[("HEAPSCOPE_SAMPEL_RATE", "0.1")]), Vec::new()).unwrap();
+        assert_eq!(s.warnings.len(), 1);
+        assert!(s.warnings[0]
+            .to_string()
+            .starts_with("HEAPSCOPE_SAMPEL_RATE: not a heapscope setting"));
+        assert!(Settings::resolve(Vec::new(), vec![("sampel_rate", "1".to_string())]).is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! the extension resolved.
 //!
 //! The extension (`crates/ruby-ext/src/profiler.rs`) calls into this from its
-//! allocation and free hooks, so nothing on those paths allocates more than a
+//! allocation and end-of-marking hooks, so nothing on those paths allocates more than a
 //! hash-map entry, and nothing panics on any input.
 //!
 //! Sizes: an object's size is only known once a flush measures it (Ruby's
@@ -14,6 +14,8 @@
 //! `allocation_size`; one freed after a flush counts its last measured size.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::path::Path;
@@ -134,8 +136,41 @@ pub fn type_has_class(ty: u8) -> bool {
     matches!(ty, 0x01..=0x0f | 0x14)
 }
 
-/// Hashes object addresses for the tracked table, which the free hook
-/// looks up on every freed object: a multiply and a fold instead of SipHash
+/// Which GC cycles the allocation hook is on in. Ruby runs an enabled
+/// allocation hook on every allocation through its slow allocation path,
+/// which costs an allocation-heavy app about a fifth of its throughput before
+/// any sampling (bench/agent.sh). So below `sample_rate` 1 the hook is on
+/// only during a random share `duty` of the intervals between GCs, and
+/// samples at `rate / duty` inside them; estimates are scaled by the share of
+/// allocations the hook actually saw ([`Profiler::set_coverage`]), so they
+/// stay unbiased whatever the windows were. At `duty` 1 (and at rate 1) the
+/// hook is always on and counts are exact at rate 1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HookWindows {
+    /// Share of GC intervals with the hook on, in (0, 1].
+    pub duty: f64,
+    /// Sampling rate while the hook is on, in (0, 1].
+    pub in_window_rate: f64,
+}
+
+impl HookWindows {
+    /// `rate` and `duty` as set: the duty is raised to at least the rate, so
+    /// that inside a window at most every allocation is sampled.
+    pub fn plan(rate: f64, duty: f64) -> HookWindows {
+        let duty = duty.clamp(rate, 1.0);
+        HookWindows {
+            duty,
+            in_window_rate: (rate / duty).min(1.0),
+        }
+    }
+
+    pub fn always_on(&self) -> bool {
+        self.duty >= 1.0
+    }
+}
+
+/// Hashes object addresses for the tracked table, looked up on every sampled
+/// allocation and swept at every GC: a multiply and a fold instead of SipHash
 /// (addresses are not attacker-chosen, and 8-aligned, hence the shift).
 #[derive(Default, Clone, Copy)]
 pub struct AddrHasher(u64);
@@ -243,17 +278,30 @@ pub struct FrameName {
 #[derive(Debug, Default)]
 pub struct Interner {
     values: Vec<u64>,
-    value_ids: HashMap<u64, u32>,
+    value_ids: FxHashMap<u64, u32>,
     frames: Vec<(u32, i32)>,
-    frame_ids: HashMap<(u32, i32), u32>,
+    frame_ids: FxHashMap<(u32, i32), u32>,
     stacks: Vec<Box<[u32]>>,
-    stack_ids: HashMap<Box<[u32]>, u32>,
+    stack_ids: FxHashMap<Box<[u32]>, u32>,
+    /// Stacks as captured, straight to their id: most samples repeat a stack
+    /// seen before, and one hash of the raw pairs is far cheaper than
+    /// interning each frame (frame VALUEs are pinned, so raw pairs are stable).
+    raw_ids: FxHashMap<Box<[(u64, i32)]>, u32>,
     scratch: Vec<u32>,
 }
 
 impl Interner {
     /// The stack id of `frames` (`(frame VALUE, line)`, innermost first).
     pub fn intern(&mut self, frames: &[(u64, i32)]) -> u32 {
+        if let Some(&id) = self.raw_ids.get(frames) {
+            return id;
+        }
+        let id = self.intern_frames(frames);
+        self.raw_ids.insert(frames.into(), id);
+        id
+    }
+
+    fn intern_frames(&mut self, frames: &[(u64, i32)]) -> u32 {
         self.scratch.clear();
         for &(value, line) in frames {
             let vid = match self.value_ids.get(&value) {
@@ -316,7 +364,10 @@ pub struct Profiler {
     max_frames: usize,
     interner: Interner,
     tracked: AddrMap<Tracked>,
-    allocs: HashMap<AllocKey, AllocTotals>,
+    allocs: FxHashMap<AllocKey, AllocTotals>,
+    /// Share of all allocations the hook saw (1 when it is always on); see
+    /// [`HookWindows`].
+    coverage: f64,
     /// Set by [`Profiler::freeze`] when the hooks stop: the live set as the
     /// stop measured it, reported by later flushes instead of `tracked`.
     frozen: Option<Vec<RetainedRow>>,
@@ -331,14 +382,31 @@ impl Profiler {
             max_frames: max_frames.min(MAX_FRAMES_LIMIT),
             interner: Interner::default(),
             tracked: AddrMap::default(),
-            allocs: HashMap::new(),
+            allocs: FxHashMap::default(),
+            coverage: 1.0,
             frozen: None,
             stats: Stats::default(),
         }
     }
 
+    /// The share of the allocations the hook sees that are sampled.
     pub fn rate(&self) -> f64 {
         self.sampler.rate()
+    }
+
+    /// Sets the share of all allocations the hook saw, `seen / total`, for
+    /// scaling estimates; 1 (the default) when the hook is always on.
+    pub fn set_coverage(&mut self, seen: u64, total: u64) {
+        self.coverage = if seen == 0 || total <= seen {
+            1.0
+        } else {
+            seen as f64 / total as f64
+        };
+    }
+
+    /// The probability that any one allocation was sampled.
+    pub fn effective_rate(&self) -> f64 {
+        self.rate() * self.coverage
     }
 
     pub fn max_frames(&self) -> usize {
@@ -370,7 +438,7 @@ impl Profiler {
         &self.tracked
     }
 
-    pub fn allocs(&self) -> &HashMap<AllocKey, AllocTotals> {
+    pub fn allocs(&self) -> &FxHashMap<AllocKey, AllocTotals> {
         &self.allocs
     }
 
@@ -444,6 +512,24 @@ impl Profiler {
             }
             None => false,
         }
+    }
+
+    /// At the end of a GC's marking: every tracked object `is_live` says is
+    /// unmarked will be swept, so it is freed now as far as the tables go.
+    /// Returns how many were removed. (The extension learns of frees this
+    /// way, once per GC over the tracked set, instead of through a free hook
+    /// on every freed object, which costs on every object the app frees.)
+    pub fn sweep(&mut self, mut is_live: impl FnMut(u64) -> bool) -> usize {
+        let dead: Vec<u64> = self
+            .tracked
+            .keys()
+            .copied()
+            .filter(|&a| !is_live(a))
+            .collect();
+        for &a in &dead {
+            self.record_free(a);
+        }
+        dead.len()
     }
 
     /// After GC compaction: `location` maps an old address to the new one.
@@ -547,7 +633,7 @@ impl Profiler {
     ) -> Profile {
         self.record_sizes(measured);
         self.stats.flushes += 1;
-        let scale = 1.0 / self.rate();
+        let scale = 1.0 / self.effective_rate();
 
         // (stack, type, class) -> [retained objects, retained bytes, allocations, allocation bytes]
         let mut rows: HashMap<(u32, u8, Option<String>), [u64; 4]> = HashMap::new();
@@ -676,7 +762,12 @@ impl Profiler {
         let s = self.stats;
         for c in [
             "heapscope sampling heap profiler".to_string(),
-            format!("sample_rate={}", self.rate()),
+            format!(
+                "sample_rate={} hook_coverage={:.4} effective_rate={}",
+                self.rate(),
+                self.coverage,
+                self.effective_rate()
+            ),
             format!("dropped_samples={}", s.dropped),
             format!(
                 "sampled={} freed={} tracked={}",
@@ -771,6 +862,29 @@ mod tests {
                 size: size(addr),
             })
             .collect()
+    }
+
+    #[test]
+    fn windows_keep_the_overall_rate() {
+        let w = HookWindows::plan(0.01, 0.05);
+        assert!((w.in_window_rate - 0.2).abs() < 1e-12);
+        assert_eq!(w.duty, 0.05);
+        assert!(!w.always_on());
+        let w = HookWindows::plan(1.0, 0.05);
+        assert_eq!((w.duty, w.in_window_rate), (1.0, 1.0));
+        assert!(w.always_on());
+        let w = HookWindows::plan(0.1, 0.05);
+        assert_eq!((w.duty, w.in_window_rate), (0.1, 1.0));
+    }
+
+    #[test]
+    fn coverage_scales_estimates() {
+        let mut p = Profiler::new(0.5, 10, 4, 1);
+        assert_eq!(p.effective_rate(), 0.5);
+        p.set_coverage(250, 1000);
+        assert_eq!(p.effective_rate(), 0.125);
+        p.set_coverage(0, 1000);
+        assert_eq!(p.effective_rate(), 0.5, "no hook events: nothing to scale");
     }
 
     #[test]
@@ -1011,6 +1125,11 @@ mod tests {
         Compact {
             shift: u64,
         },
+        /// A GC whose marking left the objects at addresses with these low
+        /// bits set unmarked.
+        Gc {
+            dead_mask: u64,
+        },
         Fork,
     }
 
@@ -1021,6 +1140,7 @@ mod tests {
                 .prop_map(|(addr, ty, stack)| Event::Alloc { addr, ty, stack }),
             3 => (0u64..40).prop_map(|addr| Event::Free { addr }),
             1 => (1u64..5).prop_map(|shift| Event::Compact { shift }),
+            1 => (0u64..8).prop_map(|dead_mask| Event::Gc { dead_mask }),
             1 => Just(Event::Fork),
         ]
     }
@@ -1060,6 +1180,14 @@ mod tests {
                         live.retain(|l| l.0 != *addr);
                         if was { freed += 1; }
                         prop_assert_eq!(p.record_free(*addr), was);
+                    }
+                    Event::Gc { dead_mask } => {
+                        let mask = *dead_mask;
+                        let dead = |a: u64| mask != 0 && a & mask == mask;
+                        let before = live.len();
+                        live.retain(|l| !dead(l.0));
+                        freed += (before - live.len()) as u64;
+                        prop_assert_eq!(p.sweep(|a| !dead(a)), before - live.len());
                     }
                     Event::Compact { shift } => {
                         // Moves every object to addr + 1000 * shift (injective).

@@ -438,3 +438,54 @@ fn profiles_decode_with_protoc_against_the_official_schema() {
     assert_eq!(text.matches("sample_type {").count(), 4);
     assert!(text.contains(&format!("default_sample_type: {}", p.default_sample_type)));
 }
+
+#[test]
+fn windowed_hook_estimates_stay_unbiased() {
+    // 1 in 5 GC intervals watched, sampling 5% inside them: 1% overall.
+    let (rate, duty, rounds) = (0.01, 0.2, 400i64);
+    let program = "profiler_windows.rb";
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("windows.pprof.gz");
+    run_program(
+        program,
+        &[
+            &rate.to_string(),
+            &duty.to_string(),
+            &rounds.to_string(),
+            out.to_str().unwrap(),
+        ],
+    );
+    let p = read_profile(&out);
+    let coverage: f64 = p
+        .comment
+        .iter()
+        .flat_map(|&c| p.string_table[c as usize].split_whitespace())
+        .find_map(|kv| kv.strip_prefix("hook_coverage="))
+        .expect("a hook_coverage comment")
+        .parse()
+        .unwrap();
+    assert!(
+        coverage > 0.0 && coverage < 0.6,
+        "the hook should have watched only some intervals, coverage {coverage}"
+    );
+    let rows = rows(&p);
+    let kept = 500 * rounds;
+    let churned = 5000 * rounds;
+    let (k, _) = at_line(&rows, program, marker_line(program, "kept"), "String");
+    let (c, _) = at_line(&rows, program, marker_line(program, "churn"), "String");
+    // Sampling and window choice together: allow 25% (the binomial part
+    // alone is about 2% for the kept strings).
+    for (what, got, want) in [
+        ("retained kept strings", k[0], kept),
+        ("allocated kept strings", k[2], kept),
+        ("allocated churned strings", c[2], churned),
+    ] {
+        let err = (got - want).abs() as f64 / want as f64;
+        assert!(err < 0.25, "{what}: estimated {got}, true {want}");
+    }
+    assert!(
+        c[0] * 50 < churned,
+        "churned strings are not retained: {}",
+        c[0]
+    );
+}

@@ -13,15 +13,12 @@
 //! profile format; fields heapscope never sets (mappings, addresses,
 //! drop/keep frames) are left out, which decoders read as defaults.
 
-
-
-
-
 use heapscope_heap::{FastMap, Heap, LocId, StrId, NO_CLASS, NO_LOC};
 
-
-pub use heapscope_pprof::{read_gz, write_gz, Function, Label, Line, Location, Profile, Sample, ValueType};
 use heapscope_pprof::StringTable as Strings;
+pub use heapscope_pprof::{
+    read_gz, write_gz, Function, Label, Line, Location, Profile, Sample, ValueType,
+};
 
 /// Function name of allocation sites without a method.
 pub const UNKNOWN_METHOD: &str = "(unknown)";

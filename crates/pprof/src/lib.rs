@@ -168,7 +168,6 @@ pub fn read_gz(gz: &[u8]) -> io::Result<Profile> {
     Profile::decode(&raw[..]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-
 /// Writes `path` atomically: `write` fills a temporary file in the same
 /// directory, which is then renamed over `path`. On any error the temporary
 /// file is removed and `path` is left as it was.

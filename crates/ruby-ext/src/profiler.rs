@@ -2,11 +2,18 @@
 //! The tables, sampler and pprof assembly live in
 //! `heapscope_agent::profiler`; this file holds what needs Ruby:
 //!
-//! - one raw tracepoint on `RUBY_INTERNAL_EVENT_NEWOBJ | FREEOBJ`. Its hook
-//!   never allocates a Ruby object, raises or calls `ruby_xmalloc`: the common
-//!   path is two relaxed atomics (the in-flush flag and the skip counter);
-//!   a sampled allocation reads the object's flags and class, captures frames
-//!   with `rb_profile_frames` and records them under a `try_lock`.
+//! - one raw tracepoint on `RUBY_INTERNAL_EVENT_NEWOBJ | GC_END_MARK`. Its
+//!   hook never allocates a Ruby object, raises or calls `ruby_xmalloc`: the
+//!   common path is two relaxed atomics (the in-flush flag and the skip
+//!   counter); a sampled allocation reads the object's flags and class,
+//!   captures frames with `rb_profile_frames` and records them under a
+//!   `try_lock`.
+//! - frees are learnt at the end of each GC's marking: a tracked object
+//!   whose mark bit is clear then is garbage that this GC's sweep frees. A
+//!   FREEOBJ hook would be exact too, but Ruby dispatches it for every freed
+//!   object, which cost a Rack app about as much as all the rest of the
+//!   profiler (bench/agent.sh); this costs one bit test per tracked object
+//!   per GC.
 //! - a hidden TypedData "keeper" registered with `rb_gc_register_mark_object`
 //!   whose mark function `rb_gc_mark`s (and so pins) every frame VALUE and
 //!   every class the allocation totals name, and whose compact function
@@ -17,7 +24,7 @@
 //!   profile is built and written without touching Ruby.
 //!
 //! Lock rule: `STATE` is only held by code that cannot allocate Ruby objects,
-//! so GC (which runs the mark and compact functions and the free hook) never
+//! so GC (which runs the mark and compact functions and the end-of-marking hook) never
 //! starts while it is held, and `try_lock` in hooks never fails in practice.
 
 // VALUE is uintptr_t: the u64 casts are no-ops on 64-bit targets but say
@@ -33,8 +40,8 @@ use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use heapscope_agent::profiler::{
-    check_settings, type_has_class, write_profile, FrameName, Measured, ProfileMeta, Profiler,
-    Tracked,
+    check_settings, type_has_class, write_profile, FrameName, HookWindows, Measured, ProfileMeta,
+    Profiler, Tracked,
 };
 use magnus::{function, prelude::*, Error, RHash, RModule, RString, Ruby, Value};
 use rb_sys::{
@@ -43,13 +50,17 @@ use rb_sys::{
     rb_gc_register_mark_object, rb_profile_frame_first_lineno, rb_profile_frame_full_label,
     rb_profile_frame_path, rb_profile_frames, rb_tracearg_event_flag, rb_tracearg_from_tracepoint,
     rb_tracearg_object, rb_tracepoint_disable, rb_tracepoint_enable, rb_tracepoint_new,
-    ruby_value_type, Qnil, Qtrue, RUBY_INTERNAL_EVENT_FREEOBJ, RUBY_INTERNAL_EVENT_NEWOBJ, VALUE,
+    ruby_value_type, Qnil, Qtrue, RUBY_INTERNAL_EVENT_GC_END_MARK, RUBY_INTERNAL_EVENT_NEWOBJ,
+    VALUE,
 };
 
 extern "C" {
     // Exported by libruby (ext/objspace uses it) but not declared in the
     // public headers rb-sys binds.
     fn rb_obj_memsize_of(obj: VALUE) -> usize;
+    // Exported likewise: whether the GC's mark bit is set (read at the end
+    // of marking, it says whether the object survives this GC).
+    fn rb_objspace_marked_object_p(obj: VALUE) -> c_int;
 }
 
 struct State {
@@ -77,9 +88,27 @@ static SKIP: AtomicU64 = AtomicU64::new(0);
 /// Panics caught in hooks and hooks that found the state busy. Outside the
 /// lock: a panic may have happened while holding it.
 static HOOK_ERRORS: AtomicU64 = AtomicU64::new(0);
-/// The tracepoint (a Ruby object kept by `rb_gc_register_mark_object`), made
-/// on first start; 0 until then.
+/// The allocation tracepoint (a Ruby object kept by
+/// `rb_gc_register_mark_object`), made on first start; 0 until then.
 static TRACEPOINT: AtomicU64 = AtomicU64::new(0);
+/// The end-of-marking tracepoint: always on while running (it learns frees
+/// and opens or closes hook windows); 0 until first start.
+static GC_TRACEPOINT: AtomicU64 = AtomicU64::new(0);
+/// The allocation hook is on only in windows (duty below 1): see
+/// `heapscope_agent::profiler::HookWindows`.
+static WINDOWED: AtomicBool = AtomicBool::new(false);
+/// The window duty as f64 bits.
+static DUTY_BITS: AtomicU64 = AtomicU64::new(0);
+/// Whether the allocation hook should be on in the current GC interval, and
+/// whether it is (switched by a postponed job, outside GC).
+static WANT_HOOK: AtomicBool = AtomicBool::new(false);
+static HOOK_ON: AtomicBool = AtomicBool::new(false);
+/// Allocations the hook saw, and Ruby's allocation count when counting
+/// started: their ratio is the hook's coverage.
+static SEEN: AtomicU64 = AtomicU64::new(0);
+static BASE_TOTAL: AtomicU64 = AtomicU64::new(0);
+/// xorshift state for choosing windows.
+static WINDOW_RNG: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
 
 /// `rb_data_type_t` holds raw pointers; this one is immutable and static.
 struct DataType(rb_data_type_t);
@@ -110,7 +139,7 @@ pub fn init(_ruby: &Ruby, native: RModule) -> Result<(), Error> {
             rb_data_typed_object_wrap(0, &KEEPER_TAG as *const u8 as *mut c_void, &KEEPER_TYPE.0);
         rb_gc_register_mark_object(keeper);
     }
-    native.define_singleton_method("profiler_start", function!(start, 3))?;
+    native.define_singleton_method("profiler_start", function!(start, -1))?;
     native.define_singleton_method("profiler_stop", function!(stop, 0))?;
     native.define_singleton_method("profiler_running?", function!(running, 0))?;
     native.define_singleton_method("profiler_flush", function!(flush, 1))?;
@@ -136,38 +165,49 @@ fn arg_error(ruby: &Ruby, msg: String) -> Error {
     Error::new(ruby.exception_arg_error(), msg)
 }
 
-/// `profiler_start(rate, max_samples, max_frames)` → true.
-fn start(ruby: &Ruby, rate: Value, max_samples: Value, max_frames: Value) -> Result<bool, Error> {
+/// `profiler_start(rate, max_samples, max_frames, duty = 1.0)` → true.
+fn start(ruby: &Ruby, args: &[Value]) -> Result<bool, Error> {
+    let args =
+        magnus::scan_args::scan_args::<(Value, Value, Value), (Option<Value>,), (), (), (), ()>(
+            args,
+        )?;
+    let (rate, max_samples, max_frames) = args.required;
     let rate = f64::try_convert(rate)
         .map_err(|e| arg_error(ruby, format!("sample rate must be a number: {e}")))?;
     let max_samples = i64::try_convert(max_samples)
         .map_err(|e| arg_error(ruby, format!("max_samples must be an Integer: {e}")))?;
     let max_frames = i64::try_convert(max_frames)
         .map_err(|e| arg_error(ruby, format!("max_frames must be an Integer: {e}")))?;
+    let duty = match args.optional.0 {
+        Some(v) => f64::try_convert(v)
+            .map_err(|e| arg_error(ruby, format!("duty must be a number: {e}")))?,
+        None => 1.0,
+    };
     check_settings(rate, max_frames, max_samples).map_err(|m| arg_error(ruby, m))?;
+    if !(duty > 0.0 && duty <= 1.0) {
+        return Err(arg_error(
+            ruby,
+            format!("duty must be above 0 and at most 1, not {duty}"),
+        ));
+    }
     if RUNNING.load(Relaxed) {
         return Err(Error::new(
             ruby.exception_runtime_error(),
             "the heap profiler is already running",
         ));
     }
-    // Made before taking the lock: creating it allocates a Ruby object.
-    let mut tp = TRACEPOINT.load(Relaxed) as VALUE;
-    if tp == 0 {
-        unsafe {
-            tp = rb_tracepoint_new(
-                Qnil as VALUE,
-                RUBY_INTERNAL_EVENT_NEWOBJ | RUBY_INTERNAL_EVENT_FREEOBJ,
-                Some(hook),
-                std::ptr::null_mut(),
-            );
-            rb_gc_register_mark_object(tp);
-        }
-        TRACEPOINT.store(tp as u64, Relaxed);
-    }
+    let windows = HookWindows::plan(rate, duty);
+    // Made before taking the lock: creating them allocates Ruby objects.
+    let tp = tracepoint(&TRACEPOINT, RUBY_INTERNAL_EVENT_NEWOBJ);
+    let gc_tp = tracepoint(&GC_TRACEPOINT, RUBY_INTERNAL_EVENT_GC_END_MARK);
     {
         let max_frames = max_frames as usize;
-        let mut core = Profiler::new(rate, max_samples as usize, max_frames, seed());
+        let mut core = Profiler::new(
+            windows.in_window_rate,
+            max_samples as usize,
+            max_frames,
+            seed(),
+        );
         SKIP.store(core.next_skip(), Relaxed);
         HOOK_ERRORS.store(0, Relaxed);
         // Replacing a stopped session frees its tables; its frame VALUEs are
@@ -182,24 +222,60 @@ fn start(ruby: &Ruby, rate: Value, max_samples: Value, max_frames: Value) -> Res
             paused: false,
         });
     }
+    WINDOWED.store(!windows.always_on(), Relaxed);
+    DUTY_BITS.store(windows.duty.to_bits(), Relaxed);
+    WINDOW_RNG.store(seed() | 1, Relaxed);
+    SEEN.store(0, Relaxed);
+    BASE_TOTAL.store(total_allocated(), Relaxed);
+    // The first interval is always watched, so a short program that never
+    // collects garbage is still profiled.
+    WANT_HOOK.store(true, Relaxed);
+    HOOK_ON.store(true, Relaxed);
     unsafe {
+        rb_tracepoint_enable(gc_tp);
         rb_tracepoint_enable(tp);
     }
     RUNNING.store(true, Relaxed);
     Ok(true)
 }
 
-fn disable_hooks() {
-    let tp = TRACEPOINT.load(Relaxed) as VALUE;
-    if tp != 0 && RUNNING.swap(false, Relaxed) {
+/// The tracepoint kept in `slot`, made (and kept alive) on first use.
+fn tracepoint(slot: &AtomicU64, events: u32) -> VALUE {
+    let mut tp = slot.load(Relaxed) as VALUE;
+    if tp == 0 {
         unsafe {
-            rb_tracepoint_disable(tp);
+            tp = rb_tracepoint_new(Qnil as VALUE, events, Some(hook), std::ptr::null_mut());
+            rb_gc_register_mark_object(tp);
         }
+        slot.store(tp as u64, Relaxed);
+    }
+    tp
+}
+
+/// Ruby's count of objects allocated so far (`GC.stat(:total_allocated_objects)`).
+fn total_allocated() -> u64 {
+    unsafe {
+        let key = rb_sys::rb_id2sym(rb_sys::rb_intern(c"total_allocated_objects".as_ptr()));
+        rb_sys::rb_gc_stat(key) as u64
+    }
+}
+
+fn disable_hooks() {
+    if RUNNING.swap(false, Relaxed) {
+        for slot in [&TRACEPOINT, &GC_TRACEPOINT] {
+            let tp = slot.load(Relaxed) as VALUE;
+            if tp != 0 {
+                unsafe {
+                    rb_tracepoint_disable(tp);
+                }
+            }
+        }
+        HOOK_ON.store(false, Relaxed);
     }
 }
 
 /// `profiler_stop` → nil. The live set is measured now and kept as fixed
-/// rows: with the free hook off, later flushes could not tell a tracked
+/// rows: with the hooks off, later flushes could not tell a tracked
 /// object from a reused slot.
 fn stop() -> Result<(), Error> {
     let was_running = RUNNING.load(Relaxed);
@@ -252,6 +328,8 @@ fn after_fork() {
         SKIP.store(st.core.next_skip(), Relaxed);
         st.since = Instant::now();
     }
+    SEEN.store(0, Relaxed);
+    BASE_TOTAL.store(total_allocated(), Relaxed);
     HOOK_ERRORS.store(0, Relaxed);
 }
 
@@ -312,6 +390,10 @@ fn flush(ruby: &Ruby, path_value: RString) -> Result<RString, Error> {
             ));
         };
         st.frame_names.extend(names);
+        if WINDOWED.load(Relaxed) {
+            let total = total_allocated().saturating_sub(BASE_TOTAL.load(Relaxed));
+            st.core.set_coverage(SEEN.load(Relaxed), total);
+        }
         // For the profile's comment; the counter itself lives outside the lock.
         st.core.stats_mut().hook_errors = HOOK_ERRORS.load(Relaxed);
         let meta = ProfileMeta {
@@ -338,7 +420,7 @@ fn flush(ruby: &Ruby, path_value: RString) -> Result<RString, Error> {
 /// While alive: our allocations are not sampled and GC is off (restored to
 /// its previous state on drop), so no tracked object, class or frame is
 /// freed or moved while Ruby is asked about it. Taken before `STATE`:
-/// `rb_gc_disable` finishes a lazy sweep, which runs the free hook.
+/// `rb_gc_disable` finishes a lazy sweep, during which objects are freed.
 struct RubyCalls {
     gc_was_disabled: bool,
 }
@@ -465,11 +547,11 @@ unsafe extern "C" fn hook(tpval: VALUE, _data: *mut c_void) {
     let caught = std::panic::catch_unwind(|| unsafe {
         let arg = rb_tracearg_from_tracepoint(tpval);
         let event = rb_tracearg_event_flag(arg);
-        let obj = rb_tracearg_object(arg);
+        // rb_tracearg_object raises for GC events: only ask on NEWOBJ.
         if event & RUBY_INTERNAL_EVENT_NEWOBJ != 0 {
-            on_newobj(obj);
-        } else if event & RUBY_INTERNAL_EVENT_FREEOBJ != 0 {
-            on_freeobj(obj);
+            on_newobj(rb_tracearg_object(arg));
+        } else if event & RUBY_INTERNAL_EVENT_GC_END_MARK != 0 {
+            on_end_mark();
         }
     });
     if caught.is_err() {
@@ -492,6 +574,9 @@ fn hook_lock() -> Option<MutexGuard<'static, Option<State>>> {
 unsafe fn on_newobj(obj: VALUE) {
     if IN_FLUSH.load(Relaxed) {
         return;
+    }
+    if WINDOWED.load(Relaxed) {
+        SEEN.fetch_add(1, Relaxed);
     }
     // The common path: one decrement.
     let skip = SKIP.load(Relaxed);
@@ -526,10 +611,55 @@ unsafe fn on_newobj(obj: VALUE) {
     core.record_sample(obj as u64, ty, klass, pairs);
 }
 
-unsafe fn on_freeobj(obj: VALUE) {
-    let Some(mut g) = hook_lock() else { return };
-    if let Some(st) = g.as_mut() {
-        st.core.record_free(obj as u64);
+/// Marking is complete: tracked objects left unmarked are about to be swept.
+/// Also decides whether the allocation hook is on until the next GC.
+unsafe fn on_end_mark() {
+    if let Some(mut g) = hook_lock() {
+        if let Some(st) = g.as_mut() {
+            st.core
+                .sweep(|a| unsafe { rb_objspace_marked_object_p(a as VALUE) != 0 });
+        }
+    }
+    if WINDOWED.load(Relaxed) {
+        let want = next_window_draw() < f64::from_bits(DUTY_BITS.load(Relaxed));
+        // Tracepoints cannot be switched inside GC: a postponed job does it
+        // at the next safe point (registering one is what GC hooks may do).
+        if WANT_HOOK.swap(want, Relaxed) != want || HOOK_ON.load(Relaxed) != want {
+            rb_sys::rb_postponed_job_register_one(0, Some(switch_hook), std::ptr::null_mut());
+        }
+    }
+}
+
+/// A uniform draw in [0, 1) for window choice (xorshift64*).
+fn next_window_draw() -> f64 {
+    let mut x = WINDOW_RNG.load(Relaxed);
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    WINDOW_RNG.store(x, Relaxed);
+    (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Postponed job: turns the allocation hook on or off as the last GC chose.
+unsafe extern "C" fn switch_hook(_: *mut c_void) {
+    let caught = std::panic::catch_unwind(|| unsafe {
+        if !RUNNING.load(Relaxed) {
+            return;
+        }
+        let tp = TRACEPOINT.load(Relaxed) as VALUE;
+        let want = WANT_HOOK.load(Relaxed);
+        if tp == 0 || HOOK_ON.load(Relaxed) == want {
+            return;
+        }
+        if want {
+            rb_tracepoint_enable(tp);
+        } else {
+            rb_tracepoint_disable(tp);
+        }
+        HOOK_ON.store(want, Relaxed);
+    });
+    if caught.is_err() {
+        HOOK_ERRORS.fetch_add(1, Relaxed);
     }
 }
 

@@ -47,7 +47,8 @@ fn io_error(ruby: &Ruby, what: &str, e: std::io::Error) -> Error {
 /// `resolve_settings(env, opts)`: `env` maps variable names to strings (only
 /// `HEAPSCOPE_*` ones are read), `opts` maps option keys to strings. Returns
 /// `{key: value}` with booleans, floats, integers, strings, and the dump
-/// signal as an Integer or nil; raises ArgumentError listing every problem.
+/// signal as an Integer or nil, plus `_warnings` (unknown variables); raises
+/// ArgumentError listing every problem.
 fn resolve_settings(ruby: &Ruby, env: RHash, opts: RHash) -> Result<RHash, Error> {
     let env = env.to_hash_map::<String, String>()?;
     let opts = opts.to_hash_map::<String, String>()?;
@@ -67,6 +68,12 @@ fn resolve_settings(ruby: &Ruby, env: RHash, opts: RHash) -> Result<RHash, Error
         };
         out.aset(ruby.to_symbol(key), v)?;
     }
+    // Unknown HEAPSCOPE_* variables: Heapscope.resolve_settings prints them.
+    let warnings = ruby.ary_new();
+    for w in &settings.warnings {
+        warnings.push(w.to_string())?;
+    }
+    out.aset(ruby.to_symbol("_warnings"), warnings)?;
     Ok(out)
 }
 

@@ -56,7 +56,7 @@ module Heapscope
       open_stats
       if profiler?
         Native.profiler_start(@settings[:sample_rate], @settings[:max_samples],
-                              @settings[:max_frames])
+                              @settings[:max_frames], @settings[:sample_duty])
       end
       Integrations.want(requests: @settings[:dump_every_requests].positive?,
                         jobs: @settings[:dump_every_jobs].positive?)

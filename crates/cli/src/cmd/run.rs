@@ -156,13 +156,20 @@ impl FromArgMatches for AgentFlags {
 pub fn run(a: Args) -> Result<ExitCode> {
     // Check everything the agent will see, so a typo fails here, not in the app.
     let env: Vec<(String, String)> = std::env::vars().collect();
-    if let Err(errors) = Settings::resolve_from(
+    match Settings::resolve_from(
         env,
         a.agent.values.iter().map(|(k, v)| (*k, v.clone())),
         |key| format!("--{}", key.replace('_', "-")),
     ) {
-        let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
-        bail!("bad agent settings:\n{}", list.join("\n"));
+        Ok(settings) => {
+            for w in &settings.warnings {
+                eprintln!("heapscope: warning: {w}");
+            }
+        }
+        Err(errors) => {
+            let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+            bail!("bad agent settings:\n{}", list.join("\n"));
+        }
     }
     let lib = find_ruby_lib()?;
     let mut child = Process::new(&a.command[0]);

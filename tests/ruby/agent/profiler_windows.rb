@@ -1,0 +1,32 @@
+# Used by crates/cli/tests/agent_profiler.rs: the profiler with its
+# allocation hook on only in some GC intervals (duty < 1). Keeps and churns
+# objects evenly over many GCs, so every interval has the same mix, and
+# flushes one profile. ARGV: rate, duty, rounds, output file.
+require "heapscope/heapscope_native"
+
+rate = Float(ARGV[0])
+duty = Float(ARGV[1])
+rounds = Integer(ARGV[2])
+out = ARGV[3]
+
+KEPT = []
+
+def keep(n)
+  n.times { KEPT << +"" } # @kept
+end
+
+def churn(n)
+  n.times { +"" } # @churn
+end
+
+Heapscope::Native.profiler_start(rate, 1_000_000, 16, duty)
+gcs = GC.count
+rounds.times do
+  keep(500)
+  churn(5000)
+end
+gcs = GC.count - gcs
+GC.start # garbage not yet collected would show as retained
+Heapscope::Native.profiler_flush(out)
+warn "windows: #{gcs} GCs"
+raise "too few GCs (#{gcs}) to exercise windows" if gcs < 20

@@ -12,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_packages ruby:ruby deb:ruby-rack deb:ruby-memory-profiler
+# Nothing else should compete for the 2 cores while this runs.
 lib=$(scripts/build-agent)
 export BENCH_HEAPSCOPE=$PWD/target/release/heapscope
 export RESULTS=$PWD/bench/results

@@ -136,15 +136,26 @@ pub fn type_has_class(ty: u8) -> bool {
     matches!(ty, 0x01..=0x0f | 0x14)
 }
 
-/// Which GC cycles the allocation hook is on in. Ruby runs an enabled
-/// allocation hook on every allocation through its slow allocation path,
-/// which costs an allocation-heavy app about a fifth of its throughput before
-/// any sampling (bench/agent.sh). So below `sample_rate` 1 the hook is on
-/// only during a random share `duty` of the intervals between GCs, and
-/// samples at `rate / duty` inside them; estimates are scaled by the share of
-/// allocations the hook actually saw ([`Profiler::set_coverage`]), so they
-/// stay unbiased whatever the windows were. At `duty` 1 (and at rate 1) the
-/// hook is always on and counts are exact at rate 1.
+/// A rate for comments: 9 significant digits at most, so 0.2 does not read
+/// 0.19999999999999998.
+fn short(x: f64) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let digits = 9 - x.abs().log10().ceil() as i32;
+    let m = 10f64.powi(digits);
+    (x * m).round() / m
+}
+
+/// When the allocation hook is on. While any allocation or GC hook is set,
+/// Ruby sends every allocation through its slow path, which cost an
+/// allocation-heavy Rack app a fifth of its throughput before any sampling
+/// (bench/agent.sh). So below `sample_rate` 1 the hooks are on only in a
+/// random share `duty` of short time slices (the agent's thread draws at each
+/// tick), sampling at `rate / duty` inside them; estimates are scaled by the
+/// share of allocations the hook actually saw ([`Profiler::set_coverage`]),
+/// so they stay unbiased whatever the windows were. At `duty` 1 (and at rate
+/// 1) the hooks are always on and counts are exact at rate 1.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HookWindows {
     /// Share of GC intervals with the hook on, in (0, 1].
@@ -207,6 +218,10 @@ pub struct Tracked {
     /// False for objects inherited from the parent across a fork: they are
     /// live here, but were not allocated since `after_fork`.
     pub counted: bool,
+    /// Ruby's `object_id` of the object, given when the hooks turn off (0:
+    /// none yet). With no GC hook to report frees, a flush tells "still our
+    /// object" from "a new object in the same slot" by it.
+    pub id: u64,
 }
 
 /// What allocation totals are grouped by.
@@ -232,6 +247,9 @@ pub struct Stats {
     pub sampled: u64,
     pub freed: u64,
     pub dropped: u64,
+    /// Live sampled objects no longer followed because they cannot carry an
+    /// object id (Ruby-internal objects) when the hooks turned off.
+    pub untracked: u64,
     pub flushes: u64,
     /// Panics caught in hooks, and hooks skipped because the table was busy.
     pub hook_errors: u64,
@@ -482,6 +500,7 @@ impl Profiler {
                 klass,
                 size: 0,
                 counted: true,
+                id: 0,
             },
         );
         Outcome::Tracked
@@ -530,6 +549,39 @@ impl Profiler {
             self.record_free(a);
         }
         dead.len()
+    }
+
+    /// Tracked objects without an object id yet: (address, builtin type).
+    pub fn unidentified(&self) -> Vec<(u64, u8)> {
+        self.tracked
+            .iter()
+            .filter(|(_, t)| t.id == 0)
+            .map(|(&a, t)| (a, t.ty))
+            .collect()
+    }
+
+    /// Tracked objects with an object id: (address, id).
+    pub fn identified(&self) -> Vec<(u64, u64)> {
+        self.tracked
+            .iter()
+            .filter(|(_, t)| t.id != 0)
+            .map(|(&a, t)| (a, t.id))
+            .collect()
+    }
+
+    pub fn set_id(&mut self, addr: u64, id: u64) {
+        if let Some(t) = self.tracked.get_mut(&addr) {
+            t.id = id;
+        }
+    }
+
+    /// Stops following a live object that cannot be identified later. Its
+    /// allocation stays counted; it no longer shows as retained.
+    pub fn forget(&mut self, addr: u64) {
+        if let Some(t) = self.tracked.remove(&addr) {
+            self.stats.untracked += 1;
+            self.settle(&t);
+        }
     }
 
     /// After GC compaction: `location` maps an old address to the new one.
@@ -764,11 +816,12 @@ impl Profiler {
             "heapscope sampling heap profiler".to_string(),
             format!(
                 "sample_rate={} hook_coverage={:.4} effective_rate={}",
-                self.rate(),
+                short(self.rate()),
                 self.coverage,
-                self.effective_rate()
+                short(self.effective_rate())
             ),
             format!("dropped_samples={}", s.dropped),
+            format!("untracked_samples={}", s.untracked),
             format!(
                 "sampled={} freed={} tracked={}",
                 s.sampled,
@@ -875,6 +928,23 @@ mod tests {
         assert!(w.always_on());
         let w = HookWindows::plan(0.1, 0.05);
         assert_eq!((w.duty, w.in_window_rate), (0.1, 1.0));
+    }
+
+    #[test]
+    fn ids_follow_objects_and_forget_settles() {
+        let mut p = Profiler::new(1.0, 10, 4, 1);
+        p.record_sample(0x10, 5, 0, &[(1, 1)]);
+        p.record_sample(0x20, 0x1a, 0, &[(1, 2)]);
+        let mut un = p.unidentified();
+        un.sort();
+        assert_eq!(un, vec![(0x10, 5), (0x20, 0x1a)]);
+        p.set_id(0x10, 8);
+        p.forget(0x20);
+        assert_eq!(p.identified(), vec![(0x10, 8)]);
+        assert!(p.unidentified().is_empty());
+        assert_eq!(p.tracked_len(), 1);
+        assert_eq!(p.stats().untracked, 1);
+        assert_eq!(p.stats().sampled, 2, "a forgotten object stays allocated");
     }
 
     #[test]

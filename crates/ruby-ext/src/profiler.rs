@@ -91,17 +91,15 @@ static HOOK_ERRORS: AtomicU64 = AtomicU64::new(0);
 /// The allocation tracepoint (a Ruby object kept by
 /// `rb_gc_register_mark_object`), made on first start; 0 until then.
 static TRACEPOINT: AtomicU64 = AtomicU64::new(0);
-/// The end-of-marking tracepoint: always on while running (it learns frees
-/// and opens or closes hook windows); 0 until first start.
+/// The end-of-marking tracepoint (it learns frees), on with the allocation
+/// one; 0 until first start.
 static GC_TRACEPOINT: AtomicU64 = AtomicU64::new(0);
 /// The allocation hook is on only in windows (duty below 1): see
 /// `heapscope_agent::profiler::HookWindows`.
 static WINDOWED: AtomicBool = AtomicBool::new(false);
 /// The window duty as f64 bits.
 static DUTY_BITS: AtomicU64 = AtomicU64::new(0);
-/// Whether the allocation hook should be on in the current GC interval, and
-/// whether it is (switched by a postponed job, outside GC).
-static WANT_HOOK: AtomicBool = AtomicBool::new(false);
+/// Whether the hooks are on now (in a window, or always when not windowed).
 static HOOK_ON: AtomicBool = AtomicBool::new(false);
 /// Allocations the hook saw, and Ruby's allocation count when counting
 /// started: their ratio is the hook's coverage.
@@ -146,6 +144,7 @@ pub fn init(_ruby: &Ruby, native: RModule) -> Result<(), Error> {
     native.define_singleton_method("profiler_stats", function!(stats, 0))?;
     native.define_singleton_method("profiler_after_fork", function!(after_fork, 0))?;
     native.define_singleton_method("profiler_pause", function!(pause, 0))?;
+    native.define_singleton_method("profiler_tick", function!(tick, 0))?;
     Ok(())
 }
 
@@ -227,9 +226,8 @@ fn start(ruby: &Ruby, args: &[Value]) -> Result<bool, Error> {
     WINDOW_RNG.store(seed() | 1, Relaxed);
     SEEN.store(0, Relaxed);
     BASE_TOTAL.store(total_allocated(), Relaxed);
-    // The first interval is always watched, so a short program that never
-    // collects garbage is still profiled.
-    WANT_HOOK.store(true, Relaxed);
+    // The first slice is always watched, so a short program is profiled
+    // before the agent's thread first ticks.
     HOOK_ON.store(true, Relaxed);
     unsafe {
         rb_tracepoint_enable(gc_tp);
@@ -284,6 +282,9 @@ fn stop() -> Result<(), Error> {
         return Ok(());
     }
     let _guard = RubyCalls::begin();
+    if WINDOWED.load(Relaxed) {
+        drop_replaced();
+    }
     let (live, allocs) = {
         let g = lock();
         let Some(st) = g.as_ref() else { return Ok(()) };
@@ -346,6 +347,7 @@ fn stats(ruby: &Ruby) -> Result<RHash, Error> {
         ("tracked", tracked),
         ("freed", s.freed),
         ("dropped", s.dropped),
+        ("untracked", s.untracked),
         ("flushes", s.flushes),
         ("hook_errors", HOOK_ERRORS.load(Relaxed)),
     ] {
@@ -360,6 +362,9 @@ fn flush(ruby: &Ruby, path_value: RString) -> Result<RString, Error> {
     let path = path_value.to_string()?;
     let profile = {
         let _guard = RubyCalls::begin();
+        if WINDOWED.load(Relaxed) {
+            drop_replaced();
+        }
         // 1. Under the lock: what needs Ruby.
         let (live, allocs, unnamed) = {
             let g = lock();
@@ -612,20 +617,11 @@ unsafe fn on_newobj(obj: VALUE) {
 }
 
 /// Marking is complete: tracked objects left unmarked are about to be swept.
-/// Also decides whether the allocation hook is on until the next GC.
 unsafe fn on_end_mark() {
     if let Some(mut g) = hook_lock() {
         if let Some(st) = g.as_mut() {
             st.core
                 .sweep(|a| unsafe { rb_objspace_marked_object_p(a as VALUE) != 0 });
-        }
-    }
-    if WINDOWED.load(Relaxed) {
-        let want = next_window_draw() < f64::from_bits(DUTY_BITS.load(Relaxed));
-        // Tracepoints cannot be switched inside GC: a postponed job does it
-        // at the next safe point (registering one is what GC hooks may do).
-        if WANT_HOOK.swap(want, Relaxed) != want || HOOK_ON.load(Relaxed) != want {
-            rb_sys::rb_postponed_job_register_one(0, Some(switch_hook), std::ptr::null_mut());
         }
     }
 }
@@ -640,27 +636,109 @@ fn next_window_draw() -> f64 {
     (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Postponed job: turns the allocation hook on or off as the last GC chose.
-unsafe extern "C" fn switch_hook(_: *mut c_void) {
-    let caught = std::panic::catch_unwind(|| unsafe {
-        if !RUNNING.load(Relaxed) {
-            return;
-        }
-        let tp = TRACEPOINT.load(Relaxed) as VALUE;
-        let want = WANT_HOOK.load(Relaxed);
-        if tp == 0 || HOOK_ON.load(Relaxed) == want {
-            return;
-        }
-        if want {
-            rb_tracepoint_enable(tp);
-        } else {
-            rb_tracepoint_disable(tp);
-        }
-        HOOK_ON.store(want, Relaxed);
-    });
-    if caught.is_err() {
-        HOOK_ERRORS.fetch_add(1, Relaxed);
+/// `profiler_tick` → bool (the hooks are on): the agent's thread calls it
+/// about every 100 ms. When windowed, draws whether the next slice is
+/// watched, and switches both hooks. Turning them off gives every tracked
+/// object an object id, since no GC hook will report its free; turning them
+/// on first drops the tracked objects that were freed meanwhile, since the
+/// GC hook would take a new object in the same slot for ours.
+fn tick() -> bool {
+    if !RUNNING.load(Relaxed) || !WINDOWED.load(Relaxed) {
+        return HOOK_ON.load(Relaxed);
     }
+    let want = next_window_draw() < f64::from_bits(DUTY_BITS.load(Relaxed));
+    if want == HOOK_ON.load(Relaxed) {
+        return want;
+    }
+    let (tp, gc_tp) = (
+        TRACEPOINT.load(Relaxed) as VALUE,
+        GC_TRACEPOINT.load(Relaxed) as VALUE,
+    );
+    let _guard = RubyCalls::begin();
+    if want {
+        drop_replaced();
+        unsafe {
+            rb_tracepoint_enable(gc_tp);
+            rb_tracepoint_enable(tp);
+        }
+    } else {
+        unsafe {
+            rb_tracepoint_disable(tp);
+            rb_tracepoint_disable(gc_tp);
+        }
+        identify_tracked();
+    }
+    HOOK_ON.store(want, Relaxed);
+    want
+}
+
+/// Gives tracked objects without one an object id; forgets those that
+/// cannot carry one (Ruby-internal objects). Needs `RubyCalls`.
+fn identify_tracked() {
+    let pending = match lock().as_ref() {
+        Some(st) if !st.paused => st.core.unidentified(),
+        _ => return,
+    };
+    // Ids are made without the lock: rb_obj_id inserts into Ruby's tables.
+    let ids: Vec<(u64, Option<u64>)> = pending
+        .iter()
+        .map(|&(addr, ty)| {
+            let id = if type_has_class(ty) {
+                unsafe { fixnum_id(rb_sys::rb_obj_id(addr as VALUE)) }
+            } else {
+                None
+            };
+            (addr, id)
+        })
+        .collect();
+    if let Some(st) = lock().as_mut() {
+        for (addr, id) in ids {
+            match id {
+                Some(id) => st.core.set_id(addr, id),
+                None => st.core.forget(addr),
+            }
+        }
+    }
+}
+
+/// Frees, as far as the tables go, identified objects whose slot no longer
+/// holds them. Needs `RubyCalls` (GC off: slots cannot change meanwhile).
+fn drop_replaced() {
+    let identified = match lock().as_ref() {
+        Some(st) => st.core.identified(),
+        None => return,
+    };
+    let gone: Vec<u64> = identified
+        .into_iter()
+        .filter(|&(addr, id)| unsafe { !still_holds(addr, id) })
+        .map(|(addr, _)| addr)
+        .collect();
+    if let Some(st) = lock().as_mut() {
+        for addr in gone {
+            st.core.record_free(addr);
+        }
+    }
+}
+
+/// Whether the slot at `addr` still holds the object whose id is `id`: a
+/// live object that has an id (the flag is tested first, so asking never
+/// gives a new object an id) and that id.
+unsafe fn still_holds(addr: u64, id: u64) -> bool {
+    let flags = std::ptr::read_volatile(addr as *const VALUE) as u64;
+    let ty = (flags & 0x1f) as u8;
+    // T_NONE (free slot), T_ZOMBIE, T_MOVED.
+    if matches!(ty, 0x00 | 0x1d | 0x1e) || !type_has_class(ty) {
+        return false;
+    }
+    if flags & rb_sys::ruby_fl_type::RUBY_FL_SEEN_OBJ_ID as u64 == 0 {
+        return false;
+    }
+    fixnum_id(rb_sys::rb_obj_id(addr as VALUE)) == Some(id)
+}
+
+/// An object id as a number (ids are Fixnums until 2**62 objects).
+unsafe fn fixnum_id(v: VALUE) -> Option<u64> {
+    rb_sys::FIXNUM_P(v).then(|| rb_sys::FIX2LONG(v) as u64)
 }
 
 /// GC mark: pin every frame VALUE and class the tables refer to.

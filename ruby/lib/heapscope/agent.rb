@@ -192,6 +192,16 @@ module Heapscope
       @next_stats = @settings[:stats] ? now : nil
       @next_profile = @settings[:profile_interval].positive? ? now + @settings[:profile_interval] : nil
       @next_dump = @settings[:dump_every_seconds].positive? ? now + @settings[:dump_every_seconds] : nil
+      # The profiler's hook windows: one draw per slice (see profiler_tick).
+      @next_window = windowed_profiler? ? now + WINDOW_SLICE : nil
+    end
+
+    # Seconds per profiler window slice.
+    WINDOW_SLICE = 0.1
+
+    def windowed_profiler?
+      profiler? && Native.respond_to?(:profiler_tick) &&
+        [@settings[:sample_duty], @settings[:sample_rate]].max < 1
     end
 
     def monotonic
@@ -250,7 +260,7 @@ module Heapscope
     end
 
     def next_timeout
-      due = [@next_stats, @next_profile, @next_dump].compact.min
+      due = [@next_stats, @next_profile, @next_dump, @next_window].compact.min
       return nil unless due
 
       [due - monotonic, 0].max
@@ -294,6 +304,10 @@ module Heapscope
       if @next_profile && now >= @next_profile
         flush_profile if profiler?
         @next_profile = now + @settings[:profile_interval]
+      end
+      if @next_window && now >= @next_window
+        Native.profiler_tick
+        @next_window = now + WINDOW_SLICE
       end
       if @next_dump && now >= @next_dump
         enqueue(:timer)

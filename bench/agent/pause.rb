@@ -49,4 +49,5 @@ written = now - requested
 puts JSON.generate(objects: kept.size, rss_mb: rss_mb.round, longest_gap_quiet_ms: (quiet * 1000).round(1),
                    longest_gap_during_dump_ms: (during * 1000).round(1), dump_bytes: File.size(dump),
                    dump_seconds: written.round(1))
-File.delete(dump) unless ENV["KEEP_DUMP"]
+# The dump stays: bench/agent.sh runs this in a directory it removes (deleting
+# it here would race the agent's own check that the dump is complete).

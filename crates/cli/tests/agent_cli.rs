@@ -167,3 +167,120 @@ fn every_command_has_examples_in_its_help() {
         );
     }
 }
+
+#[test]
+fn the_agent_guide_documents_every_option() {
+    let guide = std::fs::read_to_string(common::repo_root().join("docs/agent.md")).unwrap();
+    for o in heapscope_agent::config::OPTIONS {
+        let row = format!("| `{}` | `--{}` / `{}` | ", o.env_name(), o.flag(), o.key);
+        assert!(guide.contains(&row), "docs/agent.md has no row {row:?}");
+    }
+}
+
+/// After an install (`scripts/install PREFIX`: PREFIX/bin/heapscope and
+/// PREFIX/share/heapscope/ruby/lib), `heapscope run` finds the agent from any
+/// directory, with no variable pointing at it.
+#[test]
+fn run_finds_an_installed_agent_beside_its_binary() {
+    let prefix = tempfile::tempdir().unwrap();
+    let bin = prefix.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_heapscope"), bin.join("heapscope")).unwrap();
+    let share = prefix.path().join("share/heapscope/ruby");
+    std::fs::create_dir_all(&share).unwrap();
+    copy_dir(&common::agent::ruby_lib(), &share.join("lib"));
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(bin.join("heapscope"));
+    cmd.current_dir(elsewhere.path())
+        .args(["run", "--no-profile", "--no-stats", "--"])
+        .args(["ruby", "-e", "print Heapscope.running?"])
+        .env("HEAPSCOPE_RUNTIME_DIR", elsewhere.path().join("run"))
+        .env("HOME", elsewhere.path())
+        .env_remove("HEAPSCOPE_RUBY_LIB")
+        .env_remove("RUBYLIB")
+        .env_remove("XDG_DATA_HOME");
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "true", "{err}");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// `gem build heapscope.gemspec` and `gem install` (which compiles the
+/// extension with cargo) give a gem that `require "heapscope"` loads and that
+/// `heapscope run` finds with no library directory at all.
+#[test]
+fn the_gem_builds_installs_and_runs() {
+    let root = common::repo_root();
+    let work = tempfile::tempdir().unwrap();
+    let build = std::process::Command::new("gem")
+        .current_dir(&root)
+        .args(["build", "heapscope.gemspec", "--output"])
+        .arg(work.path().join("heapscope.gem"))
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "gem build: {}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let gems = work.path().join("gems");
+    // Its own target directory: release builds of the extension, kept
+    // between runs, and no wait on the test build's lock.
+    let target = common::agent::target_dir()
+        .parent()
+        .unwrap()
+        .join("gem-test");
+    let install = std::process::Command::new("gem")
+        .args(["install", "--local", "--no-document", "--install-dir"])
+        .arg(&gems)
+        .arg(work.path().join("heapscope.gem"))
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    assert!(
+        install.status.success(),
+        "gem install: {}\n{}",
+        String::from_utf8_lossy(&install.stdout),
+        String::from_utf8_lossy(&install.stderr)
+    );
+    // A copy of the binary away from the checkout, so that nothing but the
+    // gem can provide the agent.
+    let bin = work.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_heapscope"), bin.join("heapscope")).unwrap();
+    let out = std::process::Command::new(bin.join("heapscope"))
+        .current_dir(work.path())
+        .args(["run", "--no-profile", "--no-stats", "--"])
+        .args([
+            "ruby",
+            "-e",
+            "print Heapscope::VERSION, ' ', Heapscope.running?",
+        ])
+        .env("GEM_PATH", &gems)
+        .env("HOME", work.path())
+        .env("HEAPSCOPE_RUNTIME_DIR", work.path().join("run"))
+        .env_remove("HEAPSCOPE_RUBY_LIB")
+        .env_remove("RUBYLIB")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{} true", env!("CARGO_PKG_VERSION")),
+        "{err}"
+    );
+}

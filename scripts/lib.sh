@@ -45,5 +45,6 @@ ensure_test_packages() {
     protoc:protobuf-compiler \
     /usr/share/gocode/src/github.com/google/pprof/proto/profile.proto:golang-github-google-pprof-dev \
     /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:fonts-dejavu-core \
-    puma:puma deb:ruby-rack sidekiq:ruby-sidekiq redis-server:redis-server
+    puma:puma deb:ruby-rack sidekiq:ruby-sidekiq redis-server:redis-server \
+    derailed:ruby-derailed-benchmarks
 }

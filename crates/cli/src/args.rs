@@ -88,6 +88,23 @@ Examples:
     /// Ask a process running the agent for a heap dump; prints its path when complete.
     #[command(long_about = crate::cmd::dump::LONG_ABOUT)]
     Dump(crate::cmd::dump::Args),
+    /// Sample a process's memory (RSS, PSS, USS) over time, live in the terminal and to a file.
+    #[command(long_about = crate::cmd::watch::LONG_ABOUT)]
+    Watch(crate::cmd::watch::Args),
+    /// Plot memory over time (RSS and live heap objects) from watch output, agent statistics or
+    /// Rails/derailed log lines.
+    #[command(long_about = crate::cmd::plot::LONG_ABOUT)]
+    Plot(crate::cmd::plot::Args),
+    /// Does memory keep growing or level off? A verdict from a memory log's low boundary.
+    #[command(long_about = crate::cmd::trend::LONG_ABOUT)]
+    Trend(crate::cmd::trend::Args),
+    /// Hit a Rack app on loopback N times while recording its memory; ends with a plot and a
+    /// trend verdict.
+    #[command(long_about = crate::cmd::bench::LONG_ABOUT)]
+    Bench(crate::cmd::bench::Args),
+    /// The memory each `require` adds, as a tree with totals.
+    #[command(long_about = crate::cmd::require_mem::LONG_ABOUT)]
+    RequireMem(crate::cmd::require_mem::Args),
 }
 
 /// The output format of the report commands.

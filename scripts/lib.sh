@@ -39,12 +39,13 @@ ensure_cargo() {
 # Everything the test suite needs: Ruby 3.1 and its headers plus libclang (the
 # native agent), heapy (parity test), protoc and the pprof schema (pprof
 # decoding), a TTF font (plots), and Puma, Rack, Sidekiq and Redis (the
-# agent's end-to-end tests).
+# agent's end-to-end tests), derailed_benchmarks and Rails (require-mem is checked against
+# `derailed bundle:mem` on `require "rails/all"`).
 ensure_test_packages() {
   ensure_packages ruby:ruby deb:ruby-dev deb:libclang-dev heapy:ruby-heapy \
     protoc:protobuf-compiler \
     /usr/share/gocode/src/github.com/google/pprof/proto/profile.proto:golang-github-google-pprof-dev \
     /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:fonts-dejavu-core \
     puma:puma deb:ruby-rack sidekiq:ruby-sidekiq redis-server:redis-server \
-    derailed:ruby-derailed-benchmarks
+    derailed:ruby-derailed-benchmarks deb:ruby-rails
 }

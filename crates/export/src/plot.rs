@@ -102,23 +102,23 @@ pub const FONT_PATHS: &[(&str, &str)] = &[
     ),
 ];
 
-const WIDTH: u32 = 1200;
-const HEIGHT: u32 = 700;
+pub(crate) const WIDTH: u32 = 1200;
+pub(crate) const HEIGHT: u32 = 700;
 /// Height of the title line.
-const TITLE_H: u32 = 40;
+pub(crate) const TITLE_H: u32 = 40;
 /// Height of the heap-total panel (the series panel takes the rest).
 const TOP_H: u32 = 220;
 /// Width of the plot column; the legend column takes the rest.
 const PLOT_W: u32 = 830;
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 
-const INK: RGBColor = RGBColor(33, 33, 33);
-const SOFT_INK: RGBColor = RGBColor(97, 97, 97);
-const GRID: RGBColor = RGBColor(232, 232, 232);
+pub(crate) const INK: RGBColor = RGBColor(33, 33, 33);
+pub(crate) const SOFT_INK: RGBColor = RGBColor(97, 97, 97);
+pub(crate) const GRID: RGBColor = RGBColor(232, 232, 232);
 const TOTAL_COLOR: RGBColor = RGBColor(38, 50, 56);
 const CACHE_COLOR: RGBColor = RGBColor(189, 189, 189);
 /// Strong colours for leaks, distinct from each other and from grey.
-const LEAK_COLORS: [RGBColor; 9] = [
+pub(crate) const LEAK_COLORS: [RGBColor; 9] = [
     RGBColor(214, 39, 40),
     RGBColor(31, 119, 180),
     RGBColor(44, 160, 44),
@@ -188,11 +188,11 @@ fn render_rgb(input: &PlotInput, fonts: Option<&'static Fonts>) -> io::Result<Ve
     Ok(rgb)
 }
 
-fn draw_error(e: impl std::fmt::Display) -> io::Error {
+pub(crate) fn draw_error(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!("cannot draw the plot: {e}"))
 }
 
-fn encode_png(w: &mut dyn Write, rgb: &[u8]) -> io::Result<()> {
+pub(crate) fn encode_png(w: &mut dyn Write, rgb: &[u8]) -> io::Result<()> {
     let mut encoder = png::Encoder::new(w, WIDTH, HEIGHT);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
@@ -202,7 +202,7 @@ fn encode_png(w: &mut dyn Write, rgb: &[u8]) -> io::Result<()> {
 }
 
 /// A regular face and, when found, its bold face.
-struct Fonts {
+pub(crate) struct Fonts {
     regular: FontVec,
     bold: Option<FontVec>,
 }
@@ -217,7 +217,7 @@ impl Fonts {
 }
 
 /// The first system font found ([`FONT_PATHS`]), loaded once per process.
-fn system_font() -> Option<&'static Fonts> {
+pub(crate) fn system_font() -> Option<&'static Fonts> {
     static FONTS: OnceLock<Option<Fonts>> = OnceLock::new();
     FONTS
         .get_or_init(|| {
@@ -270,9 +270,9 @@ fn measure(font: &FontVec, size: f64, text: &str) -> (f32, f32, f32) {
 /// plotters' bitmap backend with text drawn by `ab_glyph` from the system
 /// font (plotters' own ab_glyph text ignores side bearings, which jumbles
 /// narrow glyphs), or not drawn when there is no font.
-struct PngBackend<'a> {
-    inner: BitMapBackend<'a>,
-    fonts: Option<&'static Fonts>,
+pub(crate) struct PngBackend<'a> {
+    pub(crate) inner: BitMapBackend<'a>,
+    pub(crate) fonts: Option<&'static Fonts>,
 }
 
 type BitmapError<'a> = <BitMapBackend<'a> as DrawingBackend>::ErrorType;
@@ -411,26 +411,27 @@ fn estimate_width(text: &str, size: f64) -> f64 {
     (text.chars().count() as f64 * size * 0.45).ceil()
 }
 
-type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+pub(crate) type DrawResult<DB> =
+    Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
 /// Text styles and measurement.
 #[derive(Clone, Copy)]
-struct Ink {
-    fonts: Option<&'static Fonts>,
+pub(crate) struct Ink {
+    pub(crate) fonts: Option<&'static Fonts>,
 }
 
 impl Ink {
-    fn style(&self, size: u32, color: RGBColor) -> TextStyle<'static> {
+    pub(crate) fn style(&self, size: u32, color: RGBColor) -> TextStyle<'static> {
         (FONT, size).into_font().color(&color)
     }
 
-    fn bold(&self, size: u32, color: RGBColor) -> TextStyle<'static> {
+    pub(crate) fn bold(&self, size: u32, color: RGBColor) -> TextStyle<'static> {
         (FONT, size, FontStyle::Bold).into_font().color(&color)
     }
 
     /// The width of `text` in pixels: measured with the system font, else
     /// estimated.
-    fn width(&self, text: &str, size: u32) -> i32 {
+    pub(crate) fn width(&self, text: &str, size: u32) -> i32 {
         match self.fonts {
             Some(f) => measure(&f.regular, size as f64, text).0.ceil() as i32,
             None => estimate_width(text, size as f64) as i32,
@@ -438,7 +439,7 @@ impl Ink {
     }
 
     /// `text` cut in the middle (keeping both ends) to fit `max` pixels.
-    fn fit(&self, text: &str, size: u32, max: i32) -> String {
+    pub(crate) fn fit(&self, text: &str, size: u32, max: i32) -> String {
         if self.width(text, size) <= max {
             return text.to_string();
         }
@@ -461,7 +462,7 @@ impl Ink {
     }
 }
 
-fn text<DB: DrawingBackend>(
+pub(crate) fn text<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     s: &str,
     pos: (i32, i32),
@@ -473,7 +474,7 @@ fn text<DB: DrawingBackend>(
 }
 
 /// The points of one line, split into runs at non-finite values.
-fn runs(x: &[f64], y: &[f64], scale: f64) -> Vec<Vec<(f64, f64)>> {
+pub(crate) fn runs(x: &[f64], y: &[f64], scale: f64) -> Vec<Vec<(f64, f64)>> {
     let mut out: Vec<Vec<(f64, f64)>> = Vec::new();
     let mut run = Vec::new();
     for (&x, &y) in x.iter().zip(y) {
@@ -490,7 +491,7 @@ fn runs(x: &[f64], y: &[f64], scale: f64) -> Vec<Vec<(f64, f64)>> {
 }
 
 /// The largest binary unit not above `max` bytes.
-fn byte_unit(max: f64) -> (f64, &'static str) {
+pub(crate) fn byte_unit(max: f64) -> (f64, &'static str) {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut scale = 1.0;
     let mut i = 0;
@@ -502,7 +503,7 @@ fn byte_unit(max: f64) -> (f64, &'static str) {
 }
 
 /// A byte count with its own unit, e.g. `12.3 MiB`.
-fn human_bytes(bytes: f64) -> String {
+pub(crate) fn human_bytes(bytes: f64) -> String {
     if !bytes.is_finite() {
         return "–".to_string();
     }
@@ -519,7 +520,7 @@ fn human_bytes(bytes: f64) -> String {
 }
 
 /// An axis tick: as few decimals as the step between ticks needs.
-fn tick(v: f64, step: f64) -> String {
+pub(crate) fn tick(v: f64, step: f64) -> String {
     let decimals = if step >= 1.0 || step <= 0.0 {
         0
     } else {
@@ -534,7 +535,7 @@ fn tick(v: f64, step: f64) -> String {
 }
 
 /// `v` with one decimal, or none when it is whole.
-fn short_number(v: f64) -> String {
+pub(crate) fn short_number(v: f64) -> String {
     if (v - v.round()).abs() < 0.05 {
         format!("{v:.0}")
     } else {
@@ -543,7 +544,7 @@ fn short_number(v: f64) -> String {
 }
 
 /// The time unit for a span of `seconds`, and its name.
-fn time_unit(seconds: f64) -> (f64, &'static str) {
+pub(crate) fn time_unit(seconds: f64) -> (f64, &'static str) {
     if seconds < 120.0 {
         (1.0, "s")
     } else if seconds < 2.0 * 3600.0 {
@@ -556,7 +557,7 @@ fn time_unit(seconds: f64) -> (f64, &'static str) {
 }
 
 /// `lo..hi` widened when empty, so plotters always has a range.
-fn padded(lo: f64, hi: f64, pad: f64) -> std::ops::Range<f64> {
+pub(crate) fn padded(lo: f64, hi: f64, pad: f64) -> std::ops::Range<f64> {
     if !lo.is_finite() || !hi.is_finite() {
         return 0.0..1.0;
     }
@@ -567,11 +568,11 @@ fn padded(lo: f64, hi: f64, pad: f64) -> std::ops::Range<f64> {
     lo..hi + (hi - lo) * pad
 }
 
-fn finite_max(values: impl Iterator<Item = f64>) -> Option<f64> {
+pub(crate) fn finite_max(values: impl Iterator<Item = f64>) -> Option<f64> {
     values.filter(|v| v.is_finite()).reduce(f64::max)
 }
 
-fn finite_min(values: impl Iterator<Item = f64>) -> Option<f64> {
+pub(crate) fn finite_min(values: impl Iterator<Item = f64>) -> Option<f64> {
     values.filter(|v| v.is_finite()).reduce(f64::min)
 }
 
@@ -885,7 +886,7 @@ fn mesh<DB: DrawingBackend>(
 }
 
 /// Roughly the step plotters picks for `labels` ticks over `span`.
-fn nice_step(span: f64, labels: usize) -> f64 {
+pub(crate) fn nice_step(span: f64, labels: usize) -> f64 {
     if span <= 0.0 || !span.is_finite() {
         return 1.0;
     }

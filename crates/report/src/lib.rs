@@ -12,7 +12,9 @@ use serde_json::{json, Map, Value};
 
 pub mod inspect;
 pub mod leaks;
+pub mod memtrend;
 pub mod path;
+pub mod requires;
 pub mod retained;
 pub mod suspects;
 mod table;

@@ -1,0 +1,1002 @@
+//! Memory logs: process memory sampled over time (`heapscope trend`,
+//! `heapscope plot`, `heapscope bench`).
+//!
+//! [`parse_log`] reads one log into one [`MemSeries`] per process. The format
+//! is sniffed line by line, so one file may mix them:
+//!
+//! 1. **`heapscope watch` JSON lines**: `{"time":1763710200.123,"pid":4242,
+//!    "rss_bytes":..,"pss_bytes":..,"uss_bytes":..}`, possibly with the
+//!    agent's fields merged in (below). `time` is unix seconds (a number, or
+//!    a string timestamp as in format 3).
+//! 2. **`heapscope watch` CSV**: a header row naming the columns (`time,pid,
+//!    rss_bytes,pss_bytes,uss_bytes,heap_live_slots,...`, any order, unknown
+//!    columns ignored), then one row per sample; an empty cell is unknown.
+//! 3. **The agent's statistics** (`tmp/profiles/gc-<pid>.jsonl`): JSON lines
+//!    with `time`, `pid`, `rss_bytes`, `heap_live_slots`, `minor_gc_count`,
+//!    `major_gc_count`, `requests`, ... (told from watch lines by their GC
+//!    keys).
+//! 4. **The common Rails log snippet**: `MEMORY[<pid>]: time: <timestamp>
+//!    rss: <size>, live_objects: <n>` anywhere in a line (after the log's own
+//!    prefix). The timestamp is ISO 8601 (`2024-05-01T12:00:00+00:00`,
+//!    `2024-05-01T12:00:00.5Z`), Ruby's `Time#to_s` (`2024-05-01 12:00:00
+//!    +0000`, `... UTC`) or unix seconds; one without a zone is taken as UTC.
+//!    The size is a number of **KiB** when it has no unit (what `ps -o rss`
+//!    prints), else a number with a unit: `B`, `K`/`KB`/`KiB`, `M`/`MB`/`MiB`,
+//!    `G`/`GB`/`GiB`, `T`... (any case; `KB`, `MB`, `GB` are read as binary
+//!    units, as `ps` and the usual Ruby snippets mean them). Other lines of a
+//!    Rails log are not records and are ignored silently.
+//! 5. **derailed_benchmarks `perf:mem_over_time`**: lines that are just a
+//!    number, the RSS in MiB (`GetProcessMem#mb`, a Float such as
+//!    `13.76171875`), one every 5 seconds. The lines derailed prints before
+//!    them (`Booting: ...`, `Endpoint: ...`, `PID: 1234`) are recognised; the
+//!    PID becomes the series' pid. These lines carry no clock: a sample's
+//!    `time` is its **sample number** (0, 1, 2, ...), and
+//!    [`LogFormat::has_clock`] is false.
+//!
+//! Lines that fit no format, and records without a usable time or without
+//! any memory value, are skipped with their line number and the reason
+//! (blank lines silently). Invalid UTF-8 is replaced, never fatal; `\r\n`
+//! endings are fine. A log with no usable line has no series
+//! ([`ParsedLog::is_empty`]).
+
+use std::collections::HashMap;
+
+/// One sample of one process.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MemSample {
+    /// Unix seconds, or seconds from the start (or the sample number, see
+    /// [`LogFormat::has_clock`]) when the log has no clock.
+    pub time: f64,
+    pub rss_bytes: Option<u64>,
+    pub pss_bytes: Option<u64>,
+    pub uss_bytes: Option<u64>,
+    /// Live heap slots (`GC.stat(:heap_live_slots)`).
+    pub live_objects: Option<u64>,
+    /// Requests served so far (cumulative).
+    pub requests: Option<u64>,
+    pub minor_gc_count: Option<u64>,
+    pub major_gc_count: Option<u64>,
+}
+
+/// The samples of one process, in time order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MemSeries {
+    pub pid: Option<u32>,
+    /// `pid 4242`, or the log's name when the pid is unknown.
+    pub label: String,
+    pub samples: Vec<MemSample>,
+}
+
+/// The format of a log (the one of its records, or `Mixed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LogFormat {
+    /// No record was found.
+    Unknown,
+    WatchJson,
+    WatchCsv,
+    AgentStats,
+    RailsLog,
+    Derailed,
+    /// Records of more than one format.
+    Mixed,
+}
+
+impl LogFormat {
+    /// A short name for messages and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogFormat::Unknown => "unknown",
+            LogFormat::WatchJson => "heapscope watch (JSON lines)",
+            LogFormat::WatchCsv => "heapscope watch (CSV)",
+            LogFormat::AgentStats => "heapscope agent statistics",
+            LogFormat::RailsLog => "Rails log (MEMORY[pid] lines)",
+            LogFormat::Derailed => "derailed_benchmarks mem_over_time",
+            LogFormat::Mixed => "mixed",
+        }
+    }
+
+    /// Whether sample times are clock times (false for derailed output, whose
+    /// samples are numbered).
+    pub fn has_clock(self) -> bool {
+        self != LogFormat::Derailed
+    }
+}
+
+/// What [`parse_log`] found in one log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedLog {
+    /// One series per pid (pid-less records form one series), in order of
+    /// first appearance; samples in time order.
+    pub series: Vec<MemSeries>,
+    pub format: LogFormat,
+    /// Lines that were not used: (1-based line number, why).
+    pub skipped: Vec<(usize, String)>,
+}
+
+impl ParsedLog {
+    /// No sample at all.
+    pub fn is_empty(&self) -> bool {
+        self.series.iter().all(|s| s.samples.is_empty())
+    }
+
+    /// Number of samples over all series.
+    pub fn sample_count(&self) -> usize {
+        self.series.iter().map(|s| s.samples.len()).sum()
+    }
+}
+
+/// Lines derailed prints around its numbers.
+const DERAILED_PREAMBLE: &[&str] = &[
+    "Booting:",
+    "Endpoint:",
+    "Port:",
+    "Server:",
+    "HTTP headers:",
+    "Warming up app:",
+    "Env var ",
+];
+
+/// Parses one memory log; `name` (e.g. the file name) labels series without
+/// a pid. Never panics.
+pub fn parse_log(name: &str, bytes: &[u8]) -> ParsedLog {
+    let mut p = Parser::default();
+    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let line = String::from_utf8_lossy(raw);
+        p.line(i + 1, line.trim());
+    }
+    p.finish(name)
+}
+
+/// Merges the series of several logs: the same pid across logs becomes one
+/// series (samples in time order, exact duplicates dropped); series without a
+/// pid stay apart. Order: first appearance.
+pub fn merge_series(logs: Vec<ParsedLog>) -> Vec<MemSeries> {
+    let mut out: Vec<MemSeries> = Vec::new();
+    let mut by_pid: HashMap<u32, usize> = HashMap::new();
+    for log in logs {
+        for s in log.series {
+            match s.pid {
+                Some(pid) => match by_pid.get(&pid) {
+                    Some(&i) => out[i].samples.extend(s.samples),
+                    None => {
+                        by_pid.insert(pid, out.len());
+                        out.push(s);
+                    }
+                },
+                None => out.push(s),
+            }
+        }
+    }
+    for s in &mut out {
+        sort_samples(&mut s.samples);
+        s.samples.dedup();
+    }
+    out
+}
+
+fn sort_samples(samples: &mut [MemSample]) {
+    samples.sort_by(|a, b| a.time.total_cmp(&b.time));
+}
+
+#[derive(Default)]
+struct Parser {
+    /// (pid, samples) in order of first appearance.
+    series: Vec<(Option<u32>, Vec<MemSample>)>,
+    index: HashMap<Option<u32>, usize>,
+    formats: Vec<LogFormat>,
+    skipped: Vec<(usize, String)>,
+    /// Lines no format recognised (reported unless this is a Rails log).
+    unrecognised: Vec<(usize, String)>,
+    csv: Option<Vec<String>>,
+    derailed_pid: Option<u32>,
+    derailed_index: u64,
+}
+
+impl Parser {
+    fn push(&mut self, pid: Option<u32>, sample: MemSample, format: LogFormat) {
+        if !self.formats.contains(&format) {
+            self.formats.push(format);
+        }
+        let i = *self.index.entry(pid).or_insert_with(|| {
+            self.series.push((pid, Vec::new()));
+            self.series.len() - 1
+        });
+        self.series[i].1.push(sample);
+    }
+
+    fn skip(&mut self, line: usize, why: impl Into<String>) {
+        self.skipped.push((line, why.into()));
+    }
+
+    fn line(&mut self, no: usize, line: &str) {
+        if line.is_empty() {
+            return;
+        }
+        if let Some(at) = line.find("MEMORY[") {
+            match rails_record(&line[at + "MEMORY[".len()..]) {
+                Ok((pid, sample)) => self.push(Some(pid), sample, LogFormat::RailsLog),
+                Err(why) => self.skip(no, why),
+            }
+            return;
+        }
+        if line.starts_with('{') {
+            match json_record(line) {
+                Ok((pid, sample, format)) => self.push(pid, sample, format),
+                Err(why) => self.skip(no, why),
+            }
+            return;
+        }
+        if let Some(v) = plain_number(line) {
+            if self.csv.is_none() {
+                if v.is_finite() && v >= 0.0 {
+                    let sample = MemSample {
+                        time: self.derailed_index as f64,
+                        rss_bytes: Some((v * MIB).round() as u64),
+                        ..MemSample::default()
+                    };
+                    self.derailed_index += 1;
+                    self.push(self.derailed_pid, sample, LogFormat::Derailed);
+                } else {
+                    self.skip(no, "not a memory size");
+                }
+                return;
+            }
+        }
+        if let Some(pid) = line.strip_prefix("PID:") {
+            if let Ok(pid) = pid.trim().parse() {
+                self.derailed_pid = Some(pid);
+                return;
+            }
+        }
+        if DERAILED_PREAMBLE.iter().any(|p| line.starts_with(p)) {
+            return;
+        }
+        if line.contains(',') {
+            if let Some(header) = csv_header(line) {
+                self.csv = Some(header);
+                return;
+            }
+            if let Some(header) = self.csv.take() {
+                match csv_record(&header, line) {
+                    Ok((pid, sample)) => self.push(pid, sample, LogFormat::WatchCsv),
+                    Err(why) => self.skip(no, why),
+                }
+                self.csv = Some(header);
+                return;
+            }
+        }
+        let excerpt: String = line.chars().take(40).collect();
+        self.unrecognised
+            .push((no, format!("not a memory record: {excerpt:?}")));
+    }
+
+    fn finish(mut self, name: &str) -> ParsedLog {
+        let format = match self.formats.as_slice() {
+            [] => LogFormat::Unknown,
+            [one] => *one,
+            _ => LogFormat::Mixed,
+        };
+        if format != LogFormat::RailsLog {
+            self.skipped.append(&mut self.unrecognised);
+            self.skipped.sort_by_key(|s| s.0);
+        }
+        let series = self
+            .series
+            .into_iter()
+            .map(|(pid, mut samples)| {
+                sort_samples(&mut samples);
+                MemSeries {
+                    pid,
+                    label: match pid {
+                        Some(pid) => format!("pid {pid}"),
+                        None => name.to_string(),
+                    },
+                    samples,
+                }
+            })
+            .collect();
+        ParsedLog {
+            series,
+            format,
+            skipped: self.skipped,
+        }
+    }
+}
+
+const KIB: f64 = 1024.0;
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// A line that is one decimal number (derailed's output).
+fn plain_number(line: &str) -> Option<f64> {
+    let ok = !line.is_empty()
+        && line
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'e' || b == b'E' || b == b'-')
+        && line.as_bytes()[0].is_ascii_digit();
+    if ok {
+        line.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// `rest` follows `MEMORY[`: `<pid>]: time: <t> rss: <size>, live_objects: <n>`.
+fn rails_record(rest: &str) -> Result<(u32, MemSample), String> {
+    let close = rest.find(']').ok_or("MEMORY[ without a closing ]")?;
+    let pid: u32 = rest[..close]
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad pid {:?}", &rest[..close]))?;
+    let body = &rest[close + 1..];
+    let field = |key: &str| -> Option<&str> {
+        let at = find_key(body, key)?;
+        let value = &body[at + key.len()..];
+        // A value ends at a comma or where the next known key begins.
+        let mut end = value.find(',').unwrap_or(value.len());
+        for next in ["rss:", "live_objects:", "time:", "requests:"] {
+            if let Some(k) = find_key(value, next) {
+                end = end.min(k);
+            }
+        }
+        Some(value[..end].trim())
+    };
+    let time_text = field("time:").ok_or("no time: field")?;
+    let time = parse_timestamp(time_text).ok_or_else(|| format!("bad time {time_text:?}"))?;
+    let rss = match field("rss:") {
+        Some(t) => Some(parse_size(t).ok_or_else(|| format!("bad rss {t:?}"))?),
+        None => None,
+    };
+    let live = match field("live_objects:") {
+        Some(t) => Some(parse_count(t).ok_or_else(|| format!("bad live_objects {t:?}"))?),
+        None => None,
+    };
+    let requests = field("requests:").and_then(parse_count);
+    if rss.is_none() && live.is_none() {
+        return Err("neither rss: nor live_objects:".into());
+    }
+    Ok((
+        pid,
+        MemSample {
+            time,
+            rss_bytes: rss,
+            live_objects: live,
+            requests,
+            ..MemSample::default()
+        },
+    ))
+}
+
+/// Where `key` starts in `s` at a word boundary (not inside `xrss:`).
+fn find_key(s: &str, key: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = s[from..].find(key) {
+        let at = from + i;
+        let before = s[..at].chars().next_back();
+        if before.is_none_or(|c| !(c.is_alphanumeric() || c == '_')) {
+            return Some(at);
+        }
+        from = at + key.len();
+    }
+    None
+}
+
+/// A count such as `123456` or `1_234` or `1,234`... only plain digits with
+/// optional `_` separators (commas separate fields).
+fn parse_count(t: &str) -> Option<u64> {
+    let t: String = t.trim().chars().filter(|&c| c != '_').collect();
+    if let Ok(n) = t.parse::<u64>() {
+        return Some(n);
+    }
+    let f: f64 = t.parse().ok()?;
+    (f.is_finite() && f >= 0.0).then(|| f.round() as u64)
+}
+
+/// A size: a plain number of KiB, or a number with a unit.
+pub fn parse_size(t: &str) -> Option<u64> {
+    let t = t.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
+        .unwrap_or(t.len());
+    let number: String = t[..split].chars().filter(|&c| c != '_').collect();
+    let v: f64 = number.parse().ok()?;
+    let unit = t[split..].trim().to_ascii_lowercase();
+    let scale = match unit.as_str() {
+        "" | "k" | "kb" | "kib" => KIB,
+        "b" | "bytes" => 1.0,
+        "m" | "mb" | "mib" => MIB,
+        "g" | "gb" | "gib" => MIB * KIB,
+        "t" | "tb" | "tib" => MIB * MIB,
+        _ => return None,
+    };
+    let bytes = v * scale;
+    ((0.0..1.8e19).contains(&bytes)).then(|| bytes.round() as u64)
+}
+
+/// A timestamp: unix seconds, ISO 8601 or Ruby's `Time#to_s`, as unix
+/// seconds. A timestamp without a zone is UTC.
+pub fn parse_timestamp(t: &str) -> Option<f64> {
+    let t = t.trim().trim_matches('"');
+    if let Ok(v) = t.parse::<f64>() {
+        return v.is_finite().then_some(v);
+    }
+    let b = t.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = t.get(r)?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
+    };
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    if b[10] != b'T' && b[10] != b't' && b[10] != b' ' {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let mut rest = &t[19..];
+    let mut frac = 0.0;
+    if let Some(r) = rest.strip_prefix(['.', ',']) {
+        let end = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+        if end == 0 {
+            return None;
+        }
+        frac = format!("0.{}", &r[..end]).parse().ok()?;
+        rest = &r[end..];
+    }
+    let rest = rest.trim();
+    let offset = match rest {
+        "" | "Z" | "z" | "UTC" | "GMT" => 0,
+        _ => {
+            let sign = match rest.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let digits: String = rest[1..].chars().filter(|&c| c != ':').collect();
+            if digits.len() != 4 || !digits.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            let hh: i64 = digits[..2].parse().ok()?;
+            let mm: i64 = digits[2..].parse().ok()?;
+            sign * (hh * 3600 + mm * 60)
+        }
+    };
+    let days = days_from_civil(y, mo, d);
+    let secs = days * 86_400 + h * 3600 + mi * 60 + s - offset;
+    Some(secs as f64 + frac)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (the era-based
+/// algorithm: 400-year eras of 146,097 days, years starting in March).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// A JSON value of a flat record.
+#[derive(Debug, PartialEq)]
+enum JsonValue {
+    Number(String),
+    Text(String),
+    Other,
+}
+
+/// Parses one JSON object; nested values are skipped as [`JsonValue::Other`].
+fn json_object(s: &str) -> Result<Vec<(String, JsonValue)>, String> {
+    let mut c = Cursor {
+        b: s.as_bytes(),
+        i: 0,
+    };
+    c.ws();
+    c.expect(b'{')?;
+    let mut out = Vec::new();
+    c.ws();
+    if c.peek() == Some(b'}') {
+        c.i += 1;
+    } else {
+        loop {
+            c.ws();
+            let key = c.string()?;
+            c.ws();
+            c.expect(b':')?;
+            c.ws();
+            let value = c.value()?;
+            out.push((key, value));
+            c.ws();
+            match c.next() {
+                Some(b',') => continue,
+                Some(b'}') => break,
+                _ => return Err("bad JSON: expected , or }".into()),
+            }
+        }
+    }
+    c.ws();
+    if c.i != c.b.len() {
+        return Err("bad JSON: text after the object".into());
+    }
+    Ok(out)
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Cursor<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let c = self.peek();
+        self.i += 1;
+        c
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+            self.i += 1;
+        }
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), String> {
+        if self.next() == Some(c) {
+            Ok(())
+        } else {
+            Err(format!("bad JSON: expected {:?}", c as char))
+        }
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        self.expect(b'"')?;
+        let mut out = Vec::new();
+        loop {
+            match self.next() {
+                None => return Err("bad JSON: unterminated string".into()),
+                Some(b'"') => break,
+                Some(b'\\') => match self.next() {
+                    Some(b'n') => out.push(b'\n'),
+                    Some(b't') => out.push(b'\t'),
+                    Some(b'r') => out.push(b'\r'),
+                    Some(b'b') => out.push(8),
+                    Some(b'f') => out.push(12),
+                    Some(b'u') => {
+                        let hex = self.b.get(self.i..self.i + 4).ok_or("bad JSON escape")?;
+                        self.i += 4;
+                        let code = std::str::from_utf8(hex)
+                            .ok()
+                            .and_then(|h| u32::from_str_radix(h, 16).ok())
+                            .ok_or("bad JSON escape")?;
+                        let ch = char::from_u32(code).unwrap_or('\u{fffd}');
+                        let mut buf = [0; 4];
+                        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                    }
+                    Some(c @ (b'"' | b'\\' | b'/')) => out.push(c),
+                    _ => return Err("bad JSON escape".into()),
+                },
+                Some(c) => out.push(c),
+            }
+        }
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    fn value(&mut self) -> Result<JsonValue, String> {
+        match self.peek() {
+            Some(b'"') => Ok(JsonValue::Text(self.string()?)),
+            Some(b'{' | b'[') => {
+                self.skip_nested()?;
+                Ok(JsonValue::Other)
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                let start = self.i;
+                while matches!(
+                    self.peek(),
+                    Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                ) {
+                    self.i += 1;
+                }
+                let text = std::str::from_utf8(&self.b[start..self.i]).unwrap_or("");
+                if text.parse::<f64>().is_err() {
+                    return Err(format!("bad JSON number {text:?}"));
+                }
+                Ok(JsonValue::Number(text.to_string()))
+            }
+            _ => {
+                for word in [&b"true"[..], b"false", b"null"] {
+                    if self.b[self.i..].starts_with(word) {
+                        self.i += word.len();
+                        return Ok(JsonValue::Other);
+                    }
+                }
+                Err("bad JSON value".into())
+            }
+        }
+    }
+
+    /// Skips a nested object or array (strings inside may hold brackets).
+    fn skip_nested(&mut self) -> Result<(), String> {
+        let mut depth = 0usize;
+        loop {
+            match self.peek() {
+                None => return Err("bad JSON: unterminated value".into()),
+                Some(b'"') => {
+                    self.string()?;
+                    continue;
+                }
+                Some(b'{' | b'[') => depth += 1,
+                Some(b'}' | b']') => {
+                    depth -= 1;
+                    if depth == 0 {
+                        self.i += 1;
+                        return Ok(());
+                    }
+                }
+                _ => {}
+            }
+            self.i += 1;
+        }
+    }
+}
+
+/// A non-negative integer from a JSON number or CSV cell (`12`, `12.0`,
+/// `1.2e6`); `None` for negatives, fractions are rounded.
+fn to_u64(text: &str) -> Option<u64> {
+    if let Ok(n) = text.parse::<u64>() {
+        return Some(n);
+    }
+    let f: f64 = text.parse().ok()?;
+    ((0.0..1.8e19).contains(&f)).then(|| f.round() as u64)
+}
+
+/// Keys telling the agent's statistics apart from watch records.
+const AGENT_KEYS: &[&str] = &["heap_free_slots", "total_allocated_objects"];
+
+/// Assigns one named value to a sample; `Err` for a known key with a bad
+/// value. Returns the pid for `pid`.
+fn assign(
+    sample: &mut MemSample,
+    pid: &mut Option<u32>,
+    have_time: &mut bool,
+    key: &str,
+    value: Option<&str>,
+    text: bool,
+) -> Result<(), String> {
+    let Some(value) = value else {
+        return Ok(());
+    };
+    let num = || to_u64(value).ok_or_else(|| format!("bad {key} {value:?}"));
+    match key {
+        "time" | "timestamp" | "t" => {
+            let t = if text {
+                parse_timestamp(value)
+            } else {
+                value.parse::<f64>().ok().filter(|v| v.is_finite())
+            };
+            sample.time = t.ok_or_else(|| format!("bad time {value:?}"))?;
+            *have_time = true;
+        }
+        "pid" => *pid = Some(value.parse().map_err(|_| format!("bad pid {value:?}"))?),
+        "rss_bytes" | "rss" => sample.rss_bytes = Some(num()?),
+        "pss_bytes" | "pss" => sample.pss_bytes = Some(num()?),
+        "uss_bytes" | "uss" => sample.uss_bytes = Some(num()?),
+        "rss_kb" => sample.rss_bytes = Some(num()?.saturating_mul(1024)),
+        "heap_live_slots" | "live_objects" => sample.live_objects = Some(num()?),
+        "requests" => sample.requests = Some(num()?),
+        "minor_gc_count" => sample.minor_gc_count = Some(num()?),
+        "major_gc_count" => sample.major_gc_count = Some(num()?),
+        _ => {}
+    }
+    Ok(())
+}
+
+fn has_memory(s: &MemSample) -> bool {
+    s.rss_bytes.is_some()
+        || s.pss_bytes.is_some()
+        || s.uss_bytes.is_some()
+        || s.live_objects.is_some()
+}
+
+fn json_record(line: &str) -> Result<(Option<u32>, MemSample, LogFormat), String> {
+    let fields = json_object(line)?;
+    let mut sample = MemSample::default();
+    let mut pid = None;
+    let mut have_time = false;
+    let mut agent = false;
+    let mut watch = false;
+    for (key, value) in &fields {
+        agent |= AGENT_KEYS.contains(&key.as_str());
+        watch |= key == "pss_bytes" || key == "uss_bytes";
+        let (v, text) = match value {
+            JsonValue::Number(n) => (Some(n.as_str()), false),
+            JsonValue::Text(t) => (Some(t.as_str()), true),
+            JsonValue::Other => (None, false),
+        };
+        assign(&mut sample, &mut pid, &mut have_time, key, v, text)?;
+    }
+    if !have_time {
+        return Err("record without a time".into());
+    }
+    if !has_memory(&sample) {
+        return Err("record without a memory value".into());
+    }
+    let format = if agent && !watch {
+        LogFormat::AgentStats
+    } else {
+        LogFormat::WatchJson
+    };
+    Ok((pid, sample, format))
+}
+
+/// The columns of a CSV header row, when `line` is one: it names `time` and
+/// at least one memory column, and no cell is a number.
+fn csv_header(line: &str) -> Option<Vec<String>> {
+    let cells: Vec<String> = line
+        .split(',')
+        .map(|c| c.trim().trim_matches('"').to_ascii_lowercase())
+        .collect();
+    let memory = [
+        "rss_bytes",
+        "pss_bytes",
+        "uss_bytes",
+        "heap_live_slots",
+        "live_objects",
+        "rss_kb",
+    ];
+    let ok = cells.iter().any(|c| c == "time" || c == "timestamp")
+        && cells.iter().any(|c| memory.contains(&c.as_str()))
+        && cells.iter().all(|c| c.parse::<f64>().is_err());
+    ok.then_some(cells)
+}
+
+fn csv_record(header: &[String], line: &str) -> Result<(Option<u32>, MemSample), String> {
+    let cells: Vec<&str> = line
+        .split(',')
+        .map(|c| c.trim().trim_matches('"'))
+        .collect();
+    if cells.len() != header.len() {
+        return Err(format!(
+            "{} cells where the header has {}",
+            cells.len(),
+            header.len()
+        ));
+    }
+    let mut sample = MemSample::default();
+    let mut pid = None;
+    let mut have_time = false;
+    for (key, cell) in header.iter().zip(&cells) {
+        let value = (!cell.is_empty()).then_some(*cell);
+        let text = key.starts_with("time") && value.is_some_and(|v| v.parse::<f64>().is_err());
+        assign(&mut sample, &mut pid, &mut have_time, key, value, text)?;
+    }
+    if !have_time {
+        return Err("row without a time".into());
+    }
+    if !has_memory(&sample) {
+        return Err("row without a memory value".into());
+    }
+    Ok((pid, sample))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MB: u64 = 1024 * 1024;
+
+    #[test]
+    fn watch_json_lines() {
+        let log = b"{\"time\":1763710200.123,\"pid\":4242,\"rss_bytes\":104857600,\"pss_bytes\":90000000,\"uss_bytes\":80000000}\n\
+{\"time\":1763710201.123,\"pid\":4242,\"rss_bytes\":104857700,\"pss_bytes\":null,\"uss_bytes\":80000001,\"children\":[{\"pid\":1}],\"note\":\"a}b\"}\n";
+        let p = parse_log("w.jsonl", log);
+        assert_eq!(p.format, LogFormat::WatchJson);
+        assert!(p.skipped.is_empty(), "{:?}", p.skipped);
+        assert_eq!(p.series.len(), 1);
+        let s = &p.series[0];
+        assert_eq!((s.pid, s.label.as_str()), (Some(4242), "pid 4242"));
+        assert_eq!(s.samples.len(), 2);
+        assert_eq!(s.samples[0].time, 1763710200.123);
+        assert_eq!(s.samples[0].pss_bytes, Some(90_000_000));
+        assert_eq!(s.samples[1].pss_bytes, None);
+        assert_eq!(s.samples[1].uss_bytes, Some(80_000_001));
+    }
+
+    #[test]
+    fn agent_statistics() {
+        let log = br#"{"time":1700000000.000,"pid":7,"rss_bytes":50000000,"heap_live_slots":1000,"heap_free_slots":10,"total_allocated_objects":5000,"total_freed_objects":4000,"minor_gc_count":3,"major_gc_count":1,"malloc_increase_bytes":0,"oldmalloc_increase_bytes":0,"requests":12,"jobs":0}
+{"time":1700000000.050,"pid":7,"rss_bytes":50001000,"heap_live_slots":1100,"heap_free_slots":10,"total_allocated_objects":5100,"total_freed_objects":4000,"minor_gc_count":4,"major_gc_count":1,"malloc_increase_bytes":0,"oldmalloc_increase_bytes":0}
+"#;
+        let p = parse_log("gc-7.jsonl", log);
+        assert_eq!(p.format, LogFormat::AgentStats);
+        let s = &p.series[0].samples;
+        assert_eq!(s[0].live_objects, Some(1000));
+        assert_eq!(s[0].requests, Some(12));
+        assert_eq!(s[1].requests, None);
+        assert_eq!(s[1].minor_gc_count, Some(4));
+        assert_eq!(s[1].major_gc_count, Some(1));
+    }
+
+    #[test]
+    fn watch_csv_with_empty_cells_and_crlf() {
+        let log = b"time,pid,rss_bytes,pss_bytes,uss_bytes,heap_live_slots,requests\r\n\
+1700000000.5,10,1000,,,,\r\n\
+1700000001.5,10,2000,1500,1200,77,3\r\n\
+1700000002.5,11,3000,,,,\r\n\
+1700000003.5,10,oops,,,,\r\n\
+1,2\r\n";
+        let p = parse_log("w.csv", log);
+        assert_eq!(p.format, LogFormat::WatchCsv);
+        assert_eq!(p.series.len(), 2);
+        let a = &p.series[0].samples;
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[0].pss_bytes, None);
+        assert_eq!(a[1].live_objects, Some(77));
+        assert_eq!(a[1].requests, Some(3));
+        assert_eq!(p.series[1].pid, Some(11));
+        let lines: Vec<usize> = p.skipped.iter().map(|s| s.0).collect();
+        assert_eq!(lines, [5, 6], "{:?}", p.skipped);
+        assert!(p.skipped[0].1.contains("rss_bytes"));
+    }
+
+    #[test]
+    fn rails_lines() {
+        let log = "I, [2024-05-01T12:00:00.000000 #4242]  INFO -- : MEMORY[4242]: time: 2024-05-01 12:00:00 +0000 rss: 102400, live_objects: 500000\n\
+Started GET \"/\" for 127.0.0.1 at 2024-05-01 12:00:00 +0000\n\
+[web] MEMORY[4242]: time: 2024-05-01T12:00:10+02:00 rss: 123.5 MB, live_objects: 500100\n\
+MEMORY[99]: time: 1714564800 rss: 512MiB, live_objects: 3\n\
+MEMORY[99]: time: 1714564801.5 rss: 1.5G\n\
+MEMORY[99]: time: yesterday rss: 1G\n\
+MEMORY[99]: time: 1714564802 rss: 12 parsecs\n";
+        let p = parse_log("production.log", log.as_bytes());
+        assert_eq!(p.format, LogFormat::RailsLog);
+        let a = &p.series[0];
+        assert_eq!(a.pid, Some(4242));
+        // Time-ordered: the +02:00 sample is two hours earlier.
+        assert_eq!(a.samples[0].time, 1714564800.0 - 7200.0 + 10.0);
+        assert_eq!(a.samples[0].rss_bytes, Some((123.5 * MB as f64) as u64));
+        assert_eq!(a.samples[1].time, 1714564800.0);
+        assert_eq!(a.samples[1].rss_bytes, Some(100 * MB));
+        assert_eq!(a.samples[1].live_objects, Some(500_000));
+        let b = &p.series[1];
+        assert_eq!(b.samples[0].rss_bytes, Some(512 * MB));
+        assert_eq!(b.samples[1].rss_bytes, Some(1536 * MB));
+        assert_eq!(b.samples[1].live_objects, None);
+        // Bad MEMORY lines are reported; the rest of the log is not.
+        let lines: Vec<usize> = p.skipped.iter().map(|s| s.0).collect();
+        assert_eq!(lines, [6, 7], "{:?}", p.skipped);
+    }
+
+    #[test]
+    fn derailed_output() {
+        let log = "Booting: production\nEndpoint: \"/\"\nPID: 31337\n13.76171875\n14.0\n14.5\n";
+        let p = parse_log("mem.txt", log.as_bytes());
+        assert_eq!(p.format, LogFormat::Derailed);
+        assert!(!p.format.has_clock());
+        assert!(p.skipped.is_empty());
+        let s = &p.series[0];
+        assert_eq!(s.pid, Some(31337));
+        let times: Vec<f64> = s.samples.iter().map(|s| s.time).collect();
+        assert_eq!(times, [0.0, 1.0, 2.0]);
+        assert_eq!(
+            s.samples[0].rss_bytes,
+            Some((13.76171875 * MB as f64) as u64)
+        );
+        // Without the preamble: no pid, the name labels the series.
+        let p = parse_log("mem.txt", b"10\n11\n");
+        assert_eq!(p.series[0].pid, None);
+        assert_eq!(p.series[0].label, "mem.txt");
+    }
+
+    #[test]
+    fn junk_and_non_utf8_are_skipped_not_fatal() {
+        let mut log = b"\xff\xfe garbage\n{\"time\":1,\"pid\":1,\"rss_bytes\":5}\n{\"time\":2,\n{\"pid\":1,\"rss_bytes\":5}\n{\"time\":3,\"pid\":1}\n\n".to_vec();
+        log.extend_from_slice(b"{\"time\":4,\"pid\":1,\"rss_bytes\":6,\"x\":\"\xc3\x28\"}\n");
+        let p = parse_log("x", &log);
+        assert_eq!(p.sample_count(), 2);
+        let lines: Vec<usize> = p.skipped.iter().map(|s| s.0).collect();
+        assert_eq!(lines, [1, 3, 4, 5], "{:?}", p.skipped);
+        assert!(p.skipped[2].1.contains("time"));
+        assert!(p.skipped[3].1.contains("memory"));
+
+        for junk in [
+            &b""[..],
+            b"\n\n",
+            b"\x00\x01\x02",
+            b"hello\nworld",
+            b"{",
+            b"[1,2]",
+        ] {
+            let p = parse_log("junk", junk);
+            assert!(p.is_empty());
+            assert_eq!(p.format, LogFormat::Unknown);
+        }
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(parse_timestamp("1970-01-01T00:00:00Z"), Some(0.0));
+        assert_eq!(
+            parse_timestamp("2024-05-01T12:00:00+00:00"),
+            Some(1714564800.0)
+        );
+        assert_eq!(
+            parse_timestamp("2024-05-01 12:00:00 +0000"),
+            Some(1714564800.0)
+        );
+        assert_eq!(
+            parse_timestamp("2024-05-01 12:00:00 UTC"),
+            Some(1714564800.0)
+        );
+        assert_eq!(
+            parse_timestamp("2024-05-01 14:00:00 +0200"),
+            Some(1714564800.0)
+        );
+        assert_eq!(
+            parse_timestamp("2024-05-01 07:00:00 -0500"),
+            Some(1714564800.0)
+        );
+        assert_eq!(
+            parse_timestamp("2024-05-01T12:00:00.25"),
+            Some(1714564800.25)
+        );
+        assert_eq!(parse_timestamp("2000-02-29T00:00:00Z"), Some(951782400.0));
+        assert_eq!(parse_timestamp("1714564800.5"), Some(1714564800.5));
+        for bad in [
+            "",
+            "2024-05-01",
+            "2024-13-01T00:00:00",
+            "2024-05-01T12:00:00 CEST",
+            "2024-05-01X12:00:00",
+        ] {
+            assert_eq!(parse_timestamp(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("100"), Some(100 * 1024));
+        assert_eq!(
+            parse_size("123.4 MB"),
+            Some((123.4 * MB as f64).round() as u64)
+        );
+        assert_eq!(parse_size("512MiB"), Some(512 * MB));
+        assert_eq!(
+            parse_size("1.2G"),
+            Some((1.2 * 1024.0 * MB as f64).round() as u64)
+        );
+        assert_eq!(parse_size("10 kb"), Some(10 * 1024));
+        assert_eq!(parse_size("7 B"), Some(7));
+        assert_eq!(parse_size("MB"), None);
+        assert_eq!(parse_size("-5 MB"), None);
+        assert_eq!(parse_size("5 furlongs"), None);
+    }
+
+    #[test]
+    fn merge_joins_pids_across_logs() {
+        let a = parse_log(
+            "a",
+            b"{\"time\":2,\"pid\":1,\"rss_bytes\":20}\n{\"time\":1,\"pid\":2,\"rss_bytes\":5}\n",
+        );
+        let b = parse_log(
+            "b",
+            b"{\"time\":1,\"pid\":1,\"rss_bytes\":10}\n{\"time\":2,\"pid\":1,\"rss_bytes\":20}\n",
+        );
+        let c = parse_log("c", b"1\n2\n");
+        let merged = merge_series(vec![a, b, c]);
+        assert_eq!(merged.len(), 3);
+        assert_eq!(merged[0].pid, Some(1));
+        let times: Vec<f64> = merged[0].samples.iter().map(|s| s.time).collect();
+        assert_eq!(times, [1.0, 2.0], "duplicates dropped, time-ordered");
+        assert_eq!(merged[1].pid, Some(2));
+        assert_eq!(merged[2].label, "c");
+    }
+}

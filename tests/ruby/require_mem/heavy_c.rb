@@ -1,0 +1,4 @@
+# frozen_string_literal: true
+
+ReqMemFill.fill(15)
+require_relative "shared"

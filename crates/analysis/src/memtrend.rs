@@ -44,7 +44,10 @@
 //!    of `level`, and the late half's projected rise `late_slope * T_late`
 //!    is at most [`LATE_RATIO`] (30%) of `level - base` (a fill-then-plateau
 //!    cache, or warm-up followed by steady state).
-//! 4. **flat**: anything else (including memory that shrinks).
+//! 4. **not enough data** also when the boundary rose by at least
+//!    [`MIN_RELATIVE_RISE`] of `level` but neither test above holds (too few
+//!    or too noisy points to tell a leak from a plateau).
+//! 5. **flat**: anything else (including memory that shrinks).
 //!
 //! # Confidence (0..1)
 //!
@@ -73,6 +76,11 @@ pub const MIN_BOUNDARY_POINTS: usize = 5;
 pub const MIN_SAMPLES_TO_BUCKET: usize = 20;
 /// About this many samples per bucket.
 pub const SAMPLES_PER_BUCKET: usize = 5;
+/// Below this many samples, buckets hold [`SHORT_SAMPLES_PER_BUCKET`] (3):
+/// five points cannot make a Mann-Kendall test significant at 1%, so a short
+/// run (a 4-second `bench`) needs more of them.
+pub const SHORT_SERIES: usize = 100;
+pub const SHORT_SAMPLES_PER_BUCKET: usize = 3;
 /// At most this many buckets (boundary points).
 pub const MAX_BOUNDARY_POINTS: usize = 50;
 /// One-sided significance of the Mann-Kendall test for growth.
@@ -205,7 +213,12 @@ fn low_boundary(points: &[(&MemSample, f64)]) -> (Vec<Point>, &'static str) {
     if n < MIN_SAMPLES_TO_BUCKET {
         return (points.iter().map(to_point).collect(), "raw samples");
     }
-    let buckets = (n / SAMPLES_PER_BUCKET).clamp(MIN_BOUNDARY_POINTS, MAX_BOUNDARY_POINTS);
+    let per_bucket = if n < SHORT_SERIES {
+        SHORT_SAMPLES_PER_BUCKET
+    } else {
+        SAMPLES_PER_BUCKET
+    };
+    let buckets = (n / per_bucket).clamp(MIN_BOUNDARY_POINTS, MAX_BOUNDARY_POINTS);
     let t0 = points[0].0.time;
     let span = points[n - 1].0.time - t0;
     let gc_total = |s: &MemSample| match (s.minor_gc_count, s.major_gc_count) {
@@ -369,6 +382,10 @@ fn trend(series: &MemSeries, metric: Metric, clock: bool) -> MemTrend {
     } else if levelled {
         let c = 1.0 - late_rise.max(0.0) / (LATE_RATIO * climbed);
         (MemVerdict::LevelledOff, d * c)
+    } else if rise >= MIN_RELATIVE_RISE * scale {
+        // It rose by more than "flat" allows, but not steadily enough to
+        // call: too few or too noisy points. Say so rather than "flat".
+        (MemVerdict::NotEnoughData, 0.0)
     } else {
         let c = 1.0 - rise.max(0.0) / (MIN_RELATIVE_RISE * scale);
         (MemVerdict::Flat, d * c)

@@ -157,6 +157,11 @@ fn every_command_has_examples_in_its_help() {
         "pprof",
         "run",
         "dump",
+        "watch",
+        "plot",
+        "trend",
+        "bench",
+        "require-mem",
     ] {
         let r = heapscope(&[cmd, "--help"]);
         r.ok();

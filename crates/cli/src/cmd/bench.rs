@@ -53,6 +53,7 @@ Exit status: 0, or 1 with --fail-if-growing when a process's memory is growing; 
 (including every request failing).
 
 Examples:
+    heapscope bench --rackup config.ru -n 5000 --warmup 500
     heapscope bench --rackup config.ru
     heapscope bench --rackup config.ru -n 20000 --concurrency 4 --workers 2 --path / --path /users
     heapscope bench --url http://127.0.0.1:3000/users -H 'Authorization: Bearer x' --fail-if-growing
@@ -82,6 +83,11 @@ pub struct Args {
     /// Requests to send (default: $TEST_COUNT, else 5,000).
     #[arg(long = "requests", short = 'n', value_name = "N")]
     pub requests: Option<u64>,
+
+    /// Requests sent before recording starts, to get past boot-time growth (caches filling, the
+    /// Ruby heap sizing itself), which a short run would otherwise judge as growth.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub warmup: u64,
 
     /// Requests in flight at once (one thread and keep-alive connection each).
     #[arg(long, short = 'c', value_name = "C", default_value_t = 1,
@@ -426,6 +432,34 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Ok(running || samplers.is_empty())
     };
 
+    if a.warmup > 0 {
+        let warm = LoadSpec {
+            requests: a.warmup,
+            ..spec.clone()
+        };
+        let bar = progress_bar(a.quiet, a.warmup);
+        bar.set_message("warming up");
+        let progress = LoadProgress::default();
+        let report = std::thread::scope(|scope| {
+            let load = scope.spawn(|| run_load(&warm, &progress));
+            while !load.is_finished() {
+                std::thread::sleep(Duration::from_millis(50));
+                if stop.load(Ordering::SeqCst) {
+                    progress.interrupt();
+                }
+                bar.set_position(progress.done.load(Ordering::SeqCst));
+            }
+            load.join()
+        })
+        .map_err(|_| anyhow::anyhow!("the load generator panicked"))?;
+        bar.finish_and_clear();
+        if report.ok() == 0 {
+            bail!(
+                "none of the {} warm-up requests succeeded; check --path and the app's log",
+                report.sent()
+            );
+        }
+    }
     let bar = progress_bar(a.quiet, req.count);
     let progress = LoadProgress::default();
     let interval = Duration::from_secs_f64(a.interval);

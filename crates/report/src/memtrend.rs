@@ -30,8 +30,13 @@ fn value(metric: Metric, v: f64) -> String {
 
 /// A slope with its sign, e.g. `+12.3 MB/h`.
 fn rate(metric: Metric, v: f64, per: &str) -> String {
-    if metric.is_bytes() {
-        format!("{:+.2} MB{per}", v / MIB)
+    let mb = v / MIB;
+    if metric.is_bytes() && mb.abs() >= 1000.0 {
+        // 42,930 MB/h reads better than 42929.69 MB/h.
+        let sign = if mb < 0.0 { "-" } else { "+" };
+        format!("{sign}{} MB{per}", thousands(mb.abs().round() as u64))
+    } else if metric.is_bytes() {
+        format!("{mb:+.2} MB{per}")
     } else {
         format!("{:+.0} objects{per}", v)
     }

@@ -1,7 +1,7 @@
 //! The Ruby-independent core of the heapscope agent (the native extension in
 //! `crates/ruby-ext` is a thin shell over it): settings ([`config`]), the
 //! announcement file that `heapscope dump` reads ([`state`]), dump file names
-//! and retention ([`dumpfiles`]), process memory from /proc ([`procmem`]), and
+//! and retention ([`dumpfiles`]), process memory from /proc ([`procmem`]), the statistics record ([`stats`]), and
 //! the sampling heap profiler's tables and pprof assembly ([`profiler`]).
 //!
 //! Everything here is plain Rust, tested without Ruby.
@@ -11,3 +11,4 @@ pub mod dumpfiles;
 pub mod procmem;
 pub mod profiler;
 pub mod state;
+pub mod stats;

@@ -545,19 +545,10 @@ puts "child-state-removed=#{!File.exist?(File.join(run, "agent-#{child}.json"))}
         v.sort();
         v
     });
-    const FIELDS: &[&str] = &[
-        "time",
-        "pid",
-        "rss_bytes",
-        "heap_live_slots",
-        "heap_free_slots",
-        "total_allocated_objects",
-        "total_freed_objects",
-        "minor_gc_count",
-        "major_gc_count",
-        "malloc_increase_bytes",
-        "oldmalloc_increase_bytes",
-    ];
+    let fields: Vec<&str> = ["time", "pid", "rss_bytes"]
+        .into_iter()
+        .chain(heapscope_agent::stats::GC_STAT_KEYS.iter().copied())
+        .collect();
     for pid in [parent, child] {
         let text = std::fs::read_to_string(gc.join(format!("{pid}.jsonl"))).unwrap();
         let records: Vec<Value> = text
@@ -575,7 +566,7 @@ puts "child-state-removed=#{!File.exist?(File.join(run, "agent-#{child}.json"))}
         );
         let mut last_time = 0.0;
         for r in &records {
-            for f in FIELDS {
+            for &f in &fields {
                 assert!(r[f].is_number(), "{pid}: no {f} in {r}");
             }
             assert_eq!(r["pid"], pid);

@@ -14,18 +14,7 @@ use heapscope_agent::state::{state_path, AgentState};
 use serde_json::Value;
 
 /// The statistics fields copied into watch records, in their CSV column order.
-pub const STAT_FIELDS: [&str; 10] = [
-    "heap_live_slots",
-    "heap_free_slots",
-    "total_allocated_objects",
-    "total_freed_objects",
-    "minor_gc_count",
-    "major_gc_count",
-    "malloc_increase_bytes",
-    "oldmalloc_increase_bytes",
-    "requests",
-    "jobs",
-];
+pub use heapscope_agent::stats::STAT_FIELDS;
 
 /// One agent statistics record: the values of [`STAT_FIELDS`] (in that order) it had.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -7,6 +7,8 @@
 
 use std::io;
 
+use heapscope_agent::procmem::{parse_kb, parse_status_rss};
+
 /// Memory of one process in bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ProcMem {
@@ -90,22 +92,6 @@ pub fn parse_smaps_rollup(text: &str) -> Option<ProcMem> {
         pss_bytes: pss,
         uss_bytes: uss,
     })
-}
-
-/// `VmRSS` of `/proc/PID/status`.
-pub fn parse_status_rss(text: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(parse_kb)
-}
-
-fn parse_kb(value: &str) -> Option<u64> {
-    let mut parts = value.split_whitespace();
-    let n: u64 = parts.next()?.parse().ok()?;
-    match parts.next() {
-        Some("kB") | None => n.checked_mul(1024),
-        Some(_) => None,
-    }
 }
 
 /// The children of `pid`: the union of `/proc/PID/task/*/children` (Linux 3.5+, with

@@ -12,6 +12,7 @@ use heapscope_agent::config::{self, Settings, Value as Setting};
 use heapscope_agent::dumpfiles::{self, DumpName};
 use heapscope_agent::procmem;
 use heapscope_agent::state::{self, AgentState, DumpState, DumpStatus};
+use heapscope_agent::stats::{self, GC_STAT_KEYS};
 use magnus::{function, prelude::*, Error, IntoValue, RArray, RHash, RModule, Ruby, Symbol, Value};
 
 mod signal;
@@ -114,41 +115,24 @@ fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
-const GC_KEYS: &[&str] = &[
-    "heap_live_slots",
-    "heap_free_slots",
-    "total_allocated_objects",
-    "total_freed_objects",
-    "minor_gc_count",
-    "major_gc_count",
-    "malloc_increase_bytes",
-    "oldmalloc_increase_bytes",
-];
-
 /// One statistics record as a JSON line (with its newline). `requests` and
 /// `jobs` are written when not nil. `GC.stat(:key)` is asked one key at a
 /// time so no Hash is allocated.
 fn stats_line(ruby: &Ruby, requests: Option<u64>, jobs: Option<u64>) -> Result<String, Error> {
     let gc: RModule = ruby.class_object().const_get("GC")?;
-    let mut line = format!(
-        "{{\"time\":{:.3},\"pid\":{},\"rss_bytes\":{}",
+    let mut values = Vec::with_capacity(GC_STAT_KEYS.len());
+    for key in GC_STAT_KEYS {
+        let v: Value = gc.funcall("stat", (ruby.to_symbol(key),))?;
+        values.push(Option::<i64>::try_convert(v).ok().flatten().unwrap_or(0));
+    }
+    Ok(stats::record_line(
         unix_now(),
         std::process::id(),
-        procmem::rss_bytes()
-    );
-    for key in GC_KEYS {
-        let v: Value = gc.funcall("stat", (ruby.to_symbol(key),))?;
-        let n = Option::<i64>::try_convert(v).ok().flatten().unwrap_or(0);
-        line.push_str(&format!(",\"{key}\":{n}"));
-    }
-    if let Some(r) = requests {
-        line.push_str(&format!(",\"requests\":{r}"));
-    }
-    if let Some(j) = jobs {
-        line.push_str(&format!(",\"jobs\":{j}"));
-    }
-    line.push_str("}\n");
-    Ok(line)
+        procmem::rss_bytes(),
+        &values,
+        requests,
+        jobs,
+    ))
 }
 
 /// `dump_paths(dir, pid, unixtime, seq)` → `[final, temp]`.

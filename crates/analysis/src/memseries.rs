@@ -416,236 +416,34 @@ pub fn parse_size(t: &str) -> Option<u64> {
 /// A timestamp: unix seconds, ISO 8601 or Ruby's `Time#to_s`, as unix
 /// seconds. A timestamp without a zone is UTC.
 pub fn parse_timestamp(t: &str) -> Option<f64> {
+    use chrono::{DateTime, NaiveDateTime};
     let t = t.trim().trim_matches('"');
     if let Ok(v) = t.parse::<f64>() {
         return v.is_finite().then_some(v);
     }
-    let b = t.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let s = t.get(r)?;
-        s.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| s.parse().ok())?
+    let seconds = |d: DateTime<chrono::FixedOffset>| {
+        d.timestamp() as f64 + f64::from(d.timestamp_subsec_nanos()) / 1e9
     };
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[13] != b':' || b[16] != b':' {
-        return None;
+    // ISO 8601 (`2024-05-01T12:00:00+00:00`, `…Z`), then Ruby's
+    // `2024-05-01 12:00:00 +0000`.
+    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+        return Some(seconds(d));
     }
-    if b[10] != b'T' && b[10] != b't' && b[10] != b' ' {
-        return None;
-    }
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-        return None;
-    }
-    let mut rest = &t[19..];
-    let mut frac = 0.0;
-    if let Some(r) = rest.strip_prefix(['.', ',']) {
-        let end = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
-        if end == 0 {
-            return None;
-        }
-        frac = format!("0.{}", &r[..end]).parse().ok()?;
-        rest = &r[end..];
-    }
-    let rest = rest.trim();
-    let offset = match rest {
-        "" | "Z" | "z" | "UTC" | "GMT" => 0,
-        _ => {
-            let sign = match rest.as_bytes()[0] {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let digits: String = rest[1..].chars().filter(|&c| c != ':').collect();
-            if digits.len() != 4 || !digits.bytes().all(|c| c.is_ascii_digit()) {
-                return None;
-            }
-            let hh: i64 = digits[..2].parse().ok()?;
-            let mm: i64 = digits[2..].parse().ok()?;
-            sign * (hh * 3600 + mm * 60)
-        }
-    };
-    let days = days_from_civil(y, mo, d);
-    let secs = days * 86_400 + h * 3600 + mi * 60 + s - offset;
-    Some(secs as f64 + frac)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (the era-based
-/// algorithm: 400-year eras of 146,097 days, years starting in March).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// A JSON value of a flat record.
-#[derive(Debug, PartialEq)]
-enum JsonValue {
-    Number(String),
-    Text(String),
-    Other,
-}
-
-/// Parses one JSON object; nested values are skipped as [`JsonValue::Other`].
-fn json_object(s: &str) -> Result<Vec<(String, JsonValue)>, String> {
-    let mut c = Cursor {
-        b: s.as_bytes(),
-        i: 0,
-    };
-    c.ws();
-    c.expect(b'{')?;
-    let mut out = Vec::new();
-    c.ws();
-    if c.peek() == Some(b'}') {
-        c.i += 1;
-    } else {
-        loop {
-            c.ws();
-            let key = c.string()?;
-            c.ws();
-            c.expect(b':')?;
-            c.ws();
-            let value = c.value()?;
-            out.push((key, value));
-            c.ws();
-            match c.next() {
-                Some(b',') => continue,
-                Some(b'}') => break,
-                _ => return Err("bad JSON: expected , or }".into()),
-            }
+    for format in ["%Y-%m-%d %H:%M:%S%.f %z", "%Y-%m-%dT%H:%M:%S%.f%z"] {
+        if let Ok(d) = DateTime::parse_from_str(t, format) {
+            return Some(seconds(d));
         }
     }
-    c.ws();
-    if c.i != c.b.len() {
-        return Err("bad JSON: text after the object".into());
-    }
-    Ok(out)
-}
-
-struct Cursor<'a> {
-    b: &'a [u8],
-    i: usize,
-}
-
-impl Cursor<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
-    }
-
-    fn next(&mut self) -> Option<u8> {
-        let c = self.peek();
-        self.i += 1;
-        c
-    }
-
-    fn ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\r' | b'\n')) {
-            self.i += 1;
-        }
-    }
-
-    fn expect(&mut self, c: u8) -> Result<(), String> {
-        if self.next() == Some(c) {
-            Ok(())
-        } else {
-            Err(format!("bad JSON: expected {:?}", c as char))
-        }
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        self.expect(b'"')?;
-        let mut out = Vec::new();
-        loop {
-            match self.next() {
-                None => return Err("bad JSON: unterminated string".into()),
-                Some(b'"') => break,
-                Some(b'\\') => match self.next() {
-                    Some(b'n') => out.push(b'\n'),
-                    Some(b't') => out.push(b'\t'),
-                    Some(b'r') => out.push(b'\r'),
-                    Some(b'b') => out.push(8),
-                    Some(b'f') => out.push(12),
-                    Some(b'u') => {
-                        let hex = self.b.get(self.i..self.i + 4).ok_or("bad JSON escape")?;
-                        self.i += 4;
-                        let code = std::str::from_utf8(hex)
-                            .ok()
-                            .and_then(|h| u32::from_str_radix(h, 16).ok())
-                            .ok_or("bad JSON escape")?;
-                        let ch = char::from_u32(code).unwrap_or('\u{fffd}');
-                        let mut buf = [0; 4];
-                        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-                    }
-                    Some(c @ (b'"' | b'\\' | b'/')) => out.push(c),
-                    _ => return Err("bad JSON escape".into()),
-                },
-                Some(c) => out.push(c),
-            }
-        }
-        Ok(String::from_utf8_lossy(&out).into_owned())
-    }
-
-    fn value(&mut self) -> Result<JsonValue, String> {
-        match self.peek() {
-            Some(b'"') => Ok(JsonValue::Text(self.string()?)),
-            Some(b'{' | b'[') => {
-                self.skip_nested()?;
-                Ok(JsonValue::Other)
-            }
-            Some(b'-' | b'0'..=b'9') => {
-                let start = self.i;
-                while matches!(
-                    self.peek(),
-                    Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
-                ) {
-                    self.i += 1;
-                }
-                let text = std::str::from_utf8(&self.b[start..self.i]).unwrap_or("");
-                if text.parse::<f64>().is_err() {
-                    return Err(format!("bad JSON number {text:?}"));
-                }
-                Ok(JsonValue::Number(text.to_string()))
-            }
-            _ => {
-                for word in [&b"true"[..], b"false", b"null"] {
-                    if self.b[self.i..].starts_with(word) {
-                        self.i += word.len();
-                        return Ok(JsonValue::Other);
-                    }
-                }
-                Err("bad JSON value".into())
-            }
-        }
-    }
-
-    /// Skips a nested object or array (strings inside may hold brackets).
-    fn skip_nested(&mut self) -> Result<(), String> {
-        let mut depth = 0usize;
-        loop {
-            match self.peek() {
-                None => return Err("bad JSON: unterminated value".into()),
-                Some(b'"') => {
-                    self.string()?;
-                    continue;
-                }
-                Some(b'{' | b'[') => depth += 1,
-                Some(b'}' | b']') => {
-                    depth -= 1;
-                    if depth == 0 {
-                        self.i += 1;
-                        return Ok(());
-                    }
-                }
-                _ => {}
-            }
-            self.i += 1;
-        }
-    }
+    // No zone, or a name for UTC.
+    let naive = ["UTC", "GMT", "Z", "z"]
+        .iter()
+        .find_map(|z| t.strip_suffix(z))
+        .unwrap_or(t)
+        .trim_end();
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(naive, f).ok())
+        .map(|d| seconds(d.and_utc().fixed_offset()))
 }
 
 /// A non-negative integer from a JSON number or CSV cell (`12`, `12.0`,
@@ -707,7 +505,8 @@ fn has_memory(s: &MemSample) -> bool {
 }
 
 fn json_record(line: &str) -> Result<(Option<u32>, MemSample, LogFormat), String> {
-    let fields = json_object(line)?;
+    let fields: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(line).map_err(|e| format!("bad JSON: {e}"))?;
     let mut sample = MemSample::default();
     let mut pid = None;
     let mut have_time = false;
@@ -717,11 +516,18 @@ fn json_record(line: &str) -> Result<(Option<u32>, MemSample, LogFormat), String
         agent |= AGENT_KEYS.contains(&key.as_str());
         watch |= key == "pss_bytes" || key == "uss_bytes";
         let (v, text) = match value {
-            JsonValue::Number(n) => (Some(n.as_str()), false),
-            JsonValue::Text(t) => (Some(t.as_str()), true),
-            JsonValue::Other => (None, false),
+            serde_json::Value::Number(n) => (Some(n.to_string()), false),
+            serde_json::Value::String(t) => (Some(t.clone()), true),
+            _ => (None, false),
         };
-        assign(&mut sample, &mut pid, &mut have_time, key, v, text)?;
+        assign(
+            &mut sample,
+            &mut pid,
+            &mut have_time,
+            key,
+            v.as_deref(),
+            text,
+        )?;
     }
     if !have_time {
         return Err("record without a time".into());

@@ -22,9 +22,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::HPos;
 
 use crate::plot::{
-    byte_unit, draw_error, encode_png, finite_max, finite_min, human_bytes, nice_step, padded,
-    runs, system_font, text, tick, time_unit, DrawResult, Fonts, Ink, PngBackend, GRID, HEIGHT,
-    INK, LEAK_COLORS, SOFT_INK, TITLE_H, WIDTH,
+    byte_unit, finite_max, finite_min, human_bytes, nice_step, padded, runs, text, tick, time_unit,
+    write_chart, Chart, DrawResult, Ink, GRID, INK, LEAK_COLORS, SOFT_INK, TITLE_H, WIDTH,
 };
 
 /// Width of the plot column; the legend takes the rest.
@@ -79,50 +78,13 @@ pub fn plot_memory(path: &Path, title: &str, series: &[MemPlotLine]) -> io::Resu
 /// any case); any other extension is an `InvalidInput` error. The file is
 /// replaced atomically, and nothing is written when drawing fails.
 pub fn plot_memory_with(path: &Path, plot: &MemPlot) -> io::Result<()> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    match ext.as_deref() {
-        Some("png") => {
-            let rgb = render_rgb(plot, system_font())?;
-            crate::write_atomic(path, |w| encode_png(w, &rgb))
-        }
-        Some("svg") => {
-            let mut svg = String::new();
-            {
-                let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-                let ink = Ink {
-                    fonts: system_font(),
-                };
-                draw(&root, plot, ink).map_err(draw_error)?;
-                root.present().map_err(draw_error)?;
-            }
-            crate::write_atomic(path, |w| w.write_all(svg.as_bytes()))
-        }
-        _ => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "cannot tell the plot format of {}: the file name must end in .png or .svg",
-                path.display()
-            ),
-        )),
-    }
+    write_chart(path, plot)
 }
 
-/// The chart as RGB pixels; text only when `fonts` is given.
-fn render_rgb(plot: &MemPlot, fonts: Option<&'static Fonts>) -> io::Result<Vec<u8>> {
-    let mut rgb = vec![255u8; (WIDTH * HEIGHT * 3) as usize];
-    {
-        let backend = PngBackend {
-            inner: BitMapBackend::with_buffer(&mut rgb, (WIDTH, HEIGHT)),
-            fonts,
-        };
-        let root = backend.into_drawing_area();
-        draw(&root, plot, Ink { fonts }).map_err(draw_error)?;
-        root.present().map_err(draw_error)?;
+impl Chart for MemPlot {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, ink: Ink) -> DrawResult<DB> {
+        draw(root, self, ink)
     }
-    Ok(rgb)
 }
 
 /// The colour of process `i`.
@@ -497,6 +459,7 @@ fn legend<DB: DrawingBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plot::{render_rgb, HEIGHT};
 
     fn line(i: usize, n: usize) -> MemPlotLine {
         let mib = 1024.0 * 1024.0;

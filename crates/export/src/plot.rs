@@ -142,13 +142,29 @@ const OTHER_COLORS: [RGBColor; 4] = [
 /// file is replaced atomically (see [`crate::write_atomic`]), and nothing is
 /// written when drawing fails.
 pub fn plot(path: &Path, input: &PlotInput) -> io::Result<()> {
+    write_chart(path, input)
+}
+
+/// A chart of this crate: drawn the same way on the PNG and SVG backends.
+pub(crate) trait Chart {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, ink: Ink) -> DrawResult<DB>;
+}
+
+impl Chart for PlotInput {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, ink: Ink) -> DrawResult<DB> {
+        draw(root, self, ink)
+    }
+}
+
+/// Writes any chart as PNG or SVG by the extension of `path` (see [`plot`]).
+pub(crate) fn write_chart(path: &Path, chart: &impl Chart) -> io::Result<()> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
     match ext.as_deref() {
         Some("png") => {
-            let rgb = render_rgb(input, system_font())?;
+            let rgb = render_rgb(chart, system_font())?;
             crate::write_atomic(path, |w| encode_png(w, &rgb))
         }
         Some("svg") => {
@@ -158,7 +174,7 @@ pub fn plot(path: &Path, input: &PlotInput) -> io::Result<()> {
                 let ink = Ink {
                     fonts: system_font(),
                 };
-                draw(&root, input, ink).map_err(draw_error)?;
+                chart.draw(&root, ink).map_err(draw_error)?;
                 root.present().map_err(draw_error)?;
             }
             crate::write_atomic(path, |w| w.write_all(svg.as_bytes()))
@@ -174,7 +190,7 @@ pub fn plot(path: &Path, input: &PlotInput) -> io::Result<()> {
 }
 
 /// The chart as RGB pixels, row by row; text only when `fonts` is given.
-fn render_rgb(input: &PlotInput, fonts: Option<&'static Fonts>) -> io::Result<Vec<u8>> {
+pub(crate) fn render_rgb(chart: &impl Chart, fonts: Option<&'static Fonts>) -> io::Result<Vec<u8>> {
     let mut rgb = vec![255u8; (WIDTH * HEIGHT * 3) as usize];
     {
         let backend = PngBackend {
@@ -182,7 +198,7 @@ fn render_rgb(input: &PlotInput, fonts: Option<&'static Fonts>) -> io::Result<Ve
             fonts,
         };
         let root = backend.into_drawing_area();
-        draw(&root, input, Ink { fonts }).map_err(draw_error)?;
+        chart.draw(&root, Ink { fonts }).map_err(draw_error)?;
         root.present().map_err(draw_error)?;
     }
     Ok(rgb)

@@ -11,90 +11,12 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-struct Proc {
-    child: Option<Child>,
-    pid: u32,
-    name: &'static str,
-}
-
-impl Proc {
-    fn spawn(name: &'static str, mut cmd: Command) -> Proc {
-        use std::os::unix::process::CommandExt;
-        cmd.process_group(0);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        let pid = child.id();
-        Proc {
-            child: Some(child),
-            pid,
-            name,
-        }
-    }
-
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().unwrap())
-    }
-
-    /// Sends `sig` to the process and waits (bounded) for it to exit.
-    fn stop(mut self, sig: &str, timeout: Duration) -> std::process::ExitStatus {
-        signal(self.pid, sig);
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(st) = self.exited() {
-                self.child = None;
-                kill_group(self.pid);
-                return st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not stop within {timeout:?}",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            kill_group(self.pid);
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn kill_group(pgid: u32) {
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pgid}")])
-        .stderr(Stdio::null())
-        .status();
-}
-
-fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status();
-}
-
-fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use common::process::{wait_for, Proc};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -217,27 +139,24 @@ fn puma_cluster_workers_dump_periodically_and_on_signal() {
     let port = free_port();
     let bind = format!("tcp://127.0.0.1:{port}");
     let every = 3u64;
-    let server = Proc::spawn(
-        "puma",
-        heapscope_run(
-            dir,
-            &[
-                "--no-profile",
-                "--dump-every-requests",
-                "3",
-                "--dump-dir",
-                "dumps",
-                "--runtime-dir",
-                "run",
-                "--stats-path",
-                "stats/gc-%{pid}.jsonl",
-                "--stats-interval",
-                "0.5",
-                "--verbose",
-            ],
-            &["puma", "-w", "2", "-t", "1:1", "-b", &bind, "config.ru"],
-        ),
-    );
+    let server = Proc::spawn(heapscope_run(
+        dir,
+        &[
+            "--no-profile",
+            "--dump-every-requests",
+            "3",
+            "--dump-dir",
+            "dumps",
+            "--runtime-dir",
+            "run",
+            "--stats-path",
+            "stats/gc-%{pid}.jsonl",
+            "--stats-interval",
+            "0.5",
+            "--verbose",
+        ],
+        &["puma", "-w", "2", "-t", "1:1", "-b", &bind, "config.ru"],
+    ));
     let master = server.pid;
     // Until both workers have answered enough requests for 2 dumps each
     // (one thread per worker spreads concurrent requests over both).
@@ -359,7 +278,7 @@ fn sidekiq_jobs_trigger_dumps_with_dump_keep() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let port = free_port();
-    let redis = Proc::spawn("redis-server", {
+    let redis = Proc::spawn({
         let mut c = Command::new("redis-server");
         c.current_dir(dir)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -412,7 +331,7 @@ end
         &["sidekiq", "-r", "./worker.rb", "-c", "2", "-t", "5"],
     );
     cmd.env("REDIS_URL", &url);
-    let sidekiq = Proc::spawn("sidekiq", cmd);
+    let sidekiq = Proc::spawn(cmd);
     let pid = sidekiq.pid;
     let run = dir.join("run");
     wait_for(Duration::from_secs(30), "sidekiq's agent", || {

@@ -6,86 +6,50 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use heapscope_analysis::memseries::parse_log;
 use heapscope_analysis::memtrend::{memory_trend, MemVerdict, Metric};
 use serde_json::Value;
 
+use common::process::Proc;
 use common::{require_ruby, ruby_script, scratch_dir};
 
-/// A child process killed (and reaped) when dropped, so a failing test leaves nothing behind.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-
-    /// Waits for the program's first stdout line ("ready ...").
-    fn ready(&mut self) -> String {
-        let out = self.0.stdout.take().expect("stdout is piped");
-        let mut line = String::new();
-        BufReader::new(out).read_line(&mut line).unwrap();
-        assert!(line.starts_with("ready"), "unexpected first line {line:?}");
-        line.trim().to_string()
-    }
-
-    /// Waits at most `limit` for the process to exit.
-    fn wait_for(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(s) = self.0.try_wait().unwrap() {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "process did not exit within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+/// Waits for the program's first stdout line ("ready ...").
+fn ready(p: &mut Proc) -> String {
+    let out = p.child().stdout.take().expect("stdout is piped");
+    let mut line = String::new();
+    BufReader::new(out).read_line(&mut line).unwrap();
+    assert!(line.starts_with("ready"), "unexpected first line {line:?}");
+    line.trim().to_string()
 }
 
 /// `ruby tests/ruby/watch/NAME ARGS` with stdout piped.
 fn ruby(name: &str, args: &[&str]) -> Proc {
     require_ruby();
-    Proc(
-        Command::new("ruby")
-            .arg(ruby_script(&format!("watch/{name}")))
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("run ruby"),
-    )
+    let mut cmd = Command::new("ruby");
+    cmd.arg(ruby_script(&format!("watch/{name}")))
+        .args(args)
+        .stdout(Stdio::piped());
+    Proc::spawn(cmd)
 }
 
 fn watch(args: &[&str]) -> Proc {
-    Proc(
-        Command::new(env!("CARGO_BIN_EXE_heapscope"))
-            .arg("watch")
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run heapscope watch"),
-    )
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_heapscope"));
+    cmd.arg("watch")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    Proc::spawn(cmd)
 }
 
 /// Runs `heapscope watch` to the end (bounded) and returns its stderr.
 fn watch_to_end(args: &[&str]) -> String {
     let mut w = watch(args);
-    let status = w.wait_for(Duration::from_secs(30));
+    let status = w.wait_status(Duration::from_secs(30));
     let mut err = String::new();
-    std::io::Read::read_to_string(w.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    std::io::Read::read_to_string(w.child().stderr.as_mut().unwrap(), &mut err).unwrap();
     assert!(status.success(), "heapscope watch {args:?} failed: {err}");
     err
 }
@@ -137,9 +101,9 @@ fn growing_and_bounded_programs_are_recorded_until_they_exit_with_the_right_verd
     let dir = scratch_dir("heapscope-watch-");
     let mut growing = ruby("growing.rb", &["3"]);
     let mut bounded = ruby("bounded.rb", &["3"]);
-    growing.ready();
-    bounded.ready();
-    let (gp, bp) = (growing.pid(), bounded.pid());
+    ready(&mut growing);
+    ready(&mut bounded);
+    let (gp, bp) = (growing.pid, bounded.pid);
     let (gf, bf) = (
         out(dir.path(), "growing.jsonl"),
         out(dir.path(), "bounded.jsonl"),
@@ -158,8 +122,8 @@ fn growing_and_bounded_programs_are_recorded_until_they_exit_with_the_right_verd
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(g.contains("the process exited"), "{g}");
     assert!(g.contains("samples"), "{g}");
-    growing.wait_for(Duration::from_secs(5));
-    bounded.wait_for(Duration::from_secs(5));
+    growing.wait_status(Duration::from_secs(5));
+    bounded.wait_status(Duration::from_secs(5));
 
     let grec = json_lines(&gf);
     let brec = json_lines(&bf);
@@ -182,10 +146,10 @@ fn growing_and_bounded_programs_are_recorded_until_they_exit_with_the_right_verd
 fn ctrl_c_stops_cleanly_without_losing_a_record() {
     let dir = scratch_dir("heapscope-watch-");
     let mut prog = ruby("growing.rb", &["20"]);
-    prog.ready();
+    ready(&mut prog);
     let f = out(dir.path(), "int.jsonl");
     let mut w = watch(&[
-        &prog.pid().to_string(),
+        &prog.pid.to_string(),
         "-o",
         f.to_str().unwrap(),
         "--interval",
@@ -193,15 +157,15 @@ fn ctrl_c_stops_cleanly_without_losing_a_record() {
     ]);
     std::thread::sleep(Duration::from_millis(700));
     // SAFETY: kill has no memory-safety preconditions.
-    assert_eq!(unsafe { libc::kill(w.pid() as i32, libc::SIGINT) }, 0);
-    let status = w.wait_for(Duration::from_secs(5));
+    assert_eq!(unsafe { libc::kill(w.pid as i32, libc::SIGINT) }, 0);
+    let status = w.wait_status(Duration::from_secs(5));
     assert!(status.success(), "{status}");
     let mut err = String::new();
-    std::io::Read::read_to_string(w.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    std::io::Read::read_to_string(w.child().stderr.as_mut().unwrap(), &mut err).unwrap();
     assert!(err.contains("interrupted"), "{err}");
     let records = json_lines(&f);
     assert!(records.len() >= 20, "{} records", records.len());
-    check_sane(&records, prog.pid());
+    check_sane(&records, prog.pid);
     // The summary counts what the file holds.
     assert!(
         err.contains(&format!("{} samples", records.len())),
@@ -209,17 +173,17 @@ fn ctrl_c_stops_cleanly_without_losing_a_record() {
         records.len()
     );
     // The program was left running.
-    assert!(prog.0.try_wait().unwrap().is_none());
+    assert!(prog.exited().is_none());
 }
 
 #[test]
 fn csv_with_children_has_a_record_per_process() {
     let dir = scratch_dir("heapscope-watch-");
     let mut prog = ruby("with_child.rb", &["1.5"]);
-    let child: u32 = prog.ready()["ready ".len()..].parse().unwrap();
+    let child: u32 = ready(&mut prog)["ready ".len()..].parse().unwrap();
     let f = out(dir.path(), "tree.csv");
     watch_to_end(&[
-        &prog.pid().to_string(),
+        &prog.pid.to_string(),
         "--children",
         "--format",
         "csv",
@@ -242,7 +206,7 @@ fn csv_with_children_has_a_record_per_process() {
     assert!(rows.iter().all(|r| r.len() == header.len()));
     let of =
         |pid: u32| -> Vec<&Vec<&str>> { rows.iter().filter(|r| r[1] == pid.to_string()).collect() };
-    let (parent_rows, child_rows) = (of(prog.pid()), of(child));
+    let (parent_rows, child_rows) = (of(prog.pid), of(child));
     assert!(parent_rows.len() >= 10, "{text}");
     assert!(child_rows.len() >= 10, "{text}");
     assert_eq!(parent_rows.len() + child_rows.len(), rows.len());
@@ -251,30 +215,27 @@ fn csv_with_children_has_a_record_per_process() {
     assert!(uss > 30 << 20, "child USS {uss}");
     // No agent: its columns are empty.
     assert!(rows.iter().all(|r| r[5..].iter().all(|c| c.is_empty())));
-    prog.wait_for(Duration::from_secs(5));
+    prog.wait_status(Duration::from_secs(5));
 }
 
 #[test]
 fn the_agents_statistics_are_merged() {
     let dir = scratch_dir("heapscope-watch-");
     let runtime = dir.path().join("run");
-    let mut prog = Proc(
-        common::agent::ruby()
-            .arg("-rheapscope/autostart")
-            .arg(ruby_script("watch/growing.rb"))
-            .arg("2")
-            .current_dir(dir.path())
-            .env("HEAPSCOPE_STATS_INTERVAL", "0.05")
-            .env("HEAPSCOPE_PROFILE", "0")
-            .env("HEAPSCOPE_RUNTIME_DIR", &runtime)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    prog.ready();
+    let mut cmd = common::agent::ruby();
+    cmd.arg("-rheapscope/autostart")
+        .arg(ruby_script("watch/growing.rb"))
+        .arg("2")
+        .current_dir(dir.path())
+        .env("HEAPSCOPE_STATS_INTERVAL", "0.05")
+        .env("HEAPSCOPE_PROFILE", "0")
+        .env("HEAPSCOPE_RUNTIME_DIR", &runtime)
+        .stdout(Stdio::piped());
+    let mut prog = Proc::spawn(cmd);
+    ready(&mut prog);
     let f = out(dir.path(), "agent.jsonl");
     watch_to_end(&[
-        &prog.pid().to_string(),
+        &prog.pid.to_string(),
         "-o",
         f.to_str().unwrap(),
         "--interval",
@@ -307,7 +268,7 @@ fn the_agents_statistics_are_merged() {
     let first = num(with_stats[0], "total_allocated_objects");
     let last = num(with_stats.last().unwrap(), "total_allocated_objects");
     assert!(last > first, "{first} → {last}");
-    prog.wait_for(Duration::from_secs(5));
+    prog.wait_status(Duration::from_secs(5));
 }
 
 #[test]

@@ -145,6 +145,7 @@ pub fn init(_ruby: &Ruby, native: RModule) -> Result<(), Error> {
     native.define_singleton_method("profiler_after_fork", function!(after_fork, 0))?;
     native.define_singleton_method("profiler_pause", function!(pause, 0))?;
     native.define_singleton_method("profiler_tick", function!(tick, 0))?;
+    native.define_singleton_method("profiler_windowed?", function!(windowed, 0))?;
     Ok(())
 }
 
@@ -634,6 +635,12 @@ fn next_window_draw() -> f64 {
     x ^= x >> 27;
     WINDOW_RNG.store(x, Relaxed);
     (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// `profiler_windowed?` → whether the hooks run in windows (so the agent's
+/// thread must call `profiler_tick`).
+fn windowed() -> bool {
+    WINDOWED.load(Relaxed)
 }
 
 /// `profiler_tick` → bool (the hooks are on): the agent's thread calls it

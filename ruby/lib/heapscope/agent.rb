@@ -40,7 +40,7 @@ module Heapscope
     end
 
     def profiler?
-      @settings[:profile] && Native.respond_to?(:profiler_start)
+      @settings[:profile]
     end
 
     def start
@@ -57,6 +57,7 @@ module Heapscope
       if profiler?
         Native.profiler_start(@settings[:sample_rate], @settings[:max_samples],
                               @settings[:max_frames], @settings[:sample_duty])
+        @next_window = monotonic + WINDOW_SLICE if windowed_profiler?
       end
       Integrations.want(requests: @settings[:dump_every_requests].positive?,
                         jobs: @settings[:dump_every_jobs].positive?)
@@ -84,7 +85,7 @@ module Heapscope
       end
       @stats_io = nil
       open_stats
-      Native.profiler_after_fork if profiler? && Native.respond_to?(:profiler_after_fork)
+      Native.profiler_after_fork if profiler?
       write_state
       start_thread
       log "agent restarted in forked process #{@pid}"
@@ -119,7 +120,7 @@ module Heapscope
       @stats_io = nil
       if profiler?
         flush_profile
-        Native.profiler_stop if Native.respond_to?(:profiler_stop)
+        Native.profiler_stop
       end
       Native.remove_state(@runtime_dir, @pid)
     end
@@ -200,8 +201,7 @@ module Heapscope
     WINDOW_SLICE = 0.1
 
     def windowed_profiler?
-      profiler? && Native.respond_to?(:profiler_tick) &&
-        [@settings[:sample_duty], @settings[:sample_rate]].max < 1
+      profiler? && Native.profiler_windowed?
     end
 
     def monotonic
@@ -325,8 +325,6 @@ module Heapscope
     end
 
     def flush_profile
-      return unless Native.respond_to?(:profiler_flush)
-
       path = Native.expand_path(@settings[:profile_path], @base, Process.pid, time_text, 0)
       FileUtils.mkdir_p(File.dirname(path))
       Native.profiler_flush(path)
@@ -388,7 +386,7 @@ module Heapscope
     def write_dump(tmp, final, err_w, parent)
       Native.signal_uninstall
       exit!(3) unless Native.set_pdeathsig(parent)
-      Native.profiler_pause if Native.respond_to?(:profiler_pause)
+      Native.profiler_pause # a no-op when the profiler is off
       GC.start if @settings[:dump_gc]
       File.open(tmp, File::WRONLY | File::CREAT | File::TRUNC, 0o644) do |f|
         ObjectSpace.dump_all(output: f)

@@ -16,6 +16,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 pub mod agent;
+pub mod process;
 
 /// The workspace root (two levels above `crates/cli`).
 pub fn repo_root() -> PathBuf {

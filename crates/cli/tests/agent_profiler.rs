@@ -7,14 +7,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use heapscope_pprof::Profile;
 use tempfile::TempDir;
-
-const PPROF_PROTO_DIR: &str = "/usr/share/gocode/src/github.com/google/pprof/proto";
 
 /// Runs `tests/ruby/agent/<program>` with `args` (the output dir appended by
 /// the caller where the program wants it); panics with its output on failure.
@@ -362,60 +358,14 @@ fn a_forked_child_flushes_its_own_profile() {
     assert_eq!(paused["running"], "false");
 }
 
-/// Finds `protoc` and the official schema; None (with a note) when missing.
-fn protoc_and_schema() -> Option<PathBuf> {
-    let dir = PathBuf::from(
-        std::env::var_os("HEAPSCOPE_PPROF_PROTO_DIR").unwrap_or_else(|| PPROF_PROTO_DIR.into()),
-    );
-    if !dir.join("profile.proto").is_file() {
-        eprintln!(
-            "note: skipping the protoc check: no {}/profile.proto (Debian package \
-             golang-github-google-pprof-dev, or set HEAPSCOPE_PPROF_PROTO_DIR)",
-            dir.display()
-        );
-        return None;
-    }
-    match Command::new("protoc").arg("--version").output() {
-        Ok(o) if o.status.success() => Some(dir),
-        _ => {
-            eprintln!("note: skipping the protoc check: `protoc` is not installed");
-            None
-        }
-    }
-}
-
 #[test]
 fn profiles_decode_with_protoc_against_the_official_schema() {
-    let Some(proto_dir) = protoc_and_schema() else {
-        return;
-    };
     let run = RetainedRun::new("0.5", 1000, 1_000_000);
     let path = run.file("after_compact.pprof.gz");
     let p = read_profile(&path);
-    let mut raw = Vec::new();
-    std::io::Read::read_to_end(
-        &mut flate2::read::GzDecoder::new(&std::fs::read(&path).unwrap()[..]),
-        &mut raw,
-    )
-    .unwrap();
-    let mut child = Command::new("protoc")
-        .arg("--decode=perftools.profiles.Profile")
-        .arg("-I")
-        .arg(&proto_dir)
-        .arg("profile.proto")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run protoc");
-    child.stdin.take().unwrap().write_all(&raw).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "protoc could not decode the profile: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let Some(text) = common::protoc::decode_gz(&std::fs::read(&path).unwrap()) else {
+        return;
+    };
     for s in [
         "retained_objects",
         "retained_size",

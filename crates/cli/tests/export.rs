@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use common::{heapscope, repo_root, run_ruby, scratch_dir, summary_json};
@@ -22,7 +21,6 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 /// Where Debian's golang-github-google-pprof-dev puts the schema.
-const PPROF_PROTO_DIR: &str = "/usr/share/gocode/src/github.com/google/pprof/proto";
 
 struct Dumps {
     _dir: TempDir,
@@ -402,62 +400,13 @@ fn pprof_of_an_untraced_dump_has_one_untraced_location() {
     assert!(strings >= 500, "the 500 kept strings: {strings}");
 }
 
-/// Finds `protoc` and the official schema; None (with a note) when missing.
-fn protoc_and_schema() -> Option<PathBuf> {
-    let dir = PathBuf::from(
-        std::env::var_os("HEAPSCOPE_PPROF_PROTO_DIR").unwrap_or_else(|| PPROF_PROTO_DIR.into()),
-    );
-    if !dir.join("profile.proto").is_file() {
-        eprintln!(
-            "note: skipping the protoc check: no {}/profile.proto (Debian package \
-             golang-github-google-pprof-dev, or set HEAPSCOPE_PPROF_PROTO_DIR)",
-            dir.display()
-        );
-        return None;
-    }
-    match Command::new("protoc").arg("--version").output() {
-        Ok(o) if o.status.success() => Some(dir),
-        _ => {
-            eprintln!(
-                "note: skipping the protoc check: `protoc` is not installed (Debian package \
-                 protobuf-compiler)"
-            );
-            None
-        }
-    }
-}
-
 #[test]
 fn pprof_decodes_with_protoc_against_the_official_schema() {
-    let Some(proto_dir) = protoc_and_schema() else {
-        return;
-    };
     let d = dumps();
     let (gz, p) = pprof_bytes(&d.leaky, &[]);
-    let mut raw = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut raw).unwrap();
-    let mut child = Command::new("protoc")
-        .arg("--decode=perftools.profiles.Profile")
-        .arg("-I")
-        .arg(&proto_dir)
-        .arg("profile.proto")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run protoc");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(&raw).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "protoc could not decode the profile: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let Some(text) = common::protoc::decode_gz(&gz) else {
+        return;
+    };
     for s in [
         "inuse_objects",
         "inuse_space",

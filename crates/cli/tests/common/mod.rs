@@ -17,6 +17,7 @@ use tempfile::TempDir;
 
 pub mod agent;
 pub mod process;
+pub mod protoc;
 
 /// The workspace root (two levels above `crates/cli`).
 pub fn repo_root() -> PathBuf {

@@ -275,24 +275,8 @@ fn requests_from(a: &Args, url_path: Option<&str>) -> Result<Requests> {
 
 /// `tmp/bench-20261121T073000Z`.
 fn default_output() -> PathBuf {
-    let secs = heapscope_live::unix_now() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    PathBuf::from("tmp").join(format!(
-        "bench-{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    ))
+    let stamp = chrono::Utc::now().format("bench-%Y%m%dT%H%M%SZ");
+    PathBuf::from("tmp").join(stamp.to_string())
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {

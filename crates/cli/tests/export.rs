@@ -20,8 +20,6 @@ use heapscope_export::pprof::{read_gz, Profile};
 use serde_json::Value;
 use tempfile::TempDir;
 
-/// Where Debian's golang-github-google-pprof-dev puts the schema.
-
 struct Dumps {
     _dir: TempDir,
     /// The third dump of `examples/leaky_app.rb` (the leak at its largest).

@@ -66,7 +66,7 @@
 //! it grew (Theil-Sen of `b` against the cumulative count).
 
 use crate::memseries::{MemSample, MemSeries};
-use crate::trend::{mann_kendall, theil_sen};
+use crate::trend::{mann_kendall, median, theil_sen, SECONDS_PER_HOUR};
 
 /// Fewer samples than this give "not enough data".
 pub const MIN_SAMPLES: usize = 8;
@@ -92,8 +92,6 @@ pub const MIN_RELATIVE_RISE: f64 = 0.05;
 pub const LATE_RATIO: f64 = 0.3;
 /// Boundary points for full confidence.
 pub const FULL_CONFIDENCE_POINTS: usize = 20;
-
-const SECONDS_PER_HOUR: f64 = 3600.0;
 
 /// What is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -264,20 +262,6 @@ fn low_boundary(points: &[(&MemSample, f64)]) -> (Vec<Point>, &'static str) {
         "bucket minima"
     };
     (out, name)
-}
-
-fn median(values: &[f64]) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let mid = sorted.len() / 2;
-    if sorted.len() % 2 == 1 {
-        sorted[mid]
-    } else {
-        sorted[mid - 1] / 2.0 + sorted[mid] / 2.0
-    }
 }
 
 fn trend(series: &MemSeries, metric: Metric, clock: bool) -> MemTrend {

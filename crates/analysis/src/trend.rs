@@ -101,7 +101,7 @@ pub const OUTLIER_SIGMAS: f64 = 3.0;
 /// Scale from the median absolute deviation to the standard deviation of a
 /// normal distribution.
 const MAD_TO_SIGMA: f64 = 1.4826;
-const SECONDS_PER_HOUR: f64 = 3600.0;
+pub(crate) const SECONDS_PER_HOUR: f64 = 3600.0;
 
 /// The shape of one series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -374,7 +374,7 @@ fn distinct_finite(times: &[f64]) -> bool {
 }
 
 /// Median (mean of the two middle values for an even count); 0 when empty.
-fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     if values.is_empty() {
         return 0.0;
     }

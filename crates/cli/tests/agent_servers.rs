@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use common::agent::summary_ok;
 use common::process::{wait_for, Proc};
 
 fn free_port() -> u16 {
@@ -78,24 +79,6 @@ fn dumps_by_pid(dir: &Path) -> BTreeMap<u32, Vec<u64>> {
         v.sort();
     }
     out
-}
-
-fn summary_ok(dump: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_heapscope"))
-        .arg("summary")
-        .arg(dump)
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "summary {}: {}",
-        dump.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["diagnostics"]["malformed_lines"], 0, "{}", dump.display());
-    assert!(v["totals"]["objects"].as_u64().unwrap() > 1000);
 }
 
 fn read_state(runtime: &Path, pid: u32) -> Option<Value> {

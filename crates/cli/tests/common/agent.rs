@@ -85,3 +85,25 @@ pub fn ruby() -> Command {
     }
     cmd
 }
+
+/// `heapscope summary DUMP --format json`: the dump reads with no malformed
+/// lines; returns the JSON.
+pub fn summary_ok(dump: &std::path::Path) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_heapscope"))
+        .arg("summary")
+        .arg(dump)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "summary {}: {}",
+        dump.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["diagnostics"]["malformed_lines"], 0, "{}", dump.display());
+    assert!(v["totals"]["objects"].as_u64().unwrap() > 1000);
+    assert!(v["diagnostics"]["roots"].as_u64().unwrap() > 0);
+    v
+}

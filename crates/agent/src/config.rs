@@ -187,6 +187,21 @@ pub const OPTIONS: &[OptionSpec] = &[
     },
 ];
 
+/// `HEAPSCOPE_*` variables (without the prefix) that other parts of
+/// heapscope read (the CLI, plots, tests, benchmarks): not agent settings,
+/// and not typos either.
+pub const OTHER_VARIABLES: &[&str] = &[
+    "RUBY_LIB",
+    "TIMINGS",
+    "PLOT_FONT",
+    "PLOT_SAMPLE",
+    "PPROF_PROTO_DIR",
+    "REQUIRE_MEM_OUT",
+    "REQUIRE_MEM_PAGE",
+    "BIN",
+    "RUNS",
+];
+
 /// The option with this key (`sample_rate`) or flag (`sample-rate`).
 pub fn option(key: &str) -> Option<&'static OptionSpec> {
     let key = key.replace('-', "_");
@@ -253,8 +268,7 @@ impl Settings {
             let Some(key) = name.strip_prefix("HEAPSCOPE_") else {
                 continue;
             };
-            // Variables heapscope's own tools set for themselves.
-            if matches!(key, "RUBY_LIB" | "TIMINGS") {
+            if OTHER_VARIABLES.contains(&key) {
                 continue;
             }
             match option(&key.to_ascii_lowercase()) {

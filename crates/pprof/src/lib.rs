@@ -168,11 +168,30 @@ pub fn read_gz(gz: &[u8]) -> io::Result<Profile> {
     Profile::decode(&raw[..]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// Writes `path` atomically: `write` fills a temporary file in the same
-/// directory, which is then renamed over `path`. On any error the temporary
-/// file is removed and `path` is left as it was.
+/// Writes `path` atomically and privately: `write` fills a new temporary
+/// file in the same directory, which is flushed to disk and then renamed over
+/// `path`. On any error the temporary file is removed and `path` is left as
+/// it was. The file is created with mode 0600 (see [`write_atomic_mode`] for
+/// another mode).
+///
+/// The temporary file has an unpredictable name and is created with
+/// `O_CREAT | O_EXCL | O_NOFOLLOW`, so a file or symlink planted in the
+/// directory is never written through: the create fails instead (and is
+/// retried under another name). The rename replaces a symlink at `path`
+/// itself, never its target.
 pub fn write_atomic(
     path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
+    write_atomic_mode(path, 0o600, write)
+}
+
+/// [`write_atomic`] creating the file with `mode` (the process's umask still
+/// applies): 0o644 for outputs the user means to share, 0o600 for anything
+/// that may hold an app's data.
+pub fn write_atomic_mode(
+    path: &Path,
+    mode: u32,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<()> {
     let name = path.file_name().ok_or_else(|| {
@@ -185,22 +204,92 @@ pub fn write_atomic(
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = dir.join(tmp_name);
+    let (file, tmp) = create_temp(dir, name, mode)?;
     let result = (|| {
-        let mut w = BufWriter::new(File::create(&tmp)?);
+        let mut w = BufWriter::new(file);
         write(&mut w)?;
         let file = w.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         drop(file);
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        // The rename itself is durable once the directory is synced; a
+        // directory that cannot be opened or synced is not an error.
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// `O_NOFOLLOW` on Linux (its value depends on the architecture).
+#[cfg(any(
+    target_arch = "aarch64",
+    target_arch = "arm",
+    target_arch = "powerpc",
+    target_arch = "powerpc64"
+))]
+const O_NOFOLLOW: i32 = 0o100000;
+#[cfg(not(any(
+    target_arch = "aarch64",
+    target_arch = "arm",
+    target_arch = "powerpc",
+    target_arch = "powerpc64"
+)))]
+const O_NOFOLLOW: i32 = 0o400000;
+
+/// Creates `.<name>.<random>.tmp` in `dir` with `O_CREAT | O_EXCL |
+/// O_NOFOLLOW` (and close-on-exec), trying new names when one is taken.
+fn create_temp(
+    dir: &Path,
+    name: &std::ffi::OsStr,
+    mode: u32,
+) -> io::Result<(File, std::path::PathBuf)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut last = None;
+    for _ in 0..32 {
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".{:016x}.tmp", unpredictable()));
+        let tmp = dir.join(tmp_name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(O_NOFOLLOW)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((f, tmp)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no free temporary name")))
+}
+
+/// 64 bits an observer cannot predict: from the kernel's random pool, else
+/// from std's randomly keyed hasher (itself seeded from the kernel) over the
+/// time and a counter.
+fn unpredictable() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut bytes = [0u8; 8];
+    if let Ok(mut f) = File::open("/dev/urandom") {
+        if io::Read::read_exact(&mut f, &mut bytes).is_ok() {
+            return u64::from_ne_bytes(bytes);
+        }
+    }
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    h.finish()
 }
 
 #[cfg(test)]
@@ -223,6 +312,38 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
         let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
         assert_eq!(left.len(), 1, "the temporary file must be removed");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn write_atomic_is_private_and_never_follows_planted_links() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("heapscope-pprof-x-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        // Links under the names the old code used, and one at the target.
+        let path = dir.join("out.txt");
+        std::os::unix::fs::symlink(
+            &victim,
+            dir.join(format!(".out.txt.{}.tmp", std::process::id())),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        write_atomic(&path, |w| w.write_all(b"new")).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_file(), "the link itself is replaced");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        let shared = dir.join("shared.svg");
+        write_atomic_mode(&shared, 0o644, |w| w.write_all(b"<svg/>")).unwrap();
+        let mode = std::fs::metadata(&shared).unwrap().permissions().mode() & 0o777;
+        // 0644 less whatever the umask takes away.
+        assert_eq!(mode & !0o644, 0, "{mode:o}");
+        // Two temporary names are never the same.
+        assert_ne!(unpredictable(), unpredictable());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

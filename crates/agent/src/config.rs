@@ -180,6 +180,14 @@ pub const OPTIONS: &[OptionSpec] = &[
                (default $XDG_RUNTIME_DIR/heapscope or /tmp/heapscope-<uid>).",
     },
     OptionSpec {
+        key: "child_min_lifetime",
+        kind: Kind::Seconds,
+        default: "1",
+        help: "A forked child (not the agent's own dump children) writes its statistics, \
+               profiles and announcement only once it has lived this many seconds, so \
+               fork-per-job apps do not leave files for every short job (0: at once).",
+    },
+    OptionSpec {
         key: "verbose",
         kind: Kind::Bool,
         default: "0",
@@ -452,6 +460,41 @@ const FORBIDDEN: &[(i32, &str)] = &[
     (26, "Ruby uses VTALRM for its threads"),
 ];
 
+/// Whether `n` may be the dump signal: one of the named classic signals
+/// ([`SIGNALS`]) that is not [`FORBIDDEN`], or a real-time signal. Crash
+/// signals (ILL, TRAP, ABRT, BUS, FPE, SEGV), PIPE, STKFLT and the stop
+/// signals are never allowed. `heapscope dump` checks an announcement's
+/// signal against this too, so a forged announcement cannot make it send
+/// KILL or TERM.
+pub fn check_dump_signal(n: i32) -> Result<(), String> {
+    if let Some((_, why)) = FORBIDDEN.iter().find(|(s, _)| *s == n) {
+        return Err(format!(
+            "{} cannot be the dump signal: {why}",
+            signal_name(n)
+        ));
+    }
+    let named = SIGNALS.iter().any(|(_, s)| *s == n);
+    let realtime = (sigrtmin()..=sigrtmax()).contains(&n);
+    if named || realtime {
+        Ok(())
+    } else {
+        Err(format!(
+            "signal {n} cannot be the dump signal (allowed: {}, RTMIN..RTMAX)",
+            allowed_signal_names()
+        ))
+    }
+}
+
+/// The named signals [`check_dump_signal`] allows, for messages and docs.
+pub fn allowed_signal_names() -> String {
+    SIGNALS
+        .iter()
+        .filter(|(_, n)| !FORBIDDEN.iter().any(|(f, _)| f == n))
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// First real-time signal number as glibc exposes it (34 on Linux: 32 and 33
 /// are taken by the thread library).
 pub fn sigrtmin() -> i32 {
@@ -490,6 +533,7 @@ pub fn parse_signal(text: &str) -> Result<Option<i32>, String> {
     if let Some((_, why)) = FORBIDDEN.iter().find(|(s, _)| *s == n) {
         return Err(format!("{t:?} cannot be the dump signal: {why}"));
     }
+    check_dump_signal(n).map_err(|e| format!("{t:?}: {e}"))?;
     Ok(Some(n))
 }
 
@@ -607,6 +651,22 @@ mod tests {
         assert!(parse_signal("KILL").is_err());
         assert!(parse_signal("BOGUS").is_err());
         assert!(parse_signal("99").is_err());
+        // Crash and stop signals are refused too, by number or name.
+        for bad in [
+            "11", "SEGV", "6", "7", "4", "8", "13", "16", "20", "TSTP", "9", "15",
+        ] {
+            assert!(parse_signal(bad).is_err(), "{bad}");
+        }
+        for n in [1, 10, 12, 30, 34, 41, 64] {
+            assert_eq!(check_dump_signal(n), Ok(()), "{n}");
+        }
+        for n in [
+            0, 2, 3, 4, 5, 6, 7, 8, 9, 11, 13, 15, 16, 17, 19, 20, 26, 32, 33, 65, -1,
+        ] {
+            assert!(check_dump_signal(n).is_err(), "{n}");
+        }
+        assert!(allowed_signal_names().contains("USR2"));
+        assert!(!allowed_signal_names().contains("TERM"));
         assert_eq!(signal_name(41), "SIGRTMIN+7");
         assert_eq!(signal_name(12), "SIGUSR2");
     }

@@ -4,10 +4,19 @@
 //! directory and renamed to `heap-<pid>-<unixtime>-<seq>.dump` once complete,
 //! so a file under a final name is always whole. Retention keeps the newest
 //! `dump_keep` dumps of each process; temporary files of processes that are no
-//! longer running are leftovers of a killed dump and are removed.
+//! longer running are leftovers of a killed dump and are removed. Only regular
+//! files owned by this user count, so files another user plants in a shared
+//! dump directory never push the app's own dumps out.
 
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+/// A regular file (not a symlink) owned by this process's user.
+fn ours(path: &Path) -> bool {
+    std::fs::symlink_metadata(path)
+        .is_ok_and(|m| m.file_type().is_file() && m.uid() == crate::secure::euid())
+}
 
 /// The parts of a dump's file name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -77,7 +86,7 @@ pub fn list_dumps(dir: &Path, pid: u32) -> io::Result<Vec<(DumpName, PathBuf)>> 
         let Some(name) = entry.file_name().to_str().and_then(DumpName::parse) else {
             continue;
         };
-        if name.pid == pid {
+        if name.pid == pid && ours(&entry.path()) {
             out.push((name, entry.path()));
         }
     }
@@ -118,7 +127,7 @@ pub fn remove_stale_temps(dir: &Path, is_alive: impl Fn(u32) -> bool) -> io::Res
         let Some(name) = entry.file_name().to_str().and_then(DumpName::parse_temp) else {
             continue;
         };
-        if is_alive(name.pid) {
+        if is_alive(name.pid) || !ours(&entry.path()) {
             continue;
         }
         match std::fs::remove_file(entry.path()) {

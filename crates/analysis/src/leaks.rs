@@ -298,6 +298,8 @@ pub struct LeakOptions {
     pub min_growth: f64,
     /// How many leak suspects get a path from a root.
     pub paths: usize,
+    /// Steps kept at each end of a long path (`None`: all).
+    pub path_ends: Option<usize>,
 }
 
 /// The result for one process.
@@ -416,7 +418,7 @@ impl SeriesBuilder {
                 if let Some(&id) = representative.get(&site.key) {
                     site.path = shortest_paths(&graph, id, 1)
                         .first()
-                        .map(|p| label_path(&labeler, p, &facts));
+                        .map(|p| label_path(&labeler, p, &facts, opts.path_ends));
                 }
             }
         }

@@ -331,6 +331,38 @@ pub fn root_label(category: &str) -> String {
     }
 }
 
+/// Steps shown at each end of a long path unless the whole path is asked
+/// for: a 2-million-object linked list would otherwise print 2 million lines.
+pub const PATH_ENDS: usize = 10;
+
+/// Where a long path or chain was cut, and how much was left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elision {
+    /// The number of steps shown before the gap.
+    pub after: usize,
+    /// The number of steps left out.
+    pub count: usize,
+}
+
+/// Which steps of a path of `len` steps are shown when `ends` steps are kept
+/// at each end (`None`: all of them). Nothing is left out of a path short
+/// enough that the gap would hide a single step.
+pub fn shown_steps(len: usize, ends: Option<usize>) -> (Vec<usize>, Option<Elision>) {
+    match ends {
+        Some(k) if len > 2 * k + 1 => {
+            let shown = (0..k).chain(len - k..len).collect();
+            (
+                shown,
+                Some(Elision {
+                    after: k,
+                    count: len - 2 * k,
+                }),
+            )
+        }
+        _ => ((0..len).collect(), None),
+    }
+}
+
 /// One object on a path and how it holds the next one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathStep {
@@ -346,20 +378,40 @@ pub struct LabeledPath {
     pub categories: Vec<String>,
     /// A `machine_context` (conservative) root references the first object.
     pub conservative: bool,
+    /// The steps shown: all of them, or the ends of a long path.
     pub steps: Vec<PathStep>,
+    /// The steps left out between the ends, if any.
+    pub elided: Option<Elision>,
 }
 
 impl LabeledPath {
     pub fn root(&self) -> &str {
         self.categories.first().map_or("?", |s| s.as_str())
     }
+
+    /// The number of objects on the whole path, the left-out ones included.
+    pub fn len(&self) -> usize {
+        self.steps.len() + self.elided.map_or(0, |e| e.count)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
-/// Objects on the paths whose raw record would sharpen the labels.
-pub fn objects_needing_records(heap: &Heap, paths: &[RootPath]) -> Vec<ObjId> {
+/// Objects on the paths whose raw record would sharpen the labels: those
+/// shown (see [`shown_steps`]) that hold a next step.
+pub fn objects_needing_records(heap: &Heap, paths: &[RootPath], ends: Option<usize>) -> Vec<ObjId> {
     let mut out: Vec<ObjId> = paths
         .iter()
-        .flat_map(|p| p.nodes[..p.nodes.len().saturating_sub(1)].iter().copied())
+        .flat_map(|p| {
+            let n = p.nodes.len();
+            shown_steps(n, ends)
+                .0
+                .into_iter()
+                .filter(move |&i| i + 1 < n)
+                .map(|i| p.nodes[i])
+        })
         .filter(|&id| {
             matches!(
                 heap.otype[id as usize],
@@ -372,11 +424,14 @@ pub fn objects_needing_records(heap: &Heap, paths: &[RootPath]) -> Vec<ObjId> {
     out
 }
 
-/// Labels a path found by [`heapscope_graph::shortest_paths`].
+/// Labels a path found by [`heapscope_graph::shortest_paths`]: every step,
+/// or with `ends` only that many at each end of a long path (the others are
+/// never described, so a path through millions of objects costs little).
 pub fn label_path(
     labeler: &Labeler<'_, '_>,
     path: &RootPath,
     facts: &FastMap<ObjId, RecordFacts>,
+    ends: Option<usize>,
 ) -> LabeledPath {
     let heap = labeler.graph.heap;
     let conservative = heap
@@ -390,22 +445,25 @@ pub fn label_path(
         .collect();
     // Show a precise root first when there is one.
     categories.sort_by_key(|c| c == "machine_context");
-    let steps = path
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, &id)| PathStep {
-            object: object_ref(heap, id),
-            held_as: path
-                .nodes
-                .get(i + 1)
-                .map(|&next| labeler.held_as(id, next, facts.get(&id))),
+    let (shown, elided) = shown_steps(path.nodes.len(), ends);
+    let steps = shown
+        .into_iter()
+        .map(|i| {
+            let id = path.nodes[i];
+            PathStep {
+                object: object_ref(heap, id),
+                held_as: path
+                    .nodes
+                    .get(i + 1)
+                    .map(|&next| labeler.held_as(id, next, facts.get(&id))),
+            }
         })
         .collect();
     LabeledPath {
         categories,
         conservative,
         steps,
+        elided,
     }
 }
 
@@ -418,18 +476,29 @@ pub struct DominatorStep {
 }
 
 /// The dominator chain of `target`, from the top-level dominator (one only
-/// the super-root dominates) down to `target`; empty when unreachable.
-pub fn dominator_chain(g: &Graph<'_>, dom: &Dominators, target: ObjId) -> Vec<DominatorStep> {
+/// the super-root dominates) down to `target`; empty when unreachable. With
+/// `ends`, a long chain keeps only that many steps at each end.
+pub fn dominator_chain(
+    g: &Graph<'_>,
+    dom: &Dominators,
+    target: ObjId,
+    ends: Option<usize>,
+) -> (Vec<DominatorStep>, Option<Elision>) {
     let mut chain = dom.chain(target);
     chain.reverse();
-    chain
+    let (shown, elided) = shown_steps(chain.len(), ends);
+    let steps = shown
         .into_iter()
-        .map(|id| DominatorStep {
-            object: object_ref(g.heap, id),
-            shallow_bytes: g.shallow(id),
-            retained_bytes: dom.retained(id),
+        .map(|i| {
+            let id = chain[i];
+            DominatorStep {
+                object: object_ref(g.heap, id),
+                shallow_bytes: g.shallow(id),
+                retained_bytes: dom.retained(id),
+            }
         })
-        .collect()
+        .collect();
+    (steps, elided)
 }
 
 #[cfg(test)]
@@ -535,9 +604,9 @@ pub(crate) mod tests {
         let target = heap.find(0x10f0).unwrap();
         let paths = shortest_paths(&g, target, 5);
         assert_eq!(paths.len(), 1);
-        let need = objects_needing_records(&heap, &paths);
+        let need = objects_needing_records(&heap, &paths, None);
         assert_eq!(need.len(), 3);
-        let p = label_path(&l, &paths[0], &facts_of(&heap));
+        let p = label_path(&l, &paths[0], &facts_of(&heap), None);
         assert_eq!(p.root(), "global_tbl");
         assert!(!p.conservative);
         let held: Vec<Option<&str>> = p.steps.iter().map(|s| s.held_as.as_deref()).collect();
@@ -552,7 +621,7 @@ pub(crate) mod tests {
         );
         assert_eq!(p.steps[2].object.class.as_deref(), Some("Holder"));
         // Without record facts: parity still works (even count), index does not.
-        let p = label_path(&l, &paths[0], &FastMap::default());
+        let p = label_path(&l, &paths[0], &FastMap::default(), None);
         assert_eq!(p.steps[0].held_as.as_deref(), Some("a value"));
         assert_eq!(p.steps[1].held_as.as_deref(), Some("an element"));
     }
@@ -598,7 +667,8 @@ pub(crate) mod tests {
         let g = Graph::new(&heap, GraphOptions::default());
         let dom = Dominators::compute(&g);
         let target = heap.find(0x10f0).unwrap();
-        let chain = dominator_chain(&g, &dom, target);
+        let (chain, elided) = dominator_chain(&g, &dom, target, Some(PATH_ENDS));
+        assert_eq!(elided, None);
         assert_eq!(chain.last().unwrap().object.id, target);
         assert_eq!(chain[0].object.address, 0x1000);
         assert!(chain
@@ -625,6 +695,81 @@ pub(crate) mod tests {
             l.held_as(person, alice, None),
             "an instance variable, one of @name, @age"
         );
+    }
+
+    /// A global hash holding the first of `n` arrays, each holding the next.
+    fn chain_dump(n: usize) -> String {
+        let mut s = String::from(
+            "{\"type\":\"ROOT\", \"root\":\"global_tbl\", \"references\":[\"0x1000\"]}\n",
+        );
+        for i in 0..n {
+            let me = 0x1000 + 0x28 * i;
+            let refs = if i + 1 < n {
+                format!("\"0x{:x}\"", me + 0x28)
+            } else {
+                String::new()
+            };
+            let len = usize::from(i + 1 < n);
+            s.push_str(&format!(
+                "{{\"address\":\"0x{me:x}\", \"type\":\"ARRAY\", \"length\":{len}, \"references\":[{refs}], \"memsize\":40}}\n"
+            ));
+        }
+        s
+    }
+
+    #[test]
+    fn shown_steps_keep_both_ends() {
+        assert_eq!(shown_steps(5, Some(2)), ((0..5).collect(), None));
+        let (shown, e) = shown_steps(6, Some(2));
+        assert_eq!(shown, [0, 1, 4, 5]);
+        assert_eq!(e, Some(Elision { after: 2, count: 2 }));
+        assert_eq!(shown_steps(1_000, None).0.len(), 1_000);
+        let (shown, e) = shown_steps(2_000_000, Some(PATH_ENDS));
+        assert_eq!(shown.len(), 2 * PATH_ENDS);
+        assert_eq!(shown[PATH_ENDS], 2_000_000 - PATH_ENDS);
+        assert_eq!(e.unwrap().count, 2_000_000 - 2 * PATH_ENDS);
+    }
+
+    #[test]
+    fn a_long_path_is_labelled_at_its_ends_only() {
+        let heap = heap_of(&chain_dump(100));
+        let g = Graph::new(&heap, GraphOptions::default());
+        let l = Labeler::new(&g);
+        let last = heap.find(0x1000 + 0x28 * 99).unwrap();
+        let paths = shortest_paths(&g, last, 1);
+        assert_eq!(paths[0].nodes.len(), 100);
+        let p = label_path(&l, &paths[0], &FastMap::default(), Some(3));
+        assert_eq!(p.steps.len(), 6);
+        assert_eq!(p.len(), 100);
+        assert_eq!(
+            p.elided,
+            Some(Elision {
+                after: 3,
+                count: 94
+            })
+        );
+        assert_eq!(p.steps[2].object.address, 0x1000 + 0x28 * 2);
+        assert_eq!(p.steps[3].object.address, 0x1000 + 0x28 * 97);
+        // The last step before the gap still says how it holds the next object.
+        assert_eq!(p.steps[2].held_as.as_deref(), Some("an element"));
+        assert_eq!(p.steps[5].held_as, None);
+        // Only shown objects are worth re-reading.
+        assert_eq!(objects_needing_records(&heap, &paths, Some(3)).len(), 5);
+        assert_eq!(objects_needing_records(&heap, &paths, None).len(), 99);
+        let full = label_path(&l, &paths[0], &FastMap::default(), None);
+        assert_eq!((full.steps.len(), full.elided), (100, None));
+
+        let dom = Dominators::compute(&g);
+        let (chain, e) = dominator_chain(&g, &dom, last, Some(3));
+        assert_eq!(chain.len(), 6);
+        assert_eq!(
+            e,
+            Some(Elision {
+                after: 3,
+                count: 94
+            })
+        );
+        assert_eq!(chain.last().unwrap().object.id, last);
     }
 
     #[test]

@@ -34,6 +34,7 @@ use heapscope_graph::{shortest_paths, Dominators, Graph};
 use heapscope_heap::{FastMap, ObjId};
 
 use crate::group::{GroupKey, Grouper, KeyValue, MAX_KEYS};
+use crate::paths::{shown_steps, Elision};
 use crate::retained::{describe, RetainedObject};
 
 /// Default share of the reachable heap a suspect must retain.
@@ -53,6 +54,8 @@ pub struct SuspectOptions {
     /// The accumulation point descends while the largest child keeps at least
     /// this share of its parent's retained size (0..=1).
     pub accumulation: f64,
+    /// Steps kept at each end of a long path from a root (`None`: all).
+    pub path_ends: Option<usize>,
 }
 
 impl Default for SuspectOptions {
@@ -60,6 +63,7 @@ impl Default for SuspectOptions {
         SuspectOptions {
             threshold: DEFAULT_THRESHOLD,
             accumulation: DEFAULT_ACCUMULATION,
+            path_ends: Some(crate::paths::PATH_ENDS),
         }
     }
 }
@@ -86,8 +90,11 @@ impl SuspectKind {
 pub struct SuspectPath {
     /// Root categories under which the first step is referenced.
     pub root: Vec<String>,
-    /// The root-referenced object first, the accumulation point last.
+    /// The root-referenced object first, the accumulation point last: all
+    /// of them, or the ends of a long path.
     pub steps: Vec<RetainedObject>,
+    /// The steps left out between the ends, if any.
+    pub elided: Option<Elision>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -309,7 +316,7 @@ pub fn find_suspects(g: &Graph<'_>, dom: &Dominators, opts: SuspectOptions) -> S
             start: describe(g, dom, start),
             accumulation: describe(g, dom, acc),
             depth,
-            path: root_path(g, dom, acc),
+            path: root_path(g, dom, acc, opts.path_ends),
             holds_classes,
             holds_locations,
         });
@@ -366,15 +373,25 @@ pub fn accumulation_point(
     (v, depth)
 }
 
-fn root_path(g: &Graph<'_>, dom: &Dominators, target: ObjId) -> Option<SuspectPath> {
+fn root_path(
+    g: &Graph<'_>,
+    dom: &Dominators,
+    target: ObjId,
+    ends: Option<usize>,
+) -> Option<SuspectPath> {
     let p = shortest_paths(g, target, 1).into_iter().next()?;
+    let (shown, elided) = shown_steps(p.nodes.len(), ends);
     Some(SuspectPath {
         root: p
             .categories
             .iter()
             .map(|&c| g.heap.strings.text(c).into_owned())
             .collect(),
-        steps: p.nodes.iter().map(|&v| describe(g, dom, v)).collect(),
+        steps: shown
+            .into_iter()
+            .map(|i| describe(g, dom, p.nodes[i]))
+            .collect(),
+        elided,
     })
 }
 

@@ -115,6 +115,22 @@ pub struct FormatArg {
     pub format: Format,
 }
 
+/// How much of a long path from a root to print.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct PathLengthArg {
+    /// Print every step of a long path from a root. By default a path of more than 21 objects
+    /// shows its first and last 10, and how many were left out between (JSON: `elided`).
+    #[arg(long)]
+    pub full_path: bool,
+}
+
+impl PathLengthArg {
+    /// Steps kept at each end of a long path, `None` for all.
+    pub fn ends(self) -> Option<usize> {
+        (!self.full_path).then_some(heapscope_analysis::paths::PATH_ENDS)
+    }
+}
+
 /// The input of the graph commands, and how to read it.
 #[derive(Args, Debug, Clone)]
 pub struct InputArgs {

@@ -1,6 +1,6 @@
 //! Rendering of `heapscope path`.
 
-use heapscope_analysis::paths::{root_label, DominatorStep, LabeledPath, ObjectRef};
+use heapscope_analysis::paths::{root_label, DominatorStep, Elision, LabeledPath, ObjectRef};
 use serde_json::{json, Value};
 
 use crate::size;
@@ -14,9 +14,38 @@ pub struct PathReport<'a> {
     pub paths: &'a [LabeledPath],
     /// The dominator chain, top-level dominator first (with `--dominators`).
     pub dominators: Option<&'a [DominatorStep]>,
+    /// The steps left out of the middle of a long dominator chain.
+    pub dominators_elided: Option<Elision>,
     /// Some records could not be re-read (compressed input or stdin), so
     /// array indexes are unknown.
     pub records_unavailable: bool,
+}
+
+/// The line that stands for the steps left out of a long path.
+pub fn elision_line(e: &Elision) -> String {
+    format!(
+        "… {} {} left out (--full-path shows every step) …",
+        crate::thousands(e.count as u64),
+        if e.count == 1 { "step" } else { "steps" }
+    )
+}
+
+/// JSON fields for a path or chain of `shown` steps: its whole `length`,
+/// how many steps were `elided` (0 when none) and after which shown step
+/// (`elided_after`, null when none).
+pub fn elision_fields(m: &mut serde_json::Map<String, Value>, shown: usize, e: Option<&Elision>) {
+    m.insert("length".into(), json!(shown + e.map_or(0, |e| e.count)));
+    m.insert("elided".into(), json!(e.map_or(0, |e| e.count)));
+    m.insert("elided_after".into(), json!(e.map(|e| e.after)));
+}
+
+/// Adds a table row for the gap of a long path before the row of step `i`.
+pub(crate) fn gap_row(t: &mut Table, columns: usize, i: usize, e: Option<&Elision>) {
+    if let Some(e) = e.filter(|e| e.after == i) {
+        let mut row = vec![String::new(); columns];
+        row[0] = elision_line(e);
+        t.row(row);
+    }
 }
 
 fn object_fields(o: &ObjectRef) -> serde_json::Map<String, Value> {
@@ -46,13 +75,18 @@ pub fn path_json(r: &PathReport<'_>) -> Value {
                     Value::Object(m)
                 })
                 .collect();
+            let mut m = serde_json::Map::new();
+            elision_fields(&mut m, chain.len(), r.dominators_elided.as_ref());
+            v["dominators_length"] = m["length"].clone();
+            v["dominators_elided"] = m["elided"].clone();
+            v["dominators_elided_after"] = m["elided_after"].clone();
         }
         None => {
             v["paths"] = r
                 .paths
                 .iter()
                 .map(|p| {
-                    json!({
+                    let mut v = json!({
                         "root": p.root(),
                         "roots": p.categories,
                         "conservative": p.conservative,
@@ -61,7 +95,11 @@ pub fn path_json(r: &PathReport<'_>) -> Value {
                             m.insert("held_as".into(), json!(s.held_as));
                             Value::Object(m)
                         }).collect::<Vec<_>>(),
-                    })
+                    });
+                    if let Value::Object(m) = &mut v {
+                        elision_fields(m, p.steps.len(), p.elided.as_ref());
+                    }
+                    v
                 })
                 .collect();
         }
@@ -78,7 +116,8 @@ pub(crate) fn steps_table(p: &LabeledPath, indent: &str) -> String {
         ("location", Align::Left),
         ("holds the next as", Align::Left),
     ]);
-    for s in &p.steps {
+    for (i, s) in p.steps.iter().enumerate() {
+        gap_row(&mut t, 5, i, p.elided.as_ref());
         t.row(vec![
             format!("{:#x}", s.object.address),
             s.object.type_name.clone(),
@@ -121,7 +160,8 @@ pub fn path_text(r: &PathReport<'_>, exact: bool) -> String {
             ("class", Align::Left),
             ("location", Align::Left),
         ]);
-        for s in chain {
+        for (i, s) in chain.iter().enumerate() {
+            gap_row(&mut t, 6, i, r.dominators_elided.as_ref());
             t.row(vec![
                 size(s.retained_bytes, exact),
                 size(s.shallow_bytes, exact),

@@ -44,10 +44,16 @@ fn suspect_json(s: &Suspect) -> Value {
         "count": s.count,
         "start": start,
         "accumulation": acc,
-        "path": s.path.as_ref().map(|p| json!({
-            "root": p.root.join(", "),
-            "steps": p.steps.iter().map(object_json).collect::<Vec<_>>(),
-        })),
+        "path": s.path.as_ref().map(|p| {
+            let mut v = json!({
+                "root": p.root.join(", "),
+                "steps": p.steps.iter().map(object_json).collect::<Vec<_>>(),
+            });
+            if let Value::Object(m) = &mut v {
+                crate::path::elision_fields(m, p.steps.len(), p.elided.as_ref());
+            }
+            v
+        }),
         "holds": {
             "classes": s.holds_classes.iter().map(|(c, b)| json!({"class": c, "bytes": b})).collect::<Vec<_>>(),
             "locations": s.holds_locations.iter().map(|(l, b)| json!({"location": l, "bytes": b})).collect::<Vec<_>>(),
@@ -228,7 +234,8 @@ pub fn suspects_text(source: &str, r: &Suspects, exact: bool) -> String {
                     ("class", Align::Left),
                     ("location", Align::Left),
                 ]);
-                for step in &p.steps {
+                for (i, step) in p.steps.iter().enumerate() {
+                    crate::path::gap_row(&mut t, 4, i, p.elided.as_ref());
                     t.row(object_row(step));
                 }
                 out.push_str(&indent(&t.render(), "    "));

@@ -64,6 +64,9 @@ pub struct Args {
     #[arg(long, value_name = "OBJECTS", default_value_t = 1.0)]
     pub min_growth: f64,
 
+    #[command(flatten)]
+    pub length: crate::args::PathLengthArg,
+
     /// Print exact byte counts instead of KiB/MiB/GiB in tables.
     #[arg(long)]
     pub bytes: bool,
@@ -133,6 +136,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let opts = LeakOptions {
         min_growth: a.min_growth,
         paths: a.top,
+        path_ends: a.length.ends(),
     };
     let mut reports: Vec<(Option<u32>, Vec<String>, LeakReport)> = Vec::new();
     for files in &processes {

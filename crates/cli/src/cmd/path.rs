@@ -28,6 +28,9 @@ the records, re-read from uncompressed files only.
 shows instead the dominator chain: the objects every path passes through, from the top down, with
 the memory each retains.
 
+A long path or chain (more than 21 objects: a linked list) shows its first and last 10 steps and
+how many were left out between; --full-path shows every step.
+
 An address the dump does not have, or an object that no root reaches (the next GC frees it), is
 an error: a message on stderr and exit code 2.
 
@@ -62,6 +65,9 @@ pub struct Args {
     #[arg(long, conflicts_with = "all")]
     pub dominators: bool,
 
+    #[command(flatten)]
+    pub length: crate::args::PathLengthArg,
+
     /// Print exact byte counts instead of KiB/MiB/GiB.
     #[arg(long)]
     pub bytes: bool,
@@ -86,19 +92,23 @@ pub fn run(a: Args) -> Result<ExitCode> {
         },
     );
     let mut records_unavailable = false;
+    let ends = a.length.ends();
+    let mut dominators_elided = None;
     let (paths, chain) = if a.dominators {
         let dom = Dominators::compute(&graph);
         if !dom.is_reachable(id) {
             return Err(unreachable(&dump.source, a.address));
         }
-        (Vec::new(), Some(dominator_chain(&graph, &dom, id)))
+        let (chain, elided) = dominator_chain(&graph, &dom, id, ends);
+        dominators_elided = elided;
+        (Vec::new(), Some(chain))
     } else {
         let max = a.all.unwrap_or(1).max(1);
         let found = shortest_paths(&graph, id, max);
         if found.is_empty() {
             return Err(unreachable(&dump.source, a.address));
         }
-        let need: Vec<u64> = objects_needing_records(heap, &found)
+        let need: Vec<u64> = objects_needing_records(heap, &found, ends)
             .into_iter()
             .map(|o| heap.address[o as usize])
             .collect();
@@ -119,7 +129,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         let labeler = Labeler::new(&graph);
         let paths: Vec<_> = found
             .iter()
-            .map(|p| label_path(&labeler, p, &facts))
+            .map(|p| label_path(&labeler, p, &facts, ends))
             .collect();
         (paths, None)
     };
@@ -131,6 +141,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         address: a.address,
         paths: &paths,
         dominators: chain.as_deref(),
+        dominators_elided,
         records_unavailable,
     };
     let out = match a.output.format {

@@ -26,8 +26,9 @@ suspect.
 
 For each suspect, the accumulation point is found by descending from the object (for a group, its
 largest member) into the largest object it dominates while that keeps at least --accumulation of
-its parent's retained size. The report shows the shortest path from a root to it and the classes
-and allocation sites of what it holds.
+its parent's retained size. The report shows the shortest path from a root to it (the first and
+last 10 steps of a long one, unless --full-path) and the classes and allocation sites of what it
+holds.
 
 Finding no suspect is not an error (exit code 0); the report then names the largest retainer.
 
@@ -52,6 +53,9 @@ pub struct Args {
     /// this share of its parent's retained size (0 < SHARE <= 1).
     #[arg(long, value_name = "SHARE", default_value_t = DEFAULT_ACCUMULATION, value_parser = parse_share)]
     pub accumulation: f64,
+
+    #[command(flatten)]
+    pub length: crate::args::PathLengthArg,
 
     /// Print exact byte counts instead of KiB/MiB/GiB.
     #[arg(long)]
@@ -83,6 +87,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 SuspectOptions {
                     threshold: a.threshold,
                     accumulation: a.accumulation,
+                    path_ends: a.length.ends(),
                 },
             );
             timer.lap("suspects");

@@ -36,6 +36,14 @@ pub(crate) struct ChunkResult {
     /// Non-blank lines in the chunk, and how many of them came before its first record.
     pub nonblank: u64,
     pub nonblank_before_record: Option<u64>,
+    /// Byte offset just past the chunk's first record line.
+    pub first_record_end: Option<usize>,
+    /// 0-based index of the chunk's first ROOT record line.
+    pub first_root: Option<u64>,
+    /// ROOT records after a heap object in this chunk (several dumps in one
+    /// file), and the index of the first one.
+    pub late_roots: u64,
+    pub first_late_root: Option<u64>,
 }
 
 /// Parses `data`, which holds whole lines (the last one may lack its newline
@@ -61,6 +69,7 @@ pub(crate) fn parse_chunk(data: &[u8], at_eof: bool, opts: &ReadOptions) -> Chun
         if line.last() == Some(&b'\r') {
             line = &line[..line.len() - 1];
         }
+        let (roots, objects) = (r.roots, r.objects);
         handle_line(
             line,
             index,
@@ -71,6 +80,16 @@ pub(crate) fn parse_chunk(data: &[u8], at_eof: bool, opts: &ReadOptions) -> Chun
             &mut scratch,
             &mut r,
         );
+        if r.first_record_end.is_none() && r.nonblank_before_record.is_some() {
+            r.first_record_end = Some(next);
+        }
+        if r.roots > roots {
+            r.first_root.get_or_insert(index);
+            if objects > 0 {
+                r.late_roots += 1;
+                r.first_late_root.get_or_insert(index);
+            }
+        }
         index += 1;
         start = next;
     }

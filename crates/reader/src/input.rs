@@ -20,7 +20,9 @@ pub struct Input {
     pub size_hint: Option<u64>,
     /// Size on disk, when the input is a file (for progress).
     pub file_size: Option<u64>,
-    /// An uncompressed regular file, which the reader maps instead of reading.
+    /// An uncompressed regular file, which the reader reads itself (up to its
+    /// size at open, noticing if it shrinks meanwhile) instead of `reader`.
+    /// The name is historical: it is no longer memory-mapped.
     pub mapped: Option<File>,
 }
 
@@ -102,9 +104,40 @@ impl Input {
 fn compression_of(head: &[u8]) -> Compression {
     if head.starts_with(&[0x1f, 0x8b]) {
         Compression::Gzip
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) || is_skippable_frame(head) {
         Compression::Zstd
     } else {
         Compression::None
+    }
+}
+
+/// A zstd skippable frame (magic 0x184D2A50 to 0x184D2A5F, little endian):
+/// pzstd starts its output with one, and zstd decoders skip it.
+fn is_skippable_frame(head: &[u8]) -> bool {
+    head.len() >= 4 && head[0] & 0xf0 == 0x50 && head[1..4] == [0x2a, 0x4d, 0x18]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_bytes() {
+        assert_eq!(compression_of(&[0x1f, 0x8b, 8, 0]), Compression::Gzip);
+        assert_eq!(compression_of(&[0x28, 0xb5, 0x2f, 0xfd]), Compression::Zstd);
+        for low in 0..16u8 {
+            let magic = (0x184D2A50u32 + low as u32).to_le_bytes();
+            assert_eq!(compression_of(&magic), Compression::Zstd, "{magic:x?}");
+        }
+        assert_eq!(
+            compression_of(&0x184D2A60u32.to_le_bytes()),
+            Compression::None
+        );
+        assert_eq!(
+            compression_of(&0x184D2A4Fu32.to_le_bytes()),
+            Compression::None
+        );
+        assert_eq!(compression_of(b"{\"ad"), Compression::None);
+        assert_eq!(compression_of(&[0x50, 0x2a]), Compression::None);
     }
 }

@@ -11,6 +11,7 @@ mod chunk;
 mod input;
 pub mod parse;
 
+use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -34,7 +35,19 @@ pub struct ReadOptions {
     /// Bytes per chunk handed to a parser thread.
     pub chunk_bytes: usize,
     pub progress: Option<ProgressFn>,
+    /// An input whose first record does not end within this many bytes is not
+    /// a heap dump (see [`FIRST_RECORD_WITHIN`]).
+    pub first_record_within: u64,
 }
+
+/// The default for [`ReadOptions::first_record_within`]: 64 MiB. A real dump
+/// starts with a record on its first line (ROOT, SHAPE or an object); only a
+/// first ROOT line with over 4 million references would pass this bound.
+/// Without it, an input with no newline (`/dev/zero`, a gzip bomb of zeros)
+/// would grow the line buffer without end. Once a record has been read there
+/// is no line-length limit (arrays with millions of references, multi-MB
+/// strings are legitimate).
+pub const FIRST_RECORD_WITHIN: u64 = 64 << 20;
 
 impl Default for ReadOptions {
     fn default() -> Self {
@@ -44,6 +57,7 @@ impl Default for ReadOptions {
             threads: 0,
             chunk_bytes: 8 << 20,
             progress: None,
+            first_record_within: FIRST_RECORD_WITHIN,
         }
     }
 }
@@ -82,6 +96,20 @@ pub struct Diagnostics {
     pub input_error: Option<String>,
     /// Non-blank lines before the first record (None until one is seen).
     pub junk_prefix: Option<u64>,
+    /// The file changed while it was read, but no byte read went missing
+    /// (it grew, or was rewritten after the read): why, for a warning.
+    pub file_changed: Option<String>,
+    /// Heap objects whose address an earlier record already had (copied
+    /// from [`heapscope_heap::DumpFacts`]).
+    pub duplicate_addresses: u64,
+    /// References (object to object) whose target no record has, and all
+    /// references; both 0 when references were not loaded.
+    pub dangling_refs: u64,
+    pub references: u64,
+    /// ROOT records that come after heap objects (Ruby writes them first, so
+    /// these mean several dumps in one file), and the line of the first one.
+    pub late_roots: u64,
+    pub first_late_root: Option<u64>,
 }
 
 impl Diagnostics {
@@ -130,6 +158,58 @@ impl Diagnostics {
                 self.malformed, self.lines
             ));
         }
+        if let Some(why) = &self.file_changed {
+            w.push(format!("{source}: {why}"));
+        }
+        w.extend(self.structure_warnings(source));
+        w
+    }
+
+    /// Warnings about the dump as a whole rather than single lines: several
+    /// dumps in one file, repeated addresses, many dangling references. For
+    /// stderr and for the `warnings` of JSON reports.
+    pub fn structure_warnings(&self, source: &str) -> Vec<String> {
+        let mut w = Vec::new();
+        if let Some(line) = self.first_late_root {
+            w.push(format!(
+                "{source}:{line}: a ROOT record after heap objects ({} such records): the file looks like several dumps concatenated; analyse them one at a time",
+                self.late_roots
+            ));
+        }
+        if self.duplicate_addresses > 0 {
+            w.push(format!(
+                "{source}: {} heap objects repeat the address of an earlier record (concatenated dumps, or a dump appended to an old one?): each copy is counted, so totals are inflated, and references reach only one copy",
+                self.duplicate_addresses
+            ));
+        }
+        // A few dangling references are normal (objects freed while Ruby
+        // wrote the dump); many mean a partial dump.
+        if self.dangling_refs > 0 && self.dangling_refs * 100 > self.references {
+            w.push(format!(
+                "{source}: {} of {} references ({:.1}%) point at addresses no record has (a partial or cut-off dump?); they were dropped",
+                self.dangling_refs,
+                self.references,
+                100.0 * self.dangling_refs as f64 / self.references.max(1) as f64
+            ));
+        }
+        w
+    }
+
+    /// Why what is reachable cannot be judged from this dump, if it cannot:
+    /// for the commands that walk the object graph (retained sizes,
+    /// unreachable objects, paths, suspects). Empty for a sound dump.
+    pub fn reachability_warnings(&self, source: &str) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.roots == 0 && self.objects > 0 {
+            w.push(format!(
+                "{source}: the dump has no ROOT records (written with dump_all(since: ...)?, or cut off at the start): reachability cannot be judged, so every object looks unreachable and retained sizes and paths are meaningless"
+            ));
+        }
+        if self.duplicate_addresses > 0 || self.late_roots > 0 {
+            w.push(format!(
+                "{source}: with repeated addresses or several dumps in one file, reachability cannot be judged reliably: references reach only one copy of each address, so the other copies look unreachable"
+            ));
+        }
         w
     }
 }
@@ -151,6 +231,12 @@ pub enum ReadError {
         source_name: String,
         why: String,
     },
+    /// The file shrank while it was being read (rewritten in place, or
+    /// truncated by log rotation): what was read cannot be trusted.
+    Truncated {
+        source_name: String,
+        why: String,
+    },
 }
 
 impl std::fmt::Display for ReadError {
@@ -160,6 +246,7 @@ impl std::fmt::Display for ReadError {
             ReadError::NotADump { source_name, why } => {
                 write!(f, "{source_name}: not a Ruby heap dump: {why}")
             }
+            ReadError::Truncated { source_name, why } => write!(f, "{source_name}: {why}"),
         }
     }
 }
@@ -190,23 +277,28 @@ pub fn read_input(input: Input, opts: &ReadOptions) -> Result<Dump, ReadError> {
     } else {
         opts.threads
     };
-    let mut reader = input.reader;
-    // SAFETY (of the map): the file is only read. If another process truncated
-    // it while we read, accessing the lost pages would fault; dumps are not
-    // rewritten in place, and a file still growing is read up to its size at open.
-    let map = match &input.mapped {
-        Some(file) => Some(unsafe { memmap2::Mmap::map(file) }.map_err(io_err)?),
+    // An uncompressed regular file is read with read(2) into recycled
+    // buffers, not memory-mapped. A mapped file that another process
+    // truncates (a new dump written to the same path, copytruncate log
+    // rotation) raises SIGBUS on the next access past its new end, which
+    // kills the process; catching that would take a process-wide signal
+    // handler that remaps pages under the parser's feet. read(2) instead
+    // just returns fewer bytes than the size seen at open, which
+    // `GuardedFile` reports as an error (exit 2, not a signal death). The
+    // copy out of the page cache costs little next to parsing, and memory
+    // for input stays a few chunks whatever the file size.
+    let mut guarded = match input.mapped {
+        Some(file) => Some(GuardedFile::new(file).map_err(io_err)?),
         None => None,
     };
-    if let Some(m) = &map {
-        let _ = m.advise(memmap2::Advice::Sequential);
-    }
-    let map = map.as_ref();
+    let mut stream = input.reader;
 
-    let (work_tx, work_rx) = crossbeam_channel::bounded::<(u64, Chunk, bool)>(threads);
-    let (done_tx, done_rx) = crossbeam_channel::bounded::<(u64, ChunkResult, Chunk)>(threads * 2);
+    let (work_tx, work_rx) = crossbeam_channel::bounded::<(u64, Vec<u8>, bool)>(threads);
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<(u64, ChunkResult, Vec<u8>)>(threads * 2);
     let (free_tx, free_rx) = crossbeam_channel::unbounded::<Vec<u8>>();
     let max_buffers = threads * 2 + 2;
+    let gate = Gate::default();
+    let gate = &gate;
 
     std::thread::scope(|scope| {
         for _ in 0..threads {
@@ -214,13 +306,9 @@ pub fn read_input(input: Input, opts: &ReadOptions) -> Result<Dump, ReadError> {
             let done_tx = done_tx.clone();
             scope.spawn(move || {
                 for (idx, chunk, eof) in work_rx {
-                    let data = chunk.bytes(map);
-                    let mut result = parse_chunk(data, eof, opts);
+                    let mut result = parse_chunk(&chunk, eof, opts);
                     if idx == 0 {
-                        result.head = data[..data.len().min(4096)].to_vec();
-                    }
-                    if let (Chunk::Mapped(start, end), Some(m)) = (&chunk, map) {
-                        release_mapped(m, *start, *end);
+                        result.head = chunk[..chunk.len().min(4096)].to_vec();
                     }
                     if done_tx.send((idx, result, chunk)).is_err() {
                         break;
@@ -232,121 +320,304 @@ pub fn read_input(input: Input, opts: &ReadOptions) -> Result<Dump, ReadError> {
         drop(done_tx);
 
         // The merger runs on its own thread so that reading never waits on it.
-        let merger = scope.spawn(move || merge(done_rx, free_tx, expected, opts));
+        let merger = scope.spawn(move || merge(done_rx, free_tx, expected, opts, gate));
 
-        let mut stream_error = None;
-        let read_result = match map {
-            Some(m) => Ok(split_mapped(m, opts, &work_tx)),
-            None => split_into_chunks(
-                &mut reader,
-                opts,
-                max_buffers,
-                &free_rx,
-                &work_tx,
-                &mut stream_error,
-            ),
+        let mut split = Split::default();
+        let reader: &mut dyn Read = match guarded.as_mut() {
+            Some(g) => g,
+            None => &mut *stream,
         };
+        let read_result = split_into_chunks(
+            reader,
+            opts,
+            max_buffers,
+            &free_rx,
+            &work_tx,
+            gate,
+            &mut split,
+        );
         drop(work_tx);
         let merged = merger.join().expect("merger thread panicked");
-        let bytes = read_result.map_err(io_err)?;
-        let (builder, mut diag, first_line) = merged;
+        let bytes = match read_result {
+            Ok(b) => b,
+            Err(e) => return Err(read_failure(&source, e)),
+        };
+        let Merged {
+            builder,
+            mut diag,
+            first_bytes: first_line,
+            no_record_within,
+        } = merged;
         diag.bytes = bytes;
-        diag.input_error = stream_error;
+        if let Some(e) = split.stream_error {
+            if shrank(&e).is_some() {
+                return Err(read_failure(&source, e));
+            }
+            diag.input_error = Some(e.to_string());
+        }
+        if let Some(long) = &split.long_line {
+            return Err(ReadError::NotADump {
+                source_name: source.clone(),
+                why: long_line_reason(long, opts.first_record_within),
+            });
+        }
+        if let Some(g) = &guarded {
+            diag.file_changed = g.changes();
+        }
         let junk_prefix = diag.junk_prefix.unwrap_or(u64::MAX);
         if diag.records() == 0
             || junk_prefix >= MAX_JUNK_PREFIX
+            || no_record_within
             || starts_like_json_array(&first_line)
         {
+            let mut why = not_a_dump_reason(&diag, &first_line);
+            if no_record_within && diag.records() > 0 && junk_prefix < MAX_JUNK_PREFIX {
+                why = format!(
+                    "no record ends within its first {} (a real dump starts with one)",
+                    mib(opts.first_record_within)
+                );
+            } else if no_record_within && diag.lines == diag.blank_lines {
+                why = format!(
+                    "its first {} hold only blank lines",
+                    mib(opts.first_record_within)
+                );
+            }
             return Err(ReadError::NotADump {
                 source_name: source.clone(),
-                why: not_a_dump_reason(&diag, &first_line),
+                why,
             });
         }
+        let heap = builder.finish();
+        diag.duplicate_addresses = heap.facts.duplicate_addresses;
+        diag.dangling_refs = heap.facts.dangling_refs;
+        diag.references = heap.refs.len() as u64 + heap.facts.dangling_refs;
         Ok(Dump {
-            heap: builder.finish(),
+            heap,
             diagnostics: diag,
             source: source.clone(),
         })
     })
 }
 
-/// A chunk of whole lines: a buffer read from a stream, or a range of a mapped file.
-enum Chunk {
-    Owned(Vec<u8>),
-    Mapped(usize, usize),
+fn mib(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{bytes} bytes")
+    }
 }
 
-impl Chunk {
-    fn bytes<'a>(&'a self, map: Option<&'a memmap2::Mmap>) -> &'a [u8] {
-        match self {
-            Chunk::Owned(v) => v,
-            Chunk::Mapped(s, e) => &map.expect("mapped chunk without a map")[*s..*e],
+/// A read error as the caller sees it: a file that shrank while it was read
+/// is [`ReadError::Truncated`], anything else an I/O error.
+fn read_failure(source: &str, error: std::io::Error) -> ReadError {
+    match shrank(&error) {
+        Some(s) => ReadError::Truncated {
+            source_name: source.to_string(),
+            why: s.to_string(),
+        },
+        None => ReadError::Io {
+            source_name: source.to_string(),
+            error,
+        },
+    }
+}
+
+fn shrank(e: &std::io::Error) -> Option<&FileShrank> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<FileShrank>())
+}
+
+/// A regular file read up to the size it had when it was opened (data
+/// appended later is left for the next read of it). Reaching its end sooner
+/// means it was truncated under us: that is an error carrying [`FileShrank`].
+struct GuardedFile {
+    file: File,
+    size: u64,
+    modified: Option<std::time::SystemTime>,
+    pos: u64,
+}
+
+impl GuardedFile {
+    fn new(file: File) -> std::io::Result<GuardedFile> {
+        let meta = file.metadata()?;
+        Ok(GuardedFile {
+            size: meta.len(),
+            modified: meta.modified().ok(),
+            pos: 0,
+            file,
+        })
+    }
+
+    /// After a complete read: whether the file changed meanwhile (every byte
+    /// read was there, but they may not all belong to one dump).
+    fn changes(&self) -> Option<String> {
+        let meta = self.file.metadata().ok()?;
+        let (was, now) = (self.size, meta.len());
+        if now < was {
+            Some(format!(
+                "the file was truncated from {was} to {now} bytes just after it was read (a new dump written to the same path?); the {was} bytes read were analysed"
+            ))
+        } else if now > was {
+            Some(format!(
+                "the file grew from {was} to {now} bytes while it was read (still being written?); its first {was} bytes were analysed"
+            ))
+        } else if meta.modified().ok() != self.modified {
+            Some(
+                "the file was modified while it was read: the analysis may mix old and new contents; read it again once it is complete".into(),
+            )
+        } else {
+            None
         }
     }
 }
 
-/// Drops a parsed range of the map from our resident set (the pages stay in
-/// the page cache), so peak memory does not grow with the file. A page shared
-/// with a neighbouring chunk that is still being parsed is simply faulted in again.
-fn release_mapped(map: &memmap2::Mmap, start: usize, end: usize) {
-    const PAGE: usize = 4096;
-    let s = start.div_ceil(PAGE) * PAGE;
-    let e = end / PAGE * PAGE;
-    if e > s {
-        // SAFETY: the map is read-only and file-backed: dropped pages read back
-        // the same bytes from the file, so no reference sees its data change.
-        let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, s, e - s) };
+impl Read for GuardedFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.size.saturating_sub(self.pos);
+        if left == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.file.read(&mut buf[..want])?;
+        if n == 0 {
+            let now = self.file.metadata().map(|m| m.len()).ok();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                FileShrank {
+                    read: self.pos,
+                    size: self.size,
+                    now,
+                },
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 
-/// Cuts a mapped file into chunks that end at line boundaries. No copying.
-fn split_mapped(
-    map: &memmap2::Mmap,
-    opts: &ReadOptions,
-    work_tx: &crossbeam_channel::Sender<(u64, Chunk, bool)>,
-) -> u64 {
-    let chunk = opts.chunk_bytes.max(4096);
-    let len = map.len();
-    let mut start = 0;
-    let mut idx = 0;
-    while start < len {
-        let mut end = (start + chunk).min(len);
-        if end < len {
-            end = match memchr::memchr(b'\n', &map[end..]) {
-                Some(n) => end + n + 1,
-                None => len,
-            };
+/// The file ended before the size it had at open.
+#[derive(Debug)]
+struct FileShrank {
+    read: u64,
+    size: u64,
+    now: Option<u64>,
+}
+
+impl std::fmt::Display for FileShrank {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the file was truncated while it was being read (it ended after {} of its {} bytes",
+            self.read, self.size
+        )?;
+        if let Some(now) = self.now {
+            write!(f, "; it now has {now}")?;
         }
-        if let Some(p) = &opts.progress {
-            p(end as u64);
-        }
-        if work_tx
-            .send((idx, Chunk::Mapped(start, end), end == len))
-            .is_err()
-        {
-            break;
-        }
-        idx += 1;
-        start = end;
+        write!(
+            f,
+            "): was a new dump written to the same path, or the file rotated? Read it again once it is complete"
+        )
     }
-    len as u64
+}
+
+impl std::error::Error for FileShrank {}
+
+/// What the merger has learnt about the start of the input, for the reading
+/// thread: how many chunks it has merged (and their lines), whether a record
+/// ended within the first [`ReadOptions::first_record_within`] bytes, and
+/// whether it has stopped.
+#[derive(Default)]
+struct Gate {
+    state: std::sync::Mutex<GateState>,
+    cv: std::sync::Condvar,
+}
+
+#[derive(Default, Clone, Copy)]
+struct GateState {
+    merged: u64,
+    lines: u64,
+    record_within: bool,
+    stopped: bool,
+}
+
+impl Gate {
+    fn update(&self, f: impl FnOnce(&mut GateState)) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut s);
+        self.cv.notify_all();
+    }
+
+    /// Waits until the first `chunks` chunks are merged (or the merger stopped).
+    fn wait_merged(&self, chunks: u64) -> GateState {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while s.merged < chunks && !s.stopped {
+            s = self.cv.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        *s
+    }
+}
+
+/// Marks the gate stopped however the merger ends.
+struct StopOnDrop<'a>(&'a Gate);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.update(|s| s.stopped = true);
+    }
+}
+
+/// What the reading thread noticed besides the chunks it sent.
+#[derive(Default)]
+struct Split {
+    /// A read error after some data (a cut-off gzip/zstd stream, a file that shrank).
+    stream_error: Option<std::io::Error>,
+    /// Reading stopped on a line past the first-record bound with no record before it.
+    long_line: Option<LongLine>,
+}
+
+struct LongLine {
+    /// 1-based line number.
+    line: u64,
+    /// Bytes of it read before giving up, and its first bytes.
+    read: u64,
+    head: Vec<u8>,
+}
+
+fn long_line_reason(l: &LongLine, limit: u64) -> String {
+    let what = if looks_binary(&l.head) {
+        "it is binary data (a compressed format other than gzip or zstd?): "
+    } else {
+        ""
+    };
+    format!(
+        "{what}no record ends within its first {}: line {} runs on for over {} bytes without a newline: {}",
+        mib(limit),
+        l.line,
+        l.read,
+        chunk::excerpt(&l.head)
+    )
 }
 
 /// Reads the input into chunks that end at line boundaries. Returns the
-/// number of bytes read. Stops early when the merger hangs up.
+/// number of bytes read. Stops early when the merger hangs up, or when a line
+/// runs past the first-record bound before any record (see [`Split`]).
 fn split_into_chunks(
     reader: &mut dyn Read,
     opts: &ReadOptions,
     max_buffers: usize,
     free_rx: &crossbeam_channel::Receiver<Vec<u8>>,
-    work_tx: &crossbeam_channel::Sender<(u64, Chunk, bool)>,
-    stream_error: &mut Option<String>,
+    work_tx: &crossbeam_channel::Sender<(u64, Vec<u8>, bool)>,
+    gate: &Gate,
+    split: &mut Split,
 ) -> std::io::Result<u64> {
     let chunk = opts.chunk_bytes.max(4096);
     let mut carry: Vec<u8> = Vec::new();
     let mut total = 0u64;
     let mut idx = 0u64;
     let mut allocated = 0usize;
+    // Set once a record is known to end within the bound: lines may then be
+    // as long as they like.
+    let mut record_within = false;
     loop {
         let mut buf = match free_rx.try_recv() {
             Ok(b) => b,
@@ -375,6 +646,24 @@ fn split_into_chunks(
                     break;
                 }
                 search_from = buf.len();
+                // `buf` is one unfinished line. If it already ends past the
+                // bound, no record can end within it unless an earlier chunk
+                // held one: ask the merger, once the chunks sent are merged.
+                if !record_within && total > opts.first_record_within {
+                    let state = gate.wait_merged(idx);
+                    if state.stopped && state.merged < idx {
+                        return Ok(total); // it gave up on the input already
+                    }
+                    if !state.record_within {
+                        split.long_line = Some(LongLine {
+                            line: state.lines + 1,
+                            read: buf.len() as u64,
+                            head: buf[..buf.len().min(4096)].to_vec(),
+                        });
+                        return Ok(total);
+                    }
+                    record_within = true;
+                }
             }
             // Below the chunk size, read up to it (no reallocation); past it
             // (a line longer than a chunk), grow geometrically.
@@ -394,7 +683,7 @@ fn split_into_chunks(
                 if total == 0 {
                     return Err(e);
                 }
-                *stream_error = Some(e.to_string());
+                split.stream_error = Some(e);
                 eof = true;
                 break;
             }
@@ -406,7 +695,7 @@ fn split_into_chunks(
         if let Some(p) = &opts.progress {
             p(total);
         }
-        if work_tx.send((idx, Chunk::Owned(buf), eof)).is_err() {
+        if work_tx.send((idx, buf, eof)).is_err() {
             return Ok(total);
         }
         idx += 1;
@@ -431,34 +720,61 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> (usize, Option<std::io::Error>
     (n, None)
 }
 
-/// Appends chunk results in order. Returns the builder, the diagnostics and
-/// the first bytes of the input (to explain a non-dump).
+/// What the merger hands back: the builder, the diagnostics, the first bytes
+/// of the input (to explain a non-dump), and whether it gave up because no
+/// record ended within the first-record bound.
+struct Merged {
+    builder: HeapBuilder,
+    diag: Diagnostics,
+    first_bytes: Vec<u8>,
+    no_record_within: bool,
+}
+
+/// Appends chunk results in order.
 fn merge(
-    done_rx: crossbeam_channel::Receiver<(u64, ChunkResult, Chunk)>,
+    done_rx: crossbeam_channel::Receiver<(u64, ChunkResult, Vec<u8>)>,
     free_tx: crossbeam_channel::Sender<Vec<u8>>,
     expected: usize,
     opts: &ReadOptions,
-) -> (HeapBuilder, Diagnostics, Vec<u8>) {
-    let mut builder = HeapBuilder::new(opts.references, expected);
-    let mut diag = Diagnostics::default();
-    let mut pending: std::collections::BTreeMap<u64, ChunkResult> = Default::default();
+    gate: &Gate,
+) -> Merged {
+    let _stop = StopOnDrop(gate);
+    let mut m = Merged {
+        builder: HeapBuilder::new(opts.references, expected),
+        diag: Diagnostics::default(),
+        first_bytes: Vec::new(),
+        no_record_within: false,
+    };
+    let limit = opts.first_record_within;
+    let mut pending: std::collections::BTreeMap<u64, (ChunkResult, u64)> = Default::default();
     let mut next = 0u64;
-    let mut first_bytes = Vec::new();
     let mut junk = 0u64;
-    for (idx, mut result, chunk) in done_rx.iter() {
+    let mut bytes = 0u64;
+    let mut record_within = false;
+    for (idx, mut result, mut buf) in done_rx.iter() {
         if idx == 0 {
-            first_bytes = std::mem::take(&mut result.head);
+            m.first_bytes = std::mem::take(&mut result.head);
         }
-        if let Chunk::Owned(mut buf) = chunk {
-            buf.clear();
-            let _ = free_tx.send(buf);
-        }
-        pending.insert(idx, result);
-        while let Some(r) = pending.remove(&next) {
+        let len = buf.len() as u64;
+        buf.clear();
+        let _ = free_tx.send(buf);
+        pending.insert(idx, (result, len));
+        while let Some((r, len)) = pending.remove(&next) {
+            let diag = &mut m.diag;
             let (r_prefix, r_nonblank) = (r.nonblank_before_record, r.nonblank);
             let base = diag.lines;
-            add_chunk(&mut diag, &r, base);
-            builder.append(r.partial);
+            let objects_before = diag.objects;
+            add_chunk(diag, &r, base, objects_before > 0);
+            if !record_within {
+                match r.first_record_end {
+                    Some(end) if bytes + end as u64 <= limit => record_within = true,
+                    Some(_) => m.no_record_within = true,
+                    None if bytes + len > limit => m.no_record_within = true,
+                    None => {}
+                }
+            }
+            bytes += len;
+            m.builder.append(r.partial);
             next += 1;
             if diag.junk_prefix.is_none() {
                 match r_prefix {
@@ -466,19 +782,28 @@ fn merge(
                     None => junk += r_nonblank,
                 }
             }
+            let lines = diag.lines;
+            gate.update(|s| {
+                s.merged = next;
+                s.lines = lines;
+                s.record_within = record_within;
+            });
             // Give up early on something that is clearly not a dump.
-            if starts_like_json_array(&first_bytes)
+            if starts_like_json_array(&m.first_bytes)
+                || m.no_record_within
                 || diag.junk_prefix.is_none() && junk >= MAX_JUNK_PREFIX
             {
-                diag.junk_prefix = Some(junk);
-                return (builder, diag, first_bytes);
+                if diag.junk_prefix.is_none() {
+                    diag.junk_prefix = Some(junk);
+                }
+                return m;
             }
         }
     }
-    (builder, diag, first_bytes)
+    m
 }
 
-fn add_chunk(d: &mut Diagnostics, r: &ChunkResult, base: u64) {
+fn add_chunk(d: &mut Diagnostics, r: &ChunkResult, base: u64, after_objects: bool) {
     d.lines += r.lines;
     d.objects += r.objects;
     d.roots += r.roots;
@@ -487,6 +812,17 @@ fn add_chunk(d: &mut Diagnostics, r: &ChunkResult, base: u64) {
     d.malformed += r.malformed;
     d.recovered += r.recovered;
     d.fallback_lines += r.fallback;
+    // Roots after heap objects: within the chunk, or all of the chunk's when
+    // objects came before it.
+    let (late, first_late) = if after_objects {
+        (r.roots, r.first_root)
+    } else {
+        (r.late_roots, r.first_late_root)
+    };
+    d.late_roots += late;
+    if d.first_late_root.is_none() {
+        d.first_late_root = first_late.map(|l| base + l + 1);
+    }
     let to_problem = |p: &chunk::ChunkProblem| LineProblem {
         line: base + p.line + 1,
         message: p.message.clone(),
@@ -531,14 +867,7 @@ fn not_a_dump_reason(d: &Diagnostics, first: &[u8]) -> String {
     if d.lines == d.blank_lines || trimmed.is_empty() && d.records() == 0 {
         return "the input holds only blank lines".into();
     }
-    let binary = first.iter().filter(|&&c| c == 0).count() > 0
-        || first
-            .iter()
-            .filter(|&&c| c < 0x20 && !b"\n\r\t".contains(&c))
-            .count()
-            * 20
-            > first.len();
-    if binary {
+    if looks_binary(first) {
         return "it is binary data (a compressed format other than gzip or zstd?)".into();
     }
     if trimmed[0] == b'[' {
@@ -555,6 +884,17 @@ fn not_a_dump_reason(d: &Diagnostics, first: &[u8]) -> String {
         index + 1,
         chunk::excerpt(line)
     )
+}
+
+/// NUL bytes, or more than 5% control characters.
+fn looks_binary(head: &[u8]) -> bool {
+    head.contains(&0)
+        || head
+            .iter()
+            .filter(|&&c| c < 0x20 && !b"\n\r\t".contains(&c))
+            .count()
+            * 20
+            > head.len()
 }
 
 /// Whether a file's first non-blank line is a heap dump record, for picking

@@ -28,6 +28,7 @@ fn opts(threads: usize, chunk_bytes: usize) -> ReadOptions {
         threads,
         chunk_bytes,
         progress: None,
+        ..ReadOptions::default()
     }
 }
 

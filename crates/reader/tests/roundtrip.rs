@@ -1152,6 +1152,7 @@ fn opts(references: bool, string_values: bool, threads: usize, chunk_bytes: usiz
         threads,
         chunk_bytes,
         progress: None,
+        ..ReadOptions::default()
     }
 }
 

@@ -11,7 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use heapscope_agent::config::{self, Settings, Value as Setting};
 use heapscope_agent::dumpfiles::{self, DumpName};
 use heapscope_agent::procmem;
-use heapscope_agent::state::{self, AgentState, DumpState, DumpStatus};
+use heapscope_agent::secure;
+use heapscope_agent::state::{self, AgentState, Announcement, DumpState, DumpStatus};
 use heapscope_agent::stats::{self, GC_STAT_KEYS};
 use magnus::{function, prelude::*, Error, IntoValue, RArray, RHash, RModule, Ruby, Symbol, Value};
 
@@ -23,6 +24,7 @@ pub fn init(ruby: &Ruby, native: RModule) -> Result<(), Error> {
     native.define_singleton_method("wake", function!(signal::wake, 1))?;
     native.define_singleton_method("signal_install", function!(signal::install, 1))?;
     native.define_singleton_method("signal_uninstall", function!(signal::uninstall, 0))?;
+    native.define_singleton_method("signal_installed?", function!(signal::installed, 0))?;
     native.define_singleton_method("set_pdeathsig", function!(signal::set_pdeathsig, 1))?;
     native.define_singleton_method("count", function!(count, 1))?;
     native.define_singleton_method("count_value", function!(count_value, 1))?;
@@ -35,6 +37,9 @@ pub fn init(ruby: &Ruby, native: RModule) -> Result<(), Error> {
     native.define_singleton_method("runtime_dir", function!(runtime_dir, 1))?;
     native.define_singleton_method("write_state", function!(write_state, 2))?;
     native.define_singleton_method("remove_state", function!(remove_state, 2))?;
+    native.define_singleton_method("prepare_runtime_dir", function!(prepare_runtime_dir, 1))?;
+    native.define_singleton_method("remove_stale_states", function!(remove_stale_states, 1))?;
+    native.define_singleton_method("mkdir_private", function!(mkdir_private, 1))?;
     native.define_singleton_method("expand_path", function!(expand_path, 5))?;
     native.define_singleton_method("signal_name", function!(config::signal_name, 1))?;
     let _ = ruby;
@@ -205,11 +210,41 @@ fn write_state(ruby: &Ruby, dir: PathBuf, h: RHash) -> Result<PathBuf, Error> {
         profile_path: get(ruby, h, "profile_path")?,
         last_dump,
     };
-    s.write(&dir)
+    Announcement::for_this_process(s)
+        .write(&dir)
         .map_err(|e| io_error(ruby, "writing the agent state", e))
 }
 
-/// Removes `agent-<pid>.json`; true when it was there.
+/// `prepare_runtime_dir(dir)`: creates the runtime directory 0700 when
+/// missing and checks it is this user's, not writable by others and not a
+/// symlink; raises IOError saying what is wrong otherwise.
+fn prepare_runtime_dir(ruby: &Ruby, dir: PathBuf) -> Result<PathBuf, Error> {
+    secure::prepare_runtime_dir(&dir)
+        .map_err(|e| Error::new(ruby.exception_io_error(), format!("runtime directory: {e}")))?;
+    Ok(dir)
+}
+
+/// Removes this user's announcements of processes that are gone (or whose
+/// pid now names another process); returns their paths.
+fn remove_stale_states(ruby: &Ruby, dir: PathBuf) -> RArray {
+    let removed = state::remove_stale(&dir);
+    ruby.ary_from_iter(removed.iter().map(|p| p.to_string_lossy().into_owned()))
+}
+
+/// `mkdir_private(dir)`: creates `dir` and its missing parents 0700.
+fn mkdir_private(ruby: &Ruby, dir: PathBuf) -> Result<PathBuf, Error> {
+    secure::create_private_dir_all(&dir)
+        .map_err(|e| io_error(ruby, &format!("creating {}", dir.display()), e))?;
+    Ok(dir)
+}
+
+/// Removes `agent-<pid>.json` (when it is this user's file); true when it
+/// was there.
 fn remove_state(dir: PathBuf, pid: u32) -> bool {
-    std::fs::remove_file(state::state_path(Path::new(&dir), pid)).is_ok()
+    use std::os::unix::fs::MetadataExt;
+    let path = state::state_path(Path::new(&dir), pid);
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.uid() == secure::euid() => std::fs::remove_file(&path).is_ok(),
+        _ => false,
+    }
 }

@@ -81,6 +81,8 @@ pub fn wake(byte: u8) -> bool {
 /// Installs the handler for `signum` (replacing any earlier install by the
 /// agent, whose previous action is kept for [`uninstall`]).
 pub fn install(ruby: &Ruby, signum: i32) -> Result<(), Error> {
+    heapscope_agent::config::check_dump_signal(signum)
+        .map_err(|e| Error::new(ruby.exception_arg_error(), e))?;
     let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(old) = installed.take() {
         restore(&old);
@@ -124,6 +126,14 @@ pub fn uninstall() -> bool {
         }
         None => false,
     }
+}
+
+/// Whether the agent's handler is installed (for tests and `Heapscope.stop`).
+pub fn installed() -> bool {
+    INSTALLED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .is_some()
 }
 
 /// In a dump child: asks the kernel to send `signum` when the parent (the

@@ -218,10 +218,23 @@ pub struct Tracked {
     /// False for objects inherited from the parent across a fork: they are
     /// live here, but were not allocated since `after_fork`.
     pub counted: bool,
-    /// Ruby's `object_id` of the object, given when the hooks turn off (0:
-    /// none yet). With no GC hook to report frees, a flush tells "still our
-    /// object" from "a new object in the same slot" by it.
-    pub id: u64,
+}
+
+/// How the extension finds a tracked object again.
+///
+/// While the hooks are on, Ruby reports every free (the FREEOBJ event), so
+/// an address stays ours until its free arrives: `Addr`. When the hooks turn
+/// off no free is reported any more, and an address alone would let a later
+/// flush read a slot that Ruby has freed, reused or even unmapped. So every
+/// addressed object is handed to a Ruby `ObjectSpace::WeakMap` under a fresh
+/// key before the hooks go off, and found again only through it: `Weak`.
+/// Ruby clears a weak entry when its object dies, so a flush never touches
+/// an object that is not alive, and needs no object id (which costs a shape
+/// transition on Ruby 4.0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Slot {
+    Addr(u64),
+    Weak(u64),
 }
 
 /// What allocation totals are grouped by.
@@ -266,7 +279,7 @@ pub enum Outcome {
 /// now (class 0: none), and its size in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Measured {
-    pub addr: u64,
+    pub slot: Slot,
     pub stack: u32,
     pub ty: u8,
     pub klass: u64,
@@ -381,7 +394,11 @@ pub struct Profiler {
     max_samples: usize,
     max_frames: usize,
     interner: Interner,
+    /// Tracked objects the hooks follow by address ([`Slot::Addr`]).
     tracked: AddrMap<Tracked>,
+    /// Tracked objects handed to Ruby's weak map, by key ([`Slot::Weak`]).
+    weak: FxHashMap<u64, Tracked>,
+    next_weak_key: u64,
     allocs: FxHashMap<AllocKey, AllocTotals>,
     /// Share of all allocations the hook saw (1 when it is always on); see
     /// [`HookWindows`].
@@ -400,6 +417,8 @@ impl Profiler {
             max_frames: max_frames.min(MAX_FRAMES_LIMIT),
             interner: Interner::default(),
             tracked: AddrMap::default(),
+            weak: FxHashMap::default(),
+            next_weak_key: 1,
             allocs: FxHashMap::default(),
             coverage: 1.0,
             frozen: None,
@@ -448,12 +467,18 @@ impl Profiler {
     pub fn tracked_len(&self) -> usize {
         match &self.frozen {
             Some(rows) => rows.len(),
-            None => self.tracked.len(),
+            None => self.tracked.len() + self.weak.len(),
         }
     }
 
+    /// Tracked objects followed by address (see [`Slot`]).
     pub fn tracked(&self) -> &AddrMap<Tracked> {
         &self.tracked
+    }
+
+    /// Tracked objects handed to the weak map (see [`Slot`]).
+    pub fn weak(&self) -> &FxHashMap<u64, Tracked> {
+        &self.weak
     }
 
     pub fn allocs(&self) -> &FxHashMap<AllocKey, AllocTotals> {
@@ -485,7 +510,7 @@ impl Profiler {
         if let Some(old) = self.tracked.remove(&addr) {
             self.settle(&old);
         }
-        if self.tracked.len() >= self.max_samples {
+        if self.tracked.len() + self.weak.len() >= self.max_samples {
             self.stats.dropped += 1;
             if let Some(t) = self.allocs.get_mut(&AllocKey { stack, ty, klass }) {
                 t.settled_bytes += SLOT_SIZE;
@@ -500,7 +525,6 @@ impl Profiler {
                 klass,
                 size: 0,
                 counted: true,
-                id: 0,
             },
         );
         Outcome::Tracked
@@ -521,9 +545,16 @@ impl Profiler {
         }
     }
 
-    /// The object at `addr` was freed; true when it was a tracked one.
+    /// The object at `addr` was freed (a FREEOBJ event); true when it was a
+    /// tracked one.
     pub fn record_free(&mut self, addr: u64) -> bool {
-        match self.tracked.remove(&addr) {
+        self.free_slot(Slot::Addr(addr))
+    }
+
+    /// The tracked object in `slot` is gone: freed (its weak entry was
+    /// cleared, or a free event named its address).
+    pub fn free_slot(&mut self, slot: Slot) -> bool {
+        match self.take(slot) {
             Some(t) => {
                 self.stats.freed += 1;
                 self.settle(&t);
@@ -533,54 +564,53 @@ impl Profiler {
         }
     }
 
-    /// At the end of a GC's marking: every tracked object `is_live` says is
-    /// unmarked will be swept, so it is freed now as far as the tables go.
-    /// Returns how many were removed. (The extension learns of frees this
-    /// way, once per GC over the tracked set, instead of through a free hook
-    /// on every freed object, which costs on every object the app frees.)
-    pub fn sweep(&mut self, mut is_live: impl FnMut(u64) -> bool) -> usize {
-        let dead: Vec<u64> = self
-            .tracked
-            .keys()
-            .copied()
-            .filter(|&a| !is_live(a))
-            .collect();
-        for &a in &dead {
-            self.record_free(a);
-        }
-        dead.len()
-    }
-
-    /// Tracked objects without an object id yet: (address, builtin type).
-    pub fn unidentified(&self) -> Vec<(u64, u8)> {
-        self.tracked
-            .iter()
-            .filter(|(_, t)| t.id == 0)
-            .map(|(&a, t)| (a, t.ty))
-            .collect()
-    }
-
-    /// Tracked objects with an object id: (address, id).
-    pub fn identified(&self) -> Vec<(u64, u64)> {
-        self.tracked
-            .iter()
-            .filter(|(_, t)| t.id != 0)
-            .map(|(&a, t)| (a, t.id))
-            .collect()
-    }
-
-    pub fn set_id(&mut self, addr: u64, id: u64) {
-        if let Some(t) = self.tracked.get_mut(&addr) {
-            t.id = id;
+    fn take(&mut self, slot: Slot) -> Option<Tracked> {
+        match slot {
+            Slot::Addr(a) => self.tracked.remove(&a),
+            Slot::Weak(k) => self.weak.remove(&k),
         }
     }
 
-    /// Stops following a live object that cannot be identified later. Its
+    /// Before the hooks turn off: moves every addressed object that can be
+    /// weakly referenced to a fresh weak key, and returns `(address, key)`
+    /// for the extension to store in its weak map while the objects are
+    /// still known to be alive. Ruby-internal objects (imemo, node, iclass:
+    /// no weak reference can hold them) are forgotten. See [`Slot`].
+    pub fn hand_off(&mut self) -> Vec<(u64, u64)> {
+        let mut out = Vec::with_capacity(self.tracked.len());
+        let mut entries: Vec<(u64, Tracked)> = self.tracked.drain().collect();
+        // Keys in address order: deterministic for tests, cheap.
+        entries.sort_unstable_by_key(|&(a, _)| a);
+        for (addr, t) in entries {
+            if type_has_class(t.ty) {
+                let key = self.next_weak_key;
+                self.next_weak_key += 1;
+                self.weak.insert(key, t);
+                out.push((addr, key));
+            } else {
+                self.stats.untracked += 1;
+                self.settle(&t);
+            }
+        }
+        out
+    }
+
+    /// Stops following a live object (one the weak map would not take, or
+    /// every addressed one when a free event may have been missed). Its
     /// allocation stays counted; it no longer shows as retained.
-    pub fn forget(&mut self, addr: u64) {
-        if let Some(t) = self.tracked.remove(&addr) {
+    pub fn forget(&mut self, slot: Slot) {
+        if let Some(t) = self.take(slot) {
             self.stats.untracked += 1;
             self.settle(&t);
+        }
+    }
+
+    /// Forgets every object followed by address: used when the extension
+    /// cannot vouch that it saw every free.
+    pub fn forget_addressed(&mut self) {
+        let addrs: Vec<u64> = self.tracked.keys().copied().collect();
+        for a in addrs {
+            self.forget(Slot::Addr(a));
         }
     }
 
@@ -627,21 +657,34 @@ impl Profiler {
     pub fn after_fork(&mut self, seed: u64) {
         self.allocs.clear();
         self.stats = Stats::default();
-        for t in self.tracked.values_mut() {
+        for t in self.tracked.values_mut().chain(self.weak.values_mut()) {
             t.counted = false;
         }
         self.sampler.reseed(seed);
     }
 
-    /// The live tracked objects, for the extension to measure.
-    pub fn live(&self) -> Vec<(u64, Tracked)> {
-        self.tracked.iter().map(|(&a, &t)| (a, t)).collect()
+    /// The live tracked objects, for the extension to find and measure.
+    pub fn live(&self) -> Vec<(Slot, Tracked)> {
+        let addressed = self.tracked.iter().map(|(&a, &t)| (Slot::Addr(a), t));
+        let weak = self.weak.iter().map(|(&k, &t)| (Slot::Weak(k), t));
+        addressed.chain(weak).collect()
+    }
+
+    fn get(&self, slot: Slot) -> Option<&Tracked> {
+        match slot {
+            Slot::Addr(a) => self.tracked.get(&a),
+            Slot::Weak(k) => self.weak.get(&k),
+        }
     }
 
     /// Keeps the sizes a flush measured, for objects freed later.
     pub fn record_sizes(&mut self, measured: &[Measured]) {
         for m in measured {
-            if let Some(t) = self.tracked.get_mut(&m.addr) {
+            let t = match m.slot {
+                Slot::Addr(a) => self.tracked.get_mut(&a),
+                Slot::Weak(k) => self.weak.get_mut(&k),
+            };
+            if let Some(t) = t {
                 t.size = m.size;
             }
         }
@@ -660,7 +703,12 @@ impl Profiler {
                 size: m.size,
             })
             .collect();
-        let live: Vec<Tracked> = self.tracked.drain().map(|(_, t)| t).collect();
+        let live: Vec<Tracked> = self
+            .tracked
+            .drain()
+            .map(|(_, t)| t)
+            .chain(self.weak.drain().map(|(_, t)| t))
+            .collect();
         for t in &live {
             self.settle(t);
         }
@@ -705,7 +753,7 @@ impl Profiler {
                     v[0] += 1;
                     v[1] += m.size;
                     // A live object's allocation bytes are its size now.
-                    if let Some(t) = self.tracked.get(&m.addr) {
+                    if let Some(t) = self.get(m.slot) {
                         if t.counted {
                             let k = (t.stack, t.ty, class_names.get(&t.klass).cloned());
                             rows.entry(k).or_default()[3] += m.size;
@@ -904,15 +952,15 @@ mod tests {
         out
     }
 
-    fn measure_all(p: &Profiler, size: impl Fn(u64) -> u64) -> Vec<Measured> {
+    fn measure_all(p: &Profiler, size: impl Fn(Slot) -> u64) -> Vec<Measured> {
         p.live()
             .into_iter()
-            .map(|(addr, t)| Measured {
-                addr,
+            .map(|(slot, t)| Measured {
+                slot,
                 stack: t.stack,
                 ty: t.ty,
                 klass: t.klass,
-                size: size(addr),
+                size: size(slot),
             })
             .collect()
     }
@@ -931,20 +979,40 @@ mod tests {
     }
 
     #[test]
-    fn ids_follow_objects_and_forget_settles() {
+    fn hand_off_moves_objects_to_weak_keys_and_forgets_internal_ones() {
         let mut p = Profiler::new(1.0, 10, 4, 1);
         p.record_sample(0x10, 5, 0, &[(1, 1)]);
         p.record_sample(0x20, 0x1a, 0, &[(1, 2)]);
-        let mut un = p.unidentified();
-        un.sort();
-        assert_eq!(un, vec![(0x10, 5), (0x20, 0x1a)]);
-        p.set_id(0x10, 8);
-        p.forget(0x20);
-        assert_eq!(p.identified(), vec![(0x10, 8)]);
-        assert!(p.unidentified().is_empty());
-        assert_eq!(p.tracked_len(), 1);
+        p.record_sample(0x30, 7, 0, &[(1, 3)]);
+        assert_eq!(p.hand_off(), vec![(0x10, 1), (0x30, 2)]);
+        assert!(p.tracked().is_empty());
+        assert_eq!(p.weak().len(), 2);
+        assert_eq!(p.tracked_len(), 2);
         assert_eq!(p.stats().untracked, 1);
-        assert_eq!(p.stats().sampled, 2, "a forgotten object stays allocated");
+        assert_eq!(p.stats().sampled, 3, "a forgotten object stays allocated");
+        // Addresses mean nothing once handed off: a free event at 0x10 is
+        // someone else's object now.
+        assert!(!p.record_free(0x10));
+        assert!(p.free_slot(Slot::Weak(1)));
+        assert!(!p.free_slot(Slot::Weak(1)));
+        p.record_sample(0x10, 5, 0, &[(1, 1)]);
+        assert_eq!(p.hand_off(), vec![(0x10, 3)], "keys are never reused");
+        p.forget(Slot::Weak(2));
+        assert_eq!(p.stats().untracked, 2);
+        assert_eq!(p.tracked_len(), 1);
+    }
+
+    #[test]
+    fn forget_addressed_keeps_weak_entries() {
+        let mut p = Profiler::new(1.0, 10, 4, 1);
+        p.record_sample(0x10, 5, 0, &[(1, 1)]);
+        p.hand_off();
+        p.record_sample(0x20, 5, 0, &[(1, 1)]);
+        p.forget_addressed();
+        assert_eq!(
+            p.live().into_iter().map(|(s, _)| s).collect::<Vec<_>>(),
+            vec![Slot::Weak(1)]
+        );
     }
 
     #[test]
@@ -1050,7 +1118,9 @@ mod tests {
         p.record_sample(0x300, 0x07, 8, &[(1, 11), (2, 20)]);
         p.record_sample(0x400, 0x1a, 0, &[(1, 11), (2, 20)]);
         p.record_free(0x200);
-        let measured = measure_all(&p, |a| a / 0x10);
+        let measured = measure_all(&p, |s| match s {
+            Slot::Addr(a) | Slot::Weak(a) => a / 0x10,
+        });
         let classes: HashMap<u64, String> =
             [(7, "String".to_string()), (8, "Array".to_string())].into();
         let fnames = names(&p);
@@ -1094,7 +1164,9 @@ mod tests {
 
         // Freed after being measured: its measured size settles.
         p.record_free(0x100);
-        let measured = measure_all(&p, |a| a / 0x10);
+        let measured = measure_all(&p, |s| match s {
+            Slot::Addr(a) | Slot::Weak(a) => a / 0x10,
+        });
         let prof = p.build_profile(&measured, &fnames, &classes, &ProfileMeta::default());
         let r = rows(&prof);
         assert_eq!(
@@ -1176,11 +1248,11 @@ mod tests {
         p.relocate(|a| if a <= 2 { a + 1 } else { a });
         let mut live: Vec<_> = p.live().into_iter().map(|(a, t)| (a, t.ty)).collect();
         live.sort();
-        assert_eq!(live, vec![(2, 5), (3, 7)]);
+        assert_eq!(live, vec![(Slot::Addr(2), 5), (Slot::Addr(3), 7)]);
     }
 
-    /// The model's live object: address, type, stack, allocated since the fork.
-    type ModelObject = (u64, u8, Vec<(u64, i32)>, bool);
+    /// The model's live object: slot, type, stack, allocated since the fork.
+    type ModelObject = (Slot, u8, Vec<(u64, i32)>, bool);
 
     #[derive(Debug, Clone)]
     enum Event {
@@ -1195,9 +1267,10 @@ mod tests {
         Compact {
             shift: u64,
         },
-        /// A GC whose marking left the objects at addresses with these low
-        /// bits set unmarked.
-        Gc {
+        /// The hooks turn off: addressed objects go to the weak map.
+        HandOff,
+        /// Ruby cleared the weak entries whose keys have these low bits set.
+        WeakDie {
             dead_mask: u64,
         },
         Fork,
@@ -1205,12 +1278,13 @@ mod tests {
 
     fn event() -> impl Strategy<Value = Event> {
         prop_oneof![
-            4 => (0u64..40, prop_oneof![Just(5u8), Just(7u8), Just(8u8)],
+            4 => (0u64..40, prop_oneof![Just(5u8), Just(7u8), Just(8u8), Just(0x1au8)],
                   prop::collection::vec((0u64..4, 0i32..3), 0..4))
                 .prop_map(|(addr, ty, stack)| Event::Alloc { addr, ty, stack }),
             3 => (0u64..40).prop_map(|addr| Event::Free { addr }),
             1 => (1u64..5).prop_map(|shift| Event::Compact { shift }),
-            1 => (0u64..8).prop_map(|dead_mask| Event::Gc { dead_mask }),
+            1 => Just(Event::HandOff),
+            1 => (0u64..8).prop_map(|dead_mask| Event::WeakDie { dead_mask }),
             1 => Just(Event::Fork),
         ]
     }
@@ -1229,39 +1303,64 @@ mod tests {
             let mut live: Vec<ModelObject> = Vec::new();
             // Allocation records (ty, stack, tracked) since the last fork.
             let mut allocated: Vec<(u8, Vec<(u64, i32)>)> = Vec::new();
-            let (mut dropped, mut freed) = (0u64, 0u64);
+            let (mut dropped, mut freed, mut untracked) = (0u64, 0u64, 0u64);
             for e in &events {
                 match e {
                     Event::Alloc { addr, ty, stack } => {
                         let stack: Vec<_> = stack.iter().take(max_frames).cloned().collect();
-                        live.retain(|l| l.0 != *addr);
+                        live.retain(|l| l.0 != Slot::Addr(*addr));
                         allocated.push((*ty, stack.clone()));
                         let out = p.record_sample(*addr, *ty, 0, &stack);
                         if live.len() >= cap {
                             dropped += 1;
                             prop_assert_eq!(out, Outcome::Dropped);
                         } else {
-                            live.push((*addr, *ty, stack, true));
+                            live.push((Slot::Addr(*addr), *ty, stack, true));
                             prop_assert_eq!(out, Outcome::Tracked);
                         }
                     }
                     Event::Free { addr } => {
-                        let was = live.iter().any(|l| l.0 == *addr);
-                        live.retain(|l| l.0 != *addr);
+                        let was = live.iter().any(|l| l.0 == Slot::Addr(*addr));
+                        live.retain(|l| l.0 != Slot::Addr(*addr));
                         if was { freed += 1; }
                         prop_assert_eq!(p.record_free(*addr), was);
                     }
-                    Event::Gc { dead_mask } => {
-                        let mask = *dead_mask;
-                        let dead = |a: u64| mask != 0 && a & mask == mask;
+                    Event::HandOff => {
+                        let pairs = p.hand_off();
                         let before = live.len();
+                        live.retain(|l| !matches!(l.0, Slot::Addr(_)) || type_has_class(l.1));
+                        untracked += (before - live.len()) as u64;
+                        let mut handed: Vec<u64> = pairs.iter().map(|&(a, _)| a).collect();
+                        handed.sort();
+                        let mut want: Vec<u64> = live.iter().filter_map(|l| match l.0 {
+                            Slot::Addr(a) => Some(a),
+                            Slot::Weak(_) => None,
+                        }).collect();
+                        want.sort();
+                        prop_assert_eq!(handed, want);
+                        for (a, k) in pairs {
+                            prop_assert!(live.iter().all(|l| l.0 != Slot::Weak(k)), "key reused");
+                            for l in &mut live {
+                                if l.0 == Slot::Addr(a) { l.0 = Slot::Weak(k); }
+                            }
+                        }
+                    }
+                    Event::WeakDie { dead_mask } => {
+                        let mask = *dead_mask;
+                        let dead = |s: Slot| matches!(s, Slot::Weak(k) if mask != 0 && k & mask == mask);
+                        let gone: Vec<Slot> = live.iter().map(|l| l.0).filter(|&s| dead(s)).collect();
                         live.retain(|l| !dead(l.0));
-                        freed += (before - live.len()) as u64;
-                        prop_assert_eq!(p.sweep(|a| !dead(a)), before - live.len());
+                        freed += gone.len() as u64;
+                        for s in gone {
+                            prop_assert!(p.free_slot(s));
+                        }
                     }
                     Event::Compact { shift } => {
-                        // Moves every object to addr + 1000 * shift (injective).
-                        for l in &mut live { l.0 += 1000 * shift; }
+                        // Moves every addressed object to addr + 1000 * shift
+                        // (injective); Ruby moves weak entries itself.
+                        for l in &mut live {
+                            if let Slot::Addr(a) = &mut l.0 { *a += 1000 * shift; }
+                        }
                         p.relocate(|a| a + 1000 * shift);
                     }
                     Event::Fork => {
@@ -1269,6 +1368,7 @@ mod tests {
                         allocated.clear();
                         dropped = 0;
                         freed = 0;
+                        untracked = 0;
                         p.after_fork(5);
                     }
                 }
@@ -1276,6 +1376,7 @@ mod tests {
             prop_assert_eq!(p.tracked_len(), live.len());
             prop_assert_eq!(p.stats().dropped, dropped);
             prop_assert_eq!(p.stats().freed, freed);
+            prop_assert_eq!(p.stats().untracked, untracked);
             prop_assert_eq!(p.stats().sampled, allocated.len() as u64);
             let mut got: Vec<_> = p.live().into_iter()
                 .map(|(a, t)| (a, t.ty, p.interner().stack_values(t.stack), t.counted))

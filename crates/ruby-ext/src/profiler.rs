@@ -1,66 +1,75 @@
 //! The sampling heap profiler's Ruby glue (`Heapscope::Native.profiler_*`).
 //! The tables, sampler and pprof assembly live in
-//! `heapscope_agent::profiler`; this file holds what needs Ruby:
+//! `heapscope_agent::profiler`; this file holds what needs Ruby. It uses
+//! only Ruby's public C API, the same from 3.1 to 4.0: no private GC
+//! function, no `object_id`, and it never reads the memory of an object it
+//! cannot prove alive.
 //!
-//! - one raw tracepoint on `RUBY_INTERNAL_EVENT_NEWOBJ | GC_END_MARK`. Its
-//!   hook never allocates a Ruby object, raises or calls `ruby_xmalloc`: the
-//!   common path is two relaxed atomics (the in-flush flag and the skip
-//!   counter); a sampled allocation reads the object's flags and class,
-//!   captures frames with `rb_profile_frames` and records them under a
-//!   `try_lock`.
-//! - frees are learnt at the end of each GC's marking: a tracked object
-//!   whose mark bit is clear then is garbage that this GC's sweep frees. A
-//!   FREEOBJ hook would be exact too, but Ruby dispatches it for every freed
-//!   object, which cost a Rack app about as much as all the rest of the
-//!   profiler (bench/agent.sh); this costs one bit test per tracked object
-//!   per GC.
-//! - a hidden TypedData "keeper" registered with `rb_gc_register_mark_object`
+//! - two raw tracepoints, on together in hook windows: NEWOBJ samples
+//!   allocations and FREEOBJ reports frees. Their hooks never allocate a Ruby
+//!   object, raise or call `ruby_xmalloc`; the common NEWOBJ path is two
+//!   relaxed atomics (the in-flush flag and the skip counter). A sampled
+//!   allocation reads the object Ruby hands the hook, captures frames with
+//!   `rb_profile_frames` and records them under a `try_lock`.
+//! - while the hooks are on, a tracked object is known by its address, which
+//!   stays ours until FREEOBJ names it. Before the hooks turn off (end of a
+//!   window, stop, a Ractor), with GC disabled so nothing can be freed
+//!   meanwhile, every such object is stored in an `ObjectSpace::WeakMap`
+//!   under a fresh Integer key, and from then on it is only ever found
+//!   through that map: Ruby clears the entry when the object dies, so a
+//!   flush can never read a freed, reused or unmapped slot (see
+//!   `heapscope_agent::profiler::Slot`). A FREEOBJ that could not be recorded
+//!   makes the profiler drop every addressed object instead of trusting it.
+//! - a hidden TypedData "keeper", a GC root by `rb_gc_register_address`,
 //!   whose mark function `rb_gc_mark`s (and so pins) every frame VALUE and
 //!   every class the allocation totals name, and whose compact function
-//!   rewrites tracked addresses with `rb_gc_location`. Tracked objects are not
-//!   marked: the profiler must not keep them alive.
-//! - flushes: with GC disabled and the in-flush flag set, live tracked objects
-//!   are measured (`rb_obj_memsize_of`), classes and frames named, then the
-//!   profile is built and written without touching Ruby.
+//!   rewrites addressed objects with `rb_gc_location`. Tracked objects are
+//!   not marked: the profiler must not keep them alive.
+//! - flushes: with GC disabled and the in-flush flag set, live tracked
+//!   objects are found and measured (`rb_obj_memsize_of`), classes and frames
+//!   named, then the profile is built and written without touching Ruby.
+//! - Ractors: Ruby's allocation hooks are not safe once a second Ractor
+//!   runs (Ruby 3.1's own allocation tracing crashes too), and Ruby never
+//!   leaves multi-Ractor mode. A TracePoint on `Ractor.new`
+//!   (`heapscope/ractor_guard.rb`) turns the hooks off before the first
+//!   Ractor is made, and they stay off for the rest of the process.
 //!
 //! Lock rule: `STATE` is only held by code that cannot allocate Ruby objects,
-//! so GC (which runs the mark and compact functions and the end-of-marking hook) never
+//! so GC (which runs the mark and compact functions and the FREEOBJ hook) never
 //! starts while it is held, and `try_lock` in hooks never fails in practice.
 
 // VALUE is uintptr_t: the u64 casts are no-ops on 64-bit targets but say
 // where an address crosses between Ruby and the core tables.
 #![allow(clippy::unnecessary_cast)]
 
+use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::ffi::CStr;
 use std::os::raw::{c_int, c_void};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Mutex, MutexGuard, Once, TryLockError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use heapscope_agent::profiler::{
     check_settings, type_has_class, write_profile, FrameName, HookWindows, Measured, ProfileMeta,
-    Profiler, Tracked,
+    Profiler, Slot, Tracked,
 };
 use magnus::{function, prelude::*, Error, RHash, RModule, RString, Ruby, Value};
 use rb_sys::{
     rb_class2name, rb_class_real, rb_data_type_struct__bindgen_ty_1, rb_data_type_t,
-    rb_data_typed_object_wrap, rb_gc_disable, rb_gc_enable, rb_gc_location, rb_gc_mark,
-    rb_gc_register_mark_object, rb_profile_frame_first_lineno, rb_profile_frame_full_label,
-    rb_profile_frame_path, rb_profile_frames, rb_tracearg_event_flag, rb_tracearg_from_tracepoint,
-    rb_tracearg_object, rb_tracepoint_disable, rb_tracepoint_enable, rb_tracepoint_new,
-    ruby_value_type, Qnil, Qtrue, RUBY_INTERNAL_EVENT_GC_END_MARK, RUBY_INTERNAL_EVENT_NEWOBJ,
-    VALUE,
+    rb_data_typed_object_wrap, rb_funcallv, rb_gc_disable, rb_gc_enable, rb_gc_location,
+    rb_gc_mark, rb_gc_register_address, rb_intern, rb_profile_frame_first_lineno,
+    rb_profile_frame_full_label, rb_profile_frame_path, rb_profile_frames, rb_protect,
+    rb_set_errinfo, rb_tracearg_event_flag, rb_tracearg_from_tracepoint, rb_tracearg_object,
+    rb_tracepoint_disable, rb_tracepoint_enable, rb_tracepoint_new, ruby_value_type, Qnil, Qtrue,
+    ID, RUBY_INTERNAL_EVENT_FREEOBJ, RUBY_INTERNAL_EVENT_NEWOBJ, VALUE,
 };
 
 extern "C" {
-    // Exported by libruby (ext/objspace uses it) but not declared in the
-    // public headers rb-sys binds.
+    // Exported by libruby on every version (ext/objspace links against it)
+    // but not declared in the public headers rb-sys binds.
     fn rb_obj_memsize_of(obj: VALUE) -> usize;
-    // Exported likewise: whether the GC's mark bit is set (read at the end
-    // of marking, it says whether the object survives this GC).
-    fn rb_objspace_marked_object_p(obj: VALUE) -> c_int;
 }
 
 struct State {
@@ -73,13 +82,13 @@ struct State {
     /// VALUE is pinned and never changes).
     frame_names: Vec<FrameName>,
     since: Instant,
-    /// The hooks were turned off by `profiler_pause`: frees are not seen, so
-    /// tracked addresses can no longer be trusted.
+    /// The hooks were turned off by `profiler_pause` (the heap-dump child):
+    /// nothing is found or measured any more.
     paused: bool,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
-/// The hooks are enabled.
+/// The profiler is started (its hooks may still be off between windows).
 static RUNNING: AtomicBool = AtomicBool::new(false);
 /// A flush (or stop) is calling Ruby: its own allocations are not sampled.
 static IN_FLUSH: AtomicBool = AtomicBool::new(false);
@@ -88,12 +97,9 @@ static SKIP: AtomicU64 = AtomicU64::new(0);
 /// Panics caught in hooks and hooks that found the state busy. Outside the
 /// lock: a panic may have happened while holding it.
 static HOOK_ERRORS: AtomicU64 = AtomicU64::new(0);
-/// The allocation tracepoint (a Ruby object kept by
-/// `rb_gc_register_mark_object`), made on first start; 0 until then.
-static TRACEPOINT: AtomicU64 = AtomicU64::new(0);
-/// The end-of-marking tracepoint (it learns frees), on with the allocation
-/// one; 0 until first start.
-static GC_TRACEPOINT: AtomicU64 = AtomicU64::new(0);
+/// A FREEOBJ event could not be recorded: addressed objects can no longer be
+/// trusted and are dropped at the next chance.
+static FREE_MISSED: AtomicBool = AtomicBool::new(false);
 /// The allocation hook is on only in windows (duty below 1): see
 /// `heapscope_agent::profiler::HookWindows`.
 static WINDOWED: AtomicBool = AtomicBool::new(false);
@@ -107,6 +113,41 @@ static SEEN: AtomicU64 = AtomicU64::new(0);
 static BASE_TOTAL: AtomicU64 = AtomicU64::new(0);
 /// xorshift state for choosing windows.
 static WINDOW_RNG: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
+/// A second Ractor was (or is being) made: the hooks stay off for good.
+static RACTORS: AtomicBool = AtomicBool::new(false);
+/// Address of libruby's `ruby_single_main_ractor` (non-NULL while only the
+/// main Ractor exists), found with dlsym; 0 on a Ruby without it.
+static SINGLE_MAIN_RACTOR: AtomicUsize = AtomicUsize::new(0);
+
+/// A VALUE slot registered as a GC root with `rb_gc_register_address` (the
+/// one registration API every Ruby from 3.1 to 4.0 keeps). Written only with
+/// the GVL held.
+struct GcRoot(UnsafeCell<VALUE>);
+unsafe impl Sync for GcRoot {}
+
+impl GcRoot {
+    const fn new() -> GcRoot {
+        GcRoot(UnsafeCell::new(Qnil as VALUE))
+    }
+    fn get(&self) -> VALUE {
+        unsafe { *self.0.get() }
+    }
+    fn set(&self, v: VALUE) {
+        unsafe { *self.0.get() = v }
+    }
+    fn is_set(&self) -> bool {
+        self.get() != Qnil as VALUE
+    }
+}
+
+/// The NEWOBJ and FREEOBJ tracepoints, made on first start.
+static NEWOBJ_TP: GcRoot = GcRoot::new();
+static FREEOBJ_TP: GcRoot = GcRoot::new();
+/// The `ObjectSpace::WeakMap` holding handed-off objects (Integer key →
+/// object), made at each start.
+static WEAK_MAP: GcRoot = GcRoot::new();
+static KEEPER: GcRoot = GcRoot::new();
+static ROOTS: Once = Once::new();
 
 /// `rb_data_type_t` holds raw pointers; this one is immutable and static.
 struct DataType(rb_data_type_t);
@@ -131,12 +172,19 @@ static KEEPER_TYPE: DataType = DataType(rb_data_type_t {
 static KEEPER_TAG: u8 = 0;
 
 pub fn init(_ruby: &Ruby, native: RModule) -> Result<(), Error> {
-    // The keeper lives for the whole process; the profiler's data is global.
-    unsafe {
-        let keeper =
-            rb_data_typed_object_wrap(0, &KEEPER_TAG as *const u8 as *mut c_void, &KEEPER_TYPE.0);
-        rb_gc_register_mark_object(keeper);
-    }
+    ROOTS.call_once(|| unsafe {
+        for root in [&NEWOBJ_TP, &FREEOBJ_TP, &WEAK_MAP, &KEEPER] {
+            rb_gc_register_address(root.0.get());
+        }
+        // The keeper lives for the whole process; the profiler's data is global.
+        KEEPER.set(rb_data_typed_object_wrap(
+            0,
+            &KEEPER_TAG as *const u8 as *mut c_void,
+            &KEEPER_TYPE.0,
+        ));
+        let sym = libc::dlsym(libc::RTLD_DEFAULT, c"ruby_single_main_ractor".as_ptr());
+        SINGLE_MAIN_RACTOR.store(sym as usize, Relaxed);
+    });
     native.define_singleton_method("profiler_start", function!(start, -1))?;
     native.define_singleton_method("profiler_stop", function!(stop, 0))?;
     native.define_singleton_method("profiler_running?", function!(running, 0))?;
@@ -146,11 +194,24 @@ pub fn init(_ruby: &Ruby, native: RModule) -> Result<(), Error> {
     native.define_singleton_method("profiler_pause", function!(pause, 0))?;
     native.define_singleton_method("profiler_tick", function!(tick, 0))?;
     native.define_singleton_method("profiler_windowed?", function!(windowed, 0))?;
+    native.define_singleton_method("profiler_ractor_started", function!(ractor_started, 0))?;
     Ok(())
 }
 
 fn lock() -> MutexGuard<'static, Option<State>> {
     STATE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The state, after dropping addressed objects if a free may have been
+/// missed (see `FREE_MISSED`).
+fn lock_checked() -> MutexGuard<'static, Option<State>> {
+    let mut g = lock();
+    if FREE_MISSED.swap(false, Relaxed) {
+        if let Some(st) = g.as_mut() {
+            st.core.forget_addressed();
+        }
+    }
+    g
 }
 
 fn seed() -> u64 {
@@ -163,6 +224,16 @@ fn seed() -> u64 {
 
 fn arg_error(ruby: &Ruby, msg: String) -> Error {
     Error::new(ruby.exception_arg_error(), msg)
+}
+
+/// Whether only the main Ractor has ever run (as far as we can tell).
+fn single_ractor() -> bool {
+    if RACTORS.load(Relaxed) {
+        return false;
+    }
+    let p = SINGLE_MAIN_RACTOR.load(Relaxed);
+    // The variable holds the main Ractor until a second one starts.
+    p == 0 || unsafe { !(*(p as *const *const c_void)).is_null() }
 }
 
 /// `profiler_start(rate, max_samples, max_frames, duty = 1.0)` → true.
@@ -196,10 +267,26 @@ fn start(ruby: &Ruby, args: &[Value]) -> Result<bool, Error> {
             "the heap profiler is already running",
         ));
     }
+    // Installs the TracePoint that calls `profiler_ractor_started` before
+    // any Ractor is made.
+    ruby.require("heapscope/ractor_guard")?;
     let windows = HookWindows::plan(rate, duty);
     // Made before taking the lock: creating them allocates Ruby objects.
-    let tp = tracepoint(&TRACEPOINT, RUBY_INTERNAL_EVENT_NEWOBJ);
-    let gc_tp = tracepoint(&GC_TRACEPOINT, RUBY_INTERNAL_EVENT_GC_END_MARK);
+    let tp = tracepoint(&NEWOBJ_TP, RUBY_INTERNAL_EVENT_NEWOBJ);
+    let free_tp = tracepoint(&FREEOBJ_TP, RUBY_INTERNAL_EVENT_FREEOBJ);
+    let weak_map = unsafe {
+        let mut state: c_int = 0;
+        let v = rb_sys::rb_eval_string_protect(c"ObjectSpace::WeakMap.new".as_ptr(), &mut state);
+        if state != 0 {
+            rb_set_errinfo(Qnil as VALUE);
+            return Err(Error::new(
+                ruby.exception_runtime_error(),
+                "the heap profiler needs ObjectSpace::WeakMap",
+            ));
+        }
+        v
+    };
+    WEAK_MAP.set(weak_map);
     {
         let max_frames = max_frames as usize;
         let mut core = Profiler::new(
@@ -210,6 +297,7 @@ fn start(ruby: &Ruby, args: &[Value]) -> Result<bool, Error> {
         );
         SKIP.store(core.next_skip(), Relaxed);
         HOOK_ERRORS.store(0, Relaxed);
+        FREE_MISSED.store(false, Relaxed);
         // Replacing a stopped session frees its tables; its frame VALUEs are
         // no longer marked from the next GC on, which is what we want.
         *lock() = Some(State {
@@ -227,67 +315,158 @@ fn start(ruby: &Ruby, args: &[Value]) -> Result<bool, Error> {
     WINDOW_RNG.store(seed() | 1, Relaxed);
     SEEN.store(0, Relaxed);
     BASE_TOTAL.store(total_allocated(), Relaxed);
-    // The first slice is always watched, so a short program is profiled
-    // before the agent's thread first ticks.
-    HOOK_ON.store(true, Relaxed);
-    unsafe {
-        rb_tracepoint_enable(gc_tp);
-        rb_tracepoint_enable(tp);
-    }
     RUNNING.store(true, Relaxed);
+    // The first slice is always watched, so a short program is profiled
+    // before the agent's thread first ticks; unless Ractors already run.
+    if single_ractor() {
+        unsafe {
+            rb_tracepoint_enable(free_tp);
+            rb_tracepoint_enable(tp);
+        }
+        HOOK_ON.store(true, Relaxed);
+    } else {
+        note_ractors();
+    }
     Ok(true)
 }
 
-/// The tracepoint kept in `slot`, made (and kept alive) on first use.
-fn tracepoint(slot: &AtomicU64, events: u32) -> VALUE {
-    let mut tp = slot.load(Relaxed) as VALUE;
-    if tp == 0 {
+/// The tracepoint kept in `root`, made on first use.
+fn tracepoint(root: &GcRoot, events: u32) -> VALUE {
+    if !root.is_set() {
         unsafe {
-            tp = rb_tracepoint_new(Qnil as VALUE, events, Some(hook), std::ptr::null_mut());
-            rb_gc_register_mark_object(tp);
+            root.set(rb_tracepoint_new(
+                Qnil as VALUE,
+                events,
+                Some(hook),
+                std::ptr::null_mut(),
+            ));
         }
-        slot.store(tp as u64, Relaxed);
     }
-    tp
+    root.get()
 }
 
 /// Ruby's count of objects allocated so far (`GC.stat(:total_allocated_objects)`).
 fn total_allocated() -> u64 {
     unsafe {
-        let key = rb_sys::rb_id2sym(rb_sys::rb_intern(c"total_allocated_objects".as_ptr()));
+        let key = rb_sys::rb_id2sym(rb_intern(c"total_allocated_objects".as_ptr()));
         rb_sys::rb_gc_stat(key) as u64
     }
 }
 
-fn disable_hooks() {
-    if RUNNING.swap(false, Relaxed) {
-        for slot in [&TRACEPOINT, &GC_TRACEPOINT] {
-            let tp = slot.load(Relaxed) as VALUE;
-            if tp != 0 {
-                unsafe {
-                    rb_tracepoint_disable(tp);
-                }
+/// Turns both hooks off, first handing addressed objects to the weak map
+/// (while FREEOBJ is still on). Needs `RubyCalls`: with GC off nothing is
+/// freed between the last free event and the hand-off.
+fn hooks_off() {
+    if !HOOK_ON.swap(false, Relaxed) {
+        return;
+    }
+    unsafe {
+        rb_tracepoint_disable(NEWOBJ_TP.get());
+    }
+    hand_off();
+    unsafe {
+        rb_tracepoint_disable(FREEOBJ_TP.get());
+    }
+}
+
+/// Turns both hooks on (FREEOBJ first: an object is never sampled without
+/// its free being reported).
+fn hooks_on() {
+    if HOOK_ON.swap(true, Relaxed) {
+        return;
+    }
+    unsafe {
+        rb_tracepoint_enable(FREEOBJ_TP.get());
+        rb_tracepoint_enable(NEWOBJ_TP.get());
+    }
+}
+
+/// Stores every addressed object in the weak map. Needs `RubyCalls` and the
+/// FREEOBJ hook on (or GC off since it was).
+fn hand_off() {
+    let pairs = match lock_checked().as_mut() {
+        Some(st) if st.paused => {
+            st.core.forget_addressed();
+            return;
+        }
+        Some(st) => st.core.hand_off(),
+        None => return,
+    };
+    if pairs.is_empty() {
+        return;
+    }
+    // Without the lock: storing allocates (unsampled: IN_FLUSH is set).
+    let weak_map = WEAK_MAP.get();
+    let aset = unsafe { rb_intern(c"[]=".as_ptr()) };
+    let failed: Vec<u64> = pairs
+        .into_iter()
+        .filter(|&(addr, key)| unsafe {
+            protected_call(weak_map, aset, &[fixnum(key), addr as VALUE]).is_none()
+        })
+        .map(|(_, key)| key)
+        .collect();
+    if !failed.is_empty() {
+        if let Some(st) = lock().as_mut() {
+            for key in failed {
+                st.core.forget(Slot::Weak(key));
             }
         }
-        HOOK_ON.store(false, Relaxed);
+    }
+}
+
+/// The object stored under `key` in the weak map, if it is still alive.
+/// Needs `RubyCalls` (the object cannot die while we measure it).
+unsafe fn weak_get(key: u64) -> Option<VALUE> {
+    let aref = rb_intern(c"[]".as_ptr());
+    match protected_call(WEAK_MAP.get(), aref, &[fixnum(key)]) {
+        Some(v) if v != Qnil as VALUE => Some(v),
+        _ => None,
+    }
+}
+
+fn fixnum(n: u64) -> VALUE {
+    unsafe { rb_sys::LONG2FIX(n as std::os::raw::c_long) }
+}
+
+struct Call<'a> {
+    recv: VALUE,
+    mid: ID,
+    args: &'a [VALUE],
+}
+
+unsafe extern "C" fn call_trampoline(data: VALUE) -> VALUE {
+    let c = &*(data as *const Call);
+    rb_funcallv(c.recv, c.mid, c.args.len() as c_int, c.args.as_ptr())
+}
+
+/// `recv.mid(*args)`, with any exception caught and cleared (None).
+unsafe fn protected_call(recv: VALUE, mid: ID, args: &[VALUE]) -> Option<VALUE> {
+    let call = Call { recv, mid, args };
+    let mut state: c_int = 0;
+    let v = rb_protect(
+        Some(call_trampoline),
+        &call as *const Call as VALUE,
+        &mut state,
+    );
+    if state != 0 {
+        rb_set_errinfo(Qnil as VALUE);
+        None
+    } else {
+        Some(v)
     }
 }
 
 /// `profiler_stop` → nil. The live set is measured now and kept as fixed
-/// rows: with the hooks off, later flushes could not tell a tracked
-/// object from a reused slot.
+/// rows: with the hooks off, later flushes report those.
 fn stop() -> Result<(), Error> {
-    let was_running = RUNNING.load(Relaxed);
-    disable_hooks();
-    if !was_running {
+    if !RUNNING.load(Relaxed) {
         return Ok(());
     }
     let _guard = RubyCalls::begin();
-    if WINDOWED.load(Relaxed) {
-        drop_replaced();
-    }
+    hooks_off();
+    RUNNING.store(false, Relaxed);
     let (live, allocs) = {
-        let g = lock();
+        let g = lock_checked();
         let Some(st) = g.as_ref() else { return Ok(()) };
         if st.core.is_frozen() {
             return Ok(());
@@ -299,11 +478,16 @@ fn stop() -> Result<(), Error> {
         };
         (live, alloc_classes(&st.core))
     };
-    let measured = unsafe { measure(&live) };
+    let (measured, gone) = unsafe { find_and_measure(&live) };
     let classes = unsafe { class_names(&measured, &allocs) };
     if let Some(st) = lock().as_mut() {
+        for slot in gone {
+            st.core.free_slot(slot);
+        }
         st.core.freeze(&measured, &classes);
     }
+    // Nothing is looked up any more: let Ruby drop the map's entries.
+    WEAK_MAP.set(Qnil as VALUE);
     Ok(())
 }
 
@@ -311,19 +495,26 @@ fn running() -> bool {
     RUNNING.load(Relaxed)
 }
 
-/// `profiler_pause` → nil: in the heap-dump child, only turn the hooks off.
+/// `profiler_pause` → nil: in the heap-dump child, only turn the hooks off
+/// (nothing is handed off or measured there).
 fn pause() {
-    if RUNNING.load(Relaxed) {
-        disable_hooks();
+    if RUNNING.swap(false, Relaxed) {
         if let Some(st) = lock().as_mut() {
             st.paused = true;
+            st.core.forget_addressed();
+        }
+        if HOOK_ON.swap(false, Relaxed) {
+            unsafe {
+                rb_tracepoint_disable(NEWOBJ_TP.get());
+                rb_tracepoint_disable(FREEOBJ_TP.get());
+            }
         }
     }
 }
 
 /// `profiler_after_fork` → nil: in a forked child, allocations and counters
-/// start over; the live set stays; the hooks stay on (a tracepoint survives
-/// fork).
+/// start over; the live set stays; the hooks stay as they were (a
+/// tracepoint survives fork).
 fn after_fork() {
     if let Some(st) = lock().as_mut() {
         st.core.after_fork(seed());
@@ -335,7 +526,8 @@ fn after_fork() {
     HOOK_ERRORS.store(0, Relaxed);
 }
 
-/// `profiler_stats` → `{sampled:, tracked:, freed:, dropped:, flushes:, hook_errors:}`.
+/// `profiler_stats` → `{sampled:, tracked:, freed:, dropped:, untracked:,
+/// flushes:, hook_errors:, ractors:}`.
 fn stats(ruby: &Ruby) -> Result<RHash, Error> {
     // Copy under the lock, then build the Hash (which allocates) without it.
     let (s, tracked) = match lock().as_ref() {
@@ -354,6 +546,8 @@ fn stats(ruby: &Ruby) -> Result<RHash, Error> {
     ] {
         h.aset(ruby.to_symbol(k), v)?;
     }
+    // True once the allocation hook is off for good because of Ractors.
+    h.aset(ruby.to_symbol("ractors"), RACTORS.load(Relaxed))?;
     Ok(h)
 }
 
@@ -363,12 +557,9 @@ fn flush(ruby: &Ruby, path_value: RString) -> Result<RString, Error> {
     let path = path_value.to_string()?;
     let profile = {
         let _guard = RubyCalls::begin();
-        if WINDOWED.load(Relaxed) {
-            drop_replaced();
-        }
         // 1. Under the lock: what needs Ruby.
         let (live, allocs, unnamed) = {
-            let g = lock();
+            let g = lock_checked();
             let Some(st) = g.as_ref() else {
                 return Err(Error::new(
                     ruby.exception_runtime_error(),
@@ -384,7 +575,7 @@ fn flush(ruby: &Ruby, path_value: RString) -> Result<RString, Error> {
             (live, alloc_classes(&st.core), unnamed)
         };
         // 2. Without it (GC off, our allocations unsampled): ask Ruby.
-        let measured = unsafe { measure(&live) };
+        let (measured, gone) = unsafe { find_and_measure(&live) };
         let classes = unsafe { class_names(&measured, &allocs) };
         let names: Vec<FrameName> = unsafe { unnamed.iter().map(|&v| frame_name(v)).collect() };
         // 3. Under the lock again: build the profile; pure Rust.
@@ -395,6 +586,9 @@ fn flush(ruby: &Ruby, path_value: RString) -> Result<RString, Error> {
                 "the heap profiler was reset during a flush",
             ));
         };
+        for slot in gone {
+            st.core.free_slot(slot);
+        }
         st.frame_names.extend(names);
         if WINDOWED.load(Relaxed) {
             let total = total_allocated().saturating_sub(BASE_TOTAL.load(Relaxed));
@@ -426,7 +620,8 @@ fn flush(ruby: &Ruby, path_value: RString) -> Result<RString, Error> {
 /// While alive: our allocations are not sampled and GC is off (restored to
 /// its previous state on drop), so no tracked object, class or frame is
 /// freed or moved while Ruby is asked about it. Taken before `STATE`:
-/// `rb_gc_disable` finishes a lazy sweep, during which objects are freed.
+/// `rb_gc_disable` finishes a lazy sweep, during which objects are freed
+/// (and FREEOBJ, if on, takes the lock).
 struct RubyCalls {
     gc_was_disabled: bool,
 }
@@ -464,7 +659,9 @@ fn alloc_classes(core: &Profiler) -> Vec<u64> {
     v
 }
 
-/// The object's builtin type and its `klass` field (`struct RBasic`).
+/// The object's builtin type and its `klass` field (`struct RBasic`). Only
+/// for objects known to be alive: one Ruby just handed a hook, or one
+/// found through the weak map or followed by FREEOBJ, with GC off.
 unsafe fn basic(obj: VALUE) -> (u8, VALUE) {
     let p = obj as *const VALUE;
     let flags = std::ptr::read_volatile(p);
@@ -482,26 +679,38 @@ unsafe fn real_class(ty: u8, klass: VALUE) -> u64 {
     }
 }
 
-/// Sizes, current types and classes of live tracked objects. Needs GC off.
-unsafe fn measure(live: &[(u64, Tracked)]) -> Vec<Measured> {
+/// Finds the live tracked objects (addressed ones directly, weak ones
+/// through the weak map) and measures their sizes, current types and
+/// classes. Returns them and the slots whose objects are gone. Needs
+/// `RubyCalls`.
+unsafe fn find_and_measure(live: &[(Slot, Tracked)]) -> (Vec<Measured>, Vec<Slot>) {
     let mut out = Vec::with_capacity(live.len());
-    for &(addr, t) in live {
-        let obj = addr as VALUE;
+    let mut gone = Vec::new();
+    for &(slot, t) in live {
+        let obj = match slot {
+            Slot::Addr(a) => a as VALUE,
+            Slot::Weak(key) => match weak_get(key) {
+                Some(obj) => obj,
+                None => {
+                    gone.push(slot);
+                    continue;
+                }
+            },
+        };
         let (ty, klass) = basic(obj);
-        // Defensive: a live object never changes its builtin type, so a
-        // mismatch (or a free/zombie/moved slot) means a stale entry.
-        if ty != t.ty || matches!(ty, 0x00 | 0x1d | 0x1e) {
+        // A live object never changes its builtin type.
+        if ty != t.ty {
             continue;
         }
         out.push(Measured {
-            addr,
+            slot,
             stack: t.stack,
             ty,
             klass: real_class(ty, klass),
             size: rb_obj_memsize_of(obj) as u64,
         });
     }
-    out
+    (out, gone)
 }
 
 /// Names of the classes of `measured` and of `allocs`. Needs GC off
@@ -553,15 +762,16 @@ unsafe extern "C" fn hook(tpval: VALUE, _data: *mut c_void) {
     let caught = std::panic::catch_unwind(|| unsafe {
         let arg = rb_tracearg_from_tracepoint(tpval);
         let event = rb_tracearg_event_flag(arg);
-        // rb_tracearg_object raises for GC events: only ask on NEWOBJ.
-        if event & RUBY_INTERNAL_EVENT_NEWOBJ != 0 {
+        if event & RUBY_INTERNAL_EVENT_FREEOBJ != 0 {
+            on_freeobj(rb_tracearg_object(arg));
+        } else if event & RUBY_INTERNAL_EVENT_NEWOBJ != 0 {
             on_newobj(rb_tracearg_object(arg));
-        } else if event & RUBY_INTERNAL_EVENT_GC_END_MARK != 0 {
-            on_end_mark();
         }
     });
     if caught.is_err() {
         HOOK_ERRORS.fetch_add(1, Relaxed);
+        // It may have been a free we did not record.
+        FREE_MISSED.store(true, Relaxed);
     }
 }
 
@@ -588,6 +798,9 @@ unsafe fn on_newobj(obj: VALUE) {
     let skip = SKIP.load(Relaxed);
     if skip > 0 {
         SKIP.store(skip - 1, Relaxed);
+        return;
+    }
+    if !single_ractor() {
         return;
     }
     let Some(mut g) = hook_lock() else { return };
@@ -617,13 +830,15 @@ unsafe fn on_newobj(obj: VALUE) {
     core.record_sample(obj as u64, ty, klass, pairs);
 }
 
-/// Marking is complete: tracked objects left unmarked are about to be swept.
-unsafe fn on_end_mark() {
-    if let Some(mut g) = hook_lock() {
-        if let Some(st) = g.as_mut() {
-            st.core
-                .sweep(|a| unsafe { rb_objspace_marked_object_p(a as VALUE) != 0 });
+/// Ruby is about to free `obj`: if we follow it by address, it is gone.
+unsafe fn on_freeobj(obj: VALUE) {
+    match hook_lock() {
+        Some(mut g) => {
+            if let Some(st) = g.as_mut() {
+                st.core.record_free(obj as u64);
+            }
         }
+        None => FREE_MISSED.store(true, Relaxed),
     }
 }
 
@@ -645,107 +860,54 @@ fn windowed() -> bool {
 
 /// `profiler_tick` → bool (the hooks are on): the agent's thread calls it
 /// about every 100 ms. When windowed, draws whether the next slice is
-/// watched, and switches both hooks. Turning them off gives every tracked
-/// object an object id, since no GC hook will report its free; turning them
-/// on first drops the tracked objects that were freed meanwhile, since the
-/// GC hook would take a new object in the same slot for ours.
+/// watched, and switches both hooks (see `hooks_off` for what turning them
+/// off does). Keeps them off once Ractors run.
 fn tick() -> bool {
-    if !RUNNING.load(Relaxed) || !WINDOWED.load(Relaxed) {
+    if !RUNNING.load(Relaxed) {
+        return HOOK_ON.load(Relaxed);
+    }
+    if !single_ractor() {
+        // A Ractor made before the guard was installed, or past it.
+        note_ractors();
+        let _guard = RubyCalls::begin();
+        hooks_off();
+        return false;
+    }
+    if !WINDOWED.load(Relaxed) {
         return HOOK_ON.load(Relaxed);
     }
     let want = next_window_draw() < f64::from_bits(DUTY_BITS.load(Relaxed));
     if want == HOOK_ON.load(Relaxed) {
         return want;
     }
-    let (tp, gc_tp) = (
-        TRACEPOINT.load(Relaxed) as VALUE,
-        GC_TRACEPOINT.load(Relaxed) as VALUE,
-    );
     let _guard = RubyCalls::begin();
     if want {
-        drop_replaced();
-        unsafe {
-            rb_tracepoint_enable(gc_tp);
-            rb_tracepoint_enable(tp);
-        }
+        hooks_on();
     } else {
-        unsafe {
-            rb_tracepoint_disable(tp);
-            rb_tracepoint_disable(gc_tp);
-        }
-        identify_tracked();
+        hooks_off();
     }
-    HOOK_ON.store(want, Relaxed);
     want
 }
 
-/// Gives tracked objects without one an object id; forgets those that
-/// cannot carry one (Ruby-internal objects). Needs `RubyCalls`.
-fn identify_tracked() {
-    let pending = match lock().as_ref() {
-        Some(st) if !st.paused => st.core.unidentified(),
-        _ => return,
-    };
-    // Ids are made without the lock: rb_obj_id inserts into Ruby's tables.
-    let ids: Vec<(u64, Option<u64>)> = pending
-        .iter()
-        .map(|&(addr, ty)| {
-            let id = if type_has_class(ty) {
-                unsafe { fixnum_id(rb_sys::rb_obj_id(addr as VALUE)) }
-            } else {
-                None
-            };
-            (addr, id)
-        })
-        .collect();
-    if let Some(st) = lock().as_mut() {
-        for (addr, id) in ids {
-            match id {
-                Some(id) => st.core.set_id(addr, id),
-                None => st.core.forget(addr),
-            }
-        }
+/// Says once that the allocation hook is off for good because of Ractors.
+fn note_ractors() {
+    if !RACTORS.swap(true, Relaxed) {
+        eprintln!(
+            "heapscope: a Ractor started: the heap profiler's allocation hook stays off \
+             from now on (Ruby's allocation hooks are not Ractor-safe); dumps and \
+             statistics go on"
+        );
     }
 }
 
-/// Frees, as far as the tables go, identified objects whose slot no longer
-/// holds them. Needs `RubyCalls` (GC off: slots cannot change meanwhile).
-fn drop_replaced() {
-    let identified = match lock().as_ref() {
-        Some(st) => st.core.identified(),
-        None => return,
-    };
-    let gone: Vec<u64> = identified
-        .into_iter()
-        .filter(|&(addr, id)| unsafe { !still_holds(addr, id) })
-        .map(|(addr, _)| addr)
-        .collect();
-    if let Some(st) = lock().as_mut() {
-        for addr in gone {
-            st.core.record_free(addr);
-        }
+/// `profiler_ractor_started` → nil: called by `heapscope/ractor_guard.rb`
+/// just before `Ractor.new` makes a Ractor. Turns the hooks off for good.
+fn ractor_started() {
+    note_ractors();
+    if RUNNING.load(Relaxed) && HOOK_ON.load(Relaxed) {
+        let _guard = RubyCalls::begin();
+        hooks_off();
     }
-}
-
-/// Whether the slot at `addr` still holds the object whose id is `id`: a
-/// live object that has an id (the flag is tested first, so asking never
-/// gives a new object an id) and that id.
-unsafe fn still_holds(addr: u64, id: u64) -> bool {
-    let flags = std::ptr::read_volatile(addr as *const VALUE) as u64;
-    let ty = (flags & 0x1f) as u8;
-    // T_NONE (free slot), T_ZOMBIE, T_MOVED.
-    if matches!(ty, 0x00 | 0x1d | 0x1e) || !type_has_class(ty) {
-        return false;
-    }
-    if flags & rb_sys::ruby_fl_type::RUBY_FL_SEEN_OBJ_ID as u64 == 0 {
-        return false;
-    }
-    fixnum_id(rb_sys::rb_obj_id(addr as VALUE)) == Some(id)
-}
-
-/// An object id as a number (ids are Fixnums until 2**62 objects).
-unsafe fn fixnum_id(v: VALUE) -> Option<u64> {
-    rb_sys::FIXNUM_P(v).then(|| rb_sys::FIX2LONG(v) as u64)
 }
 
 /// GC mark: pin every frame VALUE and class the tables refer to.
@@ -756,9 +918,13 @@ unsafe extern "C" fn keeper_mark(_: *mut c_void) {
     }
 }
 
-/// GC compaction: tracked objects may have moved.
+/// GC compaction: addressed objects may have moved (weak ones are Ruby's
+/// to move).
 unsafe extern "C" fn keeper_compact(_: *mut c_void) {
-    let Some(mut g) = hook_lock() else { return };
+    let Some(mut g) = hook_lock() else {
+        FREE_MISSED.store(true, Relaxed);
+        return;
+    };
     if let Some(st) = g.as_mut() {
         st.core
             .relocate(|a| unsafe { rb_gc_location(a as VALUE) as u64 });

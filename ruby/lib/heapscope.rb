@@ -65,7 +65,7 @@ module Heapscope
     # and the app runs without the agent.
     def autostart
       start
-    rescue ArgumentError => e
+    rescue ArgumentError, Error => e
       warn "heapscope: #{one_line(e.message)}; the agent is off"
       nil
     rescue StandardError, ScriptError => e
@@ -130,6 +130,19 @@ module Heapscope
       @agent = nil
     end
 
+    # Called after Process.daemon (which forks without Process._fork): the
+    # daemon, a new process, gets its own agent and announcement at once,
+    # and the announcement of the process it replaced (`old_pid`, gone now)
+    # is removed.
+    def after_daemon(old_pid)
+      @lock = Mutex.new
+      @agent&.after_fork(immediate: true, old_pid: old_pid)
+    rescue StandardError => e
+      warn "heapscope: the agent could not restart in daemonised process #{Process.pid} " \
+           "(#{e.class}: #{one_line(e.message)}); the agent is off in it"
+      @agent = nil
+    end
+
     def one_line(text)
       text.to_s.gsub(/\s*\n\s*/, " ")
     end
@@ -152,7 +165,7 @@ module Heapscope
       @at_exit_installed = true
       at_exit do
         begin
-          @agent&.shutdown(final: true)
+          @agent&.shutdown(final: true, at_exit: true)
         rescue StandardError, ScriptError => e
           warn "heapscope: at exit: #{e.class}: #{one_line(e.message)}"
         end

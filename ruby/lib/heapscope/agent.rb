@@ -1,6 +1,5 @@
 # frozen_string_literal: true
 
-require "fileutils"
 require "objspace"
 
 module Heapscope
@@ -9,6 +8,10 @@ module Heapscope
   # middleware and the API write to, with a timeout equal to the next timer
   # due (statistics record, profile flush, periodic dump). Dumps are written
   # by a forked child, so the app pauses only for the fork.
+  #
+  # Everything it writes is private: directories are created 0700 and files
+  # 0600, temporary files with O_EXCL|O_NOFOLLOW; the runtime directory must
+  # be the user's own (see docs/agent.md, "Safety and security").
   class Agent
     # Bytes written to the pipe, and the dump reason each stands for.
     WAKE_REASONS = {
@@ -32,7 +35,10 @@ module Heapscope
       @runtime_dir = File.expand_path(@runtime_dir, @base)
       @logged = {}
       @thread = nil
+      @started = {}
       reset_process_state
+      @established = true
+      @establish_at = nil
     end
 
     def verbose?
@@ -43,32 +49,39 @@ module Heapscope
       @settings[:profile]
     end
 
+    # Starts everything. A start that fails half-way undoes what it turned
+    # on (allocation tracing, the signal handler, the profiler, the thread,
+    # files) before raising, so a refused agent leaves nothing running.
     def start
-      ObjectSpace.trace_object_allocations_start if @settings[:trace_allocations]
+      # Refused before anything is turned on: a runtime directory that
+      # another user owns, others can write to, or that is a symlink.
       begin
-        removed = Native.remove_stale_temps(@dump_dir)
-        removed.each { |p| log "removed #{p}, left by a dump that was cut short" }
-      rescue StandardError => e
-        log_error(e)
+        Native.prepare_runtime_dir(@runtime_dir)
+      rescue IOError => e
+        raise Error, "#{Heapscope.one_line(e.message)}; `heapscope dump` could not trust it"
       end
-      open_pipe
-      Native.signal_install(@settings[:dump_signal]) if @settings[:dump_signal]
-      open_stats
-      if profiler?
-        Native.profiler_start(@settings[:sample_rate], @settings[:max_samples],
-                              @settings[:max_frames], @settings[:sample_duty])
-        @next_window = monotonic + WINDOW_SLICE if windowed_profiler?
+      prune_announcements
+      begin
+        start_parts
+      rescue Exception # rubocop:disable Lint/RescueException
+        undo_start
+        raise
       end
-      Integrations.want(requests: @settings[:dump_every_requests].positive?,
-                        jobs: @settings[:dump_every_jobs].positive?)
-      write_state
-      start_thread
       log "agent started in process #{@pid} (#{describe})"
     end
 
+    # What is on, for undo_start: nothing once undone.
+    def started_parts
+      @started.select { |_, on| on }.keys
+    end
+
     # In a forked child (not a dump child): a pipe, counters, files,
-    # announcement and thread of its own.
-    def after_fork
+    # announcement and thread of its own. The files and the announcement
+    # wait until the child has lived `child_min_lifetime` seconds (unless
+    # `immediate`, as for Process.daemon), so short-lived children of
+    # fork-per-job apps leave nothing behind. `old_pid`: the process this
+    # one replaces (Process.daemon), whose announcement is removed.
+    def after_fork(immediate: false, old_pid: nil)
       old = @pipe
       reset_process_state
       begin
@@ -84,22 +97,33 @@ module Heapscope
         nil
       end
       @stats_io = nil
-      open_stats
+      @stats_path = nil
       Native.profiler_after_fork if profiler?
-      write_state
+      Native.remove_state(@runtime_dir, old_pid) if old_pid
+      grace = @settings[:child_min_lifetime]
+      if immediate || grace <= 0
+        establish
+      else
+        @established = false
+        @establish_at = monotonic + grace
+      end
       start_thread
-      log "agent restarted in forked process #{@pid}"
+      log "agent restarted in #{old_pid ? 'daemonised' : 'forked'} process #{@pid}"
     end
 
     # Ends the agent in this process. `final`: also flush the profile,
     # record statistics once more and remove the announcement. An unfinished
     # dump is abandoned (its child killed, its temporary file removed).
-    def shutdown(final: true)
+    #
+    # The dump signal's handler stays installed until the announcement is
+    # gone, so a `heapscope dump` that read it never meets the signal's
+    # default action (which would end the app). At exit (`at_exit: true`)
+    # it is never removed: a late request only writes a byte to the pipe.
+    def shutdown(final: true, at_exit: false)
       thread = @thread
       @thread = nil
       thread&.kill
       thread&.join(1)
-      Native.signal_uninstall
       if (cur = @current)
         begin
           Process.kill(:KILL, cur[:child])
@@ -119,10 +143,13 @@ module Heapscope
       end
       @stats_io = nil
       if profiler?
-        flush_profile
+        flush_profile if @established
         Native.profiler_stop
       end
       Native.remove_state(@runtime_dir, @pid)
+      prune_announcements
+    ensure
+      Native.signal_uninstall unless at_exit
     end
 
     # From the middleware: the nth request or job was counted.
@@ -165,6 +192,88 @@ module Heapscope
 
     private
 
+    def start_parts
+      if @settings[:trace_allocations]
+        ObjectSpace.trace_object_allocations_start
+        @started[:trace] = true
+      end
+      begin
+        removed = Native.remove_stale_temps(@dump_dir)
+        removed.each { |p| log "removed #{p}, left by a dump that was cut short" }
+      rescue StandardError => e
+        log_error(e)
+      end
+      open_pipe
+      @started[:pipe] = true
+      if @settings[:dump_signal]
+        Native.signal_install(@settings[:dump_signal])
+        @started[:signal] = true
+      end
+      if profiler?
+        Native.profiler_start(@settings[:sample_rate], @settings[:max_samples],
+                              @settings[:max_frames], @settings[:sample_duty])
+        @started[:profiler] = true
+        @next_window = monotonic + WINDOW_SLICE if windowed_profiler?
+        # The profile directory now, so an unwritable one stops the start
+        # rather than every flush.
+        profile_dir
+      end
+      open_stats
+      @started[:stats] = true
+      Integrations.want(requests: @settings[:dump_every_requests].positive?,
+                        jobs: @settings[:dump_every_jobs].positive?)
+      write_state(raise_errors: true)
+      @started[:state] = true
+      start_thread
+      @started[:thread] = true
+    end
+
+    # Turns off whatever start_parts turned on; never raises.
+    def undo_start
+      [
+        -> { @thread&.kill&.join(1) },
+        -> { Native.signal_uninstall if @started[:signal] },
+        -> { Native.profiler_stop if @started[:profiler] },
+        -> { ObjectSpace.trace_object_allocations_stop if @started[:trace] },
+        -> { @stats_io&.close },
+        -> { @pipe&.close },
+        -> { Native.remove_state(@runtime_dir, @pid) if @started[:state] },
+      ].each do |step|
+        step.call
+      rescue Exception # rubocop:disable Lint/RescueException
+        nil
+      end
+      @thread = nil
+      @stats_io = nil
+      @pipe = nil
+      @started = {}
+    end
+
+    # Removes announcements of this user's processes that are gone (or
+    # whose pid now names another process): forked children that ended
+    # with exit!, apps killed with SIGKILL.
+    def prune_announcements
+      Native.remove_stale_states(@runtime_dir).each { |p| log "removed stale #{p}" }
+    rescue StandardError => e
+      log_error(e)
+    end
+
+    # Files and the announcement of a forked child, once it has lived long
+    # enough (or at once when a dump is asked for).
+    def establish
+      @established = true
+      @establish_at = nil
+      open_stats
+      write_state
+    end
+
+    # The directory of the next profile, created 0700 when missing.
+    def profile_dir
+      path = Native.expand_path(@settings[:profile_path], @base, Process.pid, time_text, 0)
+      Native.mkdir_private(File.dirname(path))
+      path
+    end
+
     def describe
       parts = []
       parts << "dump on #{Native.signal_name(@settings[:dump_signal])}" if @settings[:dump_signal]
@@ -195,7 +304,11 @@ module Heapscope
       @next_dump = @settings[:dump_every_seconds].positive? ? now + @settings[:dump_every_seconds] : nil
       # The profiler's hook windows: one draw per slice (see profiler_tick).
       @next_window = windowed_profiler? ? now + WINDOW_SLICE : nil
+      @next_prune = now + PRUNE_INTERVAL
     end
+
+    # Seconds between sweeps of stale announcements in the runtime directory.
+    PRUNE_INTERVAL = 60
 
     # Seconds per profiler window slice.
     WINDOW_SLICE = 0.1
@@ -217,8 +330,9 @@ module Heapscope
       return unless @settings[:stats]
 
       @stats_path = Native.expand_path(@settings[:stats_path], @base, @pid, time_text, 0)
-      FileUtils.mkdir_p(File.dirname(@stats_path))
-      @stats_io = File.open(@stats_path, "a")
+      Native.mkdir_private(File.dirname(@stats_path))
+      @stats_io = File.open(@stats_path,
+                            File::WRONLY | File::CREAT | File::APPEND | File::NOFOLLOW, 0o600)
       @stats_io.sync = true
     end
 
@@ -226,7 +340,9 @@ module Heapscope
       Time.now.utc.strftime("%Y%m%dT%H%M%SZ")
     end
 
-    def write_state
+    def write_state(raise_errors: false)
+      return unless @established
+
       Native.write_state(@runtime_dir, {
                            pid: @pid,
                            started_at: @started_at,
@@ -237,6 +353,8 @@ module Heapscope
                            last_dump: @last_dump,
                          })
     rescue StandardError => e
+      raise if raise_errors
+
       log_error(e)
     end
 
@@ -260,7 +378,8 @@ module Heapscope
     end
 
     def next_timeout
-      due = [@next_stats, @next_profile, @next_dump, @next_window].compact.min
+      due = [@next_stats, @next_profile, @next_dump, @next_window, @establish_at,
+             @next_prune].compact.min
       return nil unless due
 
       [due - monotonic, 0].max
@@ -297,12 +416,17 @@ module Heapscope
       enqueue(:api) if api.positive?
       finish_dump(*@finished.pop) until @finished.empty?
       now = monotonic
+      establish if @establish_at && now >= @establish_at
+      if now >= @next_prune
+        prune_announcements
+        @next_prune = now + PRUNE_INTERVAL
+      end
       if @next_stats && now >= @next_stats
         write_stats
         @next_stats = now + [@settings[:stats_interval], 0.01].max
       end
       if @next_profile && now >= @next_profile
-        flush_profile if profiler?
+        flush_profile if profiler? && @established
         @next_profile = now + @settings[:profile_interval]
       end
       if @next_window && now >= @next_window
@@ -325,8 +449,7 @@ module Heapscope
     end
 
     def flush_profile
-      path = Native.expand_path(@settings[:profile_path], @base, Process.pid, time_text, 0)
-      FileUtils.mkdir_p(File.dirname(path))
+      path = profile_dir
       Native.profiler_flush(path)
       log "profile written to #{path}"
     rescue StandardError => e
@@ -334,6 +457,7 @@ module Heapscope
     end
 
     def start_dump(reason)
+      establish unless @established
       @seq += 1
       final, tmp = Native.dump_paths(@dump_dir, @pid, Time.now.to_i, @seq)
       if reason == :api
@@ -345,7 +469,7 @@ module Heapscope
       @last_dump = { seq: @seq, path: final, state: "writing", error: nil, reason: reason.to_s }
       write_state
       begin
-        FileUtils.mkdir_p(@dump_dir)
+        Native.mkdir_private(@dump_dir)
         err_r, err_w = IO.pipe
         child = fork_dump_child(tmp, final, err_w)
       rescue StandardError => e
@@ -388,7 +512,7 @@ module Heapscope
       exit!(3) unless Native.set_pdeathsig(parent)
       Native.profiler_pause # a no-op when the profiler is off
       GC.start if @settings[:dump_gc]
-      File.open(tmp, File::WRONLY | File::CREAT | File::TRUNC, 0o644) do |f|
+      File.open(tmp, File::WRONLY | File::CREAT | File::EXCL | File::NOFOLLOW, 0o600) do |f|
         ObjectSpace.dump_all(output: f)
         f.flush
         f.fsync

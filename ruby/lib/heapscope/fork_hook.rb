@@ -15,7 +15,19 @@ module Heapscope
     end
   end
 
+  # Process.daemon forks inside the C library's daemon(3), without
+  # Process._fork; the surviving process (a new pid) gets its agent here.
+  module DaemonHook
+    def daemon(*args)
+      before = Process.pid
+      result = super
+      Heapscope.after_daemon(before) if Process.pid != before
+      result
+    end
+  end
+
   if Process.respond_to?(:_fork)
     Process.singleton_class.prepend(ForkHook)
   end
+  Process.singleton_class.prepend(DaemonHook)
 end

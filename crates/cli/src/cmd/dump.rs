@@ -6,6 +6,15 @@
 //! notes the latest dump's sequence number, sends the signal, and waits for
 //! a newer dump to be `done` (renamed to its final name, so complete) or
 //! `failed`.
+//!
+//! Nothing in the announcement is trusted blindly, since a signal to the
+//! wrong process can end it. Before signalling, this command checks that the
+//! runtime directory and the file belong to the caller (or, for root, to the
+//! target's user) and that no one else can write to them, that neither is a
+//! symlink, that the signal is one the agent may use (never KILL or TERM),
+//! that the process running under the pid started when the announcement says
+//! (so a reused pid is never signalled), and that the process has a handler
+//! for the signal. A stale announcement of the caller's is removed.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,8 +22,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
-use heapscope_agent::config::signal_name;
-use heapscope_agent::state::{runtime_dir, state_path, AgentState, DumpState};
+use heapscope_agent::config::{check_dump_signal, signal_name};
+use heapscope_agent::secure;
+use heapscope_agent::state::{self, runtime_dir, state_path, AgentState, Announcement, DumpState};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// The full `--help` text (the variant's doc comment is the short one).
@@ -26,6 +36,11 @@ The process must have been started with the agent (`heapscope run -- CMD`, or RU
 -rheapscope/autostart, or `Heapscope.start` in the app). The dump is written by a forked child of
 the process, so the app pauses only for the fork; it is named heap-<pid>-<unixtime>-<seq>.dump
 and appears under that name only when complete.
+
+The announcement (<runtime dir>/agent-PID.json) is checked before the signal is sent: it must be
+the caller's own (or, for root, the target's user's) in a directory no one else can write to, name
+an allowed signal, and match the process's start time, so a stale file or a reused pid is never
+signalled.
 
 Examples:
     heapscope dump 4242
@@ -60,8 +75,25 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let dir = runtime_dir(&configured);
     let path = state_path(&dir, a.pid);
     let alive = process_alive(a.pid);
-    let state = match AgentState::read(&path) {
-        Ok(s) => s,
+    let me = secure::euid();
+    // Whose files to trust: the caller's; root also trusts the target's user.
+    let mut owners = vec![me];
+    if me == 0 {
+        if let Some(uid) = secure::proc_euid(a.pid) {
+            owners.push(uid);
+        }
+    }
+    let dir_exists = std::fs::symlink_metadata(&dir).is_ok();
+    if dir_exists {
+        if let Err(why) = secure::check_private_dir(&dir, &owners) {
+            bail!("refusing the runtime directory: {why}; no signal sent");
+        }
+        // Announcements of the caller's processes that are gone, or whose
+        // pid now names another process.
+        state::remove_stale(&dir);
+    }
+    let read = match Announcement::read(&path) {
+        Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if !alive {
                 bail!("no process {} is running", a.pid);
@@ -69,13 +101,50 @@ pub fn run(a: Args) -> Result<ExitCode> {
             bail!(
                 "process {} has no heapscope agent ({} does not exist). Start it with \
                  `heapscope run -- CMD`, or give --runtime-dir if the agent was started \
-                 with another HEAPSCOPE_RUNTIME_DIR",
+                 with another HEAPSCOPE_RUNTIME_DIR. A process that daemonised itself \
+                 announces itself under its new pid",
                 a.pid,
                 path.display()
             );
         }
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "reading {} (refused: not a regular file of the agent's)",
+                    path.display()
+                )
+            })
+        }
     };
+    let announcement = read.announcement;
+    if !owners.contains(&read.owner) {
+        bail!(
+            "refusing {}: it belongs to uid {}, not to uid {}{}; no signal sent",
+            path.display(),
+            read.owner,
+            me,
+            if me == 0 {
+                " or the process's user".to_string()
+            } else {
+                String::new()
+            }
+        );
+    }
+    if read.mode & 0o022 != 0 {
+        bail!(
+            "refusing {}: other users can write to it (mode {:o}); no signal sent",
+            path.display(),
+            read.mode & 0o7777
+        );
+    }
+    if announcement.state.pid != a.pid {
+        bail!(
+            "refusing {}: it announces process {}, not {}; no signal sent",
+            path.display(),
+            announcement.state.pid,
+            a.pid
+        );
+    }
     if !alive {
         bail!(
             "process {} is not running ({} is left over from it)",
@@ -83,12 +152,43 @@ pub fn run(a: Args) -> Result<ExitCode> {
             path.display()
         );
     }
-    let Some(signal) = state.dump_signal else {
+    let Some(signal) = announcement.state.dump_signal else {
         bail!(
             "process {} has dumps on signal turned off (HEAPSCOPE_DUMP_SIGNAL=off)",
             a.pid
         );
     };
+    if let Err(why) = check_dump_signal(signal) {
+        bail!("refusing {}: {why}; no signal sent", path.display());
+    }
+    let Some(start_time) = announcement.start_time else {
+        bail!(
+            "refusing {}: it does not record the process's start time (written by an older \
+             agent?), so pid {} may now be another process; no signal sent",
+            path.display(),
+            a.pid
+        );
+    };
+    if secure::proc_start_time(a.pid) != Some(start_time) {
+        // The caller's own stale file goes (another user's stays).
+        let removed = read.owner == me && std::fs::remove_file(&path).is_ok();
+        bail!(
+            "refusing to signal {}: the process running under that pid did not start when \
+             {} says (a stale announcement of a process that is gone; {}); no signal sent",
+            a.pid,
+            path.display(),
+            if removed { "removed it" } else { "left it" }
+        );
+    }
+    if secure::proc_catches(a.pid, signal) == Some(false) {
+        bail!(
+            "process {} does not handle {} (its agent is not running, or stopped); \
+             no signal sent",
+            a.pid,
+            signal_name(signal)
+        );
+    }
+    let state: AgentState = announcement.state;
     let before = state.last_dump.as_ref().map_or(0, |d| d.seq);
     // SAFETY: kill has no memory-safety preconditions.
     if unsafe { libc::kill(a.pid as libc::pid_t, signal) } != 0 {

@@ -195,22 +195,24 @@ pub fn run(a: Args) -> Result<ExitCode> {
     exec(child, &a.command[0])
 }
 
+/// Replaces this process with the program. When that fails (no such
+/// program, not executable), heapscope's own exit status 2 and a message:
+/// any other status is the program's own.
 #[cfg(unix)]
 fn exec(mut child: Process, program: &std::ffi::OsStr) -> Result<ExitCode> {
     use std::os::unix::process::CommandExt;
     // exec only returns on failure.
     let err = child.exec();
+    let hint = match err.kind() {
+        std::io::ErrorKind::NotFound => " (no such program on PATH or at that path)",
+        std::io::ErrorKind::PermissionDenied => " (not executable)",
+        _ => "",
+    };
     eprintln!(
-        "heapscope: error: cannot run {}: {err}",
+        "heapscope: error: cannot run {}: {err}{hint}",
         Path::new(program).display()
     );
-    Ok(ExitCode::from(
-        if err.kind() == std::io::ErrorKind::NotFound {
-            127
-        } else {
-            126
-        },
-    ))
+    Ok(ExitCode::from(2))
 }
 
 /// The directory holding `heapscope.rb` and `heapscope/heapscope_native.so`,

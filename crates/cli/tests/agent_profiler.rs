@@ -14,7 +14,8 @@ use tempfile::TempDir;
 
 /// Runs `tests/ruby/agent/<program>` with `args` (the output dir appended by
 /// the caller where the program wants it); panics with its output on failure.
-fn run_program(program: &str, args: &[&str]) {
+/// Runs a program under tests/ruby/agent; returns its stdout.
+fn run_program(program: &str, args: &[&str]) -> String {
     let script = common::ruby_script(&format!("agent/{program}"));
     let out = common::agent::ruby()
         .arg(&script)
@@ -28,6 +29,7 @@ fn run_program(program: &str, args: &[&str]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The line of `# @name` in a program.
@@ -438,4 +440,31 @@ fn windowed_hook_estimates_stay_unbiased() {
         "churned strings are not retained: {}",
         c[0]
     );
+}
+
+/// Objects sampled in a window are followed through Ruby's weak map once it
+/// closes: those kept stay retained, those dropped and collected while no
+/// hook reports frees (their slots refilled, the heap compacted) do not.
+#[test]
+fn objects_outlive_their_window_only_while_they_live() {
+    let program = "profiler_handoff.rb";
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("handoff.pprof.gz");
+    let n = 3000i64;
+    let stdout = run_program(program, &[&n.to_string(), out.to_str().unwrap()]);
+    let stats: BTreeMap<String, String> = stdout
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(stats["hook_errors"], "0", "{stdout}");
+    let rows = rows(&read_profile(&out));
+    let (kept, _) = at_line(&rows, program, marker_line(program, "kept"), "String");
+    let (dropped, _) = at_line(&rows, program, marker_line(program, "dropped"), "String");
+    // Every allocation in the window was sampled; estimates are scaled by
+    // the share of all allocations the hook saw, the same for both lines.
+    assert!(kept[2] > 0 && kept[2] == dropped[2], "{kept:?} {dropped:?}");
+    assert_eq!(kept[0], kept[2], "every kept string is still retained");
+    assert_eq!(dropped[0], 0, "no dropped string is retained: {dropped:?}");
+    assert_eq!(dropped[1], 0);
 }

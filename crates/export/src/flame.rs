@@ -104,11 +104,18 @@ pub fn frame_name(heap: &Heap, id: ObjId) -> String {
 
 /// Frames may not contain the stack separator or line breaks, and the folded
 /// format ends a line at its last space: trailing spaces would be lost.
+/// Other control characters (escape sequences in a class or file name) are
+/// escaped, as in every table: folded stacks may go to a terminal, and XML
+/// (the SVG) cannot hold most of them.
 fn sanitize(s: String) -> String {
     let s = if s.contains([';', '\n', '\r']) {
         s.replace(';', ":").replace(['\n', '\r'], " ")
     } else {
         s
+    };
+    let s = match heapscope_graph::escape_control(&s) {
+        std::borrow::Cow::Borrowed(_) => s,
+        std::borrow::Cow::Owned(o) => o,
     };
     let trimmed = s.trim();
     if trimmed.is_empty() {
@@ -334,6 +341,10 @@ mod tests {
         assert_eq!(frame_name(&h, 3), "ARRAY");
         assert_eq!(sanitize("a;b\nc ".to_string()), "a:b c");
         assert_eq!(sanitize("  ".to_string()), "(unnamed)");
+        assert_eq!(
+            sanitize("X\u{1b}]0;PWNED\u{7} a.rb:1".to_string()),
+            "X\\u{1b}]0:PWNED\\u{7} a.rb:1"
+        );
     }
 
     #[test]

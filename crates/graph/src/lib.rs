@@ -15,11 +15,13 @@
 //! the retained size of every object in one pass over it.
 
 mod dominators;
+mod escape;
 mod paths;
 
 use heapscope_heap::{types, Heap, ObjId, StrId, NO_CLASS, NO_OBJ};
 
 pub use dominators::Dominators;
+pub use escape::{escape_control, escape_control_text};
 pub use paths::{shortest_paths, RootPath};
 
 /// DATA `struct` names whose references are weak.

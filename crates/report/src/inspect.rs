@@ -129,6 +129,10 @@ fn page_text(out: &mut String, what: &str, p: &Page<Neighbour>, held_header: &st
 }
 
 pub fn inspect_text(r: &InspectReport<'_>, exact: bool) -> String {
+    crate::safe_text(inspect_text_unescaped(r, exact))
+}
+
+fn inspect_text_unescaped(r: &InspectReport<'_>, exact: bool) -> String {
     let i = r.inspection;
     let o = &i.object;
     let mut out = String::new();

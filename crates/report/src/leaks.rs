@@ -14,14 +14,16 @@ pub struct ProcessReport<'a> {
     pub top: usize,
 }
 
-/// A site's label in tables and plots: `Class location` (or type).
+/// A site's label in tables and plots: `Class location` (or type), its
+/// control characters escaped.
 pub fn site_label(s: &Site) -> String {
     let (t, class, loc) = &s.key;
-    format!(
+    let label = format!(
         "{} {}",
         class.as_deref().unwrap_or(t),
         loc.as_deref().unwrap_or("(untraced)")
-    )
+    );
+    crate::escape_control(&label).into_owned()
 }
 
 fn path_json(p: &Option<LabeledPath>) -> Value {
@@ -105,6 +107,10 @@ fn series_text(values: &[u64], exact_bytes: Option<bool>) -> String {
 }
 
 pub fn leaks_text(order: &str, processes: &[ProcessReport<'_>], exact: bool) -> String {
+    crate::safe_text(leaks_text_unescaped(order, processes, exact))
+}
+
+fn leaks_text_unescaped(order: &str, processes: &[ProcessReport<'_>], exact: bool) -> String {
     let mut out = String::new();
     for p in processes {
         let r = p.report;

@@ -18,7 +18,18 @@ pub mod requires;
 pub mod retained;
 pub mod suspects;
 mod table;
+pub use heapscope_graph::{escape_control, escape_control_text};
 pub use table::{human_bytes, Align, Table};
+
+/// A finished text report with every control character but line breaks
+/// escaped: names are escaped where they are written (table cells through
+/// [`Table::row`]), and this catches any that reach a sentence.
+pub(crate) fn safe_text(out: String) -> String {
+    match escape_control_text(&out) {
+        std::borrow::Cow::Borrowed(_) => out,
+        std::borrow::Cow::Owned(o) => o,
+    }
+}
 
 fn key_json(v: &KeyValue) -> Value {
     match v {
@@ -167,6 +178,10 @@ fn shorten(s: &str, max: usize) -> String {
 }
 
 pub fn summary_text(source: &str, s: &Summary, d: &Diagnostics, show_bytes: bool) -> String {
+    crate::safe_text(summary_text_unescaped(source, s, d, show_bytes))
+}
+
+fn summary_text_unescaped(source: &str, s: &Summary, d: &Diagnostics, show_bytes: bool) -> String {
     let t = &s.totals;
     let mut out = String::new();
     out.push_str(&format!(
@@ -266,6 +281,10 @@ pub fn diff_json(src: &DiffSources<'_>, dif: &Diff, diags: &[(&str, &Diagnostics
 }
 
 pub fn diff_text(src: &DiffSources<'_>, dif: &Diff, show_bytes: bool) -> String {
+    crate::safe_text(diff_text_unescaped(src, dif, show_bytes))
+}
+
+fn diff_text_unescaped(src: &DiffSources<'_>, dif: &Diff, show_bytes: bool) -> String {
     let t = &dif.totals;
     let mut out = String::new();
     out.push_str(&format!(

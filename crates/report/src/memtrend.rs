@@ -77,6 +77,10 @@ fn span(seconds: f64, samples: usize, clock: bool) -> String {
 
 /// The table: one row per process. MB in slopes are MiB (2^20 bytes).
 pub fn render_table(rows: &[TrendRow]) -> String {
+    crate::safe_text(render_table_unescaped(rows))
+}
+
+fn render_table_unescaped(rows: &[TrendRow]) -> String {
     let mut t = Table::with_columns(&[
         ("process", Align::Left),
         ("metric", Align::Left),

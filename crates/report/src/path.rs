@@ -146,6 +146,10 @@ pub(crate) fn who(o: &ObjectRef) -> String {
 }
 
 pub fn path_text(r: &PathReport<'_>, exact: bool) -> String {
+    crate::safe_text(path_text_unescaped(r, exact))
+}
+
+fn path_text_unescaped(r: &PathReport<'_>, exact: bool) -> String {
     let mut out = String::new();
     if let Some(chain) = r.dominators {
         out.push_str(&format!(

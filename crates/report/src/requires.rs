@@ -156,6 +156,10 @@ fn process_text(p: &ProcessTree, cutoff: i64, several: bool, out: &mut String) {
 }
 
 pub fn require_mem_text(r: &RequireMemReport<'_>) -> String {
+    crate::safe_text(require_mem_text_unescaped(r))
+}
+
+fn require_mem_text_unescaped(r: &RequireMemReport<'_>) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "heapscope require-mem: {} ({})\n",

@@ -86,6 +86,10 @@ pub fn retained_json(r: &RetainedReport<'_>) -> Value {
 }
 
 pub fn retained_text(r: &RetainedReport<'_>, exact: bool) -> String {
+    crate::safe_text(retained_text_unescaped(r, exact))
+}
+
+fn retained_text_unescaped(r: &RetainedReport<'_>, exact: bool) -> String {
     let mut out = format!(
         "{}: {} reachable {} retain {}; {} {} unreachable from any root ({})\n\n",
         r.source,

@@ -173,6 +173,10 @@ fn indent(text: &str, by: &str) -> String {
 }
 
 pub fn suspects_text(source: &str, r: &Suspects, exact: bool) -> String {
+    crate::safe_text(suspects_text_unescaped(source, r, exact))
+}
+
+fn suspects_text_unescaped(source: &str, r: &Suspects, exact: bool) -> String {
     let mut out = format!(
         "{source}: {} reachable objects retain {}; a suspect retains more than {} ({})\n\n",
         thousands(r.reachable_objects),

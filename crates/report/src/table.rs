@@ -1,5 +1,15 @@
 //! A minimal aligned text table.
 
+use heapscope_graph::escape_control;
+
+/// `s`, with its control characters escaped; not copied when it has none.
+fn safe(s: String) -> String {
+    match escape_control(&s) {
+        std::borrow::Cow::Borrowed(_) => s,
+        std::borrow::Cow::Owned(o) => o,
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Align {
     Left,
@@ -30,9 +40,11 @@ impl Table {
         )
     }
 
+    /// Adds a row. Control characters in cells (escape sequences in a
+    /// class, method or file name) are escaped: see [`escape_control`].
     pub fn row(&mut self, row: Vec<String>) {
         assert_eq!(row.len(), self.headers.len());
-        self.rows.push(row);
+        self.rows.push(row.into_iter().map(safe).collect());
     }
 
     pub fn render(&self) -> String {
@@ -126,5 +138,20 @@ mod tests {
         t.row(vec!["alpha".into(), "1".into()]);
         t.row(vec!["b".into(), "1,000".into()]);
         assert_eq!(t.render(), "k      count\nalpha      1\nb      1,000\n");
+    }
+
+    #[test]
+    fn cells_cannot_reach_the_terminal_raw() {
+        let mut t = Table::new(
+            vec!["class".into(), "count".into()],
+            vec![Align::Left, Align::Right],
+        );
+        t.row(vec!["\u{1b}]0;PWNED\u{7}".into(), "1".into()]);
+        t.row(vec!["a\0b\nc".into(), "2".into()]);
+        let out = t.render();
+        assert!(!out.contains(['\u{1b}', '\u{7}', '\0']), "{out:?}");
+        assert!(out.contains("\\u{1b}]0;PWNED\\u{7}"), "{out}");
+        // One line per row: a line break in a name does not add one.
+        assert_eq!(out.lines().count(), 3);
     }
 }

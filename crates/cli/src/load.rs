@@ -84,11 +84,40 @@ fn load_with(path: &Path, opts: &ReadOptions, no_progress: bool, quiet: bool) ->
     }
     let dump = dump?;
     if !quiet {
-        for w in dump.diagnostics.warnings(&dump.source) {
+        for w in warnings(&dump, opts.references) {
             eprintln!("heapscope: warning: {w}");
         }
     }
     Ok(dump)
+}
+
+/// Everything odd about a loaded dump, one warning a line, as printed on
+/// stderr: malformed lines, a cut-off input, several dumps in one file,
+/// repeated addresses, dangling references, and (`graph`: for commands that
+/// walk references) why reachability cannot be judged.
+pub fn warnings(dump: &Dump, graph: bool) -> Vec<String> {
+    let d = &dump.diagnostics;
+    let mut w = d.warnings(&dump.source);
+    if graph {
+        w.extend(d.reachability_warnings(&dump.source));
+    }
+    w
+}
+
+/// The warnings for the `warnings` field of a JSON report: those about the
+/// dump as a whole (not single malformed lines, which the report's
+/// `diagnostics` already lists), and, for graph commands, why reachability
+/// cannot be judged.
+pub fn json_warnings(dump: &Dump, graph: bool) -> Vec<String> {
+    let d = &dump.diagnostics;
+    let mut w = d.structure_warnings(&dump.source);
+    if let Some(why) = &d.file_changed {
+        w.push(format!("{}: {why}", dump.source));
+    }
+    if graph {
+        w.extend(d.reachability_warnings(&dump.source));
+    }
+    w
 }
 
 /// Stage timings on stderr when `HEAPSCOPE_TIMINGS` is set (for benchmarks).

@@ -107,7 +107,8 @@ fn summary_cmd(a: SummaryArgs) -> Result<ExitCode> {
     );
     let out = match a.common.format {
         Format::Json => {
-            let v = heapscope_report::summary_json(&dump.source, &summary, &dump.diagnostics);
+            let mut v = heapscope_report::summary_json(&dump.source, &summary, &dump.diagnostics);
+            add_diagnostics(&mut v["diagnostics"], &dump);
             serde_json::to_string_pretty(&v)? + "\n"
         }
         Format::Table => heapscope_report::summary_text(
@@ -120,16 +121,30 @@ fn summary_cmd(a: SummaryArgs) -> Result<ExitCode> {
     print(&out)
 }
 
+/// The summary's JSON `diagnostics` gain what the reader found about the
+/// dump as a whole, and the warnings printed on stderr.
+fn add_diagnostics(v: &mut serde_json::Value, dump: &heapscope_reader::Dump) {
+    let d = &dump.diagnostics;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("duplicate_addresses".into(), d.duplicate_addresses.into());
+        o.insert("late_roots".into(), d.late_roots.into());
+        o.insert("file_changed".into(), d.file_changed.clone().into());
+        o.insert("warnings".into(), load::json_warnings(dump, false).into());
+    }
+}
+
 fn diff_cmd(a: DiffArgs) -> Result<ExitCode> {
     let by = a.by.0.clone();
     let opts = read_options(&a.common, &by);
     let before = load::load(&a.before, &opts, &a.common)?;
     let before_set = IdentitySet::of(&before.heap, a.common.read.include_tracer);
+    let mut load_warnings = load::json_warnings(&before, false);
     let before_diag = before.diagnostics;
     drop(before.heap);
     let later = match &a.later {
         Some(p) => {
             let d = load::load(p, &opts, &a.common)?;
+            load_warnings.extend(load::json_warnings(&d, false));
             Some((
                 IdentitySet::of(&d.heap, a.common.read.include_tracer),
                 d.diagnostics,
@@ -139,6 +154,7 @@ fn diff_cmd(a: DiffArgs) -> Result<ExitCode> {
         None => None,
     };
     let after = load::load(&a.after, &opts, &a.common)?;
+    load_warnings.extend(load::json_warnings(&after, false));
     let filter = filter_for(&after.heap, &a.common)?;
     let top = match a.common.top {
         Some(0) => None,
@@ -170,8 +186,11 @@ fn diff_cmd(a: DiffArgs) -> Result<ExitCode> {
             if let Some(l) = &later {
                 diags.push((l.2.as_str(), &l.1));
             }
-            serde_json::to_string_pretty(&heapscope_report::diff_json(&sources, &result, &diags))?
-                + "\n"
+            let mut v = heapscope_report::diff_json(&sources, &result, &diags);
+            if let Some(w) = v["warnings"].as_array_mut() {
+                w.extend(load_warnings.into_iter().map(serde_json::Value::from));
+            }
+            serde_json::to_string_pretty(&v)? + "\n"
         }
         Format::Table => heapscope_report::diff_text(&sources, &result, a.common.bytes),
     };

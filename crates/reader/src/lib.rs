@@ -371,16 +371,15 @@ pub fn read_input(input: Input, opts: &ReadOptions) -> Result<Dump, ReadError> {
             || starts_like_json_array(&first_line)
         {
             let mut why = not_a_dump_reason(&diag, &first_line);
-            if no_record_within && diag.records() > 0 && junk_prefix < MAX_JUNK_PREFIX {
+            let limit = mib(opts.first_record_within);
+            if no_record_within && diag.lines == diag.blank_lines {
+                why = format!("its first {limit} hold only blank lines");
+            } else if no_record_within && diag.records() > 0 {
                 why = format!(
-                    "no record ends within its first {} (a real dump starts with one)",
-                    mib(opts.first_record_within)
+                    "no record ends within its first {limit} (a real dump starts with one)"
                 );
-            } else if no_record_within && diag.lines == diag.blank_lines {
-                why = format!(
-                    "its first {} hold only blank lines",
-                    mib(opts.first_record_within)
-                );
+            } else if no_record_within {
+                why = format!("no record ends within its first {limit}: {why}");
             }
             return Err(ReadError::NotADump {
                 source_name: source.clone(),
@@ -400,7 +399,7 @@ pub fn read_input(input: Input, opts: &ReadOptions) -> Result<Dump, ReadError> {
 }
 
 fn mib(bytes: u64) -> String {
-    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
     } else {
         format!("{bytes} bytes")
@@ -584,16 +583,17 @@ struct LongLine {
 }
 
 fn long_line_reason(l: &LongLine, limit: u64) -> String {
-    let what = if looks_binary(&l.head) {
-        "it is binary data (a compressed format other than gzip or zstd?): "
-    } else {
-        ""
-    };
+    let limit = mib(limit);
+    if looks_binary(&l.head) {
+        return format!(
+            "it is binary data (a compressed format other than gzip or zstd?): no record ends within its first {limit}, and line {} runs on past it without a newline",
+            l.line
+        );
+    }
     format!(
-        "{what}no record ends within its first {}: line {} runs on for over {} bytes without a newline: {}",
-        mib(limit),
+        "no record ends within its first {limit}: line {} is over {} MiB long without a newline: {}",
         l.line,
-        l.read,
+        l.read >> 20,
         chunk::excerpt(&l.head)
     )
 }
@@ -667,11 +667,17 @@ fn split_into_chunks(
             }
             // Below the chunk size, read up to it (no reallocation); past it
             // (a line longer than a chunk), grow geometrically.
-            let want = if buf.len() < chunk {
+            let mut want = if buf.len() < chunk {
                 chunk - buf.len()
             } else {
                 chunk.max(buf.len() / 2)
             };
+            // Growing a line while the bound is undecided: stop just past
+            // the bound, so that the check above runs before reading on.
+            let bound = opts.first_record_within;
+            if buf.len() >= chunk && !record_within && total <= bound {
+                want = want.min(usize::try_from(bound + 1 - total).unwrap_or(usize::MAX));
+            }
             let old = buf.len();
             buf.resize(old + want, 0);
             let (n, err) = read_full(reader, &mut buf[old..]);

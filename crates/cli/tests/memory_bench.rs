@@ -177,6 +177,30 @@ fn non_loopback_targets_are_refused_before_anything_is_sent() {
 }
 
 #[test]
+fn bad_ports_and_endless_body_files_are_refused_before_anything_is_sent() {
+    let dir = scratch_dir("heapscope-bench-");
+    let out_dir = dir.path().join("never");
+    let o = out_dir.to_str().unwrap();
+    // `:99999` used to become port 80.
+    for url in ["http://localhost:99999/", "http://127.0.0.1:0/"] {
+        let out = bench(&["--url", url, "-n", "10", "-o", o], &[]);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{url}: {stdout}{stderr}");
+        assert!(stderr.contains("is not a port"), "{stderr}");
+        assert!(!out_dir.exists(), "{url}: the run started");
+    }
+    // A body file is read up to 64 MiB, not until memory runs out.
+    let started = Instant::now();
+    let url = "http://127.0.0.1:3000/";
+    let out = bench(&["--url", url, "--body", "@/dev/zero", "-o", o], &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("larger than 64 MiB"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(!out_dir.exists());
+}
+
+#[test]
 fn the_agent_dumps_every_k_requests_for_leaks() {
     let dir = scratch_dir("heapscope-bench-");
     let out_dir = dir.path().join("agent");

@@ -120,3 +120,25 @@ fn several_logs_several_processes_and_errors() {
     assert!(run.stderr.contains(".png or .svg"), "{}", run.stderr);
     assert!(!bad.exists());
 }
+
+#[test]
+fn absurd_time_spans_are_refused_not_looped_on() {
+    // Times of -1e308 and 1e308: their span is not even finite, and tick
+    // generation used to loop forever on it.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("huge.jsonl");
+    std::fs::write(
+        &log,
+        "{\"time\":-1e308,\"pid\":1,\"rss_bytes\":100}\n{\"time\":1e308,\"pid\":1,\"rss_bytes\":200}\n",
+    )
+    .unwrap();
+    for ext in ["png", "svg"] {
+        let out = dir.path().join(format!("huge.{ext}"));
+        let started = std::time::Instant::now();
+        let run = heapscope(&["plot", log.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+        assert_eq!(run.code, Some(2), "{}", run.stderr);
+        assert!(run.stderr.contains("is not a clock's"), "{}", run.stderr);
+        assert!(!out.exists());
+    }
+}

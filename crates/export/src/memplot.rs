@@ -85,6 +85,16 @@ impl Chart for MemPlot {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, ink: Ink) -> DrawResult<DB> {
         draw(root, self, ink)
     }
+
+    fn check(&self) -> io::Result<()> {
+        match self.x {
+            MemPlotX::Seconds => crate::plot::check_x_span(
+                self.lines.iter().flat_map(|l| l.times.iter().copied()),
+                "the sample times",
+            ),
+            MemPlotX::SampleNumber => Ok(()),
+        }
+    }
 }
 
 /// The colour of process `i`.

@@ -148,16 +148,52 @@ pub fn plot(path: &Path, input: &PlotInput) -> io::Result<()> {
 /// A chart of this crate: drawn the same way on the PNG and SVG backends.
 pub(crate) trait Chart {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, ink: Ink) -> DrawResult<DB>;
+
+    /// Refuses data no axis can show, before anything is drawn.
+    fn check(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The widest time axis a chart draws: 10^12 seconds (about 31,700 years).
+/// Wider spans come from broken clocks (times of `-1e308` and `1e308`,
+/// whose difference is not even finite), and only make ticks run away.
+pub const MAX_TIME_SPAN: f64 = 1e12;
+
+/// Checks that the finite `values` of an x axis span a drawable range.
+pub(crate) fn check_x_span(
+    values: impl Iterator<Item = f64> + Clone,
+    what: &str,
+) -> io::Result<()> {
+    let (Some(lo), Some(hi)) = (finite_min(values.clone()), finite_max(values)) else {
+        return Ok(());
+    };
+    let span = hi - lo;
+    if span.is_finite() && span <= MAX_TIME_SPAN {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "{what} run from {lo:e} to {hi:e}: a span of more than {MAX_TIME_SPAN:e} seconds \
+             (31,700 years) is not a clock's; check the input's time values"
+        ),
+    ))
 }
 
 impl Chart for PlotInput {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, ink: Ink) -> DrawResult<DB> {
         draw(root, self, ink)
     }
+
+    fn check(&self) -> io::Result<()> {
+        check_x_span(self.x.iter().copied(), "the dump times")
+    }
 }
 
 /// Writes any chart as PNG or SVG by the extension of `path` (see [`plot`]).
 pub(crate) fn write_chart(path: &Path, chart: &impl Chart) -> io::Result<()> {
+    chart.check()?;
     let ext = path
         .extension()
         .and_then(|e| e.to_str())

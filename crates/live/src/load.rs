@@ -67,7 +67,18 @@ pub fn loopback_target(url: &str) -> Result<(Origin, String), String> {
     if !ip.is_loopback() {
         return Err(not_loopback(url, host));
     }
-    let port = uri.port_u16().unwrap_or(80);
+    // `port_u16` is `None` both without a port and with one that is not a
+    // number from 1 to 65535 (`:99999`), which must not become port 80.
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let after_host = host_port.rsplit_once(']').map_or(host_port, |(_, p)| p);
+    let port = match after_host.rsplit_once(':') {
+        None | Some((_, "")) => 80,
+        Some((_, p)) => match p.parse::<u16>() {
+            Ok(n) if n > 0 => n,
+            _ => return Err(format!("{url}: {p} is not a port (give 1 to 65535)")),
+        },
+    };
     let path = uri
         .path_and_query()
         .map(|p| p.as_str().to_string())
@@ -312,6 +323,28 @@ mod tests {
         assert!(loopback_target("http://10.0.0.1/")
             .unwrap_err()
             .contains("only sends requests to loopback"));
+    }
+
+    #[test]
+    fn ports_out_of_range_are_refused_not_replaced_by_80() {
+        for bad in [
+            "http://localhost:99999/",
+            "http://127.0.0.1:65536/",
+            "http://127.0.0.1:0/",
+            "http://[::1]:70000/",
+        ] {
+            let e = loopback_target(bad).unwrap_err();
+            assert!(e.contains("is not a port"), "{bad}: {e}");
+        }
+        assert_eq!(
+            loopback_target("http://127.0.0.1:65535/").unwrap().0.port,
+            65535
+        );
+        assert_eq!(
+            loopback_target("http://u:p@127.0.0.1:81/").unwrap().0.port,
+            81
+        );
+        assert_eq!(loopback_target("http://[::1]/").unwrap().0.port, 80);
     }
 
     /// A tiny keep-alive server: answers `status` to every request, counting connections.

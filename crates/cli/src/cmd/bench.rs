@@ -107,7 +107,7 @@ pub struct Args {
     #[arg(long = "header", short = 'H', value_name = "'K: V'")]
     pub headers: Vec<String>,
 
-    /// Request body: a string, or @FILE (default: $REQUEST_BODY).
+    /// Request body: a string, or @FILE of at most 64 MiB (default: $REQUEST_BODY).
     #[arg(long, value_name = "STRING|@FILE")]
     pub body: Option<String>,
 
@@ -257,9 +257,7 @@ fn requests_from(a: &Args, url_path: Option<&str>) -> Result<Requests> {
     }
     let body = match a.body.clone().or_else(|| env_nonempty("REQUEST_BODY")) {
         Some(b) => match b.strip_prefix('@') {
-            Some(file) => {
-                std::fs::read(file).with_context(|| format!("cannot read the body file {file}"))?
-            }
+            Some(file) => read_body_file(Path::new(file))?,
             None => b.into_bytes(),
         },
         None => Vec::new(),
@@ -271,6 +269,28 @@ fn requests_from(a: &Args, url_path: Option<&str>) -> Result<Requests> {
         headers,
         body,
     })
+}
+
+/// The largest request body `--body @FILE` reads: every request sends it
+/// whole, and `@/dev/zero` must not read until memory runs out.
+pub const MAX_BODY: u64 = 64 * 1024 * 1024;
+
+fn read_body_file(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let shown = path.display();
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read the body file {shown}"))?;
+    let mut body = Vec::new();
+    file.take(MAX_BODY + 1)
+        .read_to_end(&mut body)
+        .with_context(|| format!("cannot read the body file {shown}"))?;
+    if body.len() as u64 > MAX_BODY {
+        bail!(
+            "the body file {shown} is larger than {} MiB, the most a request body can be",
+            MAX_BODY >> 20
+        );
+    }
+    Ok(body)
 }
 
 /// `tmp/bench-20261121T073000Z`.

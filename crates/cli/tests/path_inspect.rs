@@ -259,6 +259,58 @@ fn inspect_of_compressed_input_has_no_record() {
     assert!(v["record_note"].as_str().unwrap().contains("not available"));
 }
 
+/// A dump read from a named pipe cannot be re-read for its records: the
+/// second open used to wait for a writer forever.
+#[test]
+fn inspect_and_path_of_a_fifo_do_not_hang() {
+    let d = dump();
+    let dir = scratch_dir("heapscope-fifo-");
+    for (cmd, what) in [("inspect", "holder"), ("path", "payload")] {
+        let fifo = dir.path().join(format!("{cmd}.fifo"));
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let data = fs::read(&d.path).unwrap();
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                // Blocks until heapscope opens the pipe; written once.
+                let _ = fs::write(&fifo, data);
+            })
+        };
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_heapscope"))
+            .args([cmd, fifo.to_str().unwrap(), &d.addr(what), "-f", "json"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > std::time::Duration::from_secs(60) {
+                let _ = child.kill();
+                panic!("heapscope {cmd} on a FIFO hangs");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        writer.join().unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        if cmd == "inspect" {
+            assert_eq!(v["record"], Value::Null);
+            let note = v["record_note"].as_str().unwrap();
+            assert!(note.contains("not a regular file"), "{note}");
+        } else {
+            assert_eq!(v["paths"][0]["steps"].as_array().unwrap().len(), 4);
+        }
+    }
+}
+
 #[test]
 fn unknown_address_is_an_error() {
     for cmd in ["path", "inspect"] {

@@ -86,12 +86,33 @@ pub(crate) fn raw_records(
     if path == Path::new("-") {
         return Err(unavailable());
     }
+    // Only a regular file can be read twice. A named pipe was emptied by the
+    // first read, and opening it again would wait for a writer forever: open
+    // without blocking, and look at what was opened.
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| format!("not available: {e}"))?
+    };
+    let kind = file
+        .metadata()
+        .map_err(|e| format!("not available: {e}"))?
+        .file_type();
+    if !kind.is_file() {
+        return Err(
+            "not available: the input is not a regular file (a pipe or device is read once; \
+             records are re-read only from plain files)"
+                .to_string(),
+        );
+    }
     let input = heapscope_reader::Input::open(path).map_err(|e| format!("not available: {e}"))?;
     if input.mapped.is_none() {
         return Err(unavailable());
     }
     drop(input);
-    let file = std::fs::File::open(path).map_err(|e| format!("not available: {e}"))?;
     let reader = std::io::BufReader::with_capacity(1 << 20, file);
     let found = heapscope_analysis::inspect::find_raw_records(reader, addresses, |hay, needle| {
         memchr::memmem::find(hay, needle)

@@ -81,17 +81,29 @@ fn run_says_where_it_looked_for_the_agent() {
     );
 }
 
+/// heapscope's own failures exit 2 (the docs promise 0/1/2 from heapscope
+/// itself; any other status is the program's).
 #[test]
 fn run_reports_a_missing_program() {
     let lib = common::agent::ruby_lib();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_heapscope"))
-        .args(["run", "--", "/nonexistent/program"])
-        .env("HEAPSCOPE_RUBY_LIB", &lib)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(127));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot run /nonexistent/program"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let not_executable = dir.path().join("script.rb");
+    std::fs::write(&not_executable, "puts 1\n").unwrap();
+    for (program, why) in [
+        ("/nonexistent/program", "no such program"),
+        ("/nonexistent", "no such program"),
+        (not_executable.to_str().unwrap(), "not executable"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_heapscope"))
+            .args(["run", "--", program])
+            .env("HEAPSCOPE_RUBY_LIB", &lib)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{program}: {err}");
+        assert!(err.contains(&format!("cannot run {program}")), "{err}");
+        assert!(err.contains(why), "{err}");
+    }
 }
 
 #[test]
@@ -132,7 +144,7 @@ fn dump_refuses_a_stale_announcement() {
         profile_path: None,
         last_dump: None,
     };
-    state.write(dir.path()).unwrap();
+    let path = state.write(dir.path()).unwrap();
     let r = heapscope(&[
         "dump",
         &pid.to_string(),
@@ -140,7 +152,9 @@ fn dump_refuses_a_stale_announcement() {
         dir.path().to_str().unwrap(),
     ]);
     r.usage_error();
-    assert!(r.stderr.contains("is not running"), "{}", r.stderr);
+    assert!(r.stderr.contains("no process"), "{}", r.stderr);
+    // The stale announcement (the caller's own) is removed.
+    assert!(!path.exists());
 }
 
 #[test]

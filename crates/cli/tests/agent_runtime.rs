@@ -4,7 +4,7 @@
 //! (also from forked children); bad settings; the profiler options.
 //!
 //! Every agent option is set, as a variable or a `heapscope run` flag, by some
-//! test here or in agent_servers.rs (`every_documented_variable_is_exercised`
+//! test here or in agent_servers.rs or agent_safety.rs (`every_documented_variable_is_exercised`
 //! reads both files to check).
 
 mod common;
@@ -377,6 +377,8 @@ fn stats_records_have_all_fields_and_children_write_their_own() {
     env.push(("HEAPSCOPE_STATS", "1".into()));
     env.push(("HEAPSCOPE_STATS_PATH", "gc/%{pid}.jsonl".into()));
     env.push(("HEAPSCOPE_STATS_INTERVAL", "0.2".into()));
+    // Children write files of their own at once (the default waits 1 s).
+    env.push(("HEAPSCOPE_CHILD_MIN_LIFETIME", "0".into()));
     let program = r#"
 run = ENV["HEAPSCOPE_RUNTIME_DIR"]
 child = fork do
@@ -678,6 +680,7 @@ fn every_documented_variable_is_exercised() {
     let sources = [
         include_str!("agent_runtime.rs"),
         include_str!("agent_servers.rs"),
+        include_str!("agent_safety.rs"),
     ]
     .concat();
     for o in options {

@@ -80,7 +80,7 @@ impl IdentitySet {
     pub fn of(heap: &Heap, include_tracer: bool) -> IdentitySet {
         let mut hashes = Vec::with_capacity(heap.len());
         let mut addresses = Vec::with_capacity(heap.len());
-        let mut memsize = 0;
+        let mut memsize: u64 = 0;
         let identities = Identities::new(heap);
         for id in heap.ids() {
             if !include_tracer && heap.is_tracer(id) {
@@ -88,7 +88,7 @@ impl IdentitySet {
             }
             hashes.push(identities.of(id));
             addresses.push(heap.address[id as usize]);
-            memsize += heap.memsize(id);
+            memsize = memsize.saturating_add(heap.memsize(id));
         }
         hashes.sort_unstable();
         addresses.sort_unstable();
@@ -167,7 +167,7 @@ pub fn diff(
             continue;
         }
         totals.after_objects += 1;
-        totals.after_memsize += after.memsize(id);
+        totals.after_memsize = totals.after_memsize.saturating_add(after.memsize(id));
         if !opts.filter.matches(after, id) {
             continue;
         }
@@ -185,7 +185,7 @@ pub fn diff(
             }
         }
         totals.new_objects += 1;
-        totals.new_memsize += after.memsize(id);
+        totals.new_memsize = totals.new_memsize.saturating_add(after.memsize(id));
         new_ids.push(id);
     }
     if later.is_some() {

@@ -181,7 +181,7 @@ fn group_inner(
             let raw = ctx.raw(id, key);
             let slot = &mut dense[(raw as usize).min(bound)];
             slot.0 += 1;
-            slot.1 += heap.memsize(id);
+            slot.1 = slot.1.saturating_add(heap.memsize(id));
         }
         for (i, &(count, memsize)) in dense.iter().enumerate() {
             if count > 0 {
@@ -193,7 +193,7 @@ fn group_inner(
         for id in ids {
             let e = sums.entry(ctx.raw_key(id, by)).or_insert((0, 0));
             e.0 += 1;
-            e.1 += heap.memsize(id);
+            e.1 = e.1.saturating_add(heap.memsize(id));
         }
     }
     if duplicates_only {

@@ -214,10 +214,10 @@ impl SeriesBuilder {
             }
             let m = heap.memsize(id);
             totals.objects += 1;
-            totals.bytes += m;
+            totals.bytes = totals.bytes.saturating_add(m);
             let e = local.entry(grouper.raw_key(id, &by)).or_insert((0, 0));
             e.0 += 1;
-            e.1 += m;
+            e.1 = e.1.saturating_add(m);
             hashes.push(identities.of(id));
         }
         hashes.sort_unstable();
@@ -341,9 +341,9 @@ impl SeriesBuilder {
                     .entry(grouper.raw_key(id, &by))
                     .or_insert((0, 0, id));
                 e.0 += 1;
-                e.1 += m;
+                e.1 = e.1.saturating_add(m);
                 all_survivors += 1;
-                all_bytes += m;
+                all_bytes = all_bytes.saturating_add(m);
             }
         }
         let mut survivor_by_site: FastMap<SiteKey, (u64, u64, ObjId)> = FastMap::default();

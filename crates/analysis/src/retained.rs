@@ -92,9 +92,9 @@ pub fn top_groups(
         });
         let s = &mut sums[gi as usize];
         s.0 += 1;
-        s.1 += g.shallow(v);
+        s.1 = s.1.saturating_add(g.shallow(v));
         if active[gi as usize] == 0 {
-            s.2 += dom.retained(v);
+            s.2 = s.2.saturating_add(dom.retained(v));
         }
         let children = dom.children(v);
         if !children.is_empty() {

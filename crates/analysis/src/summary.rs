@@ -155,7 +155,7 @@ pub fn summarize(heap: &Heap, opts: &SummaryOptions) -> Summary {
         .filter(|&id| opts.filter.matches(heap, id))
         .inspect(|&id| {
             totals.objects += 1;
-            totals.memsize += heap.memsize(id);
+            totals.memsize = totals.memsize.saturating_add(heap.memsize(id));
         });
     let (groups, total_groups) = group_objects(heap, ids, &opts.by, opts.sort, opts.top);
     Summary {

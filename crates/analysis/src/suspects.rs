@@ -230,9 +230,9 @@ pub fn find_suspects(g: &Graph<'_>, dom: &Dominators, opts: SuspectOptions) -> S
                 let gi = gr.group_of(raw);
                 let s = &mut gr.sums[gi];
                 s.count += 1;
-                s.retained += r;
+                s.retained = s.retained.saturating_add(r);
                 if covered {
-                    s.covered += r;
+                    s.covered = s.covered.saturating_add(r);
                 } else if better(s.best_uncovered, r, v, g) {
                     s.best_uncovered = Some((r, v));
                 }
@@ -405,12 +405,14 @@ fn holds(g: &Graph<'_>, dom: &Dominators, grouper: &mut Grouper<'_>, v: ObjId) -
     let mut stack = vec![v];
     while let Some(x) = stack.pop() {
         let bytes = g.shallow(x);
-        *by_class
+        let c = by_class
             .entry(grouper.raw_key(x, &[GroupKey::Class])[0])
-            .or_default() += bytes;
-        *by_location
+            .or_default();
+        *c = c.saturating_add(bytes);
+        let l = by_location
             .entry(grouper.raw_key(x, &[GroupKey::Location])[0])
-            .or_default() += bytes;
+            .or_default();
+        *l = l.saturating_add(bytes);
         stack.extend_from_slice(dom.children(x));
     }
     let rows = |m: FastMap<u32, u64>, key: GroupKey| -> Rows {

@@ -521,3 +521,50 @@ fn string_locations_with_several_keys() {
         }
     }
 }
+
+/// Two 8 EiB strings (2^63 bytes each): every memsize total is at least
+/// their sum, u64::MAX, where it used to wrap to 0.
+const HUGE: &str = r#"{"type":"ROOT", "root":"global_tbl", "references":["0x1000"]}
+{"address":"0x1000", "type":"ARRAY", "class":"0x5000", "length":2, "references":["0x1028", "0x1050"], "file":"a.rb", "line":1, "generation":5, "memsize":40}
+{"address":"0x1028", "type":"STRING", "class":"0x5028", "file":"a.rb", "line":2, "generation":5, "memsize":9223372036854775808}
+{"address":"0x1050", "type":"STRING", "class":"0x5028", "file":"a.rb", "line":2, "generation":5, "memsize":9223372036854775808}
+{"address":"0x5000", "type":"CLASS", "name":"Array", "memsize":10}
+{"address":"0x5028", "type":"CLASS", "name":"String", "memsize":10}
+"#;
+
+#[test]
+fn memsize_totals_saturate_instead_of_wrapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge.dump");
+    fs::write(&huge, HUGE).unwrap();
+    let empty = dir.path().join("empty.dump");
+    fs::write(
+        &empty,
+        "{\"type\":\"ROOT\", \"root\":\"vm\", \"references\":[]}\n",
+    )
+    .unwrap();
+    let h = huge.to_str().unwrap();
+    let e = empty.to_str().unwrap();
+    let max = json!(u64::MAX);
+    let run = |args: &[&str]| common::heapscope(args).json();
+
+    let v = run(&["summary", h, "--by", "location", "-f", "json"]);
+    assert_eq!(v["totals"]["memsize"], max);
+    let row = rows_where(&v, "location", &json!("a.rb:2"));
+    assert_eq!(row[0]["memsize"], max);
+    let v = run(&["diff", e, h, "--by", "location", "-f", "json"]);
+    assert_eq!(v["totals"]["after_memsize"], max);
+    assert_eq!(v["totals"]["new_memsize"], max);
+    let v = run(&["retained", h, "-f", "json"]);
+    assert_eq!(v["reachable"]["bytes"], max);
+    assert_eq!(v["rows"][0]["retained_bytes"], max);
+    let v = run(&["retained", h, "--by", "location", "-f", "json"]);
+    assert_eq!(v["rows"][0]["shallow_bytes"], max);
+    let v = run(&["suspects", h, "-f", "json"]);
+    assert_eq!(v["reachable_bytes"], max);
+    let v = run(&["leaks", e, h, "--time", "0,60", "-f", "json"]);
+    assert_eq!(v["processes"][0]["heap_bytes"][1], max);
+    // Tables say 16 EiB, never 0 B.
+    let text = common::heapscope(&["summary", h]).stdout_text();
+    assert!(text.contains("16.0 EiB"), "{text}");
+}

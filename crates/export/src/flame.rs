@@ -30,7 +30,7 @@ pub struct Folded {
 impl Folded {
     /// Sum of all values: the reachable bytes.
     pub fn total(&self) -> u64 {
-        self.lines.iter().map(|l| l.1).sum()
+        self.lines.iter().fold(0u64, |a, l| a.saturating_add(l.1))
     }
 
     /// Writes the `stack value` lines (the format of Brendan Gregg's
@@ -199,7 +199,7 @@ pub fn folded_stacks(g: &Graph<'_>, dom: &Dominators, max_depth: usize) -> Folde
             })
         };
         node_of[v as usize] = node;
-        value[node as usize] += g.shallow(v);
+        value[node as usize] = value[node as usize].saturating_add(g.shallow(v));
     }
     drop((node_of, depth, child));
 

@@ -54,7 +54,7 @@ pub fn profile(heap: &Heap, opts: &PprofOptions, comment: &str) -> Profile {
         let key = (loc, method, heap.otype[i], heap.class[i]);
         let e = groups.entry(key).or_insert((0, 0));
         e.0 += 1;
-        e.1 += heap.memsize(id);
+        e.1 = e.1.saturating_add(heap.memsize(id));
     }
     // Classes that display alike (singleton classes show as the class their
     // instances report) are one label: merge their groups.
@@ -68,7 +68,7 @@ pub fn profile(heap: &Heap, opts: &PprofOptions, comment: &str) -> Profile {
         };
         let e = merged.entry((loc, method, otype, class)).or_insert((0, 0));
         e.0 += n;
-        e.1 += size;
+        e.1 = e.1.saturating_add(size);
     }
     // Largest first; ties in a fixed order, so output is reproducible.
     let mut groups: Vec<(SampleKey, (u64, u64))> = merged.into_iter().collect();

@@ -100,7 +100,7 @@ impl Dominators {
             .collect();
         for i in (1..count).rev() {
             let p = idom_pre[i] as usize;
-            retained_pre[p] += retained_pre[i];
+            retained_pre[p] = retained_pre[p].saturating_add(retained_pre[i]);
         }
         let mut retained = vec![0u64; nodes];
         for i in 0..count {

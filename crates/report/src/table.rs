@@ -97,7 +97,7 @@ impl Table {
 
 /// Bytes in binary units with three significant digits: `512 B`, `1.50 KiB`, `23.4 MiB`.
 pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     if n < 1024 {
         return format!("{n} B");
     }

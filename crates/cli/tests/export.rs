@@ -424,3 +424,111 @@ fn pprof_decodes_with_protoc_against_the_official_schema() {
         "no default_sample_type in protoc's decoding"
     );
 }
+
+/// Runs `heapscope ARGS` from a shell that first plants, in `dir`, a symlink
+/// to `victim` at the name the temporary file of `out` used to have
+/// (`.NAME.PID.tmp`: the shell `exec`s heapscope, so `$$` is its pid), and
+/// another at `out` itself. Returns the exit code.
+fn run_with_planted_symlinks(dir: &Path, out: &str, victim: &Path, args: &[&str]) -> Option<i32> {
+    let script =
+        format!(r#"ln -s "$1" ".{out}.$$.tmp" && ln -sf "$1" "{out}" && shift && exec "$@""#);
+    let status = std::process::Command::new("sh")
+        .current_dir(dir)
+        .arg("-c")
+        .arg(script)
+        .arg("sh")
+        .arg(victim)
+        .arg(env!("CARGO_BIN_EXE_heapscope"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    status.code()
+}
+
+#[test]
+fn outputs_are_never_written_through_planted_symlinks() {
+    let dump = repo_root().join("tests/fixtures/ruby-3.1-tracing.jsonl");
+    let dump = dump.to_str().unwrap();
+    let log = repo_root().join("tests/fixtures/memlogs/watch.jsonl");
+    let log = log.to_str().unwrap();
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let pid = sleeper.id().to_string();
+    // `leaks` takes each file once: three copies of one dump.
+    let series = tempfile::tempdir().unwrap();
+    let copies: Vec<String> = (1..=3)
+        .map(|i| {
+            let p = series.path().join(format!("heap-{i}.dump"));
+            fs::copy(dump, &p).unwrap();
+            p.to_str().unwrap().to_string()
+        })
+        .collect();
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        ("flame.svg", vec!["flamegraph", dump, "-o", "flame.svg"]),
+        (
+            "flame.folded",
+            vec!["flamegraph", dump, "--folded", "-o", "flame.folded"],
+        ),
+        ("heap.pb.gz", vec!["pprof", dump, "-o", "heap.pb.gz"]),
+        ("mem.png", vec!["plot", log, "-o", "mem.png"]),
+        ("mem.svg", vec!["plot", log, "-o", "mem.svg"]),
+        (
+            "leaks.svg",
+            vec![
+                "leaks",
+                &copies[0],
+                &copies[1],
+                &copies[2],
+                "--time",
+                "0,60,120",
+                "--plot",
+                "leaks.svg",
+            ],
+        ),
+        (
+            "watch.csv",
+            vec![
+                "watch",
+                &pid,
+                "--duration",
+                "1s",
+                "-i",
+                "0.2",
+                "-o",
+                "watch.csv",
+            ],
+        ),
+    ];
+    for (out, args) in &cases {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "precious").unwrap();
+        let code = run_with_planted_symlinks(dir.path(), out, &victim, args);
+        assert_eq!(code, Some(0), "heapscope {args:?}");
+        assert_eq!(
+            fs::read_to_string(&victim).unwrap(),
+            "precious",
+            "heapscope {args:?} wrote through a planted symlink"
+        );
+        let written = dir.path().join(out);
+        let meta = fs::symlink_metadata(&written).unwrap();
+        assert!(meta.is_file(), "{out} is not a fresh regular file");
+        assert!(meta.len() > 0, "{out} is empty");
+        // The planted link is left alone, and no temporary file is left.
+        let mut names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert!(names
+            .iter()
+            .any(|n| n.starts_with('.') && n.ends_with(".tmp")));
+    }
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+}

@@ -7,12 +7,14 @@
 //! - [`sampler`]: the two above put together, one record per process per sample;
 //! - [`load`]: a bounded HTTP load generator that only ever connects to loopback;
 //! - [`puma`]: starting a Rack app with Puma on a free loopback port and stopping it;
-//! - [`signals`]: Ctrl-C and SIGTERM as a flag the loops check.
+//! - [`signals`]: Ctrl-C and SIGTERM as a flag the loops check;
+//! - [`outfile`]: files written as they go, created without following planted symlinks.
 //!
 //! Linux only (everything reads `/proc`).
 
 pub mod agentstats;
 pub mod load;
+pub mod outfile;
 pub mod proc;
 pub mod puma;
 pub mod record;

@@ -6,7 +6,6 @@
 //! log file, whose end is shown when it fails to start.
 
 use std::ffi::OsString;
-use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -78,8 +77,8 @@ impl Puma {
             std::fs::create_dir_all(d)
                 .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
         }
-        let log =
-            File::create(&o.log).map_err(|e| format!("cannot create {}: {e}", o.log.display()))?;
+        let log = crate::outfile::create_streaming(&o.log, b"")
+            .map_err(|e| format!("cannot create {}: {e}", o.log.display()))?;
         let log2 = log
             .try_clone()
             .map_err(|e| format!("cannot write {}: {e}", o.log.display()))?;

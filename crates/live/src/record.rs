@@ -107,20 +107,20 @@ pub struct RecordWriter {
 }
 
 impl RecordWriter {
-    /// Creates (truncates) `path`; a CSV file starts with its header.
+    /// Creates (replaces) `path`, through [`crate::outfile::create_streaming`];
+    /// a CSV file starts with its header.
     pub fn create(path: &Path, format: Format) -> io::Result<RecordWriter> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let mut w = RecordWriter {
-            out: BufWriter::new(File::create(path)?),
-            format,
+        let head = match format {
+            Format::Csv => format!("{}\n", csv_header()),
+            Format::Jsonl => String::new(),
         };
-        if format == Format::Csv {
-            writeln!(w.out, "{}", csv_header())?;
-            w.out.flush()?;
-        }
-        Ok(w)
+        Ok(RecordWriter {
+            out: BufWriter::new(crate::outfile::create_streaming(path, head.as_bytes())?),
+            format,
+        })
     }
 
     pub fn write(&mut self, r: &Record) -> io::Result<()> {

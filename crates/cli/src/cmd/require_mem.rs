@@ -166,7 +166,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     let events = match &a.events {
         Some(p) => {
-            fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?;
+            // Created empty here, without following a planted symlink; the
+            // hook appends to it.
+            heapscope_live::outfile::create_streaming(p, b"")
+                .with_context(|| format!("cannot write {}", p.display()))?;
             std::path::absolute(p).unwrap_or_else(|_| p.clone())
         }
         None => tmp.0.join("events.jsonl"),
@@ -249,9 +252,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         require_mem_text(&report)
     };
     match &a.output {
-        Some(path) => {
-            fs::write(path, &out).with_context(|| format!("cannot write {}", path.display()))?
-        }
+        Some(path) => heapscope_export::write_atomic(path, |w| w.write_all(out.as_bytes()))
+            .with_context(|| format!("cannot write {}", path.display()))?,
         None => {
             crate::print(&out)?;
         }

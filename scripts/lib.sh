@@ -49,3 +49,42 @@ ensure_test_packages() {
     puma:puma deb:ruby-rack sidekiq:ruby-sidekiq redis-server:redis-server \
     derailed:ruby-derailed-benchmarks deb:ruby-rails
 }
+
+# cargo-fuzz and a C++ compiler (libFuzzer is C++), for the reader's fuzz
+# targets in fuzz/ (docs/fuzzing.md). cargo-fuzz is installed with cargo once,
+# into ~/.cargo/bin, and reused from there.
+ensure_fuzz_tools() {
+  ensure_packages g++:g++
+  export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+  if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    echo "installing cargo-fuzz with cargo install (once, into ~/.cargo/bin)" >&2
+    cargo install --locked cargo-fuzz >&2
+  fi
+}
+
+# fuzz_briefly SECONDS TARGET...: builds the fuzz targets, then runs each for
+# SECONDS from its committed corpus (fuzz/corpus/TARGET), keeping new inputs
+# in a scratch directory only. Fails when a target crashes, hangs or leaks
+# memory; libFuzzer leaves the input in fuzz/artifacts/TARGET/ and the end of
+# its log is printed. cargo-fuzz wants nightly flags: RUSTC_BOOTSTRAP=1
+# allows them on a stable toolchain.
+fuzz_briefly() {
+  local seconds=$1 t scratch log status=0
+  shift
+  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build --sanitizer none) || return 1
+  for t in "$@"; do
+    scratch=$(mktemp -d)
+    log=$(mktemp)
+    if (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none "$t" "$scratch" "corpus/$t" -- \
+      -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1) >"$log" 2>&1; then
+      grep -E '^(Done|stat::number_of_executed_units|stat::average_exec_per_sec)' "$log" |
+        sed "s/^/fuzz $t: /"
+    else
+      status=1
+      echo "fuzz $t: FAILED (the input is in fuzz/artifacts/$t/); the end of its log:" >&2
+      tail -n 60 "$log" >&2
+    fi
+    rm -rf "$scratch" "$log"
+  done
+  return "$status"
+}

@@ -190,7 +190,7 @@ fn a_long_line_before_any_record_is_refused_with_its_line_number() {
     assert!(run.stderr.contains("line 3"), "{}", run.stderr);
     assert!(
         run.stderr
-            .contains("no record ends within its first 64 MiB"),
+            .contains("no record ends within its first 64 MiB, and line 3 runs on"),
         "{}",
         run.stderr
     );

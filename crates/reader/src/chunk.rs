@@ -61,6 +61,14 @@ pub(crate) fn parse_chunk(data: &[u8], at_eof: bool, opts: &ReadOptions) -> Chun
     let mut start = 0;
     let mut index = 0u64;
     while start < data.len() {
+        // Runs of empty lines (padding, a stream of newlines) in one step.
+        let empty = data[start..].iter().take_while(|&&c| c == b'\n').count();
+        if empty > 0 {
+            r.blank += empty as u64;
+            index += empty as u64;
+            start += empty;
+            continue;
+        }
         let (end, next, terminated) = match memchr::memchr(b'\n', &data[start..]) {
             Some(n) => (start + n, start + n + 1, true),
             None => (data.len(), data.len(), false),

@@ -577,8 +577,7 @@ struct Split {
 struct LongLine {
     /// 1-based line number.
     line: u64,
-    /// Bytes of it read before giving up, and its first bytes.
-    read: u64,
+    /// Its first bytes.
     head: Vec<u8>,
 }
 
@@ -591,9 +590,8 @@ fn long_line_reason(l: &LongLine, limit: u64) -> String {
         );
     }
     format!(
-        "no record ends within its first {limit}: line {} is over {} MiB long without a newline: {}",
+        "no record ends within its first {limit}, and line {} runs on past it without a newline: {}",
         l.line,
-        l.read >> 20,
         chunk::excerpt(&l.head)
     )
 }
@@ -657,7 +655,6 @@ fn split_into_chunks(
                     if !state.record_within {
                         split.long_line = Some(LongLine {
                             line: state.lines + 1,
-                            read: buf.len() as u64,
                             head: buf[..buf.len().min(4096)].to_vec(),
                         });
                         return Ok(total);

@@ -288,7 +288,7 @@ pub fn read_input(input: Input, opts: &ReadOptions) -> Result<Dump, ReadError> {
     // copy out of the page cache costs little next to parsing, and memory
     // for input stays a few chunks whatever the file size.
     let mut guarded = match input.mapped {
-        Some(file) => Some(GuardedFile::new(file).map_err(io_err)?),
+        Some(file) => Some(GuardedFile::new(file, input.file_size).map_err(io_err)?),
         None => None,
     };
     let mut stream = input.reader;
@@ -437,10 +437,11 @@ struct GuardedFile {
 }
 
 impl GuardedFile {
-    fn new(file: File) -> std::io::Result<GuardedFile> {
+    /// `size`: the size when the file was opened, if known.
+    fn new(file: File, size: Option<u64>) -> std::io::Result<GuardedFile> {
         let meta = file.metadata()?;
         Ok(GuardedFile {
-            size: meta.len(),
+            size: size.unwrap_or(meta.len()),
             modified: meta.modified().ok(),
             pos: 0,
             file,
@@ -873,7 +874,7 @@ fn not_a_dump_reason(d: &Diagnostics, first: &[u8]) -> String {
     if looks_binary(first) {
         return "it is binary data (a compressed format other than gzip or zstd?)".into();
     }
-    if trimmed[0] == b'[' {
+    if trimmed.first() == Some(&b'[') {
         return "it is a JSON array; ObjectSpace.dump_all writes one JSON object per line".into();
     }
     let (index, line) = first

@@ -544,13 +544,14 @@ module Heapscope
       cur[:err].close
       reason = nil unless reason.is_a?(String) && !reason.empty?
       if status&.success? && File.exist?(cur[:path])
-        @last_dump = @last_dump.merge(state: "done", error: nil)
-        write_state
         secs = monotonic - cur[:started]
         log format("heap dump written to %<path>s (%<mb>.1f MB in %<s>.2fs)",
                    path: cur[:path], mb: File.size(cur[:path]) / 1_048_576.0, s: secs)
+        # Retention first, so whoever sees "done" sees the kept set.
         removed = Native.prune_dumps(@dump_dir, @pid, @settings[:dump_keep])
         removed.each { |p| log "removed old dump #{p} (dump_keep #{@settings[:dump_keep]})" }
+        @last_dump = @last_dump.merge(state: "done", error: nil)
+        write_state
         notify_waiters(state: "done", path: cur[:path])
       elsif status.nil? && File.exist?(cur[:path])
         # Reaped by the app (Process.wait(-1)), but the rename only

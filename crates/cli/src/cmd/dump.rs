@@ -130,6 +130,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
             }
         );
     }
+    if let Some(target) = secure::proc_euid(a.pid).filter(|uid| *uid != read.owner) {
+        bail!(
+            "refusing {}: it belongs to uid {}, but process {} runs as uid {target}; \
+             no signal sent",
+            path.display(),
+            read.owner,
+            a.pid
+        );
+    }
     if read.mode & 0o022 != 0 {
         bail!(
             "refusing {}: other users can write to it (mode {:o}); no signal sent",

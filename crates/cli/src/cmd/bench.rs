@@ -603,7 +603,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if let Some(p) = puma_status.filter(|s| !s.success() && s.code().is_some()) {
         text.push_str(&format!("note: Puma exited with {p}\n"));
     }
-    crate::print(&text)?;
+    // Error samples quote what the app answered: no raw control characters.
+    crate::print(&heapscope_report::escape_control_text(&text))?;
 
     if report.reason == heapscope_live::load::StopReason::AllFailed {
         bail!(

@@ -888,11 +888,11 @@ impl Profiler {
     }
 }
 
-/// Writes `profile` gzipped to `path` atomically (a temporary file in the
+/// Writes `profile` gzipped to `path` atomically (a private temporary file in the
 /// same directory, then a rename), creating parent directories.
 pub fn write_profile(path: &Path, profile: &Profile) -> io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        crate::secure::create_private_dir_all(dir)?;
     }
     heapscope_pprof::write_atomic(path, |w| heapscope_pprof::write_gz(profile, w))
 }

@@ -23,7 +23,8 @@ pub const STAT_FIELDS: [&str; 10] = [
 pub const GC_STAT_KEYS: &[&str] = STAT_FIELDS.split_at(8).0;
 
 /// One record as a JSON line (with its newline). `gc` holds the values of
-/// [`GC_STAT_KEYS`] in order.
+/// [`GC_STAT_KEYS`] in order. `profiler_off` says why the heap profiler's
+/// hook was turned off for good (`"ractors"`), when it was.
 pub fn record_line(
     time: f64,
     pid: u32,
@@ -31,6 +32,7 @@ pub fn record_line(
     gc: &[i64],
     requests: Option<u64>,
     jobs: Option<u64>,
+    profiler_off: Option<&str>,
 ) -> String {
     let mut line = format!("{{\"time\":{time:.3},\"pid\":{pid},\"rss_bytes\":{rss_bytes}");
     for (key, n) in GC_STAT_KEYS.iter().zip(gc) {
@@ -40,6 +42,10 @@ pub fn record_line(
         if let Some(n) = n {
             line.push_str(&format!(",\"{key}\":{n}"));
         }
+    }
+    if let Some(why) = profiler_off {
+        // A fixed word from the extension: nothing to escape.
+        line.push_str(&format!(",\"profiler_off\":\"{why}\""));
     }
     line.push_str("}\n");
     line
@@ -51,7 +57,7 @@ mod tests {
 
     #[test]
     fn a_record_is_one_json_object() {
-        let line = record_line(1.5, 7, 1024, &[1, 2, 3, 4, 5, 6, 7, 8], Some(9), None);
+        let line = record_line(1.5, 7, 1024, &[1, 2, 3, 4, 5, 6, 7, 8], Some(9), None, None);
         assert!(line.ends_with("}\n"));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["pid"], 7);
@@ -59,5 +65,9 @@ mod tests {
         assert_eq!(v["requests"], 9);
         assert!(v.get("jobs").is_none());
         assert_eq!(GC_STAT_KEYS.len(), 8);
+        assert!(v.get("profiler_off").is_none());
+        let line = record_line(1.5, 7, 1024, &[0; 8], None, None, Some("ractors"));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["profiler_off"], "ractors");
     }
 }

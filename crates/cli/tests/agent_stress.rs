@@ -107,4 +107,14 @@ fn a_ractor_runs_under_the_agent() {
         1,
         "said once: {stderr}"
     );
+    // And in the statistics file, from the Ractor on (the final record at
+    // exit at least).
+    let stats = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".jsonl"))
+        .expect("a statistics file");
+    let text = std::fs::read_to_string(&stats).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["profiler_off"], "ractors", "{text}");
 }

@@ -889,6 +889,12 @@ fn tick() -> bool {
     want
 }
 
+/// Whether the allocation hook is off for good because of Ractors (for the
+/// statistics record).
+pub fn ractors_seen() -> bool {
+    RACTORS.load(Relaxed)
+}
+
 /// Says once that the allocation hook is off for good because of Ractors.
 fn note_ractors() {
     if !RACTORS.swap(true, Relaxed) {

@@ -137,6 +137,7 @@ fn stats_line(ruby: &Ruby, requests: Option<u64>, jobs: Option<u64>) -> Result<S
         &values,
         requests,
         jobs,
+        crate::profiler::ractors_seen().then_some("ractors"),
     ))
 }
 

@@ -8,7 +8,7 @@
 //! - two raw tracepoints, on together in hook windows: NEWOBJ samples
 //!   allocations and FREEOBJ reports frees. Their hooks never allocate a Ruby
 //!   object, raise or call `ruby_xmalloc`; the common NEWOBJ path is two
-//!   relaxed atomics (the in-flush flag and the skip counter). A sampled
+//!   relaxed atomics (the Ruby-calls count and the skip counter). A sampled
 //!   allocation reads the object Ruby hands the hook, captures frames with
 //!   `rb_profile_frames` and records them under a `try_lock`.
 //! - while the hooks are on, a tracked object is known by its address, which
@@ -25,7 +25,7 @@
 //!   every class the allocation totals name, and whose compact function
 //!   rewrites addressed objects with `rb_gc_location`. Tracked objects are
 //!   not marked: the profiler must not keep them alive.
-//! - flushes: with GC disabled and the in-flush flag set, live tracked
+//! - flushes: with GC disabled and sampling paused, live tracked
 //!   objects are found and measured (`rb_obj_memsize_of`), classes and frames
 //!   named, then the profile is built and written without touching Ruby.
 //! - Ractors: Ruby's allocation hooks are not safe once a second Ractor
@@ -90,8 +90,6 @@ struct State {
 static STATE: Mutex<Option<State>> = Mutex::new(None);
 /// The profiler is started (its hooks may still be off between windows).
 static RUNNING: AtomicBool = AtomicBool::new(false);
-/// A flush (or stop) is calling Ruby: its own allocations are not sampled.
-static IN_FLUSH: AtomicBool = AtomicBool::new(false);
 /// Allocations left before the next sample; the hook's fast path.
 static SKIP: AtomicU64 = AtomicU64::new(0);
 /// Panics caught in hooks and hooks that found the state busy. Outside the
@@ -355,11 +353,10 @@ fn total_allocated() -> u64 {
 
 /// Turns both hooks off, first handing addressed objects to the weak map
 /// (while FREEOBJ is still on). Needs `RubyCalls`: with GC off nothing is
-/// freed between the last free event and the hand-off.
+/// freed between the last free event and the hand-off. Safe to repeat (a
+/// Ractor may start while the agent's thread is half-way through this).
 fn hooks_off() {
-    if !HOOK_ON.swap(false, Relaxed) {
-        return;
-    }
+    HOOK_ON.store(false, Relaxed);
     unsafe {
         rb_tracepoint_disable(NEWOBJ_TP.get());
     }
@@ -370,9 +367,9 @@ fn hooks_off() {
 }
 
 /// Turns both hooks on (FREEOBJ first: an object is never sampled without
-/// its free being reported).
+/// its free being reported); never once Ractors run.
 fn hooks_on() {
-    if HOOK_ON.swap(true, Relaxed) {
+    if !single_ractor() || HOOK_ON.swap(true, Relaxed) {
         return;
     }
     unsafe {
@@ -395,7 +392,7 @@ fn hand_off() {
     if pairs.is_empty() {
         return;
     }
-    // Without the lock: storing allocates (unsampled: IN_FLUSH is set).
+    // Without the lock: storing allocates (unsampled: a RubyCalls is alive).
     let weak_map = WEAK_MAP.get();
     let aset = unsafe { rb_intern(c"[]=".as_ptr()) };
     let failed: Vec<u64> = pairs
@@ -617,33 +614,40 @@ fn flush(ruby: &Ruby, path_value: RString) -> Result<RString, Error> {
     Ok(path_value)
 }
 
-/// While alive: our allocations are not sampled and GC is off (restored to
-/// its previous state on drop), so no tracked object, class or frame is
-/// freed or moved while Ruby is asked about it. Taken before `STATE`:
-/// `rb_gc_disable` finishes a lazy sweep, during which objects are freed
-/// (and FREEOBJ, if on, takes the lock).
-struct RubyCalls {
-    gc_was_disabled: bool,
-}
+/// While alive: our allocations are not sampled and GC is off, so no
+/// tracked object, class or frame is freed or moved while Ruby is asked
+/// about it. Taken before `STATE`: `rb_gc_disable` finishes a lazy sweep,
+/// during which objects are freed (and FREEOBJ, if on, takes the lock).
+///
+/// Calling Ruby methods (the weak map's) may switch threads, so another
+/// thread can begin and end its own `RubyCalls` (`ractor_started`)
+/// meanwhile, in any order: a depth count keeps GC off and sampling paused
+/// until the last one ends, and only then restores GC as the first found it.
+struct RubyCalls;
+
+/// Live `RubyCalls`; non-zero pauses sampling (see `on_newobj`).
+static RUBY_CALLS: AtomicUsize = AtomicUsize::new(0);
+/// GC was already disabled (by the app) when the outermost `RubyCalls` began.
+static GC_WAS_DISABLED: AtomicBool = AtomicBool::new(false);
 
 impl RubyCalls {
     fn begin() -> RubyCalls {
-        IN_FLUSH.store(true, Relaxed);
-        let was = unsafe { rb_gc_disable() };
-        RubyCalls {
-            gc_was_disabled: was == Qtrue as VALUE,
+        // All under the GVL: no two threads run this at once.
+        if RUBY_CALLS.fetch_add(1, Relaxed) == 0 {
+            let was = unsafe { rb_gc_disable() };
+            GC_WAS_DISABLED.store(was == Qtrue as VALUE, Relaxed);
         }
+        RubyCalls
     }
 }
 
 impl Drop for RubyCalls {
     fn drop(&mut self) {
-        if !self.gc_was_disabled {
+        if RUBY_CALLS.fetch_sub(1, Relaxed) == 1 && !GC_WAS_DISABLED.load(Relaxed) {
             unsafe {
                 rb_gc_enable();
             }
         }
-        IN_FLUSH.store(false, Relaxed);
     }
 }
 
@@ -788,7 +792,7 @@ fn hook_lock() -> Option<MutexGuard<'static, Option<State>>> {
 }
 
 unsafe fn on_newobj(obj: VALUE) {
-    if IN_FLUSH.load(Relaxed) {
+    if RUBY_CALLS.load(Relaxed) != 0 {
         return;
     }
     if WINDOWED.load(Relaxed) {
@@ -869,8 +873,10 @@ fn tick() -> bool {
     if !single_ractor() {
         // A Ractor made before the guard was installed, or past it.
         note_ractors();
-        let _guard = RubyCalls::begin();
-        hooks_off();
+        if HOOK_ON.load(Relaxed) {
+            let _guard = RubyCalls::begin();
+            hooks_off();
+        }
         return false;
     }
     if !WINDOWED.load(Relaxed) {
@@ -886,7 +892,7 @@ fn tick() -> bool {
     } else {
         hooks_off();
     }
-    want
+    HOOK_ON.load(Relaxed)
 }
 
 /// Whether the allocation hook is off for good because of Ractors (for the
@@ -910,7 +916,7 @@ fn note_ractors() {
 /// just before `Ractor.new` makes a Ractor. Turns the hooks off for good.
 fn ractor_started() {
     note_ractors();
-    if RUNNING.load(Relaxed) && HOOK_ON.load(Relaxed) {
+    if RUNNING.load(Relaxed) {
         let _guard = RubyCalls::begin();
         hooks_off();
     }

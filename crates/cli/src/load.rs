@@ -85,7 +85,11 @@ fn load_with(path: &Path, opts: &ReadOptions, no_progress: bool, quiet: bool) ->
     let dump = dump?;
     if !quiet {
         for w in warnings(&dump, opts.references) {
-            eprintln!("heapscope: warning: {w}");
+            // Warnings quote malformed lines: escape what a terminal acts on.
+            eprintln!(
+                "heapscope: warning: {}",
+                heapscope_report::escape_control(&w)
+            );
         }
     }
     Ok(dump)
@@ -118,6 +122,20 @@ pub fn json_warnings(dump: &Dump, graph: bool) -> Vec<String> {
         w.extend(d.reachability_warnings(&dump.source));
     }
     w
+}
+
+/// A graph command's JSON report with `warnings` (see [`json_warnings`])
+/// added, so "reachability cannot be judged" reaches JSON readers too.
+pub fn with_json_warnings(mut v: serde_json::Value, dump: &Dump) -> serde_json::Value {
+    if let Some(o) = v.as_object_mut() {
+        let mut w: Vec<serde_json::Value> = match o.remove("warnings") {
+            Some(serde_json::Value::Array(a)) => a,
+            _ => Vec::new(),
+        };
+        w.extend(json_warnings(dump, true).into_iter().map(Into::into));
+        o.insert("warnings".into(), w.into());
+    }
+    v
 }
 
 /// Stage timings on stderr when `HEAPSCOPE_TIMINGS` is set (for benchmarks).

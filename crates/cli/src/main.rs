@@ -25,7 +25,13 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("heapscope: error: {e:#}");
+            // Errors quote the input (excerpts, file names): never let them
+            // drive the terminal.
+            let text = format!("{e:#}");
+            eprintln!(
+                "heapscope: error: {}",
+                heapscope_report::escape_control_text(&text)
+            );
             ExitCode::from(2)
         }
     }

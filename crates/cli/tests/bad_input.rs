@@ -336,3 +336,35 @@ fn no_objects_match() {
     assert_eq!(v["totals"]["objects"], 0);
     assert_eq!(v["groups"], 0);
 }
+
+/// Warnings and errors quote the input: terminal escape sequences in it are
+/// shown escaped, never sent to the terminal.
+#[test]
+fn warnings_and_errors_never_pass_escape_sequences_to_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = "\u{1b}]0;PWNED\u{7}\u{1b}[2J";
+    let dump = dir.path().join("hostile.dump");
+    std::fs::write(
+        &dump,
+        format!(
+            "{{\"type\":\"ROOT\",\"root\":\"vm\",\"references\":[\"0x1000\"]}}\n\
+             {{\"address\":\"0x1000\",\"type\":\"STRING\",\"memsize\":40}}\n\
+             {{\"broken {hostile}\n"
+        ),
+    )
+    .unwrap();
+    let run = summary(&[dump.as_os_str()]);
+    run.ok();
+    assert!(run.stderr.contains("]0;PWNED"), "{}", run.stderr);
+    assert!(!run.stderr.contains('\u{1b}') && !run.stderr.contains('\u{7}'));
+    // Not a dump at all: the error names the first line, escaped.
+    let junk = dir.path().join("junk.txt");
+    std::fs::write(&junk, format!("{hostile} not json\n").repeat(2000)).unwrap();
+    let run = summary(&[junk.as_os_str()]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains('\u{1b}') && !run.stderr.contains('\u{7}'),
+        "{}",
+        run.stderr
+    );
+}

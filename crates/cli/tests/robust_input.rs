@@ -484,6 +484,18 @@ fn concatenated_dumps_are_warned_about() {
             "{cmd}: {}",
             run.stderr
         );
+        // And in JSON, for readers that never see stderr.
+        let run = heapscope(&[cmd, twice.to_str().unwrap(), "--format", "json", "-q"]);
+        run.ok();
+        let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+        let w = v["warnings"].as_array().expect("a warnings array");
+        assert!(
+            w.iter().any(|w| w
+                .as_str()
+                .unwrap()
+                .contains("reachability cannot be judged")),
+            "{cmd}: {w:?}"
+        );
     }
 }
 

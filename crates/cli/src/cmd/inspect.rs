@@ -179,7 +179,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
         record: &record,
     };
     let out = match a.output.format {
-        Format::Json => serde_json::to_string_pretty(&inspect_json(&report))? + "\n",
+        Format::Json => {
+            serde_json::to_string_pretty(&crate::load::with_json_warnings(
+                inspect_json(&report),
+                &dump,
+            ))? + "\n"
+        }
         Format::Table => inspect_text(&report, a.bytes),
     };
     crate::print(&out)

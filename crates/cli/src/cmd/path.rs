@@ -145,7 +145,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
         records_unavailable,
     };
     let out = match a.output.format {
-        Format::Json => serde_json::to_string_pretty(&path_json(&report))? + "\n",
+        Format::Json => {
+            serde_json::to_string_pretty(&crate::load::with_json_warnings(
+                path_json(&report),
+                &dump,
+            ))? + "\n"
+        }
         Format::Table => path_text(&report, a.bytes),
     };
     crate::print(&out)

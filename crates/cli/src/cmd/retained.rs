@@ -75,7 +75,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 total_groups,
             };
             Ok(match a.output.format {
-                Format::Json => serde_json::to_string_pretty(&retained_json(&report))? + "\n",
+                Format::Json => {
+                    serde_json::to_string_pretty(&crate::load::with_json_warnings(
+                        retained_json(&report),
+                        dump,
+                    ))? + "\n"
+                }
                 Format::Table => retained_text(&report, a.bytes),
             })
         },

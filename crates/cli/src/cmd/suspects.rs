@@ -93,7 +93,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
             timer.lap("suspects");
             Ok(match a.output.format {
                 Format::Json => {
-                    serde_json::to_string_pretty(&suspects_json(&dump.source, &report))? + "\n"
+                    serde_json::to_string_pretty(&crate::load::with_json_warnings(
+                        suspects_json(&dump.source, &report),
+                        dump,
+                    ))? + "\n"
                 }
                 Format::Table => suspects_text(&dump.source, &report, a.bytes),
             })

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::agent::summary_ok;
+use common::agent::{base_env, summary_ok};
 use common::process::{kill_group, signal, wait_for, Proc};
 
 const SIGRTMIN_7: i32 = 41;
@@ -88,23 +88,6 @@ fn read_line(p: &mut Proc) -> String {
     let mut line = String::new();
     BufReader::new(out).read_line(&mut line).unwrap();
     line.trim().to_string()
-}
-
-/// Environment every test starts from: no profiler (the colleague's
-/// feature, tested on its own), no statistics, dumps in `dir/dumps`.
-fn base_env(dir: &Path) -> Vec<(&'static str, String)> {
-    vec![
-        ("HEAPSCOPE_PROFILE", "0".into()),
-        ("HEAPSCOPE_STATS", "0".into()),
-        (
-            "HEAPSCOPE_DUMP_DIR",
-            dir.join("dumps").display().to_string(),
-        ),
-        (
-            "HEAPSCOPE_RUNTIME_DIR",
-            dir.join("run").display().to_string(),
-        ),
-    ]
 }
 
 /// A program that builds some objects, prints "ready", and runs until the

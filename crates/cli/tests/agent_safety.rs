@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use heapscope_agent::secure;
 use heapscope_agent::state::{AgentState, Announcement};
 
+use common::agent::base_env;
 use common::process::{signal, wait_for, Proc};
 
 const SIGRTMIN_7: i32 = 41;
@@ -52,21 +53,6 @@ fn agent_ruby(dir: &Path, umask: &str, program: &str, env: &[(&str, String)]) ->
         cmd.env(k, v);
     }
     cmd
-}
-
-fn base_env(dir: &Path) -> Vec<(&'static str, String)> {
-    vec![
-        ("HEAPSCOPE_PROFILE", "0".into()),
-        ("HEAPSCOPE_STATS", "0".into()),
-        (
-            "HEAPSCOPE_DUMP_DIR",
-            dir.join("dumps").display().to_string(),
-        ),
-        (
-            "HEAPSCOPE_RUNTIME_DIR",
-            dir.join("run").display().to_string(),
-        ),
-    ]
 }
 
 fn text(b: &[u8]) -> String {

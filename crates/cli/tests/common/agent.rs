@@ -107,3 +107,20 @@ pub fn summary_ok(dump: &std::path::Path) -> serde_json::Value {
     assert!(v["diagnostics"]["roots"].as_u64().unwrap() > 0);
     v
 }
+
+/// Environment agent tests start from: no profiler and no statistics (each
+/// tested on its own), dumps in `dir/dumps`, announcements in `dir/run`.
+pub fn base_env(dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("HEAPSCOPE_PROFILE", "0".into()),
+        ("HEAPSCOPE_STATS", "0".into()),
+        (
+            "HEAPSCOPE_DUMP_DIR",
+            dir.join("dumps").display().to_string(),
+        ),
+        (
+            "HEAPSCOPE_RUNTIME_DIR",
+            dir.join("run").display().to_string(),
+        ),
+    ]
+}

@@ -27,6 +27,15 @@ module Heapscope
     # The running agent in this process, or nil.
     attr_reader :agent
 
+    # Runs the block with asynchronous exceptions (Thread#kill, Thread#raise,
+    # Timeout) held back until it ends. The profiler's native calls run with
+    # GC off and call the weak map's methods; an exception must never unwind
+    # through them half-way (it would leave GC off), so it is delivered when
+    # they return.
+    def uninterrupted(&block)
+      Thread.handle_interrupt(Object => :never, &block)
+    end
+
     # Starts the agent with settings from HEAPSCOPE_* variables, then the
     # keywords (option keys as in `heapscope run --help`, e.g.
     # `dump_every_seconds: 60`). Raises ArgumentError listing every bad

@@ -141,4 +141,8 @@ fn absurd_time_spans_are_refused_not_looped_on() {
         assert!(run.stderr.contains("is not a clock's"), "{}", run.stderr);
         assert!(!out.exists());
     }
+    // trend has no slope per hour to give either.
+    let run = heapscope(&["trend", log.to_str().unwrap()]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("is not a clock's"), "{}", run.stderr);
 }

@@ -161,10 +161,7 @@ pub(crate) trait Chart {
 pub const MAX_TIME_SPAN: f64 = 1e12;
 
 /// Checks that the finite `values` of an x axis span a drawable range.
-pub(crate) fn check_x_span(
-    values: impl Iterator<Item = f64> + Clone,
-    what: &str,
-) -> io::Result<()> {
+pub fn check_x_span(values: impl Iterator<Item = f64> + Clone, what: &str) -> io::Result<()> {
     let (Some(lo), Some(hi)) = (finite_min(values.clone()), finite_max(values)) else {
         return Ok(());
     };

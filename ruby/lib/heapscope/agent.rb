@@ -144,7 +144,7 @@ module Heapscope
       @stats_io = nil
       if profiler?
         flush_profile if @established
-        Native.profiler_stop
+        Heapscope.uninterrupted { Native.profiler_stop }
       end
       Native.remove_state(@runtime_dir, @pid)
       prune_announcements
@@ -233,7 +233,7 @@ module Heapscope
       [
         -> { @thread&.kill&.join(1) },
         -> { Native.signal_uninstall if @started[:signal] },
-        -> { Native.profiler_stop if @started[:profiler] },
+        -> { Heapscope.uninterrupted { Native.profiler_stop } if @started[:profiler] },
         -> { ObjectSpace.trace_object_allocations_stop if @started[:trace] },
         -> { @stats_io&.close },
         -> { @pipe&.close },
@@ -430,7 +430,7 @@ module Heapscope
         @next_profile = now + @settings[:profile_interval]
       end
       if @next_window && now >= @next_window
-        Native.profiler_tick
+        Heapscope.uninterrupted { Native.profiler_tick }
         @next_window = now + WINDOW_SLICE
       end
       if @next_dump && now >= @next_dump
@@ -450,7 +450,7 @@ module Heapscope
 
     def flush_profile
       path = profile_dir
-      Native.profiler_flush(path)
+      Heapscope.uninterrupted { Native.profiler_flush(path) }
       log "profile written to #{path}"
     rescue StandardError => e
       log_error(e)

@@ -10,7 +10,7 @@
 module Heapscope
   module RactorGuard
     def self.ractor_started
-      Heapscope::Native.profiler_ractor_started
+      Thread.handle_interrupt(Object => :never) { Heapscope::Native.profiler_ractor_started }
     rescue Exception # rubocop:disable Lint/RescueException
       # Never let the guard change what Ractor.new does (e.g. called from a
       # non-main Ractor, where the hooks are off already).

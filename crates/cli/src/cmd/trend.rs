@@ -151,6 +151,15 @@ pub(crate) fn load(paths: &[PathBuf], pid: Option<u32>) -> Result<Loaded> {
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let loaded = load(&a.logs, a.pid)?;
+    // A broken clock (times of -1e308 and 1e308) has no slope per hour.
+    for (s, clock) in &loaded.series {
+        if *clock {
+            heapscope_export::plot::check_x_span(
+                s.samples.iter().map(|x| x.time),
+                &format!("the times of {}", s.label),
+            )?;
+        }
+    }
     let metric = Metric::from(a.metric);
     let rows: Vec<TrendRow> = loaded
         .series

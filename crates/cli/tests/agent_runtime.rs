@@ -66,17 +66,6 @@ fn dumps_of(dir: &Path, pid: u32) -> Vec<(u64, PathBuf)> {
     out
 }
 
-fn all_files(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|r| {
-            r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
 fn read_state(runtime: &Path, pid: u32) -> Option<Value> {
     let text = std::fs::read_to_string(runtime.join(format!("agent-{pid}.json"))).ok()?;
     serde_json::from_str(&text).ok()
@@ -129,7 +118,12 @@ fn dump_on_signal_through_heapscope_dump() {
     );
     let printed = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
     let dumps = dumps_of(&dir.path().join("dumps"), pid);
-    assert_eq!(dumps.len(), 1, "{:?}", all_files(&dir.path().join("dumps")));
+    assert_eq!(
+        dumps.len(),
+        1,
+        "{:?}",
+        common::file_names(&dir.path().join("dumps"))
+    );
     assert_eq!(dumps[0].0, 1);
     assert_eq!(printed, dumps[0].1);
     summary_ok(&printed);
@@ -149,7 +143,7 @@ fn dump_on_signal_through_heapscope_dump() {
     );
     summary_ok(&dumps[1].1);
     // No temporary file is left behind.
-    assert!(all_files(&dir.path().join("dumps"))
+    assert!(common::file_names(&dir.path().join("dumps"))
         .iter()
         .all(|f| !f.ends_with(".tmp")));
 
@@ -219,7 +213,7 @@ sleep 120
     });
     send_signal(pid, SIGRTMIN_7);
     let tmp = wait_for(Duration::from_secs(60), "the temporary dump", || {
-        all_files(&dumps_dir)
+        common::file_names(&dumps_dir)
             .into_iter()
             .find(|f| f.starts_with(&format!(".heap-{pid}-")) && f.ends_with(".dump.tmp"))
     });
@@ -229,7 +223,7 @@ sleep 120
     assert!(
         dumps_of(&dumps_dir, pid).is_empty(),
         "{:?}",
-        all_files(&dumps_dir)
+        common::file_names(&dumps_dir)
     );
     // The child dies with its parent (PR_SET_PDEATHSIG), so the temporary
     // file stops growing and never gets a final name.
@@ -237,9 +231,9 @@ sleep 120
     assert!(
         dumps_of(&dumps_dir, pid).is_empty(),
         "{:?}",
-        all_files(&dumps_dir)
+        common::file_names(&dumps_dir)
     );
-    assert!(dumps_dir.join(&tmp).exists() || all_files(&dumps_dir).is_empty());
+    assert!(dumps_dir.join(&tmp).exists() || common::file_names(&dumps_dir).is_empty());
 
     // The next agent to start with this dump directory removes the
     // leftover of the dead process.
@@ -249,9 +243,9 @@ sleep 120
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "true");
     assert!(
-        all_files(&dumps_dir).is_empty(),
+        common::file_names(&dumps_dir).is_empty(),
         "{:?}",
-        all_files(&dumps_dir)
+        common::file_names(&dumps_dir)
     );
 }
 
@@ -286,7 +280,7 @@ sleep 0.02 until File.exist?("stop") || Time.now > deadline
         seqs,
         vec![seq - 1, seq],
         "{:?}",
-        all_files(&dir.path().join("dumps"))
+        common::file_names(&dir.path().join("dumps"))
     );
     for (_, d) in &dumps {
         summary_ok(d);
@@ -338,7 +332,7 @@ puts Heapscope::Native.count_value(:requests)
         "{stderr}"
     );
     let dumps_dir = dir.path().join("dumps");
-    let files: Vec<String> = all_files(&dumps_dir);
+    let files: Vec<String> = common::file_names(&dumps_dir);
     let dumps: Vec<&String> = files.iter().filter(|f| f.starts_with("heap-")).collect();
     assert_eq!(dumps.len(), 2, "12 requests, one dump every 5: {files:?}");
     for d in dumps {
@@ -346,7 +340,7 @@ puts Heapscope::Native.count_value(:requests)
     }
     // The statistics carry the request count (the last record is written at exit).
     let stats_dir = dir.path().join("stats");
-    let stats = all_files(&stats_dir);
+    let stats = common::file_names(&stats_dir);
     assert_eq!(stats.len(), 1, "{stats:?}");
     let text = std::fs::read_to_string(stats_dir.join(&stats[0])).unwrap();
     let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
@@ -396,7 +390,7 @@ puts "child-state-removed=#{!File.exist?(File.join(run, "agent-#{child}.json"))}
     assert_eq!(pids.len(), 2, "{stdout}");
     let (child, parent) = (pids[0], pids[1]);
     let gc = dir.path().join("gc");
-    assert_eq!(all_files(&gc), {
+    assert_eq!(common::file_names(&gc), {
         let mut v = vec![format!("{child}.jsonl"), format!("{parent}.jsonl")];
         v.sort();
         v
@@ -517,9 +511,9 @@ fn disabled_agent_leaves_the_app_alone() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        all_files(dir.path()).is_empty(),
+        common::file_names(dir.path()).is_empty(),
         "{:?}",
-        all_files(dir.path())
+        common::file_names(dir.path())
     );
 }
 
@@ -551,7 +545,7 @@ fn bad_settings_print_one_line_and_the_app_runs() {
     for part in ["HEAPSCOPE_SAMPLE_RATE", "TERM stops the app"] {
         assert!(line.contains(part), "{part} in {line}");
     }
-    assert!(all_files(dir.path()).is_empty());
+    assert!(common::file_names(dir.path()).is_empty());
 
     // A library that cannot load: still one line, and the app runs.
     let broken = dir.path().join("broken");
@@ -613,7 +607,7 @@ $keep = []
     let s = resolved_settings(&env, dir.path());
     assert_eq!(s["sample_rate"], 0.5);
     assert_eq!(s["sample_duty"], 0.5);
-    let files = all_files(&dir.path().join("prof"));
+    let files = common::file_names(&dir.path().join("prof"));
     assert!(!files.is_empty(), "no profiles; stderr: {stderr}");
     let re_ok = files
         .iter()

@@ -59,17 +59,6 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|r| {
-            r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
 /// Every path under `root` (not `root` itself), depth first.
 fn walk(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -306,18 +295,18 @@ puts "app ran, agent #{{Heapscope.running?}}, threads #{{Thread.list.size}}, han
         assert!(lines[0].ends_with("the agent is off"), "{case}: {stderr}");
         // Nothing was written anywhere: not in the app, not through links.
         assert!(
-            files_in(app.path()).is_empty(),
+            common::file_names(app.path()).is_empty(),
             "{case}: {:?}",
-            files_in(app.path())
+            common::file_names(app.path())
         );
     }
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
-    assert!(files_in(&victim_dir).is_empty());
+    assert!(common::file_names(&victim_dir).is_empty());
     assert_eq!(
-        files_in(&theirs),
+        common::file_names(&theirs),
         vec![".agent-1.json.1.tmp", "agent-1.json", "x"]
     );
-    assert_eq!(files_in(&open), Vec::<String>::new());
+    assert_eq!(common::file_names(&open), Vec::<String>::new());
 }
 
 /// An announcement for `pid` as the agent writes it, with these fields.
@@ -518,16 +507,20 @@ puts "announcements before exit: #{Dir.children(run).sort.join(' ')}"
         "{stdout}"
     );
     // After the parent exits: no announcement at all.
-    assert!(files_in(&run).is_empty(), "{:?}", files_in(&run));
+    assert!(
+        common::file_names(&run).is_empty(),
+        "{:?}",
+        common::file_names(&run)
+    );
     // Statistics: the parent's and the two long-lived children's only.
-    let stats = files_in(&dir.path().join("stats"));
+    let stats = common::file_names(&dir.path().join("stats"));
     assert_eq!(stats.len(), 3, "{stats:?}");
     for pid in &long {
         assert!(stats.contains(&format!("gc-{pid}.jsonl")), "{stats:?}");
     }
     // Profiles: none from the 480 short children.
     let parent = parent_pid(&stats, &long);
-    let profiles = files_in(&dir.path().join("prof"));
+    let profiles = common::file_names(&dir.path().join("prof"));
     for name in &profiles {
         let pid: u32 = name.split('-').nth(1).unwrap().parse().unwrap();
         assert!(pid == parent || long.contains(&pid), "{profiles:?}");
@@ -611,8 +604,8 @@ exit 7
     // Requests throughout 1.2 s of shutdown.
     assert!(sent >= 50, "only {sent} requests were sent");
     // The final profile was written, and the announcement removed.
-    assert_eq!(files_in(&dir.path().join("prof")).len(), 1);
-    assert!(files_in(&dir.path().join("run")).is_empty());
+    assert_eq!(common::file_names(&dir.path().join("prof")).len(), 1);
+    assert!(common::file_names(&dir.path().join("run")).is_empty());
     eprintln!(
         "{sent} dump requests during a {:.2} s shutdown",
         started.elapsed().as_secs_f64()
@@ -658,7 +651,7 @@ puts [Heapscope.running?, Thread.list.size, traced, caught,
     );
     assert!(stderr.trim_end().ends_with("the agent is off"), "{stderr}");
     // No announcement left behind.
-    assert!(files_in(&dir.path().join("run")).is_empty());
+    assert!(common::file_names(&dir.path().join("run")).is_empty());
 
     // And through the API: the error reaches the caller, and the app can
     // start the agent again once the problem is fixed.
@@ -737,7 +730,7 @@ sleep 0.02 until File.exist?("stop") || Time.now > deadline
     assert!(
         !run.join(format!("agent-{parent}.json")).exists(),
         "{:?}",
-        files_in(&run)
+        common::file_names(&run)
     );
     let out = heapscope_dump(daemon, &run);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -761,5 +754,9 @@ sleep 0.02 until File.exist?("stop") || Time.now > deadline
     wait_for(Duration::from_secs(20), "the daemon to exit", || {
         (!secure::proc_running(daemon)).then_some(())
     });
-    assert!(files_in(&run).is_empty(), "{:?}", files_in(&run));
+    assert!(
+        common::file_names(&run).is_empty(),
+        "{:?}",
+        common::file_names(&run)
+    );
 }

@@ -354,3 +354,15 @@ pub fn population() -> &'static Population {
         }
     })
 }
+
+/// The names of the entries of `dir`, sorted; none when it cannot be read.
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}

@@ -11,11 +11,11 @@ KEPT = []
 dropped = []
 
 def keep(n, into)
-  n.times { into << +"kept" } # @kept
+  n.times { into << String.new } # @kept
 end
 
 def drop(n, into)
-  n.times { into << +"dropped" } # @dropped
+  n.times { into << String.new } # @dropped
 end
 
 N.profiler_start(0.5, 1_000_000, 16, 0.5) # the first slice is always watched

@@ -2,6 +2,8 @@
 # allocation hook on only in some GC intervals (duty < 1). Keeps and churns
 # objects evenly, drawing a window (as the agent's thread does every 100 ms)
 # every round, so every window has the same mix, and flushes one profile.
+# String.new allocates exactly one object on every Ruby (from 3.4 on, `+""`
+# allocates the chilled literal and then its copy).
 # ARGV: rate, duty, rounds, output file.
 require "heapscope/heapscope_native"
 
@@ -13,11 +15,11 @@ out = ARGV[3]
 KEPT = []
 
 def keep(n)
-  n.times { KEPT << +"" } # @kept
+  n.times { KEPT << String.new } # @kept
 end
 
 def churn(n)
-  n.times { +"" } # @churn
+  n.times { String.new } # @churn
 end
 
 Heapscope::Native.profiler_start(rate, 1_000_000, 16, duty)

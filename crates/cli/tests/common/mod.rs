@@ -18,6 +18,7 @@ use tempfile::TempDir;
 pub mod agent;
 pub mod process;
 pub mod protoc;
+pub mod rubies;
 
 /// The workspace root (two levels above `crates/cli`).
 pub fn repo_root() -> PathBuf {

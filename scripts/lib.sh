@@ -88,3 +88,147 @@ fuzz_briefly() {
   done
   return "$status"
 }
+
+# ---------------------------------------------------------------------------
+# The Ruby version matrix (docs/ruby-versions.md). Everything is cached under
+# HEAPSCOPE_CACHE, outside the repository, and made again when missing or
+# when its recipe below changes.
+HEAPSCOPE_CACHE=${HEAPSCOPE_CACHE:-/var/cache/heapscope}
+export HEAPSCOPE_CACHE
+
+# CRuby compiled to WebAssembly, run by node: the dump format of 3.2, 3.3,
+# 3.4, 4.0 and 4.1-dev (head). 32-bit builds, so not for the agent.
+WASM_RUBY_PACKAGES="@ruby/wasm-wasi@2.10.1 @ruby/3.2-wasm-wasi@2.10.1 @ruby/3.3-wasm-wasi@2.10.1 @ruby/3.4-wasm-wasi@2.10.1 @ruby/4.0-wasm-wasi@2.10.1 @ruby/head-wasm-wasi@2.10.1"
+
+ensure_wasm_rubies() {
+  ensure_packages node:nodejs npm:npm
+  local dir=$HEAPSCOPE_CACHE/wasm
+  export HEAPSCOPE_WASM_RUBIES=$dir
+  if [ "$(cat "$dir/.recipe" 2>/dev/null)" = "$WASM_RUBY_PACKAGES" ]; then
+    return 0
+  fi
+  echo "installing the wasm Rubies into $dir (npm, once)" >&2
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  echo '{"private":true}' >"$dir/package.json"
+  # shellcheck disable=SC2086 # one word per package
+  (cd "$dir" && npm install --no-audit --no-fund --loglevel=error $WASM_RUBY_PACKAGES >&2)
+  printf '%s' "$WASM_RUBY_PACKAGES" >"$dir/.recipe"
+}
+
+# The Debian mirror apt already uses (debootstrap needs one).
+debian_mirror() {
+  local uri
+  uri=$(grep -hsE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list /etc/apt/sources.list |
+    grep -v security | head -n1 | sed -E 's/^URIs:[[:space:]]*//; s/^deb (\[[^]]*\] )?//; s/[[:space:]].*//')
+  echo "${uri:-http://deb.debian.org/debian}"
+}
+
+# What the agent's tests need inside a chroot, besides Ruby itself.
+CHROOT_PACKAGES="ca-certificates gcc libc6-dev make libclang-dev protobuf-compiler golang-github-google-pprof-dev ruby-rack puma redis-server ruby-sidekiq procps passwd util-linux nodejs"
+
+# chroot_recipe NAME: the Debian suite and Ruby of each native matrix entry.
+#   trixie: Debian 13's ruby3.3 (3.3.8), the default ruby there.
+#   sid:    ruby3.4 (3.4.11) from experimental, made the default `ruby`
+#           (sid's own default is still 3.3). Sidekiq comes from trixie
+#           (7.3): sid's 8.1 needs json >= 2.16, which Debian builds for 3.3
+#           only. Puma's extension is built for 3.3 only, so the Puma test
+#           skips itself on 3.4.
+chroot_recipe() {
+  case $1 in
+  trixie) echo "suite=trixie ruby=ruby3.3 packages=ruby ruby-dev $CHROOT_PACKAGES v1" ;;
+  sid) echo "suite=sid ruby=ruby3.4 experimental packages=$CHROOT_PACKAGES sidekiq=trixie v1" ;;
+  *) return 1 ;;
+  esac
+}
+
+# chroot_apt DIR ARGS...: apt-get inside the chroot. The mirror's sid and
+# experimental Release files are past their validity date.
+chroot_apt() {
+  local dir=$1
+  shift
+  DEBIAN_FRONTEND=noninteractive chroot "$dir" apt-get -o Acquire::Check-Valid-Until=false \
+    -o Acquire::Check-Date=false -y -qq --no-install-recommends "$@"
+}
+
+# make_chroot NAME DIR MIRROR: debootstrap, then the packages of the recipe.
+make_chroot() {
+  local name=$1 dir=$2 mirror=$3
+  # Every step ends with || return 1: callers run this under `if`, where set -e is off.
+  debootstrap --variant=minbase "$name" "$dir" "$mirror" || return 1
+  cp /etc/resolv.conf "$dir/etc/resolv.conf" 2>/dev/null || true
+  case $name in
+  trixie)
+    chroot_apt "$dir" update || return 1
+    # shellcheck disable=SC2086
+    chroot_apt "$dir" install ruby ruby-dev $CHROOT_PACKAGES || return 1
+    ;;
+  sid)
+    echo "deb $mirror experimental main" >"$dir/etc/apt/sources.list.d/experimental.list" || return 1
+    echo "deb $mirror trixie main" >"$dir/etc/apt/sources.list.d/trixie.list" || return 1
+    chroot_apt "$dir" update || return 1
+    chroot_apt "$dir" install -t experimental ruby3.4 ruby3.4-dev || return 1
+    # shellcheck disable=SC2086
+    chroot_apt "$dir" install $CHROOT_PACKAGES || return 1
+    chroot_apt "$dir" install --allow-downgrades ruby-sidekiq/trixie || return 1
+    # Ruby 3.4 becomes the `ruby` (and gem, erb, irb, bundle) of every
+    # command, shebangs included.
+    local tool
+    for tool in ruby gem erb irb bundle; do
+      [ -e "$dir/usr/bin/${tool}3.4" ] || continue
+      chroot "$dir" dpkg-divert --quiet --local --rename --add "/usr/bin/$tool" || return 1
+      ln -sf "${tool}3.4" "$dir/usr/bin/$tool" || return 1
+    done
+    ;;
+  esac
+}
+
+# ensure_chroot NAME: a Debian tree with a native Ruby for the matrix in
+# $HEAPSCOPE_CACHE/chroot-NAME (about 3 minutes to make, then reused).
+ensure_chroot() {
+  local name=$1 dir=$HEAPSCOPE_CACHE/chroot-$1 recipe mirror
+  recipe=$(chroot_recipe "$name")
+  if [ "$(cat "$dir/.heapscope-recipe" 2>/dev/null)" = "$recipe" ]; then
+    return 0
+  fi
+  ensure_packages debootstrap:debootstrap unshare:util-linux
+  mirror=$(debian_mirror)
+  local log=$HEAPSCOPE_CACHE/chroot-$name.log
+  echo "making the $name chroot in $dir (debootstrap from $mirror and apt-get, a few minutes, once; log: $log)" >&2
+  rm -rf "$dir"
+  mkdir -p "$HEAPSCOPE_CACHE"
+  if ! make_chroot "$name" "$dir" "$mirror" >"$log" 2>&1; then
+    echo "making the $name chroot failed; the end of $log:" >&2
+    tail -n 30 "$log" >&2
+    return 1
+  fi
+  printf '%s' "$recipe" >"$dir/.heapscope-recipe"
+}
+
+# in_chroot NAME COMMAND...: runs COMMAND in the chroot, in a private mount
+# namespace (the binds vanish with it), with the repository, the Rust
+# toolchain and the wasm Rubies bound at the same paths as here.
+in_chroot() {
+  local dir=$HEAPSCOPE_CACHE/chroot-$1
+  shift
+  local repo cargo_home rustup_home
+  repo=$(pwd -P)
+  cargo_home=$(cd "${CARGO_HOME:-$HOME/.cargo}" && pwd -P)
+  rustup_home=$(cd "${RUSTUP_HOME:-$HOME/.rustup}" && pwd -P)
+  REPO=$repo CARGO_HOME=$cargo_home RUSTUP_HOME=$rustup_home \
+    unshare --mount --propagation private -- bash -c '
+    set -e
+    dir=$1; shift
+    for p in /proc /dev "$REPO" "$CARGO_HOME" "$RUSTUP_HOME" "$HEAPSCOPE_WASM_RUBIES"; do
+      [ -n "$p" ] && [ -e "$p" ] || continue
+      mkdir -p "$dir$p"
+      mount --rbind "$p" "$dir$p"
+    done
+    exec chroot "$dir" env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
+      PATH="/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin:$CARGO_HOME/bin" \
+      CARGO_HOME="$CARGO_HOME" RUSTUP_HOME="$RUSTUP_HOME" \
+      HEAPSCOPE_WASM_RUBIES="$HEAPSCOPE_WASM_RUBIES" HEAPSCOPE_WASM_DUMPS="$HEAPSCOPE_WASM_DUMPS" \
+      CARGO_TARGET_DIR=/var/cache/heapscope-target CARGO_TERM_COLOR=never \
+      bash -c "cd \"\$0\" && exec \"\$@\"" "$REPO" "$@"
+  ' bash "$dir" "$@"
+}

@@ -2,8 +2,13 @@
 // under node's WASI. Used by the version matrix to get real heap dumps from
 // Rubies that Debian does not ship (docs/ruby-versions.md).
 //
+//   ulimit -s unlimited
 //   node --single-threaded --liftoff --no-wasm-tier-up --stack-size=50000 \
-//     run-ruby.mjs MODULES_DIR VERSION WORK_DIR SCRIPT
+//     --no-incremental-marking run-ruby.mjs MODULES_DIR VERSION WORK_DIR SCRIPT
+//
+// Without those flags node 20 crashes on these modules: its optimising tier
+// and the deep stack CRuby's GC needs, and V8's incremental marking, which
+// dies in ProcessEphemerons once the guest has made a few thousand objects.
 //
 // WORK_DIR is preopened as /work inside the guest; SCRIPT is a path relative
 // to it. The program's exit status becomes node's.
@@ -35,9 +40,10 @@ const wasi = new WASI({
 });
 const { vm } = await RubyVM.instantiateModule({ module, wasip1: wasi, args: ["ruby.wasm", "-e_=0"] });
 try {
-  const source = await fs.readFile(path.join(workDir, script), "utf8");
-  vm.eval(`Dir.chdir("/work"); $0 = ${JSON.stringify("/work/" + script)}`);
-  vm.eval(source);
+  // `load` rather than eval of the source: __FILE__ and allocation sites
+  // then name the program's real path.
+  const guestPath = JSON.stringify("/work/" + script);
+  vm.eval(`Dir.chdir("/work"); $0 = ${guestPath}; load ${guestPath}`);
 } catch (err) {
   console.error(String(err && err.message ? err.message : err));
   process.exit(1);

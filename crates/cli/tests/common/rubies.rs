@@ -13,7 +13,7 @@
 //! is its working directory (`/work` inside the wasm guest) and writes its
 //! dumps and an optional `expect.json` (what it built, known by construction)
 //! there. Wasm runs take a second or two each, so their output directories
-//! are cached under `target/wasm-dumps`, keyed by the program, the runner
+//! are cached (`wasm_dumps_dir`), keyed by the program, the runner
 //! and the version.
 
 use std::collections::hash_map::DefaultHasher;
@@ -38,6 +38,16 @@ pub fn wasm_modules_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/cache/heapscope"));
     cache.join("wasm")
+}
+
+/// Where wasm runs are cached: `HEAPSCOPE_WASM_DUMPS`, else
+/// `target/<profile>/wasm-dumps`. `scripts/test` points the chroot runs at
+/// the host's cache, so they reuse the host's wasm runs.
+pub fn wasm_dumps_dir() -> PathBuf {
+    std::env::var_os("HEAPSCOPE_WASM_DUMPS")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("wasm-dumps"))
 }
 
 /// `tests/ruby/corpus/NAME`.
@@ -73,8 +83,7 @@ pub fn wasm_run(version: &str, name: &str) -> PathBuf {
     fs::read(&runner).unwrap_or_default().hash(&mut hasher);
     version.hash(&mut hasher);
     let stem = name.trim_end_matches(".rb");
-    let out = target_dir()
-        .join("wasm-dumps")
+    let out = wasm_dumps_dir()
         .join(version)
         .join(format!("{stem}-{:016x}", hasher.finish()));
     if out.join(".done").exists() {
@@ -95,7 +104,7 @@ pub fn wasm_run(version: &str, name: &str) -> PathBuf {
         .arg("-c")
         .arg(
             "ulimit -s unlimited 2>/dev/null || true; exec node --no-warnings --single-threaded \
-             --liftoff --no-wasm-tier-up --stack-size=50000 \"$@\"",
+             --liftoff --no-wasm-tier-up --stack-size=50000 --no-incremental-marking \"$@\"",
         )
         .arg("node")
         .arg(&runner)

@@ -5,7 +5,9 @@
 //! series never needs more than one heap in memory. For every site (type,
 //! class, location) the builder keeps its count and bytes per dump; for the
 //! survivors (objects absent from the first dump and present in every later
-//! one, identified as in `diff`) it keeps a shrinking set of identity hashes.
+//! one, identified as in `diff`, by Ruby 4.0's object_id where the earlier
+//! dump has one) it keeps a shrinking set of identities, each in the form of
+//! the latest dump (an object may have moved or got an object_id since).
 //! The last dump is then read with its references to find a path from a root
 //! to one survivor of each suspect site.
 
@@ -14,7 +16,7 @@ use std::path::{Path, PathBuf};
 use heapscope_graph::{shortest_paths, Graph};
 use heapscope_heap::{FastMap, Heap, ObjId};
 
-use crate::diff::Identities;
+use crate::diff::{Identities, IdentitySet, ObjIdentity};
 use crate::group::{GroupKey, Grouper, KeyValue, MAX_KEYS};
 use crate::paths::{label_path, LabeledPath, Labeler};
 use crate::trend::{classify, Trend, Verdict};
@@ -169,9 +171,10 @@ pub struct SeriesBuilder {
     dumps: usize,
     totals: Vec<DumpTotals>,
     sites: FastMap<SiteKey, Vec<(u64, u64)>>,
-    /// Identity hashes of the first dump, then of the survivors so far.
-    baseline: Vec<u64>,
-    survivors: Option<Vec<u64>>,
+    /// The first dump's identities, until the second dump is folded in.
+    baseline: Option<IdentitySet>,
+    /// The survivors so far, as the latest dump knows them, sorted.
+    survivors: Option<Vec<ObjIdentity>>,
 }
 
 impl SeriesBuilder {
@@ -181,7 +184,7 @@ impl SeriesBuilder {
             dumps: 0,
             totals: Vec::new(),
             sites: FastMap::default(),
-            baseline: Vec::new(),
+            baseline: None,
             survivors: None,
         }
     }
@@ -207,7 +210,7 @@ impl SeriesBuilder {
             ..Default::default()
         };
         let identities = Identities::new(heap);
-        let mut hashes = Vec::with_capacity(heap.len());
+        let mut idents = Vec::with_capacity(heap.len());
         for id in heap.ids() {
             if !self.counted(heap, id) {
                 continue;
@@ -218,10 +221,8 @@ impl SeriesBuilder {
             let e = local.entry(grouper.raw_key(id, &by)).or_insert((0, 0));
             e.0 += 1;
             e.1 = e.1.saturating_add(m);
-            hashes.push(identities.of(id));
+            idents.push(identities.of(id));
         }
-        hashes.sort_unstable();
-        hashes.dedup();
         let n = self.dumps;
         for (raw, (count, bytes)) in local {
             let values = grouper.values(&by, &raw);
@@ -235,12 +236,15 @@ impl SeriesBuilder {
             }
         }
         match (n, self.survivors.take()) {
-            (0, _) => self.baseline = hashes,
+            (0, _) => self.baseline = Some(IdentitySet::from_identities(&idents)),
             (1, _) => {
-                let base = std::mem::take(&mut self.baseline);
-                self.survivors = Some(difference(&hashes, &base));
+                let base = self.baseline.take().expect("the first dump's identities");
+                idents.retain(|&i| !base.had(i));
+                idents.sort_unstable();
+                idents.dedup();
+                self.survivors = Some(idents);
             }
-            (_, Some(prev)) => self.survivors = Some(intersection(&prev, &hashes)),
+            (_, Some(prev)) => self.survivors = Some(follow(&prev, idents)),
             (_, None) => unreachable!("survivors exist from the second dump on"),
         }
         self.totals.push(totals);
@@ -260,18 +264,39 @@ fn site_key(values: &[KeyValue]) -> SiteKey {
     )
 }
 
-fn difference(a: &[u64], b: &[u64]) -> Vec<u64> {
-    a.iter()
-        .copied()
-        .filter(|x| b.binary_search(x).is_err())
-        .collect()
-}
-
-fn intersection(a: &[u64], b: &[u64]) -> Vec<u64> {
-    a.iter()
-        .copied()
-        .filter(|x| b.binary_search(x).is_ok())
-        .collect()
+/// The survivors `prev` (identities in the previous dump's form) that the
+/// next dump (`next`, all its objects) still has, in the next dump's form: an
+/// object with an object_id is found by it (it may have moved), one without
+/// by its address identity (it may have got an object_id since).
+fn follow(prev: &[ObjIdentity], next: Vec<ObjIdentity>) -> Vec<ObjIdentity> {
+    let mut by_address = next;
+    by_address.sort_unstable_by_key(|i| i.address);
+    let mut by_object_id: Vec<(u64, ObjIdentity)> = by_address
+        .iter()
+        .filter_map(|i| i.object_id.map(|o| (o, *i)))
+        .collect();
+    by_object_id.sort_unstable_by_key(|p| p.0);
+    let mut out = Vec::new();
+    for e in prev {
+        match e.object_id {
+            Some(o) => {
+                if let Ok(k) = by_object_id.binary_search_by_key(&o, |p| p.0) {
+                    out.push(by_object_id[k].1);
+                }
+            }
+            None => {
+                let from = by_address.partition_point(|i| i.address < e.address);
+                out.extend(
+                    by_address[from..]
+                        .iter()
+                        .take_while(|i| i.address == e.address),
+                );
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// One site's story across the dumps.
@@ -324,7 +349,13 @@ impl SeriesBuilder {
     pub fn finish(self, last: &Heap, times: &[Option<i64>], opts: &LeakOptions) -> LeakReport {
         let secs: Option<Vec<f64>> = times.iter().map(|t| t.map(|t| t as f64)).collect();
         let secs = secs.as_deref();
-        let survivors = self.survivors.unwrap_or_default();
+        let mut survivors: Vec<u64> = self
+            .survivors
+            .unwrap_or_default()
+            .iter()
+            .map(ObjIdentity::key)
+            .collect();
+        survivors.sort_unstable();
         // Survivors in the last dump, by site.
         let by = [GroupKey::Type, GroupKey::Class, GroupKey::Location];
         let mut grouper = Grouper::new(last);
@@ -335,7 +366,7 @@ impl SeriesBuilder {
             if !self.include_tracer && last.is_tracer(id) {
                 continue;
             }
-            if survivors.binary_search(&identities.of(id)).is_ok() {
+            if survivors.binary_search(&identities.of(id).key()).is_ok() {
                 let m = last.memsize(id);
                 let e = survivor_sites
                     .entry(grouper.raw_key(id, &by))
@@ -428,7 +459,8 @@ impl SeriesBuilder {
         if self.totals.iter().any(|t| t.traced_objects == 0) {
             warnings.push(
                 "some dumps have no allocation tracing: survivors are matched by address and type \
-                 only, and sites have no location; start tracing early for a reliable report"
+                 only (or by object_id, for objects whose Ruby 4.0+ record has one), and sites have \
+                 no location; start tracing early for a reliable report"
                     .to_string(),
             );
         }
@@ -524,9 +556,28 @@ mod tests {
         assert_eq!(groups[0][0].path, PathBuf::from("b.dump"));
     }
 
+    fn ident(address: u64, object_id: Option<u64>) -> ObjIdentity {
+        ObjIdentity { address, object_id }
+    }
+
     #[test]
-    fn set_operations() {
-        assert_eq!(difference(&[1, 2, 3, 5], &[2, 5]), vec![1, 3]);
-        assert_eq!(intersection(&[1, 2, 3, 5], &[2, 4, 5]), vec![2, 5]);
+    fn survivors_follow_object_ids_and_addresses() {
+        let prev = vec![
+            ident(1, Some(100)), // moves to address 9
+            ident(2, Some(200)), // dies; a new object takes address 2
+            ident(3, None),      // gets object_id 300
+            ident(4, None),      // dies
+            ident(5, None),      // stays as it was
+        ];
+        let next = vec![
+            ident(9, Some(100)),
+            ident(2, Some(201)),
+            ident(3, Some(300)),
+            ident(5, None),
+            ident(6, None),
+        ];
+        let mut want = vec![ident(9, Some(100)), ident(3, Some(300)), ident(5, None)];
+        want.sort_unstable();
+        assert_eq!(follow(&prev, next), want);
     }
 }

@@ -88,6 +88,20 @@ pub(crate) fn print(out: &str) -> Result<ExitCode> {
     }
 }
 
+/// An analysis's own warnings (about the result, not one dump) on stderr,
+/// like the loading warnings, unless `--quiet`; reports carry them too.
+pub(crate) fn print_warnings(warnings: &[String], quiet: bool) {
+    if quiet {
+        return;
+    }
+    for w in warnings {
+        eprintln!(
+            "heapscope: warning: {}",
+            heapscope_report::escape_control(w)
+        );
+    }
+}
+
 fn summary_cmd(a: SummaryArgs) -> Result<ExitCode> {
     let by =
         a.by.clone()
@@ -178,6 +192,7 @@ fn diff_cmd(a: DiffArgs) -> Result<ExitCode> {
             top,
         },
     );
+    print_warnings(&result.warnings, a.common.read.quiet);
     let sources = heapscope_report::DiffSources {
         before: &before.source,
         after: &after.source,

@@ -56,7 +56,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
 
-    /// Show the N strongest leak suspects and N largest caches.
+    /// Show the N strongest leak suspects and N largest caches (0 for all).
     #[arg(long, short = 'n', value_name = "N", default_value_t = 10)]
     pub top: usize,
 
@@ -133,9 +133,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let paths = expand_inputs(&a.inputs)?;
     let times = (!a.time.is_empty()).then_some(a.time.as_slice());
     let (processes, order) = order_dumps(&paths, times).map_err(anyhow::Error::msg)?;
+    // 0 means all, as in every other command.
+    let top = if a.top == 0 { usize::MAX } else { a.top };
     let opts = LeakOptions {
         min_growth: a.min_growth,
-        paths: a.top,
+        paths: top,
         path_ends: a.length.ends(),
     };
     let mut reports: Vec<(Option<u32>, Vec<String>, LeakReport)> = Vec::new();
@@ -161,6 +163,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         let last = last.expect("a process has at least one dump");
         let times: Vec<Option<i64>> = files.iter().map(|f| f.time).collect();
         let report = builder.finish(&last.heap, &times, &opts);
+        crate::print_warnings(&report.warnings, a.read.quiet);
         let names = files.iter().map(|f| f.path.display().to_string()).collect();
         reports.push((files[0].pid, names, report));
     }
@@ -170,7 +173,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             pid: *pid,
             dumps: names,
             report,
-            top: a.top,
+            top,
         })
         .collect();
     if let Some(path) = &a.plot {

@@ -50,8 +50,10 @@ three-dump technique: take a dump, exercise the app, dump again, exercise more, 
 time; what was allocated between the first two and is still alive in the third is a leak suspect).
 
 Objects are matched by address and type plus, when the dumps have allocation tracing, file, line
-and generation, so that an address reused after GC is not mistaken for a survivor. Without
-tracing heapscope says the match is unreliable.
+and generation, so that an address reused after GC is not mistaken for a survivor. An object
+whose Ruby 4.0+ record carries an object_id in the earlier dump is matched by that id alone
+(wherever it moved; another object at its address is new). Without tracing heapscope warns (on
+stderr, and in the report) that the match is unreliable.
 
 Examples:
     heapscope diff before.dump after.dump

@@ -34,6 +34,10 @@ module Heapscope
       @runtime_dir = Native.runtime_dir(settings[:runtime_dir])
       @runtime_dir = File.expand_path(@runtime_dir, @base)
       @logged = {}
+      # The profiler needs Ruby's NEWOBJ hook, which another GC library
+      # (Ruby 3.4+, RUBY_GC_LIBRARY; MMTk fires only GC_START and FREEOBJ)
+      # may never fire: then it stays off, and dumps and statistics go on.
+      @gc_library = settings[:profile] ? Agent.gc_library : nil
       @thread = nil
       @started = {}
       reset_process_state
@@ -46,7 +50,23 @@ module Heapscope
     end
 
     def profiler?
-      @settings[:profile]
+      @settings[:profile] && !@gc_library
+    end
+
+    # The GC library this Ruby runs with, when it is not Ruby's own: what
+    # `GC.config[:implementation]` says (Ruby 3.4+), else what
+    # RUBY_GC_LIBRARY asks for (a Ruby without modular GC ignores the
+    # variable, but an app that sets it means to run under that GC). nil for
+    # the default GC.
+    def self.gc_library
+      impl = GC.config[:implementation] if GC.respond_to?(:config)
+      [impl, ENV["RUBY_GC_LIBRARY"]].each do |name|
+        name = name.to_s.strip
+        return name unless name.empty? || name == "default"
+      end
+      nil
+    rescue StandardError
+      nil
     end
 
     # Starts everything. A start that fails half-way undoes what it turned
@@ -209,6 +229,12 @@ module Heapscope
         Native.signal_install(@settings[:dump_signal])
         @started[:signal] = true
       end
+      if @gc_library
+        warn "heapscope: Ruby runs with the GC library #{@gc_library.inspect} " \
+             "(RUBY_GC_LIBRARY, not the default GC): the heap profiler stays off, since it " \
+             "needs Ruby's allocation hook, which other GC libraries may not fire; dumps and " \
+             "statistics go on"
+      end
       if profiler?
         Native.profiler_start(@settings[:sample_rate], @settings[:max_samples],
                               @settings[:max_frames], @settings[:sample_duty])
@@ -283,6 +309,7 @@ module Heapscope
       parts << "dumps in #{@dump_dir}"
       parts << "stats to #{@stats_path}" if @stats_path
       parts << "profiler on" if profiler?
+      parts << "profiler off (GC library #{@gc_library})" if @gc_library
       parts.join(", ")
     end
 
@@ -445,7 +472,12 @@ module Heapscope
 
       requests = Heapscope.counting[:requests] ? Native.count_value(:requests) : nil
       jobs = Heapscope.counting[:jobs] ? Native.count_value(:jobs) : nil
-      @stats_io.write(Native.stats_line(requests, jobs))
+      line = Native.stats_line(requests, jobs)
+      # Why the profiler is off, as the native side says for Ractors.
+      if @gc_library && !line.include?('"profiler_off"')
+        line = line.sub(/\}\n?\z/, %(,"profiler_off":"gc_library"}\n))
+      end
+      @stats_io.write(line)
     end
 
     def flush_profile

@@ -18,6 +18,7 @@
 //! so their heaps need not stay in memory.
 
 use std::hash::{BuildHasher, Hasher};
+use std::num::NonZeroU64;
 
 use heapscope_heap::{hash_bytes, FastHash, Heap, ObjId, NO_LOC};
 
@@ -25,18 +26,19 @@ use crate::group::{group_objects, Group, GroupKey, SortBy};
 use crate::summary::ObjectFilter;
 
 /// How one object of one dump is known to other dumps: hashes of its
-/// address identity and, when the dump gives one, of its type and object_id.
+/// address identity and, when the dump gives one, of its type and object_id
+/// (16 bytes: `leaks` keeps one per survivor).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjIdentity {
     pub address: u64,
-    pub object_id: Option<u64>,
+    pub object_id: Option<NonZeroU64>,
 }
 
 impl ObjIdentity {
     /// The one hash that names the object within its dump: the object_id's
     /// when it has one.
     pub fn key(&self) -> u64 {
-        self.object_id.unwrap_or(self.address)
+        self.object_id.map_or(self.address, NonZeroU64::get)
     }
 }
 
@@ -111,7 +113,7 @@ impl<'h> Identities<'h> {
     }
 
     /// Type and object_id, for an object whose record has an `object_id` flag.
-    pub fn object_id_identity(&self, id: ObjId) -> Option<u64> {
+    pub fn object_id_identity(&self, id: ObjId) -> Option<NonZeroU64> {
         let h = self.heap;
         if h.object_ids.is_empty() {
             return None;
@@ -121,7 +123,7 @@ impl<'h> Identities<'h> {
         s.write_u64(OBJECT_ID_DOMAIN);
         s.write_u64(self.type_hash[h.otype[id as usize] as usize]);
         s.write_u64(oid);
-        Some(s.finish())
+        NonZeroU64::new(s.finish() | 1)
     }
 
     pub fn of(&self, id: ObjId) -> ObjIdentity {
@@ -180,7 +182,7 @@ impl IdentitySet {
     fn push(&mut self, i: ObjIdentity) {
         match i.object_id {
             Some(o) => {
-                self.object_ids.push(o);
+                self.object_ids.push(o.get());
                 self.identified.push(i.address);
             }
             None => self.plain.push(i.address),
@@ -207,7 +209,7 @@ impl IdentitySet {
     pub fn had(&self, later: ObjIdentity) -> bool {
         later
             .object_id
-            .is_some_and(|o| self.object_ids.binary_search(&o).is_ok())
+            .is_some_and(|o| self.object_ids.binary_search(&o.get()).is_ok())
             || self.plain.binary_search(&later.address).is_ok()
     }
 
@@ -215,7 +217,7 @@ impl IdentitySet {
     /// earlier dump.
     pub fn still_has(&self, earlier: ObjIdentity) -> bool {
         match earlier.object_id {
-            Some(o) => self.object_ids.binary_search(&o).is_ok(),
+            Some(o) => self.object_ids.binary_search(&o.get()).is_ok(),
             None => {
                 self.plain.binary_search(&earlier.address).is_ok()
                     || self.identified.binary_search(&earlier.address).is_ok()
@@ -466,8 +468,10 @@ mod tests {
 
     fn identities() -> impl Strategy<Value = Vec<ObjIdentity>> {
         prop::collection::vec(
-            (0u64..6, prop::option::of(100u64..106))
-                .prop_map(|(address, object_id)| ObjIdentity { address, object_id }),
+            (0u64..6, prop::option::of(100u64..106)).prop_map(|(address, object_id)| ObjIdentity {
+                address,
+                object_id: object_id.and_then(NonZeroU64::new),
+            }),
             0..12,
         )
     }

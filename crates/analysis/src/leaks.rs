@@ -271,7 +271,7 @@ fn site_key(values: &[KeyValue]) -> SiteKey {
 fn follow(prev: &[ObjIdentity], next: Vec<ObjIdentity>) -> Vec<ObjIdentity> {
     let mut by_address = next;
     by_address.sort_unstable_by_key(|i| i.address);
-    let mut by_object_id: Vec<(u64, ObjIdentity)> = by_address
+    let mut by_object_id: Vec<(std::num::NonZeroU64, ObjIdentity)> = by_address
         .iter()
         .filter_map(|i| i.object_id.map(|o| (o, *i)))
         .collect();
@@ -557,7 +557,10 @@ mod tests {
     }
 
     fn ident(address: u64, object_id: Option<u64>) -> ObjIdentity {
-        ObjIdentity { address, object_id }
+        ObjIdentity {
+            address,
+            object_id: object_id.and_then(std::num::NonZeroU64::new),
+        }
     }
 
     #[test]

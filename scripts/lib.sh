@@ -131,13 +131,13 @@ CHROOT_PACKAGES="ca-certificates gcc libc6-dev make libclang-dev protobuf-compil
 #   trixie: Debian 13's ruby3.3 (3.3.8), the default ruby there.
 #   sid:    ruby3.4 (3.4.11) from experimental, made the default `ruby`
 #           (sid's own default is still 3.3). Sidekiq comes from trixie
-#           (7.3): sid's 8.1 needs json >= 2.16, which Debian builds for 3.3
+#           (7.3, with its connection_pool 2.4): sid's 8.1 needs json >= 2.16, which Debian builds for 3.3
 #           only. Puma's extension is built for 3.3 only, so the Puma test
 #           skips itself on 3.4.
 chroot_recipe() {
   case $1 in
   trixie) echo "suite=trixie ruby=ruby3.3 packages=ruby ruby-dev $CHROOT_PACKAGES v1" ;;
-  sid) echo "suite=sid ruby=ruby3.4 experimental packages=$CHROOT_PACKAGES sidekiq=trixie v1" ;;
+  sid) echo "suite=sid ruby=ruby3.4 experimental packages=$CHROOT_PACKAGES sidekiq,connection-pool=trixie v2" ;;
   *) return 1 ;;
   esac
 }
@@ -170,7 +170,7 @@ make_chroot() {
     chroot_apt "$dir" install -t experimental ruby3.4 ruby3.4-dev || return 1
     # shellcheck disable=SC2086
     chroot_apt "$dir" install $CHROOT_PACKAGES || return 1
-    chroot_apt "$dir" install --allow-downgrades ruby-sidekiq/trixie || return 1
+    chroot_apt "$dir" install --allow-downgrades ruby-sidekiq/trixie ruby-connection-pool/trixie || return 1
     # Ruby 3.4 becomes the `ruby` (and gem, erb, irb, bundle) of every
     # command, shebangs included.
     local tool

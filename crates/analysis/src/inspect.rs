@@ -1,7 +1,7 @@
 //! Everything known about one object: its record's columns, sizes, immediate
 //! dominator, roots, and the objects on either side of it (paged).
 
-use heapscope_graph::{Dominators, Graph};
+use heapscope_graph::{Dominators, Graph, RootCoverage};
 use heapscope_heap::{flags, types, FastMap, ObjId};
 
 use crate::paths::{object_ref, IvarNames, Labeler, ObjectRef, RecordFacts};
@@ -56,6 +56,8 @@ pub struct Inspection {
     pub retained_bytes: u64,
     pub reachable: bool,
     pub dominator: Dominator,
+    /// What "unreachable" means in this dump (see [`RootCoverage`]).
+    pub coverage: RootCoverage,
     pub root_categories: Vec<String>,
     pub referrers: Page<Neighbour>,
     pub referents: Page<Neighbour>,
@@ -172,6 +174,7 @@ pub fn inspect(
         retained_bytes: dom.retained(id),
         reachable,
         dominator,
+        coverage: g.root_coverage(),
         root_categories: g
             .root_categories_of(id)
             .into_iter()

@@ -196,7 +196,7 @@ impl<'g, 'h> Labeler<'g, 'h> {
             .collect();
         if positions.is_empty() {
             return if g.class_edge(from) == Some(to) {
-                "its class".into()
+                g.implicit_edge_label(from)
             } else {
                 "a reference".into()
             };

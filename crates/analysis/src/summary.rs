@@ -115,6 +115,8 @@ pub struct Totals {
     /// Memsize of the allocation tracer's table, when the dump has one.
     pub tracer_memsize: Option<u64>,
     pub tracer_included: bool,
+    /// Free slots in a `dump_all(full: true)` dump (not objects).
+    pub free_slots: u64,
 }
 
 impl Totals {
@@ -127,6 +129,7 @@ impl Totals {
             traced_objects: heap.facts.traced_objects,
             tracer_memsize: heap.tracer.map(|id| heap.memsize(id)),
             tracer_included: filter.include_tracer,
+            free_slots: heap.facts.free_slots,
             ..Default::default()
         }
     }

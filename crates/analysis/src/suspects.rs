@@ -30,7 +30,7 @@
 //! report gives the shortest path from a root to that point and what it holds
 //! (its dominator subtree summed by class and by location).
 
-use heapscope_graph::{shortest_paths, Dominators, Graph};
+use heapscope_graph::{shortest_paths, Dominators, Graph, RootCoverage};
 use heapscope_heap::{FastMap, ObjId};
 
 use crate::group::{GroupKey, Grouper, KeyValue, MAX_KEYS};
@@ -133,6 +133,10 @@ pub struct Suspects {
     pub largest: Option<(RetainedObject, f64)>,
     /// Groups over the threshold left out because larger suspects explain them.
     pub explained_groups: usize,
+    /// What the dump's ROOT records allow: with none (a
+    /// `dump_all(since: ...)` dump) nothing is reachable and no suspect can
+    /// be found, which is not the same as a heap without suspects.
+    pub coverage: RootCoverage,
 }
 
 /// Per-group sums of the grouping pass.
@@ -329,6 +333,7 @@ pub fn find_suspects(g: &Graph<'_>, dom: &Dominators, opts: SuspectOptions) -> S
         suspects,
         largest: largest.map(|v| (describe(g, dom, v), share(dom.retained(v), reachable))),
         explained_groups,
+        coverage: g.root_coverage(),
     }
 }
 

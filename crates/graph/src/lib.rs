@@ -5,10 +5,28 @@
 //! which Ruby's GC marks but dumps leave out. The super-root has an edge to
 //! every object a ROOT record references, labelled with the root's category.
 //!
+//! Dumps before Ruby 3.2 (no SHAPE records, no `shape_id`) also hide one
+//! reference of some IMEMOs: objspace leaves out of `references` whatever
+//! equals the object's klass word and prints it as `class`, and for a
+//! constant cache (its value), env (iseq), ment (defined class), cref
+//! (refinements), svar (cref_or_me) and iseq (wrapper) that word is a field
+//! the GC marks. Those IMEMOs get an edge to their `class`
+//! ([`Heap::imemo_klass`]); callcache (whose klass is weak) and callinfo do
+//! not. From 3.2 on IMEMOs carry no `class` and `references` are complete.
+//!
 //! Weak edges are left out of reachability, dominators and paths: the
-//! outgoing references of `ObjectSpace::WeakMap` and `ObjectSpace::WeakKeyMap`
-//! objects (DATA records whose struct is `weakmap` / `weakkeymap`), because
-//! their entries do not keep their targets alive (`WeakRef` is built on them).
+//! outgoing references of `ObjectSpace::WeakMap` objects (DATA records whose
+//! struct is `weakmap`), because its entries do not keep their targets alive
+//! (`WeakRef` is built on it). An `ObjectSpace::WeakKeyMap` (`weakkeymap`,
+//! Ruby 3.3+) is different: its `references` are its values, which Ruby
+//! holds strongly while their key lives (the keys, which it holds weakly,
+//! are not listed), so they are ordinary edges.
+//!
+//! Roots: `machine_context` roots are conservative (values found on a C
+//! stack). They do keep objects alive, so they count for reachability and
+//! dominators, but [`shortest_paths`] shows paths from precise roots first.
+//! [`Graph::root_coverage`] says how far "no root reaches it" can be taken
+//! as "the next GC frees it" in a given dump.
 //!
 //! [`Dominators`] computes the dominator tree with the Semi-NCA algorithm
 //! over these CSR arrays, iteratively (no recursion, no per-node maps), and
@@ -18,14 +36,61 @@ mod dominators;
 mod escape;
 mod paths;
 
-use heapscope_heap::{types, Heap, ObjId, StrId, NO_CLASS, NO_OBJ};
+use heapscope_heap::{types, FastMap, Heap, ObjId, StrId, NO_CLASS, NO_OBJ};
 
 pub use dominators::Dominators;
 pub use escape::{escape_control, escape_control_text};
 pub use paths::{shortest_paths, RootPath};
 
-/// DATA `struct` names whose references are weak.
-pub const WEAK_STRUCTS: &[&[u8]] = &[b"weakmap", b"weakkeymap", b"WeakMap", b"WeakKeyMap"];
+/// DATA `struct` names whose references are weak (`ObjectSpace::WeakMap`;
+/// not `weakkeymap`, whose listed references are its strongly held values).
+pub const WEAK_STRUCTS: &[&[u8]] = &[b"weakmap", b"WeakMap"];
+
+/// What a dump's ROOT records allow one to conclude about an object that no
+/// root reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootCoverage {
+    /// No ROOT records (`dump_all(since: ...)`, or a dump cut off at its
+    /// start): reachability is not in the dump at all.
+    Missing,
+    /// ROOT records, but no `finalizers` category: dumps from Ruby 3.4 on
+    /// never write one (and do not list Object under `vm`), and older ones
+    /// only when finalizers exist. "No root reaches it" holds for the dump,
+    /// but is not a promise that the next GC frees the object.
+    NoFinalizers,
+    /// ROOT records including `finalizers`: what no root reaches is garbage
+    /// that the next GC frees.
+    Complete,
+}
+
+impl RootCoverage {
+    /// Name used in JSON reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            RootCoverage::Missing => "missing",
+            RootCoverage::NoFinalizers => "no_finalizers",
+            RootCoverage::Complete => "complete",
+        }
+    }
+
+    /// What "no root reaches it" means for one object (`plural`: for
+    /// several), for people; `None` when the dump cannot tell.
+    pub fn unreachable_meaning(self, plural: bool) -> Option<&'static str> {
+        Some(match (self, plural) {
+            (RootCoverage::Missing, _) => return None,
+            (RootCoverage::NoFinalizers, false) => {
+                "no root this dump lists reaches it; the dump lists no finalizers roots, as \
+                 dumps from Ruby 3.4 on never do, so this does not prove that the next GC frees it"
+            }
+            (RootCoverage::NoFinalizers, true) => {
+                "no root this dump lists reaches them; the dump lists no finalizers roots, as \
+                 dumps from Ruby 3.4 on never do, so this does not prove that the next GC frees them"
+            }
+            (RootCoverage::Complete, false) => "no root reaches it: the next GC frees it",
+            (RootCoverage::Complete, true) => "no root reaches them: the next GC frees them",
+        })
+    }
+}
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GraphOptions {
@@ -42,6 +107,10 @@ pub struct Graph<'h> {
     n: u32,
     /// Objects whose outgoing edges are weak (see the crate docs).
     weak: Vec<bool>,
+    /// Hidden IMEMO -> klass-word edges of dumps before Ruby 3.2.
+    imemo_klass: &'h FastMap<ObjId, ObjId>,
+    /// Objects a precise (not `machine_context`) root references.
+    precise_roots: FastMap<ObjId, ()>,
     /// The super-root's edges, and the root category of each.
     root_edges: Vec<ObjId>,
     root_edge_category: Vec<StrId>,
@@ -69,16 +138,22 @@ impl<'h> Graph<'h> {
             .collect();
         let mut root_edges = Vec::new();
         let mut root_edge_category = Vec::new();
+        let mut precise_roots = FastMap::default();
         for root in &heap.roots {
             for &r in heap.root_refs(root) {
                 root_edges.push(r);
                 root_edge_category.push(root.category);
+                if !root.conservative {
+                    precise_roots.insert(r, ());
+                }
             }
         }
         let mut g = Graph {
             heap,
             n,
             weak,
+            imemo_klass: &heap.imemo_klass,
+            precise_roots,
             root_edges,
             root_edge_category,
             pred_offsets: Vec::new(),
@@ -122,7 +197,8 @@ impl<'h> Graph<'h> {
     }
 
     /// Calls `f` for every strong edge `v -> w`, in the order of `references`,
-    /// then the class edge.
+    /// then the class edge (for an IMEMO of a dump before Ruby 3.2: the
+    /// hidden klass-word edge, see the crate docs).
     #[inline]
     pub fn for_each_succ(&self, v: u32, mut f: impl FnMut(u32)) {
         if v == self.n {
@@ -140,15 +216,62 @@ impl<'h> Graph<'h> {
         }
     }
 
-    /// The implicit edge from an object to its class, when the class is in the dump.
+    /// The implicit edge from an object to its class, when the class is in
+    /// the dump; for an IMEMO of a dump before Ruby 3.2, the object its
+    /// klass word holds (see [`Graph::implicit_edge_label`]).
     #[inline]
     pub fn class_edge(&self, v: ObjId) -> Option<ObjId> {
         let c = self.heap.class[v as usize];
         if c == NO_CLASS {
-            return None;
+            if self.imemo_klass.is_empty() || self.heap.otype[v as usize] != types::IMEMO {
+                return None;
+            }
+            return self.imemo_klass.get(&v).copied();
         }
         let obj = self.heap.classes[c as usize].object;
         (obj != NO_OBJ).then_some(obj)
+    }
+
+    /// How `v` holds the target of its [`Graph::class_edge`], for paths:
+    /// "its class", or for an IMEMO's hidden klass-word edge (dumps before
+    /// Ruby 3.2) what that field is.
+    pub fn implicit_edge_label(&self, v: ObjId) -> String {
+        if self.heap.otype[v as usize] != types::IMEMO {
+            return "its class".into();
+        }
+        let what = match self.heap.detail_str(v) {
+            Some(b"constcache") => "the constant value it caches",
+            Some(b"env") => "its iseq",
+            Some(b"ment") => "its defined class",
+            Some(b"cref") => "its refinements",
+            Some(b"svar") => "its cref or method entry",
+            Some(b"iseq") => "its wrapper",
+            _ => "a field",
+        };
+        format!("{what} (dumped as its class before Ruby 3.2)")
+    }
+
+    /// What the dump's ROOT records allow one to conclude about objects no
+    /// root reaches (see [`RootCoverage`]).
+    pub fn root_coverage(&self) -> RootCoverage {
+        let heap = self.heap;
+        if heap.roots.is_empty() {
+            return RootCoverage::Missing;
+        }
+        let finalizers = heap
+            .roots
+            .iter()
+            .any(|r| heap.strings.get(r.category) == b"finalizers");
+        if finalizers {
+            RootCoverage::Complete
+        } else {
+            RootCoverage::NoFinalizers
+        }
+    }
+
+    /// Whether `v` is referenced by a precise (not `machine_context`) root.
+    pub fn has_precise_root(&self, v: ObjId) -> bool {
+        self.precise_roots.contains_key(&v)
     }
 
     /// The successors of `v`, collected (for callers that need a slice).

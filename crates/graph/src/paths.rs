@@ -17,18 +17,27 @@ pub struct RootPath {
     pub nodes: Vec<ObjId>,
 }
 
-/// Up to `max` shortest paths from the roots to `target`, shortest first,
-/// each starting at a different root-referenced object. A breadth-first
-/// search walks references backwards from the target, so only the part of
-/// the heap that leads to it is visited.
+/// Up to `max` shortest paths from the roots to `target`, each starting at a
+/// different root-referenced object: paths from precise roots first
+/// (shortest first), then, to make up `max`, paths from objects that only a
+/// conservative `machine_context` root references (a value found on a C
+/// stack, possibly stale), shortest first. So a precise path is shown
+/// whenever one exists, even when a conservative one is shorter. A
+/// breadth-first search walks references backwards from the target, so only
+/// the part of the heap that leads to it is visited (all of that part when
+/// fewer than `max` precise paths exist).
 pub fn shortest_paths(g: &Graph<'_>, target: ObjId, max: usize) -> Vec<RootPath> {
     let root = g.root();
     let mut next = vec![NONE; g.node_count()];
     let mut queue = VecDeque::new();
-    let mut out = Vec::new();
+    let mut precise = Vec::new();
+    let mut conservative = Vec::new();
     next[target as usize] = target;
     queue.push_back(target);
     while let Some(v) = queue.pop_front() {
+        if precise.len() >= max {
+            break;
+        }
         let mut rooted = false;
         for &p in g.preds(v) {
             if p == root {
@@ -39,20 +48,28 @@ pub fn shortest_paths(g: &Graph<'_>, target: ObjId, max: usize) -> Vec<RootPath>
             }
         }
         if rooted {
+            if g.has_precise_root(v) {
+                precise.push(v);
+            } else if conservative.len() < max {
+                conservative.push(v);
+            }
+        }
+    }
+    precise
+        .into_iter()
+        .chain(conservative)
+        .take(max)
+        .map(|v| {
             let mut nodes = vec![v];
             let mut x = v;
             while x != target {
                 x = next[x as usize];
                 nodes.push(x);
             }
-            out.push(RootPath {
+            RootPath {
                 categories: g.root_categories_of(v),
                 nodes,
-            });
-            if out.len() >= max {
-                break;
             }
-        }
-    }
-    out
+        })
+        .collect()
 }

@@ -94,15 +94,13 @@ fn make_dump() -> (PathBuf, HashMap<String, u64>) {
 }
 
 /// Successors as the crate documents them, derived from the heap columns
-/// here: references, then the class edge; none for weak containers unless
+/// here: references, then the class edge (for an IMEMO of a dump before
+/// Ruby 3.2, its hidden klass-word reference); none for WeakMaps unless
 /// `with_weak`. CSR.
 fn adjacency(h: &Heap, with_weak: bool) -> (Vec<usize>, Vec<u32>) {
     let weakmap = |v: ObjId| {
         h.otype[v as usize] == types::DATA
-            && matches!(
-                h.detail_str(v),
-                Some(b"weakmap" | b"weakkeymap" | b"WeakMap" | b"WeakKeyMap")
-            )
+            && matches!(h.detail_str(v), Some(b"weakmap" | b"WeakMap"))
     };
     let mut off = vec![0usize];
     let mut adj = Vec::new();
@@ -112,6 +110,9 @@ fn adjacency(h: &Heap, with_weak: bool) -> (Vec<usize>, Vec<u32>) {
             let c = h.class[v as usize];
             if c != NO_CLASS && h.classes[c as usize].object != NO_OBJ {
                 adj.push(h.classes[c as usize].object);
+            }
+            if let Some(&k) = h.imemo_klass.get(&v) {
+                adj.push(k);
             }
         }
         off.push(adj.len());

@@ -57,6 +57,14 @@ pub struct ShapeRecord<'a> {
     pub memsize: u64,
 }
 
+/// IMEMO types whose klass word (dumped as `class` before Ruby 3.2, and left
+/// out of `references`) is a field the GC marks: a constant cache's value, an
+/// env's iseq, a method entry's defined class, a cref's refinements, an
+/// svar's cref_or_me, an iseq's wrapper. Not callcache (its klass is weak)
+/// nor callinfo, nor the types whose second word is not an object.
+pub const IMEMO_KLASS_MARKED: &[&[u8]] =
+    &[b"constcache", b"env", b"ment", b"cref", b"svar", b"iseq"];
+
 /// Unknown type names are stored as `UNKNOWN_BASE + k`, k indexing `unknown_types`.
 const UNKNOWN_BASE: u8 = 128;
 
@@ -84,6 +92,9 @@ pub struct PartialHeap {
     shapes: Vec<Shape>,
     object_ids: Vec<(u32, u64)>,
     real_class_names: Vec<(u32, StrId)>,
+    /// `(IMEMO, class address)` of IMEMOs whose klass word the GC marks
+    /// (kept only for dumps before Ruby 3.2, see [`Heap::imemo_klass`]).
+    imemo_klass_notes: Vec<(u32, u64)>,
     facts: DumpFacts,
 }
 
@@ -175,6 +186,21 @@ impl PartialHeap {
             let real = self.strings.intern(real);
             self.real_class_names.push((idx, real));
         }
+        match (t, r.detail, r.class) {
+            (types::CLASS | types::MODULE, _, _) => self.facts.class_records += 1,
+            (types::IMEMO, Detail::Str(imemo_type), Some(klass))
+                if klass != 0 && IMEMO_KLASS_MARKED.contains(&imemo_type) =>
+            {
+                self.imemo_klass_notes.push((idx, klass));
+            }
+            _ => {}
+        }
+    }
+
+    /// A free slot (`"type":"NONE"`, from `dump_all(full: true)`): counted,
+    /// not kept as an object.
+    pub fn count_free_slot(&mut self) {
+        self.facts.free_slots += 1;
     }
 
     pub fn push_root(&mut self, r: &RootRecord<'_>) {
@@ -210,6 +236,7 @@ pub struct HeapBuilder {
     ref_addrs: Vec<u64>,
     root_addrs: Vec<u64>,
     real_class_names: FastMap<ObjId, StrId>,
+    imemo_klass_notes: Vec<(ObjId, u64)>,
 }
 
 impl HeapBuilder {
@@ -243,6 +270,7 @@ impl HeapBuilder {
             ref_addrs: Vec::new(),
             root_addrs: Vec::new(),
             real_class_names: FastMap::default(),
+            imemo_klass_notes: Vec::new(),
         }
     }
 
@@ -376,11 +404,15 @@ impl HeapBuilder {
         for (i, real) in p.real_class_names {
             self.real_class_names.insert(base + i, remap(real));
         }
+        self.imemo_klass_notes
+            .extend(p.imemo_klass_notes.iter().map(|&(i, a)| (base + i, a)));
         let f = &mut h.facts;
         f.traced_objects += p.facts.traced_objects;
         f.has_shapes |= p.facts.has_shapes;
         f.integer_flags |= p.facts.integer_flags;
         f.has_slot_size |= p.facts.has_slot_size;
+        f.free_slots += p.facts.free_slots;
+        f.class_records += p.facts.class_records;
     }
 
     /// Resolves addresses (references, roots, classes) to object ids.
@@ -391,6 +423,7 @@ impl HeapBuilder {
             ref_addrs,
             root_addrs,
             real_class_names,
+            imemo_klass_notes,
             ..
         } = self;
         shrink_columns(&mut heap);
@@ -443,6 +476,15 @@ impl HeapBuilder {
                     heap.classes[i].real_name = real;
                 }
             }
+        }
+
+        // From 3.2 on IMEMOs carry no `class` (4.0's `fields` carry their
+        // owner) and `references` are complete: only older dumps have these.
+        if with_refs && !heap.facts.has_shapes && !heap.facts.has_slot_size {
+            heap.imemo_klass = imemo_klass_notes
+                .into_iter()
+                .filter_map(|(id, a)| heap.find(a).map(|target| (id, target)))
+                .collect();
         }
 
         if let Some(tracer_struct) = heap.strings.find(TRACER_STRUCT) {

@@ -145,6 +145,12 @@ pub struct DumpFacts {
     pub duplicate_addresses: u64,
     /// Highest generation seen.
     pub max_generation: Option<u32>,
+    /// Free slots (`"type":"NONE"` records, written by
+    /// `dump_all(full: true)`): counted here, never kept as objects.
+    pub free_slots: u64,
+    /// CLASS or MODULE records in the dump (none in a
+    /// `dump_all(since: ...)` dump, which leaves classes out).
+    pub class_records: u64,
 }
 
 /// A whole heap dump in memory. See the crate docs for the layout.
@@ -181,6 +187,11 @@ pub struct Heap {
     pub shapes: Vec<Shape>,
     /// Ruby 4.0's stable `object_id` flag, for the objects that have one.
     pub object_ids: FastMap<ObjId, u64>,
+    /// Dumps before Ruby 3.2 only: IMEMOs whose `class` is a reference the
+    /// GC marks (a constant cache's value, an env's iseq, a method entry's
+    /// defined class, a cref's refinements, an svar's cref_or_me, an iseq's
+    /// wrapper), which objspace leaves out of `references`: IMEMO -> object.
+    pub imemo_klass: FastMap<ObjId, ObjId>,
     /// The allocation tracer's bookkeeping object, if the dump has one.
     pub tracer: Option<ObjId>,
     pub facts: DumpFacts,
@@ -263,11 +274,14 @@ impl Heap {
     /// Display name of a class as Ruby's `obj.class` would show it: its name;
     /// for a singleton class, the real class it stands in for (so the class
     /// objects of an app group under `Class`, not under thousands of
-    /// metaclasses); else `#<Class:0x...>`.
+    /// metaclasses); else `#<Class:0x...>` for an anonymous class, or
+    /// `(unknown class 0x...)` when the dump has no record of the class
+    /// (`dump_all(since: ...)` leaves classes out).
     pub fn class_display(&self, class: ClassId) -> String {
         let c = &self.classes[class as usize];
         match c.name.get().or(c.real_name.get()) {
             Some(n) => self.strings.text(n).into_owned(),
+            None if c.object == NO_OBJ => format!("(unknown class {:#x})", c.address),
             None => format!("#<Class:{:#x}>", c.address),
         }
     }
@@ -351,5 +365,6 @@ impl Heap {
             + v(&self.shapes)
             + self.strings.heap_bytes()
             + (self.memsize_big.capacity() + self.object_ids.capacity()) * 16
+            + self.imemo_klass.capacity() * 12
     }
 }

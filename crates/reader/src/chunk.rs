@@ -203,6 +203,9 @@ fn accept(
             });
             r.shapes += 1;
         }
+        // A free slot (`dump_all(full: true)`), not an object: its `class`
+        // is a free-list pointer.
+        b"NONE" => r.partial.count_free_slot(),
         _ => {
             let address = match f.address {
                 Some(a) => a,

@@ -110,6 +110,12 @@ pub struct Diagnostics {
     /// these mean several dumps in one file), and the line of the first one.
     pub late_roots: u64,
     pub first_late_root: Option<u64>,
+    /// Free slots (`"type":"NONE"` records of `dump_all(full: true)`),
+    /// skipped: they are not objects (copied from
+    /// [`heapscope_heap::DumpFacts`]).
+    pub free_slots: u64,
+    /// CLASS and MODULE records; none in a `dump_all(since: ...)` dump.
+    pub class_records: u64,
 }
 
 impl Diagnostics {
@@ -182,9 +188,18 @@ impl Diagnostics {
                 self.duplicate_addresses
             ));
         }
+        if self.since_dump() {
+            w.push(format!(
+                "{source}: the dump has no ROOT and no CLASS records, as dump_all(since: ...) writes: it holds only the objects allocated since a GC generation, so class names (classes show as \"(unknown class 0x...)\"), reachability and references to older objects are not in it"
+            ));
+        }
         // A few dangling references are normal (objects freed while Ruby
-        // wrote the dump); many mean a partial dump.
-        if self.dangling_refs > 0 && self.dangling_refs * 100 > self.references {
+        // wrote the dump); many mean a partial dump (expected of a
+        // dump_all(since: ...) dump, said above).
+        if self.dangling_refs > 0
+            && self.dangling_refs * 100 > self.references
+            && !self.since_dump()
+        {
             w.push(format!(
                 "{source}: {} of {} references ({:.1}%) point at addresses no record has (a partial or cut-off dump?); they were dropped",
                 self.dangling_refs,
@@ -195,12 +210,22 @@ impl Diagnostics {
         w
     }
 
+    /// The dump has objects but no ROOT and no CLASS records: written by
+    /// `dump_all(since: gen)`, which leaves out everything older than `gen`.
+    pub fn since_dump(&self) -> bool {
+        self.objects > 0 && self.roots == 0 && self.class_records == 0
+    }
+
     /// Why what is reachable cannot be judged from this dump, if it cannot:
     /// for the commands that walk the object graph (retained sizes,
     /// unreachable objects, paths, suspects). Empty for a sound dump.
     pub fn reachability_warnings(&self, source: &str) -> Vec<String> {
         let mut w = Vec::new();
-        if self.roots == 0 && self.objects > 0 {
+        if self.since_dump() {
+            w.push(format!(
+                "{source}: reachability is not in this dump (no ROOT records: dump_all(since: ...) leaves them out): nothing can be said about what is reachable, retained or garbage"
+            ));
+        } else if self.roots == 0 && self.objects > 0 {
             w.push(format!(
                 "{source}: the dump has no ROOT records (written with dump_all(since: ...)?, or cut off at the start): reachability cannot be judged, so every object looks unreachable and retained sizes and paths are meaningless"
             ));
@@ -388,6 +413,8 @@ pub fn read_input(input: Input, opts: &ReadOptions) -> Result<Dump, ReadError> {
         }
         let heap = builder.finish();
         diag.duplicate_addresses = heap.facts.duplicate_addresses;
+        diag.free_slots = heap.facts.free_slots;
+        diag.class_records = heap.facts.class_records;
         diag.dangling_refs = heap.facts.dangling_refs;
         diag.references = heap.refs.len() as u64 + heap.facts.dangling_refs;
         Ok(Dump {

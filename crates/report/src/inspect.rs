@@ -184,7 +184,10 @@ fn inspect_text_unescaped(r: &InspectReport<'_>, exact: bool) -> String {
         "dominator",
         match &i.dominator {
             Dominator::Root => "a root (no single object keeps it alive)".into(),
-            Dominator::Unreachable => "unreachable from any root: the next GC frees it".into(),
+            Dominator::Unreachable => match i.coverage.unreachable_meaning(false) {
+                Some(m) => format!("unreachable from any root in this dump: {m}"),
+                None => "unknown: reachability is not in this dump (no ROOT records)".into(),
+            },
             Dominator::Object(d) => format!("{:#x} {} {}", d.address, d.type_name, who(d)),
         },
     );

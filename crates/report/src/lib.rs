@@ -75,6 +75,8 @@ pub fn diagnostics_json(d: &Diagnostics) -> Value {
         "recovered_lines": d.recovered,
         "general_parser_lines": d.fallback_lines,
         "input_error": d.input_error,
+        "free_slots": d.free_slots,
+        "class_records": d.class_records,
     })
 }
 
@@ -88,6 +90,7 @@ fn totals_json(t: &Totals) -> Value {
         "traced_objects": t.traced_objects,
         "tracer_memsize": t.tracer_memsize,
         "tracer_included": t.tracer_included,
+        "free_slots": t.free_slots,
     })
 }
 
@@ -208,6 +211,12 @@ fn summary_text_unescaped(source: &str, s: &Summary, d: &Diagnostics, show_bytes
         out.push_str(&format!(
             ", {} objects with allocation info",
             thousands(t.traced_objects)
+        ));
+    }
+    if t.free_slots > 0 {
+        out.push_str(&format!(
+            ", {} free slots (dump_all(full: true); not objects, not counted)",
+            thousands(t.free_slots)
         ));
     }
     out.push('\n');

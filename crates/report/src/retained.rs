@@ -2,6 +2,7 @@
 
 use heapscope_analysis::group::{GroupKey, KeyValue};
 use heapscope_analysis::retained::{RetainedGroup, RetainedObject};
+use heapscope_graph::RootCoverage;
 use serde_json::{json, Map, Value};
 
 use crate::size;
@@ -19,6 +20,8 @@ pub struct RetainedReport<'a> {
     pub by: &'a [GroupKey],
     pub groups: &'a [RetainedGroup],
     pub total_groups: usize,
+    /// What "no root reaches it" means in this dump.
+    pub coverage: RootCoverage,
 }
 
 fn plural<'a>(n: u64, one: &'a str, many: &'a str) -> &'a str {
@@ -66,9 +69,22 @@ pub fn retained_json(r: &RetainedReport<'_>) -> Value {
             })
             .collect()
     };
+    if r.coverage == RootCoverage::Missing {
+        // No ROOT records: nothing is known to be reachable or garbage.
+        return json!({
+            "source": r.source,
+            "by": r.by.iter().map(|k| k.name()).collect::<Vec<_>>(),
+            "reachability": r.coverage.name(),
+            "reachable": null,
+            "unreachable": null,
+            "rows": [],
+            "groups": 0,
+        });
+    }
     json!({
         "source": r.source,
         "by": r.by.iter().map(|k| k.name()).collect::<Vec<_>>(),
+        "reachability": r.coverage.name(),
         "reachable": {"objects": r.reachable_objects, "bytes": r.reachable_bytes},
         "unreachable": {
             "objects": r.unreachable_objects,
@@ -90,8 +106,20 @@ pub fn retained_text(r: &RetainedReport<'_>, exact: bool) -> String {
 }
 
 fn retained_text_unescaped(r: &RetainedReport<'_>, exact: bool) -> String {
+    let unreachable = match r.coverage {
+        RootCoverage::Missing => {
+            return format!(
+                "{}: reachability is not in this dump (it has no ROOT records, as \
+                 dump_all(since: ...) writes), so nothing can be said about what is \
+                 retained or unreachable\n",
+                r.source
+            );
+        }
+        RootCoverage::NoFinalizers => "reached by no root this dump lists",
+        RootCoverage::Complete => "unreachable from any root",
+    };
     let mut out = format!(
-        "{}: {} reachable {} retain {}; {} {} unreachable from any root ({})\n\n",
+        "{}: {} reachable {} retain {}; {} {} {unreachable} ({})\n\n",
         r.source,
         thousands(r.reachable_objects),
         plural(r.reachable_objects, "object", "objects"),
@@ -154,7 +182,10 @@ fn retained_text_unescaped(r: &RetainedReport<'_>, exact: bool) -> String {
         }
     }
     if !r.unreachable.is_empty() {
-        out.push_str("\nUnreachable objects (no root references them; the next GC frees them):\n");
+        out.push_str(&format!(
+            "\nUnreachable objects ({}):\n",
+            r.coverage.unreachable_meaning(true).unwrap_or_default()
+        ));
         let mut t = Table::with_columns(&[
             ("count", Align::Right),
             ("memsize", Align::Right),

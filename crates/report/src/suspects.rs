@@ -2,6 +2,7 @@
 
 use heapscope_analysis::retained::RetainedObject;
 use heapscope_analysis::suspects::{Suspect, SuspectKind, Suspects};
+use heapscope_graph::RootCoverage;
 use serde_json::{json, Value};
 
 use crate::size;
@@ -66,6 +67,7 @@ pub fn suspects_json(source: &str, r: &Suspects) -> Value {
         "source": source,
         "reachable_objects": r.reachable_objects,
         "reachable_bytes": r.reachable_bytes,
+        "reachability": r.coverage.name(),
         "threshold": r.options.threshold,
         "accumulation": r.options.accumulation,
         "suspects": r.suspects.iter().map(suspect_json).collect::<Vec<_>>(),
@@ -177,6 +179,13 @@ pub fn suspects_text(source: &str, r: &Suspects, exact: bool) -> String {
 }
 
 fn suspects_text_unescaped(source: &str, r: &Suspects, exact: bool) -> String {
+    if r.coverage == RootCoverage::Missing {
+        return format!(
+            "{source}: reachability is not in this dump (it has no ROOT records, as \
+             dump_all(since: ...) writes), so what retains what, and so leak suspects, cannot \
+             be found\n"
+        );
+    }
     let mut out = format!(
         "{source}: {} reachable objects retain {}; a suspect retains more than {} ({})\n\n",
         thousands(r.reachable_objects),

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args as ClapArgs;
 use heapscope_analysis::paths::{dominator_chain, label_path, objects_needing_records, Labeler};
-use heapscope_graph::{shortest_paths, Dominators, Graph, GraphOptions};
+use heapscope_graph::{shortest_paths, Dominators, Graph, GraphOptions, RootCoverage};
 use heapscope_heap::FastMap;
 use heapscope_report::path::{path_json, path_text, PathReport};
 
@@ -73,11 +73,21 @@ pub struct Args {
     pub bytes: bool,
 }
 
-fn unreachable(source: &str, address: u64) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{source}: {address:#x} is unreachable from any root: nothing keeps it alive, and the \
-         next GC frees it"
-    )
+fn unreachable(source: &str, address: u64, coverage: RootCoverage) -> anyhow::Error {
+    match coverage {
+        RootCoverage::Missing => anyhow::anyhow!(
+            "{source}: reachability is not in this dump (it has no ROOT records, as \
+             dump_all(since: ...) writes): no path to {address:#x} can be found"
+        ),
+        RootCoverage::NoFinalizers => anyhow::anyhow!(
+            "{source}: {address:#x} is unreachable from any root in this dump: {}",
+            coverage.unreachable_meaning(false).unwrap_or_default()
+        ),
+        RootCoverage::Complete => anyhow::anyhow!(
+            "{source}: {address:#x} is unreachable from any root: nothing keeps it alive, and \
+             the next GC frees it"
+        ),
+    }
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -97,7 +107,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let (paths, chain) = if a.dominators {
         let dom = Dominators::compute(&graph);
         if !dom.is_reachable(id) {
-            return Err(unreachable(&dump.source, a.address));
+            return Err(unreachable(&dump.source, a.address, graph.root_coverage()));
         }
         let (chain, elided) = dominator_chain(&graph, &dom, id, ends);
         dominators_elided = elided;
@@ -106,7 +116,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         let max = a.all.unwrap_or(1).max(1);
         let found = shortest_paths(&graph, id, max);
         if found.is_empty() {
-            return Err(unreachable(&dump.source, a.address));
+            return Err(unreachable(&dump.source, a.address, graph.root_coverage()));
         }
         let need: Vec<u64> = objects_needing_records(heap, &found, ends)
             .into_iter()

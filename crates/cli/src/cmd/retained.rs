@@ -73,6 +73,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 by: &by,
                 groups: &groups,
                 total_groups,
+                coverage: graph.root_coverage(),
             };
             Ok(match a.output.format {
                 Format::Json => {

@@ -27,13 +27,16 @@ pub enum Kind {
     Array,
     Hash,
     Str,
-    /// Its class is never resolved (no class edge).
+    /// IMEMO `env`: in these dumps (no shapes, so before Ruby 3.2) its
+    /// `class` is its iseq, a hidden reference: an edge to the class target.
     Imemo,
+    /// IMEMO `callcache`: its `class` is weak, never an edge.
+    ImemoCallcache,
     /// A plain DATA object (strong references).
     Data,
     /// DATA `weakmap`: no outgoing edges at all.
     WeakMap,
-    /// DATA `weakkeymap`: no outgoing edges at all.
+    /// DATA `weakkeymap`: its references are its values, held strongly.
     WeakKeyMap,
     /// DATA with the allocation tracer's struct.
     Tracer,
@@ -47,13 +50,13 @@ impl Kind {
             Kind::Array => "ARRAY",
             Kind::Hash => "HASH",
             Kind::Str => "STRING",
-            Kind::Imemo => "IMEMO",
+            Kind::Imemo | Kind::ImemoCallcache => "IMEMO",
             Kind::Data | Kind::WeakMap | Kind::WeakKeyMap | Kind::Tracer => "DATA",
         }
     }
 
     pub fn is_weak(self) -> bool {
-        matches!(self, Kind::WeakMap | Kind::WeakKeyMap)
+        matches!(self, Kind::WeakMap)
     }
 }
 
@@ -65,6 +68,7 @@ fn kind() -> impl Strategy<Value = Kind> {
         2 => Just(Kind::Hash),
         2 => Just(Kind::Str),
         1 => Just(Kind::Imemo),
+        1 => Just(Kind::ImemoCallcache),
         1 => Just(Kind::Data),
         1 => Just(Kind::WeakMap),
         1 => Just(Kind::WeakKeyMap),
@@ -255,6 +259,7 @@ impl Spec {
                 Kind::Tracer => Detail::Str(TRACER_STRUCT),
                 Kind::Data => Detail::Str(b"strong_thing"),
                 Kind::Imemo => Detail::Str(b"env"),
+                Kind::ImemoCallcache => Detail::Str(b"callcache"),
                 _ => Detail::None,
             };
             p.push_object(&ObjectRecord {
@@ -286,7 +291,7 @@ impl Spec {
                 continue;
             }
             succ[i].extend(o.refs.iter().filter_map(|&t| self.target(Some(i), t)));
-            if o.kind != Kind::Imemo {
+            if o.kind != Kind::ImemoCallcache {
                 if let Some(c) = o.class.and_then(|c| self.class_target(c)) {
                     succ[i].push(c);
                 }

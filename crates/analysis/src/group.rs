@@ -311,7 +311,8 @@ impl<'h> Grouper<'h> {
             GroupKey::Generation => h.generation[i],
             GroupKey::Type => h.otype[i] as u32,
             GroupKey::Class => {
-                let c = h.class[i];
+                // A 4.0 `fields` object counts under its owner's class.
+                let c = h.grouping_class(id);
                 if c == NO_CLASS {
                     c
                 } else {

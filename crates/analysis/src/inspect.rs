@@ -28,6 +28,9 @@ pub fn page_range(total: usize, offset: usize, limit: usize) -> std::ops::Range<
 pub struct Neighbour {
     pub object: ObjectRef,
     pub held_as: String,
+    /// A reference the record lists that is not a graph edge (a WeakMap's
+    /// entries): it does not keep the object alive.
+    pub weak: bool,
 }
 
 /// What immediately dominates an object.
@@ -52,6 +55,10 @@ pub struct Inspection {
     pub generation: Option<u32>,
     pub shape_id: Option<u32>,
     pub ivar_names: Option<IvarNames>,
+    /// Ruby 4.0's `object_id` flag (a stable identity), when it has one.
+    pub object_id: Option<u64>,
+    /// For a 4.0 IMEMO `fields` object: the object whose ivars it keeps.
+    pub owner: Option<ObjectRef>,
     pub shallow_bytes: u64,
     pub retained_bytes: u64,
     pub reachable: bool,
@@ -72,6 +79,32 @@ pub fn referrers(g: &Graph<'_>, id: ObjId) -> Vec<ObjId> {
 /// Objects `id` has an edge to (its references, then its class), each once.
 pub fn referents(g: &Graph<'_>, id: ObjId) -> Vec<ObjId> {
     dedup_in_order(g.succs(id).into_iter())
+}
+
+/// References `id`'s record lists that are not edges of the graph (a
+/// WeakMap's entries), each once, in record order.
+pub fn weak_referents(g: &Graph<'_>, id: ObjId) -> Vec<ObjId> {
+    let strong = g.succs(id);
+    let refs = g.heap.refs(id);
+    if refs.iter().all(|r| strong.contains(r)) {
+        return Vec::new();
+    }
+    dedup_in_order(refs.iter().copied().filter(|r| !strong.contains(r)))
+}
+
+/// How a weak container holds what its record lists.
+fn weak_label(heap: &heapscope_heap::Heap, id: ObjId, to: ObjId) -> String {
+    let proc_ = heap.otype[to as usize] == types::DATA && heap.detail_str(to) == Some(b"proc");
+    match heap.detail_str(id) {
+        // Up to 3.2 a WeakMap's one listed reference is its own finalizer
+        // (a lambda that deletes entries), even when the map is empty.
+        Some(b"weakmap") if proc_ => "its finalizer proc (Ruby before 3.3 lists it; WeakMap \
+                                      references are not counted as edges)"
+            .into(),
+        Some(b"weakmap") => "an ObjectSpace::WeakMap entry (weak: not an edge)".into(),
+        Some(b"weakkeymap") => "an ObjectSpace::WeakKeyMap entry (not an edge)".into(),
+        _ => "a weak reference (not an edge)".into(),
+    }
 }
 
 fn dedup_in_order(it: impl Iterator<Item = ObjId>) -> Vec<ObjId> {
@@ -140,20 +173,27 @@ pub fn inspect(
             .map(|&p| Neighbour {
                 object: object_ref(heap, p),
                 held_as: labeler.held_as(p, id, facts.get(&p)),
+                weak: false,
             })
             .collect(),
         total: preds.len(),
         offset,
         limit,
     };
-    let succs = referents(g, id);
+    let mut succs: Vec<(ObjId, bool)> = referents(g, id).into_iter().map(|s| (s, false)).collect();
+    succs.extend(weak_referents(g, id).into_iter().map(|s| (s, true)));
     let r = page_range(succs.len(), offset, limit);
     let referents_page = Page {
         items: succs[r]
             .iter()
-            .map(|&s| Neighbour {
+            .map(|&(s, weak)| Neighbour {
                 object: object_ref(heap, s),
-                held_as: labeler.held_as(id, s, facts.get(&id)),
+                held_as: if weak {
+                    weak_label(heap, id, s)
+                } else {
+                    labeler.held_as(id, s, facts.get(&id))
+                },
+                weak,
             })
             .collect(),
         total: succs.len(),
@@ -168,8 +208,10 @@ pub fn inspect(
             .method_name(id)
             .map(|m| String::from_utf8_lossy(m).into_owned()),
         generation: heap.generation(id),
-        shape_id: heap.shape_id(id),
+        shape_id: heap.ivar_shape(id),
         ivar_names: labeler.ivar_names(id),
+        object_id: heap.object_ids.get(&id).copied(),
+        owner: heap.fields_owner(id).map(|o| object_ref(heap, o)),
         shallow_bytes: g.shallow(id),
         retained_bytes: dom.retained(id),
         reachable,

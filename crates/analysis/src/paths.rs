@@ -9,7 +9,7 @@
 //! ([`RecordFacts::from_raw`]); without them labels are less precise.
 
 use heapscope_graph::{Dominators, Graph, RootPath};
-use heapscope_heap::{types, FastMap, Heap, ObjId, StrId};
+use heapscope_heap::{flags, types, FastMap, Heap, ObjId, StrId};
 
 use crate::group::location_text;
 
@@ -28,6 +28,12 @@ pub struct RecordFacts {
     pub shared: bool,
     /// CLASS `superclass`.
     pub superclass: Option<u64>,
+    /// How many addresses the record's `references` list holds (the heap
+    /// drops dangling ones): with it, positions are exact per object.
+    pub references: Option<u64>,
+    /// OBJECT `too_complex_shape` (3.2-4.0) or `complex_shape` (4.1-dev):
+    /// its ivars live in a hash table the dump does not name.
+    pub too_complex: bool,
 }
 
 /// The text right after `"key":` (spaces allowed), if the record has the key.
@@ -62,6 +68,17 @@ fn int_after(raw: &[u8], key: &str) -> Option<u64> {
     std::str::from_utf8(&v[..end]).ok()?.parse().ok()
 }
 
+fn true_after(raw: &[u8], key: &str) -> bool {
+    value_after(raw, key).is_some_and(|v| v.starts_with(b"true"))
+}
+
+/// The number of strings in the `references` array.
+fn references_count(raw: &[u8]) -> Option<u64> {
+    let v = value_after(raw, "references")?.strip_prefix(b"[")?;
+    let end = v.iter().position(|&b| b == b']')?;
+    Some(v[..end].iter().filter(|&&b| b == b'"').count() as u64 / 2)
+}
+
 fn address_after(raw: &[u8], key: &str) -> Option<u64> {
     let v = value_after(raw, key)?;
     let v = v.strip_prefix(b"\"0x")?;
@@ -83,8 +100,10 @@ impl RecordFacts {
             size: int_after(raw, "size"),
             default: address_after(raw, "default"),
             ivars: int_after(raw, "ivars"),
-            shared: value_after(raw, "shared").is_some_and(|v| v.starts_with(b"true")),
+            shared: true_after(raw, "shared"),
             superclass: address_after(raw, "superclass"),
+            references: references_count(raw),
+            too_complex: true_after(raw, "too_complex_shape") || true_after(raw, "complex_shape"),
         }
     }
 }
@@ -99,6 +118,13 @@ pub struct ObjectRef {
     /// A CLASS or MODULE's own name.
     pub name: Option<String>,
     pub location: Option<String>,
+}
+
+impl ObjectRef {
+    /// Its class, else its type.
+    pub fn class_or_type(&self) -> &str {
+        self.class.as_deref().unwrap_or(&self.type_name)
+    }
 }
 
 pub fn object_ref(heap: &Heap, id: ObjId) -> ObjectRef {
@@ -135,7 +161,46 @@ pub struct Labeler<'g, 'h> {
     shapes: FastMap<u32, usize>,
     ivar: Option<StrId>,
     too_complex: Option<StrId>,
+    /// Shape types that start a chain: ROOT, and 3.3-3.4's T_OBJECT (whose
+    /// `parent_id` is INVALID_SHAPE_ID in 3.4).
+    chain_roots: [Option<StrId>; 2],
 }
+
+/// At most this many names are listed in one label.
+const NAMES_SHOWN: usize = 5;
+
+/// "@a, @b, @c" or "@a, @b, @c, @d, @e, … (30 in all)".
+fn name_list(names: &[String]) -> String {
+    if names.len() <= NAMES_SHOWN + 1 {
+        names.join(", ")
+    } else {
+        format!(
+            "{}, … ({} in all)",
+            names[..NAMES_SHOWN].join(", "),
+            names.len()
+        )
+    }
+}
+
+/// "an Array", "a String".
+fn with_article(word: &str) -> String {
+    let vowel = word
+        .chars()
+        .next()
+        .is_some_and(|c| "AEIOUaeiou".contains(c));
+    format!("{} {word}", if vowel { "an" } else { "a" })
+}
+
+/// The shape id Ruby writes for "no shape": INVALID_SHAPE_ID of a 64-bit
+/// (u32) or a 32-bit (u16) build.
+fn invalid_shape_id(id: u32) -> bool {
+    id == u32::MAX || id == u16::MAX as u32
+}
+
+/// Why an object's ivars are not named, for the end of a label.
+const TOO_COMPLEX: &str = "names not in this dump: the object's shape is too complex";
+const NO_SHAPES: &str = "names not in this dump: it was written without shapes";
+const BEFORE_3_2: &str = "no names in dumps before Ruby 3.2";
 
 impl<'g, 'h> Labeler<'g, 'h> {
     pub fn new(graph: &'g Graph<'h>) -> Self {
@@ -151,15 +216,19 @@ impl<'g, 'h> Labeler<'g, 'h> {
             shapes,
             ivar: heap.strings.find(b"IVAR"),
             too_complex: heap.strings.find(b"OBJ_TOO_COMPLEX"),
+            chain_roots: [heap.strings.find(b"ROOT"), heap.strings.find(b"T_OBJECT")],
         }
     }
 
-    /// Instance variable names of `id` from its shape, walking the parent
-    /// chain and collecting IVAR edges; `None` without shapes (Ruby < 3.2)
-    /// or when the chain is broken.
+    /// Instance variable names of `id` from its shape (an OBJECT's, or the
+    /// shape of a String, Array, class... with generic or class-level ivars,
+    /// or of a 4.0 `fields` object), walking the parent chain and collecting
+    /// IVAR edges; `None` without shapes (Ruby < 3.2, `shapes: false`) or
+    /// when the chain is broken. The walk ends at a ROOT or T_OBJECT shape or
+    /// a parent of INVALID_SHAPE_ID (3.4).
     pub fn ivar_names(&self, id: ObjId) -> Option<IvarNames> {
         let heap = self.graph.heap;
-        let mut shape = heap.shape_id(id)?;
+        let mut shape = heap.ivar_shape(id)?;
         let mut names = Vec::new();
         let mut too_complex = false;
         // A chain longer than the number of shapes has a cycle.
@@ -172,15 +241,157 @@ impl<'g, 'h> Labeler<'g, 'h> {
             } else if Some(s.shape_type) == self.too_complex {
                 too_complex = true;
             }
+            let at_root = self.chain_roots.contains(&Some(s.shape_type));
             match s.parent_id {
-                Some(p) => shape = p,
-                None => {
+                Some(p) if !at_root && (self.shapes.contains_key(&p) || !invalid_shape_id(p)) => {
+                    shape = p
+                }
+                _ => {
                     names.reverse();
                     return Some(IvarNames { names, too_complex });
                 }
             }
         }
         None
+    }
+
+    /// Names of `id`'s ivars, when its shape has any and is not too complex.
+    fn named_ivars(&self, id: ObjId) -> Option<Vec<String>> {
+        self.ivar_names(id)
+            .filter(|iv| !iv.too_complex && !iv.names.is_empty())
+            .map(|iv| iv.names)
+    }
+
+    /// `id` keeps its ivars in a 4.0 `fields` object among its references.
+    fn has_fields_object(&self, id: ObjId) -> bool {
+        let heap = self.graph.heap;
+        !heap.fields_owner.is_empty()
+            && heap
+                .refs(id)
+                .iter()
+                .any(|&r| heap.fields_owner(r) == Some(id))
+    }
+
+    /// "NamesRegistry" for a class, "#<Class:0x...>" for an anonymous one.
+    fn class_name(&self, id: ObjId) -> String {
+        let me = object_ref(self.graph.heap, id);
+        me.name
+            .unwrap_or_else(|| format!("#<Class:{:#x}>", me.address))
+    }
+
+    /// How an owner holds its `fields` object.
+    fn fields_object_label(&self, fields: ObjId) -> String {
+        match self.named_ivars(fields) {
+            Some(names) => format!(
+                "its instance variables (a fields object: {})",
+                name_list(&names)
+            ),
+            None => "its instance variables (a fields object)".into(),
+        }
+    }
+
+    /// How a 4.0 `fields` object holds the ivar values of `owner`.
+    fn fields_entry_label(
+        &self,
+        fields: ObjId,
+        owner: ObjId,
+        positions: &[usize],
+        n: usize,
+    ) -> String {
+        let heap = self.graph.heap;
+        let t = heap.otype[owner as usize];
+        let (what, whose) = match t {
+            types::OBJECT => (
+                "instance variable",
+                format!("of its owner ({})", object_ref(heap, owner).class_or_type()),
+            ),
+            types::CLASS | types::MODULE => (
+                "class-level instance variable",
+                format!("of {}", self.class_name(owner)),
+            ),
+            _ => (
+                "generic instance variable",
+                format!(
+                    "of its owner ({})",
+                    with_article(object_ref(heap, owner).class_or_type())
+                ),
+            ),
+        };
+        match self.named_ivars(fields) {
+            // As many references as names: each is one, in shape order (a
+            // dropped reference or an immediate value would make fewer).
+            Some(names) if names.len() == n => {
+                let names: Vec<&str> = positions.iter().map(|&p| names[p].as_str()).collect();
+                format!("{what} {} {whose}", names.join(", "))
+            }
+            Some(names) => format!(
+                "{} {whose}, one of {}",
+                with_article(what),
+                name_list(&names)
+            ),
+            // A fields object whose shape names nothing holds a too complex
+            // owner's hash table of ivars.
+            None if heap.shapes.is_empty() => {
+                format!("{} {whose} ({NO_SHAPES})", with_article(what))
+            }
+            None => format!(
+                "{} {whose} (names not in this dump: the owner's shape is too complex)",
+                with_article(what)
+            ),
+        }
+    }
+
+    /// How many of the first references of a non-OBJECT `from` are its
+    /// generic instance variables (Ruby marks them before anything else):
+    /// at least `lower`, at most `upper`, with their names when the shape
+    /// tells. `type_refs_max` bounds the type's own references (the shared
+    /// root, elements, entries), when the record says.
+    fn generic_split(
+        &self,
+        from: ObjId,
+        n: usize,
+        type_refs_max: Option<usize>,
+    ) -> (usize, usize, Option<Vec<String>>) {
+        let heap = self.graph.heap;
+        if self.has_fields_object(from) {
+            // 4.0: one fields object first, holding all of them.
+            let first = heap.refs(from).first().copied();
+            let lead = usize::from(first.is_some_and(|f| heap.fields_owner(f) == Some(from)));
+            return (lead, lead, None);
+        }
+        let lower = type_refs_max.map_or(0, |t| n.saturating_sub(t));
+        match self.named_ivars(from) {
+            Some(names) => {
+                let upper = names.len().min(n);
+                (lower.min(upper), upper, Some(names))
+            }
+            // With shapes, a shape naming no ivars means there are none.
+            None if heap.shapes.is_empty() => (lower, lower, None),
+            None => (0, 0, None),
+        }
+    }
+
+    /// The label of a generic ivar at position `p` (< upper).
+    fn generic_label(
+        p: usize,
+        lower: usize,
+        upper: usize,
+        names: &Option<Vec<String>>,
+        otherwise: &str,
+    ) -> String {
+        match names {
+            Some(names) if lower == upper && upper == names.len() => {
+                format!("generic instance variable {}", names[p])
+            }
+            Some(names) if p < lower => {
+                format!("a generic instance variable, one of {}", name_list(names))
+            }
+            Some(names) => format!(
+                "a generic instance variable (one of {}) or {otherwise}",
+                name_list(names)
+            ),
+            None => "a generic instance variable".into(),
+        }
     }
 
     /// How `from` holds `to`, as far as the dump tells.
@@ -202,16 +413,71 @@ impl<'g, 'h> Labeler<'g, 'h> {
             };
         }
         let n = refs.len();
-        // Dropped dangling references would shift positions.
-        let exact = heap.facts.dangling_refs == 0;
+        // Dropped dangling references would shift positions: the record's
+        // own count says whether this object lost any.
+        let exact = match facts.and_then(|f| f.references) {
+            Some(r) => r == n as u64,
+            None => heap.facts.dangling_refs == 0,
+        };
         let first = positions[0];
-        match heap.otype[from as usize] {
+        let t = heap.otype[from as usize];
+        if heap.fields_owner(to) == Some(from) {
+            return self.fields_object_label(to);
+        }
+        if t == types::IMEMO {
+            if let Some(owner) = heap.fields_owner(from) {
+                return self.fields_entry_label(from, owner, &positions, n);
+            }
+        }
+        // The record's `shared` key (the model keeps it as a flag).
+        let shared =
+            heap.flags[from as usize] & flags::SHARED != 0 || facts.is_some_and(|f| f.shared);
+        // Generic instance variables come first in a non-OBJECT's references.
+        let type_refs_max = match t {
+            types::STRING => Some(usize::from(shared)),
             types::ARRAY => {
-                if facts.is_some_and(|f| f.shared) {
+                if shared {
+                    Some(1)
+                } else {
+                    facts.and_then(|f| f.length.map(|l| l as usize))
+                }
+            }
+            types::HASH => facts.and_then(|f| {
+                f.size
+                    .map(|s| 2 * s as usize + usize::from(f.default.is_some()))
+            }),
+            _ => None,
+        };
+        let (lower, upper, generic_names) = match t {
+            types::OBJECT | types::CLASS | types::MODULE | types::ICLASS | types::IMEMO => {
+                (0, 0, None)
+            }
+            _ => self.generic_split(from, n, type_refs_max),
+        };
+        let own_thing = match t {
+            types::ARRAY => "an element",
+            types::HASH => "a key or a value",
+            types::STRING => "its shared string buffer",
+            _ => "a reference",
+        };
+        if first < upper {
+            return Self::generic_label(first, lower, upper, &generic_names, own_thing);
+        }
+        // The type's own references, after `lower` generic ivars (exact when
+        // lower == upper).
+        let skip = if lower == upper { upper } else { 0 };
+        let split_known = lower == upper;
+        let refs = &refs[skip..];
+        let positions: Vec<usize> = positions.iter().map(|p| p - skip).collect();
+        let n = refs.len();
+        match t {
+            types::ARRAY => {
+                if shared {
                     return "its shared root (the array it shares elements with)".into();
                 }
                 match facts.and_then(|f| f.length) {
-                    Some(len) if exact && len == n as u64 => {
+                    // As many references as elements: each is one.
+                    Some(len) if split_known && len == n as u64 => {
                         let idx: Vec<String> = positions.iter().map(|p| format!("[{p}]")).collect();
                         if idx.len() == 1 {
                             format!("element {}", idx[0])
@@ -232,10 +498,11 @@ impl<'g, 'h> Labeler<'g, 'h> {
                     return "its default value or default proc".into();
                 }
                 let entries = if default_last { n - 1 } else { n };
-                let pairs_known = match facts.and_then(|f| f.size) {
-                    Some(size) => exact && entries as u64 == 2 * size,
-                    None => exact && n.is_multiple_of(2),
-                };
+                let pairs_known = split_known
+                    && match facts.and_then(|f| f.size) {
+                        Some(size) => entries as u64 == 2 * size,
+                        None => exact && n.is_multiple_of(2),
+                    };
                 if pairs_known {
                     let key = positions.iter().any(|p| p % 2 == 0);
                     let value = positions.iter().any(|p| p % 2 == 1);
@@ -248,42 +515,38 @@ impl<'g, 'h> Labeler<'g, 'h> {
                     "a key or a value".into()
                 }
             }
-            types::OBJECT => match self.ivar_names(from) {
-                Some(iv) if !iv.names.is_empty() => {
-                    if !iv.too_complex && exact && iv.names.len() == n {
-                        let names: Vec<&str> =
-                            positions.iter().map(|&p| iv.names[p].as_str()).collect();
-                        format!("instance variable {}", names.join(", "))
-                    } else {
-                        format!("an instance variable, one of {}", iv.names.join(", "))
-                    }
-                }
-                _ => {
-                    if facts.and_then(|f| f.ivars) == Some(n as u64) && exact {
-                        format!(
-                            "instance variable #{} of {n} (no names in dumps before Ruby 3.2)",
-                            first + 1
-                        )
-                    } else if heap.shapes.is_empty() {
-                        "an instance variable (dumps name them from Ruby 3.2)".into()
-                    } else {
-                        "an instance variable".into()
-                    }
-                }
-            },
+            types::OBJECT => self.object_ivar_label(from, &positions, n, first, exact, facts),
             types::CLASS | types::MODULE => {
                 if let Some(sc) = facts.and_then(|f| f.superclass) {
                     if heap.address[to as usize] == sc {
                         return "its superclass".into();
                     }
                 }
-                let me = object_ref(heap, from);
-                let name = me
-                    .name
-                    .unwrap_or_else(|| format!("#<Class:{:#x}>", me.address));
-                format!("a constant, class variable or method of {name}")
+                let name = self.class_name(from);
+                if heap.otype[to as usize] == types::IMEMO {
+                    // Ivars, constants and class variables are Ruby values,
+                    // never IMEMOs.
+                    return format!("a method entry or call cache of {name}");
+                }
+                // 3.2-3.4 mark a class's own ivars among its method table,
+                // constants and class variables, in no order the dump shows.
+                match self.named_ivars(from) {
+                    Some(names) if !self.has_fields_object(from) => format!(
+                        "a class-level instance variable (one of {}), or a constant, class \
+                         variable or method of {name}",
+                        name_list(&names)
+                    ),
+                    _ => format!("a constant, class variable or method of {name}"),
+                }
             }
-            types::STRING => "its shared string buffer".into(),
+            // Ruby marks the shared root last.
+            types::STRING => {
+                if shared && positions.contains(&(n - 1)) {
+                    "its shared string buffer".into()
+                } else {
+                    "a reference".into()
+                }
+            }
             types::ICLASS => "a method table or constant of an included module".into(),
             types::DATA => match heap.detail_str(from) {
                 Some(s) => format!(
@@ -298,6 +561,53 @@ impl<'g, 'h> Labeler<'g, 'h> {
             },
             8 /* STRUCT */ => "a member".into(),
             _ => "a reference".into(),
+        }
+    }
+
+    /// How an OBJECT holds the value of one of its ivars.
+    fn object_ivar_label(
+        &self,
+        from: ObjId,
+        positions: &[usize],
+        n: usize,
+        first: usize,
+        exact: bool,
+        facts: Option<&RecordFacts>,
+    ) -> String {
+        let heap = self.graph.heap;
+        let iv = self.ivar_names(from);
+        let too_complex =
+            facts.is_some_and(|f| f.too_complex) || iv.as_ref().is_some_and(|iv| iv.too_complex);
+        if too_complex {
+            return format!("an instance variable ({TOO_COMPLEX})");
+        }
+        match iv {
+            Some(iv) if !iv.names.is_empty() => {
+                if iv.names.len() == n {
+                    let names: Vec<&str> =
+                        positions.iter().map(|&p| iv.names[p].as_str()).collect();
+                    format!("instance variable {}", names.join(", "))
+                } else {
+                    format!("an instance variable, one of {}", name_list(&iv.names))
+                }
+            }
+            // A shape naming no ivars for an object holding references: 4.0
+            // writes too complex objects with shape 0.
+            Some(_) => format!("an instance variable ({TOO_COMPLEX})"),
+            None => {
+                let why = if heap.shapes.is_empty() && heap.facts.has_slot_size {
+                    NO_SHAPES
+                } else if heap.shapes.is_empty() {
+                    BEFORE_3_2
+                } else {
+                    return "an instance variable".into();
+                };
+                if facts.and_then(|f| f.ivars) == Some(n as u64) && exact {
+                    format!("instance variable #{} of {n} ({why})", first + 1)
+                } else {
+                    format!("an instance variable ({why})")
+                }
+            }
         }
     }
 }
@@ -415,8 +725,14 @@ pub fn objects_needing_records(heap: &Heap, paths: &[RootPath], ends: Option<usi
         .filter(|&id| {
             matches!(
                 heap.otype[id as usize],
-                types::ARRAY | types::HASH | types::OBJECT | types::CLASS | types::MODULE
-            )
+                types::ARRAY
+                    | types::HASH
+                    | types::OBJECT
+                    | types::CLASS
+                    | types::MODULE
+                    | types::STRING
+                    | types::IMEMO
+            ) || heap.ivar_shape(id).is_some()
         })
         .collect();
     out.sort_unstable();
@@ -695,6 +1011,186 @@ pub(crate) mod tests {
             l.held_as(person, alice, None),
             "an instance variable, one of @name, @age"
         );
+    }
+
+    #[test]
+    fn ivar_names_in_the_ruby_3_4_fixture_stop_at_invalid_parents() {
+        // T_OBJECT shapes have parent_id INVALID_SHAPE_ID, as real 3.4 writes.
+        let heap = heap_of(include_str!("../../../tests/fixtures/ruby-3.4.jsonl"));
+        let g = Graph::new(&heap, GraphOptions::default());
+        let l = Labeler::new(&g);
+        let post = heap.find(0x7f51e0812118).unwrap();
+        assert_eq!(l.ivar_names(post).unwrap().names, ["@id", "@title"]);
+        let draft = heap.find(0x7f51e08120a0).unwrap();
+        assert_eq!(l.held_as(post, draft, None), "instance variable @id");
+    }
+
+    /// A 32-bit 3.4 dump: T_OBJECT under parent 65535; an object, a String
+    /// with a generic ivar (marked before its shared root), a class with its
+    /// own ivars and a method entry.
+    const RUBY_3_4_32BIT: &str = r#"{"type":"ROOT", "root":"global_tbl", "references":["0x100", "0x200", "0x300"]}
+{"address":"0x9000", "type":"SHAPE", "id":0, "depth":1, "shape_type":"ROOT", "edges":2, "memsize":1}
+{"address":"0x9018", "type":"SHAPE", "id":3, "parent_id":65535, "depth":1, "shape_type":"T_OBJECT", "edges":1, "memsize":1}
+{"address":"0x9030", "type":"SHAPE", "id":5, "parent_id":3, "depth":2, "shape_type":"IVAR","edge_name":"@a", "edges":0, "memsize":1}
+{"address":"0x9048", "type":"SHAPE", "id":6, "parent_id":0, "depth":2, "shape_type":"IVAR","edge_name":"@tag", "edges":1, "memsize":1}
+{"address":"0x9060", "type":"SHAPE", "id":7, "parent_id":6, "depth":3, "shape_type":"IVAR","edge_name":"@label", "edges":0, "memsize":1}
+{"address":"0x100", "type":"OBJECT", "shape_id":5, "class":"0x500", "ivars":1, "references":["0x140"], "memsize":20}
+{"address":"0x140", "type":"STRING", "shape_id":0, "class":"0x540", "value":"a", "memsize":20}
+{"address":"0x200", "type":"STRING", "shape_id":6, "class":"0x540", "shared":true, "references":["0x240", "0x280"], "memsize":20}
+{"address":"0x240", "type":"STRING", "shape_id":0, "class":"0x540", "value":"tag", "memsize":20}
+{"address":"0x280", "type":"STRING", "shape_id":1, "class":"0x540", "frozen":true, "value":"root", "memsize":20}
+{"address":"0x300", "type":"CLASS", "shape_id":7, "class":"0x580", "name":"Registry", "references":["0x340", "0x380"], "memsize":20}
+{"address":"0x340", "type":"IMEMO", "imemo_type":"ment", "memsize":20}
+{"address":"0x380", "type":"ARRAY", "shape_id":0, "class":"0x5c0", "length":0, "memsize":20}
+{"address":"0x500", "type":"CLASS", "shape_id":0, "name":"Holder", "memsize":20}
+{"address":"0x540", "type":"CLASS", "shape_id":0, "name":"String", "memsize":20}
+{"address":"0x580", "type":"CLASS", "shape_id":0, "memsize":20}
+{"address":"0x5c0", "type":"CLASS", "shape_id":0, "name":"Array", "memsize":20}
+"#;
+
+    fn facts_from_dump(text: &str, heap: &Heap) -> FastMap<ObjId, RecordFacts> {
+        text.lines()
+            .filter(|l| !l.contains("\"SHAPE\"") && !l.contains("\"ROOT\""))
+            .filter_map(|l| {
+                let f = RecordFacts::from_raw(l.as_bytes());
+                let addr = address_after(l.as_bytes(), "address")?;
+                Some((heap.find(addr)?, f))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn generic_and_class_level_ivars_on_ruby_3_4() {
+        let heap = heap_of(RUBY_3_4_32BIT);
+        let g = Graph::new(&heap, GraphOptions::default());
+        let l = Labeler::new(&g);
+        let facts = facts_from_dump(RUBY_3_4_32BIT, &heap);
+        let id = |a| heap.find(a).unwrap();
+        let held = |from, to| l.held_as(id(from), id(to), facts.get(&id(from)));
+        assert_eq!(held(0x100, 0x140), "instance variable @a");
+        // Only shapes that name ivars are kept for non-OBJECTs.
+        assert_eq!(heap.ivar_shape(id(0x200)), Some(6));
+        assert_eq!(heap.ivar_shape(id(0x280)), None);
+        assert_eq!(held(0x200, 0x240), "generic instance variable @tag");
+        assert_eq!(held(0x200, 0x280), "its shared string buffer");
+        // The model keeps `shared`: the split is known without the record.
+        assert_eq!(
+            l.held_as(id(0x200), id(0x240), None),
+            "generic instance variable @tag"
+        );
+        assert_eq!(
+            held(0x300, 0x380),
+            "a class-level instance variable (one of @tag, @label), or a constant, class \
+             variable or method of Registry"
+        );
+        assert_eq!(
+            held(0x300, 0x340),
+            "a method entry or call cache of Registry"
+        );
+        assert_eq!(
+            record_count(br#"{"references":["0x1", "0x2", "0x3"], "memsize":1}"#),
+            Some(3)
+        );
+    }
+
+    fn record_count(raw: &[u8]) -> Option<u64> {
+        RecordFacts::from_raw(raw).references
+    }
+
+    /// A 4.0 dump: ivars in IMEMO `fields` objects, whose `class` is the owner.
+    const RUBY_4_0_FIELDS: &str = r#"{"type":"ROOT", "root":"global_tbl", "references":["0x100", "0x200", "0x300", "0x400"]}
+{"address":"0x9000", "type":"SHAPE", "id":0, "depth":1, "shape_type":"ROOT", "edges":2, "memsize":1}
+{"address":"0x9018", "type":"SHAPE", "id":1, "parent_id":0, "depth":2, "shape_type":"IVAR","edge_name":"@w0", "edges":1, "memsize":1}
+{"address":"0x9030", "type":"SHAPE", "id":2, "parent_id":1, "depth":3, "shape_type":"IVAR","edge_name":"@w1", "edges":0, "memsize":1}
+{"address":"0x9048", "type":"SHAPE", "id":3, "parent_id":0, "depth":2, "shape_type":"IVAR","edge_name":"@registry", "edges":0, "memsize":1}
+{"address":"0x100", "type":"OBJECT", "shape_id":2, "class":"0x500", "ivars":2, "references":["0x140"], "memsize":20}
+{"address":"0x140", "type":"IMEMO", "shape_id":2, "class":"0x100", "imemo_type":"fields", "references":["0x180", "0x1c0"], "memsize":200}
+{"address":"0x180", "type":"STRING", "shape_id":0, "class":"0x540", "value":"w0", "memsize":20}
+{"address":"0x1c0", "type":"STRING", "shape_id":0, "class":"0x540", "value":"w1", "memsize":20}
+{"address":"0x200", "type":"CLASS", "shape_id":3, "class":"0x580", "name":"Registry", "references":["0x240"], "memsize":20}
+{"address":"0x240", "type":"IMEMO", "shape_id":3, "class":"0x200", "imemo_type":"fields", "references":["0x280"], "memsize":20}
+{"address":"0x280", "type":"ARRAY", "shape_id":0, "class":"0x5c0", "length":0, "memsize":20}
+{"address":"0x300", "type":"OBJECT", "shape_id":0, "class":"0x500", "ivars":1, "complex_shape":true, "references":["0x340"], "memsize":20}
+{"address":"0x340", "type":"IMEMO", "shape_id":0, "class":"0x300", "imemo_type":"fields", "references":["0x380"], "memsize":60}
+{"address":"0x380", "type":"STRING", "shape_id":0, "class":"0x540", "value":"x", "memsize":20}
+{"address":"0x400", "type":"OBJECT", "shape_id":0, "class":"0x500", "ivars":1, "too_complex_shape":true, "references":["0x380"], "memsize":20}
+{"address":"0x500", "type":"CLASS", "shape_id":0, "name":"Wide", "memsize":20}
+{"address":"0x540", "type":"CLASS", "shape_id":0, "name":"String", "memsize":20}
+{"address":"0x580", "type":"CLASS", "shape_id":0, "real_class_name":"Class", "memsize":20}
+{"address":"0x5c0", "type":"CLASS", "shape_id":0, "name":"Array", "memsize":20}
+"#;
+
+    #[test]
+    fn fields_objects_name_their_owners_ivars() {
+        let heap = heap_of(RUBY_4_0_FIELDS);
+        let g = Graph::new(&heap, GraphOptions::default());
+        let l = Labeler::new(&g);
+        let facts = facts_from_dump(RUBY_4_0_FIELDS, &heap);
+        let id = |a| heap.find(a).unwrap();
+        let held = |from, to| l.held_as(id(from), id(to), facts.get(&id(from)));
+        assert_eq!(heap.fields_owner(id(0x140)), Some(id(0x100)));
+        assert_eq!(
+            held(0x100, 0x140),
+            "its instance variables (a fields object: @w0, @w1)"
+        );
+        assert_eq!(
+            held(0x140, 0x1c0),
+            "instance variable @w1 of its owner (Wide)"
+        );
+        assert_eq!(
+            held(0x240, 0x280),
+            "class-level instance variable @registry of Registry"
+        );
+        assert_eq!(
+            held(0x340, 0x380),
+            "an instance variable of its owner (Wide) (names not in this dump: the owner's \
+             shape is too complex)"
+        );
+        // 4.0 writes a too complex object with shape 0 and its values inline.
+        assert_eq!(
+            held(0x400, 0x380),
+            "an instance variable (names not in this dump: the object's shape is too complex)"
+        );
+        assert!(facts[&id(0x300)].too_complex && facts[&id(0x400)].too_complex);
+        // Grouped by class, a fields object counts under its owner's class.
+        assert_eq!(heap.class_display(heap.grouping_class(id(0x140))), "Wide");
+        assert_eq!(
+            heap.grouping_class(id(0x180)),
+            heap.class[id(0x180) as usize]
+        );
+    }
+
+    #[test]
+    fn dumps_without_shapes_say_so() {
+        // 3.2+ keys (shape_id) but no SHAPE records: dump_all(shapes: false).
+        let text = r#"{"type":"ROOT", "root":"global_tbl", "references":["0x100"]}
+{"address":"0x100", "type":"OBJECT", "shape_id":5, "class":"0x500", "ivars":2, "references":["0x140", "0x180"], "memsize":20}
+{"address":"0x140", "type":"STRING", "shape_id":0, "class":"0x540", "memsize":20}
+{"address":"0x180", "type":"STRING", "shape_id":0, "class":"0x540", "memsize":20}
+"#;
+        let heap = heap_of(text);
+        let g = Graph::new(&heap, GraphOptions::default());
+        let l = Labeler::new(&g);
+        let facts = facts_from_dump(text, &heap);
+        let o = heap.find(0x100).unwrap();
+        let s = heap.find(0x180).unwrap();
+        assert_eq!(
+            l.held_as(o, s, facts.get(&o)),
+            "instance variable #2 of 2 (names not in this dump: it was written without shapes)"
+        );
+        assert_eq!(
+            l.held_as(o, s, None),
+            "an instance variable (names not in this dump: it was written without shapes)"
+        );
+    }
+
+    #[test]
+    fn long_name_lists_are_cut() {
+        let names: Vec<String> = (0..30).map(|i| format!("@w{i}")).collect();
+        assert_eq!(name_list(&names[..3]), "@w0, @w1, @w2");
+        assert_eq!(name_list(&names), "@w0, @w1, @w2, @w3, @w4, … (30 in all)");
+        assert_eq!(with_article("Array"), "an Array");
+        assert_eq!(with_article("String"), "a String");
     }
 
     /// A global hash holding the first of `n` arrays, each holding the next.

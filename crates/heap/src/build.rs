@@ -95,6 +95,10 @@ pub struct PartialHeap {
     /// `(IMEMO, class address)` of IMEMOs whose klass word the GC marks
     /// (kept only for dumps before Ruby 3.2, see [`Heap::imemo_klass`]).
     imemo_klass_notes: Vec<(u32, u64)>,
+    /// `(object, shape_id)` of non-OBJECT objects with a nonzero shape id.
+    shape_notes: Vec<(u32, u32)>,
+    /// `(fields object, owner address)`.
+    owner_notes: Vec<(u32, u64)>,
     facts: DumpFacts,
 }
 
@@ -203,6 +207,23 @@ impl PartialHeap {
         self.facts.free_slots += 1;
     }
 
+    /// The shape id of the object pushed last, when it is not an OBJECT
+    /// (whose shape id is its detail). Kept only if the shape turns out to
+    /// name instance variables ([`Heap::ivar_shapes`]).
+    pub fn note_shape_id(&mut self, shape_id: u32) {
+        if let Some(last) = self.address.len().checked_sub(1) {
+            self.shape_notes.push((last as u32, shape_id));
+        }
+    }
+
+    /// The object pushed last is an IMEMO `fields` object of the object at
+    /// `owner` (Ruby 4.0+).
+    pub fn note_fields_owner(&mut self, owner: u64) {
+        if let Some(last) = self.address.len().checked_sub(1) {
+            self.owner_notes.push((last as u32, owner));
+        }
+    }
+
     pub fn push_root(&mut self, r: &RootRecord<'_>) {
         let cat = self.strings.intern(r.category);
         self.root_addrs.extend_from_slice(r.refs);
@@ -237,6 +258,8 @@ pub struct HeapBuilder {
     root_addrs: Vec<u64>,
     real_class_names: FastMap<ObjId, StrId>,
     imemo_klass_notes: Vec<(ObjId, u64)>,
+    shape_notes: Vec<(ObjId, u32)>,
+    owner_notes: Vec<(ObjId, u64)>,
 }
 
 impl HeapBuilder {
@@ -271,6 +294,8 @@ impl HeapBuilder {
             root_addrs: Vec::new(),
             real_class_names: FastMap::default(),
             imemo_klass_notes: Vec::new(),
+            shape_notes: Vec::new(),
+            owner_notes: Vec::new(),
         }
     }
 
@@ -406,6 +431,10 @@ impl HeapBuilder {
         }
         self.imemo_klass_notes
             .extend(p.imemo_klass_notes.iter().map(|&(i, a)| (base + i, a)));
+        self.shape_notes
+            .extend(p.shape_notes.iter().map(|&(i, s)| (base + i, s)));
+        self.owner_notes
+            .extend(p.owner_notes.iter().map(|&(i, a)| (base + i, a)));
         let f = &mut h.facts;
         f.traced_objects += p.facts.traced_objects;
         f.has_shapes |= p.facts.has_shapes;
@@ -424,6 +453,8 @@ impl HeapBuilder {
             root_addrs,
             real_class_names,
             imemo_klass_notes,
+            shape_notes,
+            owner_notes,
             ..
         } = self;
         shrink_columns(&mut heap);
@@ -478,6 +509,18 @@ impl HeapBuilder {
             }
         }
 
+        if !shape_notes.is_empty() {
+            let named = shapes_naming_ivars(&heap);
+            heap.ivar_shapes = shape_notes
+                .into_iter()
+                .filter(|(_, s)| named.contains_key(s))
+                .collect();
+        }
+        heap.fields_owner = owner_notes
+            .into_iter()
+            .filter_map(|(id, a)| heap.find(a).map(|owner| (id, owner)))
+            .collect();
+
         // From 3.2 on IMEMOs carry no `class` (4.0's `fields` carry their
         // owner) and `references` are complete: only older dumps have these.
         if with_refs && !heap.facts.has_shapes && !heap.facts.has_slot_size {
@@ -501,6 +544,52 @@ impl HeapBuilder {
             .max();
         heap
     }
+}
+
+/// The ids of shapes with an IVAR shape on their way to the root.
+fn shapes_naming_ivars(h: &Heap) -> FastMap<u32, ()> {
+    let Some(ivar) = h.strings.find(b"IVAR") else {
+        return FastMap::default();
+    };
+    let index: FastMap<u32, usize> = h
+        .shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id, i))
+        .collect();
+    let mut known: FastMap<u32, bool> = FastMap::default();
+    let mut out = FastMap::default();
+    for s in &h.shapes {
+        // Walk up until a shape whose answer is known, an IVAR or the root;
+        // every shape passed on the way gets the same answer.
+        let mut passed = Vec::new();
+        let mut cur = Some(s.id);
+        let answer = loop {
+            let Some(id) = cur else { break false };
+            if let Some(&k) = known.get(&id) {
+                break k;
+            }
+            let Some(&i) = index.get(&id) else {
+                break false;
+            };
+            if h.shapes[i].shape_type == ivar {
+                passed.push(id);
+                break true;
+            }
+            if passed.len() > h.shapes.len() {
+                break false; // a cycle
+            }
+            passed.push(id);
+            cur = h.shapes[i].parent_id;
+        };
+        for id in passed {
+            known.insert(id, answer);
+            if answer {
+                out.insert(id, ());
+            }
+        }
+    }
+    out
 }
 
 fn shrink_columns(h: &mut Heap) {

@@ -192,6 +192,13 @@ pub struct Heap {
     /// defined class, a cref's refinements, an svar's cref_or_me, an iseq's
     /// wrapper), which objspace leaves out of `references`: IMEMO -> object.
     pub imemo_klass: FastMap<ObjId, ObjId>,
+    /// Shape ids of non-OBJECT objects whose shape names instance variables
+    /// (Ruby 3.2+): generic ivars of a String, Array, Hash..., a class's own
+    /// ivars, and 4.0's IMEMO `fields` objects. See [`Heap::ivar_shape`].
+    pub ivar_shapes: FastMap<ObjId, u32>,
+    /// Ruby 4.0+: the owner of each IMEMO `fields` object (the record's
+    /// `class`), which keeps the owner's instance variables.
+    pub fields_owner: FastMap<ObjId, ObjId>,
     /// The allocation tracer's bookkeeping object, if the dump has one.
     pub tracer: Option<ObjId>,
     pub facts: DumpFacts,
@@ -264,6 +271,33 @@ impl Heap {
     pub fn shape_id(&self, id: ObjId) -> Option<u32> {
         let d = self.detail[id as usize];
         (self.otype[id as usize] == types::OBJECT && d != u32::MAX).then_some(d)
+    }
+
+    /// The shape that names `id`'s instance variables: an OBJECT's shape id,
+    /// else the shape of a non-OBJECT whose shape has ivars (generic or
+    /// class-level ivars, a 4.0 `fields` object).
+    pub fn ivar_shape(&self, id: ObjId) -> Option<u32> {
+        self.shape_id(id)
+            .or_else(|| self.ivar_shapes.get(&id).copied())
+    }
+
+    /// The owner of an IMEMO `fields` object (Ruby 4.0+).
+    pub fn fields_owner(&self, id: ObjId) -> Option<ObjId> {
+        self.fields_owner.get(&id).copied()
+    }
+
+    /// The class `id` is counted under when grouping by class: its class,
+    /// or for a `fields` object (which has none), its owner's class, so that
+    /// an object's ivar memory stays with its class on every Ruby version.
+    pub fn grouping_class(&self, id: ObjId) -> ClassId {
+        let c = self.class[id as usize];
+        if c != NO_CLASS || self.fields_owner.is_empty() {
+            return c;
+        }
+        match self.fields_owner(id) {
+            Some(owner) => self.class[owner as usize],
+            None => c,
+        }
     }
 
     pub fn class_of(&self, id: ObjId) -> Option<&ClassInfo> {
@@ -366,5 +400,6 @@ impl Heap {
             + self.strings.heap_bytes()
             + (self.memsize_big.capacity() + self.object_ids.capacity()) * 16
             + self.imemo_klass.capacity() * 12
+            + (self.ivar_shapes.capacity() + self.fields_owner.capacity()) * 12
     }
 }

@@ -253,6 +253,21 @@ fn accept(
                     _ => None,
                 },
             });
+            // Shapes of non-OBJECTs name generic and class-level ivars
+            // (3.2+); a 4.0 `fields` object's `class` is its owner.
+            match (t, f.shape_id) {
+                (Some(types::OBJECT), _) | (_, None | Some(0)) => {}
+                (_, Some(s)) => {
+                    if let Ok(s) = u32::try_from(s) {
+                        r.partial.note_shape_id(s);
+                    }
+                }
+            }
+            if t == Some(types::IMEMO) && f.imemo_type.as_deref() == Some(b"fields") {
+                if let Some(owner) = f.class {
+                    r.partial.note_fields_owner(owner);
+                }
+            }
             r.objects += 1;
         }
     }

@@ -22,6 +22,55 @@ pub struct InspectReport<'a> {
     pub record: &'a RawRecord,
 }
 
+/// What the record's `flags` object says: the names of the flags set, and
+/// its integer values (4.0: `age`, `object_id`).
+#[derive(Debug, Default, PartialEq)]
+struct RecordFlags {
+    set: Vec<String>,
+    numbers: Vec<(String, u64)>,
+}
+
+impl RecordFlags {
+    fn number(&self, key: &str) -> Option<u64> {
+        self.numbers.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+}
+
+fn record_flags(record: &RawRecord) -> Option<RecordFlags> {
+    let RawRecord::Found(line) = record else {
+        return None;
+    };
+    let v: Value = serde_json::from_slice(line).ok()?;
+    let mut out = RecordFlags::default();
+    for (k, v) in v.get("flags")?.as_object()? {
+        match v {
+            Value::Bool(true) => out.set.push(k.clone()),
+            Value::Number(n) => {
+                if let Some(n) = n.as_u64() {
+                    out.numbers.push((k.clone(), n));
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(out)
+}
+
+/// The flags shown: the model's (which include the record's `frozen`,
+/// `embedded` and `shared` keys) and every flag the record's `flags` set,
+/// such as 4.0's `remembered` and `shareable`.
+fn shown_flags(i: &Inspection, raw: Option<&RecordFlags>) -> Vec<String> {
+    let mut out: Vec<String> = i.flags.iter().map(|f| f.to_string()).collect();
+    if let Some(raw) = raw {
+        for f in &raw.set {
+            if !out.contains(f) {
+                out.push(f.clone());
+            }
+        }
+    }
+    out
+}
+
 fn object_json(o: &ObjectRef) -> Value {
     json!({
         "address": format!("{:#x}", o.address),
@@ -40,6 +89,7 @@ fn page_json(p: &Page<Neighbour>) -> Value {
         "items": p.items.iter().map(|n| {
             let mut v = object_json(&n.object);
             v["held_as"] = json!(n.held_as);
+            v["weak"] = json!(n.weak);
             v
         }).collect::<Vec<_>>(),
     })
@@ -53,7 +103,13 @@ pub fn inspect_json(r: &InspectReport<'_>) -> Value {
         None => (None, None),
     };
     v["detail"] = json!(dkey.map(|k| json!({"key": k, "value": dtext})));
-    v["flags"] = json!(i.flags);
+    let raw_flags = record_flags(r.record);
+    v["flags"] = json!(shown_flags(i, raw_flags.as_ref()));
+    v["age"] = json!(raw_flags.as_ref().and_then(|f| f.number("age")));
+    v["object_id"] = json!(i
+        .object_id
+        .or_else(|| raw_flags.as_ref().and_then(|f| f.number("object_id"))));
+    v["owner"] = i.owner.as_ref().map_or(Value::Null, object_json);
     v["method"] = json!(i.method);
     v["generation"] = json!(i.generation);
     v["shape_id"] = json!(i.shape_id);
@@ -136,10 +192,22 @@ fn inspect_text_unescaped(r: &InspectReport<'_>, exact: bool) -> String {
     let i = r.inspection;
     let o = &i.object;
     let mut out = String::new();
+    let raw_flags = record_flags(r.record);
     let mut field = |k: &str, v: String| out.push_str(&format!("{k:<12} {v}\n"));
     field("address", format!("{:#x}", o.address));
     field("type", o.type_name.clone());
     field("class", o.class.clone().unwrap_or_else(|| "(none)".into()));
+    if let Some(owner) = &i.owner {
+        field(
+            "owner",
+            format!(
+                "{:#x} {} {} (this fields object keeps its instance variables)",
+                owner.address,
+                owner.type_name,
+                who(owner)
+            ),
+        );
+    }
     if let Some((k, v)) = &i.detail {
         field(k, format!("{v:?}"));
     }
@@ -153,14 +221,24 @@ fn inspect_text_unescaped(r: &InspectReport<'_>, exact: bool) -> String {
         }
         field("ivars", s);
     }
+    let flags = shown_flags(i, raw_flags.as_ref());
     field(
         "flags",
-        if i.flags.is_empty() {
+        if flags.is_empty() {
             "(none)".into()
         } else {
-            i.flags.join(", ")
+            flags.join(", ")
         },
     );
+    if let Some(age) = raw_flags.as_ref().and_then(|f| f.number("age")) {
+        field("age", format!("{age} (GCs survived; old at 3)"));
+    }
+    if let Some(oid) = i
+        .object_id
+        .or_else(|| raw_flags.as_ref().and_then(|f| f.number("object_id")))
+    {
+        field("object_id", oid.to_string());
+    }
     field(
         "location",
         o.location.clone().unwrap_or_else(|| "(untraced)".into()),

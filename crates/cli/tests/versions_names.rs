@@ -1,0 +1,404 @@
+//! How things are named on real dumps of every Ruby version (issue 11):
+//! instance variable names in `path`, `inspect` and `leaks` (3.4's T_OBJECT
+//! shapes, 4.0's IMEMO `fields` objects, generic and class-level ivars, too
+//! complex objects and `shapes: false` dumps), 4.0's flags in `inspect`, and
+//! the references a WeakMap's record lists. The programs are
+//! `tests/ruby/corpus/names_ivars.rb` and `names_leaks.rb`.
+
+mod common;
+
+use std::path::Path;
+
+use common::heapscope;
+use common::rubies::{self, WASM_VERSIONS};
+use serde_json::Value;
+
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
+}
+
+/// The address `key` of what the program built.
+fn addr(expect: &Value, key: &str) -> String {
+    text(&expect[key]).to_string()
+}
+
+/// `heapscope path DUMP ADDRESS --format json`: the labels of the one path.
+fn path_labels(dump: &Path, address: &str) -> Vec<String> {
+    let v = heapscope(&["path", dump.to_str().unwrap(), address, "--format", "json"]).json();
+    v["paths"][0]["steps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no path to {address} in {}: {v}", dump.display()))
+        .iter()
+        .filter_map(|s| s["held_as"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// How the last object before `address` on its path holds it.
+fn last_label(dump: &Path, address: &str) -> String {
+    path_labels(dump, address)
+        .pop()
+        .unwrap_or_else(|| panic!("{address} is a root in {}", dump.display()))
+}
+
+fn inspect_json(dump: &Path, address: &str) -> Value {
+    heapscope(&[
+        "inspect",
+        dump.to_str().unwrap(),
+        address,
+        "--format",
+        "json",
+    ])
+    .json()
+}
+
+fn referent_labels(inspection: &Value) -> Vec<String> {
+    inspection["referents"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| text(&i["held_as"]).to_string())
+        .collect()
+}
+
+/// Runs names_ivars.rb under wasm Ruby `version`: (dump dir, expectations).
+fn wasm_names(version: &str) -> (std::path::PathBuf, Value) {
+    let dir = rubies::wasm_run(version, "names_ivars.rb");
+    let expect = rubies::expectations(&dir);
+    (dir, expect)
+}
+
+#[test]
+fn ivar_names_in_paths_and_inspect_on_every_wasm_ruby() {
+    for version in WASM_VERSIONS {
+        let (dir, e) = wasm_names(version);
+        let dump = dir.join("names.dump");
+        let ctx = format!("Ruby {}", e["ruby"]);
+        // 3.4 lost these: its T_OBJECT shapes' parent is INVALID_SHAPE_ID.
+        assert_eq!(
+            last_label(&dump, &addr(&e, "alpha")),
+            "instance variable @alpha",
+            "{ctx}"
+        );
+        let wide = last_label(&dump, &addr(&e, "wide_w20"));
+        if *version == "head" {
+            // 4.1-dev keeps a non-embedded object's ivars in a fields object.
+            assert_eq!(
+                wide, "instance variable @w20 of its owner (NamesWide)",
+                "{ctx}"
+            );
+        } else {
+            assert_eq!(wide, "instance variable @w20", "{ctx}");
+        }
+        let holder = inspect_json(&dump, &addr(&e, "holder"));
+        assert_eq!(
+            holder["ivar_names"],
+            serde_json::json!(["@alpha", "@beta"]),
+            "{ctx}"
+        );
+        let labels = referent_labels(&holder);
+        assert!(
+            labels.iter().any(|l| l == "instance variable @beta"),
+            "{ctx}: {labels:?}"
+        );
+    }
+}
+
+#[test]
+fn fields_objects_are_named_on_4_0_and_later() {
+    for version in ["4.0", "head"] {
+        let (dir, e) = wasm_names(version);
+        let dump = dir.join("names.dump");
+        let ctx = format!("Ruby {}", e["ruby"]);
+        let tag = path_labels(&dump, &addr(&e, "string_tag"));
+        assert_eq!(
+            tag[tag.len() - 2..],
+            [
+                "its instance variables (a fields object: @tag)",
+                "generic instance variable @tag of its owner (a String)"
+            ],
+            "{ctx}"
+        );
+        assert_eq!(
+            last_label(&dump, &addr(&e, "array_note")),
+            "generic instance variable @note of its owner (an Array)",
+            "{ctx}"
+        );
+        let registry = path_labels(&dump, &addr(&e, "registry"));
+        assert_eq!(
+            registry[registry.len() - 2..],
+            [
+                "its instance variables (a fields object: @registry, @label)",
+                "class-level instance variable @registry of NamesRegistry"
+            ],
+            "{ctx}"
+        );
+        assert_eq!(
+            last_label(&dump, &addr(&e, "registry_label")),
+            "class-level instance variable @label of NamesRegistry",
+            "{ctx}"
+        );
+        // inspect of the fields object names its owner and its ivars.
+        let class = inspect_json(&dump, &addr(&e, "registry_class"));
+        let fields = class["referents"]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["type"] == "IMEMO")
+            .unwrap_or_else(|| panic!("{ctx}: no fields object among {class}"));
+        let f = inspect_json(&dump, text(&fields["address"]));
+        assert_eq!(f["owner"]["address"], e["registry_class"], "{ctx}");
+        assert_eq!(
+            f["ivar_names"],
+            serde_json::json!(["@registry", "@label"]),
+            "{ctx}"
+        );
+    }
+}
+
+/// `summary --by class` row of `class`: (count, bytes).
+fn class_row(dump: &Path, class: &str) -> (u64, u64) {
+    let v = heapscope(&[
+        "summary",
+        "--by",
+        "class",
+        "-n",
+        "0",
+        "--format",
+        "json",
+        dump.to_str().unwrap(),
+    ])
+    .json();
+    let row = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["class"] == class)
+        .unwrap_or_else(|| panic!("no {class} row in {}", dump.display()));
+    (
+        row["count"].as_u64().unwrap(),
+        row["memsize"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn a_fields_object_counts_under_its_owners_class() {
+    // 4.1-dev moves a wide object's ivar memory into its fields object.
+    let (dir, e) = wasm_names("head");
+    let dump = dir.join("names.dump");
+    let wide = inspect_json(&dump, &addr(&e, "wide"));
+    let fields = wide["referents"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"] == "IMEMO")
+        .expect("the wide object's fields object")
+        .clone();
+    let fields = inspect_json(&dump, text(&fields["address"]));
+    let own = wide["record"]["memsize"].as_u64().unwrap();
+    let held = fields["record"]["memsize"].as_u64().unwrap();
+    assert!(
+        held > own,
+        "the ivars are in the fields object: {held} vs {own}"
+    );
+    assert_eq!(class_row(&dump, "NamesWide"), (2, own + held));
+    // On 4.0 the object holds them itself: the class totals compare.
+    let (dir40, _) = wasm_names("4.0");
+    let (count, bytes) = class_row(&dir40.join("names.dump"), "NamesWide");
+    assert_eq!(count, 1);
+    assert!(
+        bytes * 2 > own + held && bytes < 2 * (own + held),
+        "4.0 {bytes} B vs 4.1-dev {} B",
+        own + held
+    );
+}
+
+#[test]
+fn generic_and_class_level_ivars_before_4_0() {
+    for version in ["3.2", "3.3", "3.4"] {
+        let (dir, e) = wasm_names(version);
+        let dump = dir.join("names.dump");
+        let ctx = format!("Ruby {}", e["ruby"]);
+        // Was "its shared string buffer".
+        assert_eq!(
+            last_label(&dump, &addr(&e, "string_tag")),
+            "generic instance variable @tag",
+            "{ctx}"
+        );
+        assert_eq!(
+            last_label(&dump, &addr(&e, "array_note")),
+            "generic instance variable @note",
+            "{ctx}"
+        );
+        // Was "a constant, class variable or method of NamesRegistry". The
+        // dump does not order a class's ivars among its other references.
+        let registry = last_label(&dump, &addr(&e, "registry"));
+        assert!(
+            registry.starts_with("a class-level instance variable (one of ")
+                && registry.contains("@registry, @label)")
+                && registry.ends_with("of NamesRegistry"),
+            "{ctx}: {registry}"
+        );
+    }
+}
+
+#[test]
+fn generic_ivars_on_the_native_ruby() {
+    let dir = rubies::native_run("names_ivars.rb");
+    let e = rubies::expectations(dir.path());
+    let dump = dir.path().join("names.dump");
+    let shapes = rubies::native_version().as_str() >= "3.2";
+    let (tag, note) = if shapes {
+        (
+            "generic instance variable @tag",
+            "generic instance variable @note",
+        )
+    } else {
+        // No shapes: no names, but the counts tell they are ivars.
+        ("a generic instance variable", "a generic instance variable")
+    };
+    assert_eq!(last_label(&dump, &addr(&e, "string_tag")), tag);
+    assert_eq!(last_label(&dump, &addr(&e, "array_note")), note);
+    let complex = last_label(&dump, &addr(&e, "complex_shared"));
+    if shapes {
+        assert!(complex.contains("shape is too complex"), "{complex}");
+    } else {
+        assert!(
+            complex.contains("no names in dumps before Ruby 3.2"),
+            "{complex}"
+        );
+    }
+}
+
+#[test]
+fn too_complex_and_shapeless_dumps_say_why() {
+    for version in WASM_VERSIONS {
+        let (dir, e) = wasm_names(version);
+        let ctx = format!("Ruby {}", e["ruby"]);
+        let complex = last_label(&dir.join("names.dump"), &addr(&e, "complex_shared"));
+        if *version == "head" {
+            // 4.1-dev: complex_shape, and the ivars in a fields object.
+            assert_eq!(
+                complex,
+                "an instance variable of its owner (NamesComplex) (names not in this dump: \
+                 the owner's shape is too complex)",
+                "{ctx}"
+            );
+        } else {
+            assert_eq!(
+                complex,
+                "an instance variable (names not in this dump: the object's shape is too \
+                 complex)",
+                "{ctx}"
+            );
+        }
+        let noshapes = dir.join("noshapes.dump");
+        assert_eq!(
+            last_label(&noshapes, &addr(&e, "alpha")),
+            "instance variable #1 of 2 (names not in this dump: it was written without shapes)",
+            "{ctx}"
+        );
+    }
+}
+
+#[test]
+fn inspect_shows_ruby_4_flags_and_object_ids() {
+    for version in ["4.0", "head"] {
+        let (dir, e) = wasm_names(version);
+        let dump = dir.join("names.dump");
+        let ctx = format!("Ruby {}", e["ruby"]);
+        let class = inspect_json(&dump, &addr(&e, "registry_class"));
+        let flags: Vec<&str> = class["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(text)
+            .collect();
+        for f in ["old", "remembered", "shareable"] {
+            assert!(flags.contains(&f), "{ctx}: {f} not in {flags:?}");
+        }
+        assert_eq!(class["age"], class["record"]["flags"]["age"], "{ctx}");
+        assert!(class["age"].is_u64(), "{ctx}: {class}");
+        let obj = inspect_json(&dump, &addr(&e, "identified"));
+        assert_eq!(obj["object_id"], e["identified_id"], "{ctx}");
+        let table = heapscope(&["inspect", dump.to_str().unwrap(), &addr(&e, "identified")])
+            .ok()
+            .stdout_text();
+        let id_line = format!("object_id    {}", e["identified_id"]);
+        assert!(table.contains(&id_line), "{ctx}:\n{table}");
+        assert!(
+            table.lines().any(|l| l.starts_with("age ")),
+            "{ctx}:\n{table}"
+        );
+    }
+}
+
+/// Up to 3.2 a WeakMap's record lists one reference (its finalizer proc).
+fn check_weakmap_referents(dump: &Path, e: &Value) {
+    let v = inspect_json(dump, &addr(e, "weakmap"));
+    let items = v["referents"]["items"].as_array().unwrap();
+    let weak: Vec<&Value> = items.iter().filter(|i| i["weak"] == true).collect();
+    assert_eq!(weak.len(), 1, "{v}");
+    assert!(
+        text(&weak[0]["held_as"]).starts_with("its finalizer proc"),
+        "{}",
+        weak[0]
+    );
+    assert_eq!(v["referents"]["total"], items.len());
+}
+
+#[test]
+fn inspect_lists_the_references_a_weakmap_record_lists() {
+    let (dir, e) = wasm_names("3.2");
+    check_weakmap_referents(&dir.join("names.dump"), &e);
+    if rubies::native_version().as_str() < "3.3" {
+        let dir = rubies::native_run("names_ivars.rb");
+        let e = rubies::expectations(dir.path());
+        check_weakmap_referents(&dir.path().join("names.dump"), &e);
+    }
+}
+
+#[test]
+fn leaks_paths_name_ivars_on_3_4_and_4_0() {
+    for version in ["3.4", "4.0"] {
+        let dir = rubies::wasm_run(version, "names_leaks.rb");
+        let e = rubies::expectations(&dir);
+        let ctx = format!("Ruby {}", e["ruby"]);
+        let mut args: Vec<String> = vec!["leaks".into()];
+        args.extend(
+            e["dumps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| dir.join(text(d)).to_str().unwrap().to_string()),
+        );
+        args.extend(["--time", "0,600,1200,1800,2400", "--format", "json", "-q"].map(String::from));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let v = heapscope(&args).json();
+        let leaks = v["processes"][0]["leaks"].as_array().unwrap();
+        let labels_at = |line: &Value| -> Vec<String> {
+            let at = format!(":{line}");
+            let row = leaks
+                .iter()
+                .find(|r| r["type"] == "STRING" && text(&r["location"]).ends_with(&at))
+                .unwrap_or_else(|| panic!("{ctx}: no String leak at line {line}: {leaks:#?}"));
+            row["path"]["steps"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{ctx}: no path: {row}"))
+                .iter()
+                .filter_map(|s| s["held_as"].as_str().map(str::to_string))
+                .collect()
+        };
+        let payload = labels_at(&e["payload_line"]);
+        assert!(
+            payload.iter().any(|l| l == "instance variable @payload"),
+            "{ctx}: {payload:?}"
+        );
+        let meta = labels_at(&e["meta_line"]);
+        let want = if version == "3.4" {
+            "generic instance variable @meta"
+        } else {
+            "generic instance variable @meta of its owner (a String)"
+        };
+        assert!(meta.iter().any(|l| l == want), "{ctx}: {meta:?}");
+    }
+}

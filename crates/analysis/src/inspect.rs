@@ -356,6 +356,25 @@ mod tests {
     }
 
     #[test]
+    fn a_weakmaps_listed_references_are_weak_referents() {
+        let text = r#"{"type":"ROOT", "root":"global_tbl", "references":["0x100"]}
+{"address":"0x100", "type":"DATA", "struct":"weakmap", "references":["0x140"], "memsize":40}
+{"address":"0x140", "type":"DATA", "struct":"proc", "memsize":40}
+"#;
+        let heap = heap_of(text);
+        let g = Graph::new(&heap, GraphOptions::default());
+        let dom = Dominators::compute(&g);
+        let l = Labeler::new(&g);
+        let map = heap.find(0x100).unwrap();
+        let i = inspect(&l, &dom, map, 0, 20, &FastMap::default());
+        assert_eq!(i.referents.total, 1);
+        let n = &i.referents.items[0];
+        assert!(n.weak);
+        assert_eq!(n.object.address, 0x140);
+        assert!(n.held_as.starts_with("its finalizer proc"), "{}", n.held_as);
+    }
+
+    #[test]
     fn finds_raw_records_not_shapes() {
         let text = "{\"type\":\"ROOT\", \"root\":\"vm\", \"references\":[\"0x10\"]}\n\
 {\"address\":\"0x10\", \"type\":\"SHAPE\", \"id\":0}\n\

@@ -294,3 +294,21 @@ fn inspect_text_unescaped(r: &InspectReport<'_>, exact: bool) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_flags_of_ruby_4() {
+        let line = br#"{"address":"0x1", "type":"CLASS", "flags":{"wb_protected":true, "age":3, "old":true, "object_id":42, "marking":false, "remembered":true, "shareable":true}}"#;
+        let f = record_flags(&RawRecord::Found(line.to_vec())).unwrap();
+        assert_eq!(f.set, ["wb_protected", "old", "remembered", "shareable"]);
+        assert_eq!(f.number("age"), Some(3));
+        assert_eq!(f.number("object_id"), Some(42));
+        assert_eq!(record_flags(&RawRecord::Unavailable("gz".into())), None);
+        // A record without flags (Ruby before 4.0 may omit them).
+        let none = record_flags(&RawRecord::Found(br#"{"address":"0x1"}"#.to_vec()));
+        assert_eq!(none, None);
+    }
+}

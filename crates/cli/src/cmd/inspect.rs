@@ -19,7 +19,10 @@ pub const LONG_ABOUT: &str = "\
 Everything known about one object: type, class, value or name, flags, allocation site, shallow
 and retained size, its immediate dominator (the object whose release would free it), the roots
 that reference it, the objects that reference it (referrers) and that it references (referents),
-each with how the reference holds it, and its raw record from the dump.
+each with how the reference holds it, and its raw record from the dump. Ruby 4.0's flags are all
+shown (remembered, shareable), with its age and object_id; a 4.0 IMEMO fields object shows the
+owner whose instance variables it keeps. References the record lists that are not graph edges (a
+WeakMap's, which keep nothing alive) are listed among the referents, marked weak.
 
 The raw record is re-read from the file, so it is shown for uncompressed files only.
 An address the dump does not have is an error (exit code 2).

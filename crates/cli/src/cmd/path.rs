@@ -19,8 +19,10 @@ The shortest chain of references from a GC root to an object: why it is still al
 
 One line per object, from the object a root references down to ADDRESS, with its type, class,
 allocation site and how it holds the next one where the dump tells: array element [i], hash key or
-value, instance variable name (Ruby 3.2+, from shapes), a constant, class variable or method of a
-class, or its class. The root category is printed first; machine_context roots are conservative
+value, instance variable name (Ruby 3.2+, from shapes: an object's, a String's or Array's generic
+ivars, a class's own; on 4.0+ through the IMEMO fields object that keeps them), a constant, class
+variable or method of a class, or its class. Where a dump has no names the label says why (a too
+complex shape, a dump written with shapes: false, a Ruby before 3.2). The root category is printed first; machine_context roots are conservative
 (a value found on a C stack) and may be false positives. Array indexes and hash sizes come from
 the records, re-read from uncompressed files only.
 

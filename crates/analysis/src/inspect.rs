@@ -86,10 +86,13 @@ pub fn referents(g: &Graph<'_>, id: ObjId) -> Vec<ObjId> {
 pub fn weak_referents(g: &Graph<'_>, id: ObjId) -> Vec<ObjId> {
     let strong = g.succs(id);
     let refs = g.heap.refs(id);
-    if refs.iter().all(|r| strong.contains(r)) {
+    // The edges are the references (and the class): all of them, or, for
+    // a weak container, none.
+    if strong.len() >= refs.len() {
         return Vec::new();
     }
-    dedup_in_order(refs.iter().copied().filter(|r| !strong.contains(r)))
+    let strong: FastMap<ObjId, ()> = strong.into_iter().map(|s| (s, ())).collect();
+    dedup_in_order(refs.iter().copied().filter(|r| !strong.contains_key(r)))
 }
 
 /// How a weak container holds what its record lists.

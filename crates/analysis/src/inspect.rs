@@ -212,7 +212,11 @@ pub fn inspect(
             .map(|m| String::from_utf8_lossy(m).into_owned()),
         generation: heap.generation(id),
         shape_id: heap.ivar_shape(id),
-        ivar_names: labeler.ivar_names(id),
+        // 4.0+ writes a too complex object with shape 0: its record says so.
+        ivar_names: labeler.ivar_names(id).map(|mut iv| {
+            iv.too_complex |= facts.get(&id).is_some_and(|f| f.too_complex);
+            iv
+        }),
         object_id: heap.object_ids.get(&id).copied(),
         owner: heap.fields_owner(id).map(|o| object_ref(heap, o)),
         shallow_bytes: g.shallow(id),

@@ -291,6 +291,8 @@ fn too_complex_and_shapeless_dumps_say_why() {
                 "{ctx}"
             );
         }
+        let inspected = inspect_json(&dir.join("names.dump"), &addr(&e, "complex"));
+        assert_eq!(inspected["too_complex"], true, "{ctx}: {inspected}");
         let noshapes = dir.join("noshapes.dump");
         assert_eq!(
             last_label(&noshapes, &addr(&e, "alpha")),

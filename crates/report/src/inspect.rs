@@ -114,6 +114,7 @@ pub fn inspect_json(r: &InspectReport<'_>) -> Value {
     v["generation"] = json!(i.generation);
     v["shape_id"] = json!(i.shape_id);
     v["ivar_names"] = json!(i.ivar_names.as_ref().map(|n| &n.names));
+    v["too_complex"] = json!(i.ivar_names.as_ref().map(|n| n.too_complex));
     v["shallow_bytes"] = json!(i.shallow_bytes);
     v["retained_bytes"] = json!(i.retained_bytes);
     v["reachable"] = json!(i.reachable);
@@ -217,7 +218,12 @@ fn inspect_text_unescaped(r: &InspectReport<'_>, exact: bool) -> String {
     if let Some(n) = &i.ivar_names {
         let mut s = n.names.join(", ");
         if n.too_complex {
-            s.push_str(" (too complex shape: names not listed)");
+            if !s.is_empty() {
+                s.push(' ');
+            }
+            s.push_str("(names not in this dump: the object's shape is too complex)");
+        } else if s.is_empty() {
+            s.push_str("(none)");
         }
         field("ivars", s);
     }

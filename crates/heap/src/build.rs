@@ -663,3 +663,68 @@ fn page_runs(address: &[u64]) -> Option<FastMap<u64, (u32, u32)>> {
 }
 
 pub(crate) const PAGE_SHIFT: u32 = 14;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object<'a>(address: u64, type_name: &'a [u8], class: Option<u64>) -> ObjectRecord<'a> {
+        ObjectRecord {
+            address,
+            type_name,
+            class,
+            flags: 0,
+            memsize: 40,
+            file: None,
+            line: None,
+            method: None,
+            generation: None,
+            detail: Detail::None,
+            refs: &[],
+            object_id: None,
+            real_class_name: None,
+        }
+    }
+
+    fn shape<'a>(id: u32, parent: Option<u32>, kind: &'a [u8]) -> ShapeRecord<'a> {
+        ShapeRecord {
+            id,
+            parent_id: parent,
+            shape_type: Some(kind),
+            edge_name: (kind == b"IVAR").then_some(b"@x".as_slice()),
+            ..ShapeRecord::default()
+        }
+    }
+
+    #[test]
+    fn ivar_shapes_and_fields_owners_across_partials() {
+        // Shapes: 0 ROOT, 1 FROZEN, 2 IVAR under 0, 3 FROZEN under 2.
+        let mut a = PartialHeap::new(false);
+        a.push_shape(&shape(0, None, b"ROOT"));
+        a.push_shape(&shape(1, Some(0), b"FROZEN"));
+        a.push_shape(&shape(2, Some(0), b"IVAR"));
+        a.push_shape(&shape(3, Some(2), b"FROZEN"));
+        a.push_object(&object(0x1000, b"STRING", Some(0x5000)));
+        a.note_shape_id(1); // frozen, no ivars: not kept
+        a.push_object(&object(0x1028, b"STRING", Some(0x5000)));
+        a.note_shape_id(3); // frozen with an ivar: kept
+        let mut b = PartialHeap::new(false);
+        b.push_object(&object(0x1050, b"IMEMO", Some(0x1028)));
+        b.note_shape_id(2);
+        b.note_fields_owner(0x1028);
+        b.push_object(&object(0x5000, b"CLASS", None));
+        let mut builder = HeapBuilder::new(false, 0);
+        builder.append(a);
+        builder.append(b);
+        let h = builder.finish();
+        let id = |a| h.find(a).unwrap();
+        assert_eq!(h.ivar_shape(id(0x1000)), None);
+        assert_eq!(h.ivar_shape(id(0x1028)), Some(3));
+        assert_eq!(h.ivar_shape(id(0x1050)), Some(2));
+        assert_eq!(h.fields_owner(id(0x1050)), Some(id(0x1028)));
+        assert_eq!(h.fields_owner(id(0x1028)), None);
+        // The fields object has no class of its own; grouped, it takes its owner's.
+        assert_eq!(h.class[id(0x1050) as usize], NO_CLASS);
+        assert_eq!(h.grouping_class(id(0x1050)), h.class[id(0x1028) as usize]);
+    }
+}

@@ -727,4 +727,58 @@ mod tests {
         assert_eq!(h.class[id(0x1050) as usize], NO_CLASS);
         assert_eq!(h.grouping_class(id(0x1050)), h.class[id(0x1028) as usize]);
     }
+
+    /// The memoised walk of `shapes_naming_ivars` against a plain walk up
+    /// from every shape, on random shape forests (with cycles and missing
+    /// parents).
+    #[test]
+    fn shapes_naming_ivars_matches_a_plain_walk() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |m: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % m
+        };
+        for _ in 0..200 {
+            let n = 1 + next(40) as u32;
+            let mut p = PartialHeap::new(false);
+            let kinds: [&[u8]; 3] = [b"ROOT", b"IVAR", b"FROZEN"];
+            for id in 0..n {
+                // Parents anywhere (cycles), or missing (n + 5), or none.
+                let parent = match next(5) {
+                    0 => None,
+                    1 => Some(n + 5),
+                    _ => Some(next(n as u64) as u32),
+                };
+                p.push_shape(&shape(id, parent, kinds[next(3) as usize]));
+            }
+            let mut b = HeapBuilder::new(false, 0);
+            b.append(p);
+            let h = b.finish();
+            let got = shapes_naming_ivars(&h);
+            let ivar = h.strings.find(b"IVAR");
+            for s in &h.shapes {
+                let mut cur = Some(s.id);
+                let mut want = false;
+                for _ in 0..=h.shapes.len() {
+                    let Some(sh) = cur.and_then(|c| h.shapes.iter().find(|x| x.id == c)) else {
+                        break;
+                    };
+                    if Some(sh.shape_type) == ivar {
+                        want = true;
+                        break;
+                    }
+                    cur = sh.parent_id;
+                }
+                assert_eq!(
+                    got.contains_key(&s.id),
+                    want,
+                    "shape {} of {:?}",
+                    s.id,
+                    h.shapes
+                );
+            }
+        }
+    }
 }

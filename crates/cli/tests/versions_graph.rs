@@ -188,7 +188,7 @@ fn a_since_dump_says_reachability_and_classes_are_not_in_it() {
         assert!(!out.contains("#<Class:"), "{label}: {out}");
         assert!(out.contains("(unknown class 0x"), "{label}: {out}");
         assert!(
-            summary.stderr.contains("no ROOT and no CLASS records"),
+            summary.stderr.contains("no CLASS records"),
             "{label}: {}",
             summary.stderr
         );
@@ -231,7 +231,7 @@ fn a_since_dump_says_reachability_and_classes_are_not_in_it() {
             );
             assert!(!out.contains("next GC"), "{label} {cmd}: {out}");
             assert!(
-                r.stderr.contains("reachability is not in this dump"),
+                r.stderr.contains("reachability cannot be judged"),
                 "{label} {cmd}"
             );
         }

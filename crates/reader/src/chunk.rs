@@ -24,6 +24,8 @@ pub(crate) struct ChunkResult {
     pub objects: u64,
     pub roots: u64,
     pub shapes: u64,
+    /// `"type":"NONE"` records (free slots, not objects).
+    pub free_slots: u64,
     pub malformed: u64,
     pub problems: Vec<ChunkProblem>,
     /// The chunk's last line had no newline and did not parse.
@@ -205,7 +207,10 @@ fn accept(
         }
         // A free slot (`dump_all(full: true)`), not an object: its `class`
         // is a free-list pointer.
-        b"NONE" => r.partial.count_free_slot(),
+        b"NONE" => {
+            r.partial.count_free_slot();
+            r.free_slots += 1;
+        }
         _ => {
             let address = match f.address {
                 Some(a) => a,

@@ -120,7 +120,7 @@ pub struct Diagnostics {
 
 impl Diagnostics {
     pub fn records(&self) -> u64 {
-        self.objects + self.roots + self.shapes
+        self.objects + self.roots + self.shapes + self.free_slots
     }
 
     /// Human-readable warnings, one per line, for stderr.
@@ -190,7 +190,7 @@ impl Diagnostics {
         }
         if self.since_dump() {
             w.push(format!(
-                "{source}: the dump has no ROOT and no CLASS records, as dump_all(since: ...) writes: it holds only the objects allocated since a GC generation, so class names (classes show as \"(unknown class 0x...)\"), reachability and references to older objects are not in it"
+                "{source}: the dump has no CLASS records, as dump_all(since: ...) writes: it holds only the objects allocated since a GC generation, so class names (classes show as \"(unknown class 0x...)\") and references to older objects are not in it"
             ));
         }
         // A few dangling references are normal (objects freed while Ruby
@@ -223,7 +223,7 @@ impl Diagnostics {
         let mut w = Vec::new();
         if self.since_dump() {
             w.push(format!(
-                "{source}: reachability is not in this dump (no ROOT records: dump_all(since: ...) leaves them out): nothing can be said about what is reachable, retained or garbage"
+                "{source}: reachability cannot be judged: the dump has no ROOT records (dump_all(since: ...) leaves them out), so nothing can be said about what is reachable, retained or garbage"
             ));
         } else if self.roots == 0 && self.objects > 0 {
             w.push(format!(
@@ -413,7 +413,6 @@ pub fn read_input(input: Input, opts: &ReadOptions) -> Result<Dump, ReadError> {
         }
         let heap = builder.finish();
         diag.duplicate_addresses = heap.facts.duplicate_addresses;
-        diag.free_slots = heap.facts.free_slots;
         diag.class_records = heap.facts.class_records;
         diag.dangling_refs = heap.facts.dangling_refs;
         diag.references = heap.refs.len() as u64 + heap.facts.dangling_refs;
@@ -839,6 +838,7 @@ fn add_chunk(d: &mut Diagnostics, r: &ChunkResult, base: u64, after_objects: boo
     d.objects += r.objects;
     d.roots += r.roots;
     d.shapes += r.shapes;
+    d.free_slots += r.free_slots;
     d.blank_lines += r.blank;
     d.malformed += r.malformed;
     d.recovered += r.recovered;

@@ -33,8 +33,11 @@ the memory each retains.
 A long path or chain (more than 21 objects: a linked list) shows its first and last 10 steps and
 how many were left out between; --full-path shows every step.
 
-An address the dump does not have, or an object that no root reaches (the next GC frees it), is
-an error: a message on stderr and exit code 2.
+An address the dump does not have, or an object that no root reaches, is an error: a message on
+stderr and exit code 2. The message says the next GC frees it only when the dump lists
+finalizers roots (never from Ruby 3.4 on); a dump without ROOT records (dump_all(since: ...))
+has no reachability in it. Paths from precise roots come before paths from conservative
+machine_context roots (values found on a C stack), even shorter ones.
 
 Examples:
     heapscope path heap.dump 0x7f3e9b0a1140

@@ -38,7 +38,8 @@ pub struct Neighbour {
 pub enum Dominator {
     /// Only the roots themselves: several roots or root paths reach it.
     Root,
-    /// No root reaches the object: the next GC frees it.
+    /// No root in the dump reaches the object (what that says about the
+    /// next GC depends on [`Inspection::coverage`]).
     Unreachable,
     Object(ObjectRef),
 }

@@ -128,6 +128,9 @@ pub fn top_groups(
 }
 
 /// Objects no root reaches, grouped by type and location (count, bytes).
+/// Whether the next GC frees them depends on the dump's roots
+/// ([`Graph::root_coverage`]): with no ROOT records at all this is every
+/// object, and means nothing.
 pub fn unreachable_groups(g: &Graph<'_>, dom: &Dominators) -> Vec<(Vec<KeyValue>, u64, u64)> {
     let by = [GroupKey::Type, GroupKey::Location];
     let (groups, _) = crate::group::group_objects(

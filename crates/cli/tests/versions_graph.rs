@@ -256,6 +256,17 @@ fn a_since_dump_says_reachability_and_classes_are_not_in_it() {
             r.stderr
         );
         assert!(!r.stderr.contains("next GC frees"), "{label}: {}", r.stderr);
+        let address = v["address"].as_str().unwrap();
+        let out = common::heapscope(&["inspect", s(&dump), address])
+            .ok()
+            .stdout_text();
+        assert!(!out.contains("unreachable"), "{label}: {out}");
+        assert!(
+            out.contains("reachability is not in this dump"),
+            "{label}: {out}"
+        );
+        let json = common::heapscope(&["inspect", "--format", "json", s(&dump), address]).json();
+        assert_eq!(json["reachability"], "missing", "{label}: {json}");
     }
 }
 

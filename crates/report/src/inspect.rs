@@ -2,6 +2,7 @@
 
 use heapscope_analysis::inspect::{Dominator, Inspection, Neighbour, Page};
 use heapscope_analysis::paths::ObjectRef;
+use heapscope_graph::RootCoverage;
 use serde_json::{json, Value};
 
 use crate::path::who;
@@ -118,6 +119,7 @@ pub fn inspect_json(r: &InspectReport<'_>) -> Value {
     v["shallow_bytes"] = json!(i.shallow_bytes);
     v["retained_bytes"] = json!(i.retained_bytes);
     v["reachable"] = json!(i.reachable);
+    v["reachability"] = json!(i.coverage.name());
     v["dominator"] = match &i.dominator {
         Dominator::Root => json!("root"),
         Dominator::Unreachable => Value::Null,
@@ -260,6 +262,8 @@ fn inspect_text_unescaped(r: &InspectReport<'_>, exact: bool) -> String {
         "retained",
         if i.reachable {
             size(i.retained_bytes, exact)
+        } else if i.coverage == RootCoverage::Missing {
+            "unknown (the dump has no ROOT records)".into()
         } else {
             "0 (unreachable)".into()
         },

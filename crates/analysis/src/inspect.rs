@@ -106,7 +106,6 @@ fn weak_label(heap: &heapscope_heap::Heap, id: ObjId, to: ObjId) -> String {
                                       references are not counted as edges)"
             .into(),
         Some(b"weakmap") => "an ObjectSpace::WeakMap entry (weak: not an edge)".into(),
-        Some(b"weakkeymap") => "an ObjectSpace::WeakKeyMap entry (not an edge)".into(),
         _ => "a weak reference (not an edge)".into(),
     }
 }

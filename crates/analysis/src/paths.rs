@@ -548,6 +548,10 @@ impl<'g, 'h> Labeler<'g, 'h> {
                 }
             }
             types::ICLASS => "a method table or constant of an included module".into(),
+            // A WeakKeyMap holds its values strongly while their keys live.
+            types::DATA if heap.detail_str(from) == Some(b"weakkeymap") => {
+                "a value of this ObjectSpace::WeakKeyMap (held while its key lives)".into()
+            }
             types::DATA => match heap.detail_str(from) {
                 Some(s) => format!(
                     "a reference from its C data ({})",

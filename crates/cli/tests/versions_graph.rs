@@ -87,6 +87,11 @@ fn weak_key_map_values_are_reachable_through_the_map() {
             assert!(n >= 2, "Ruby {ruby}: {json}");
             assert_eq!(steps[n - 1]["class"], "GraphWkmValue", "Ruby {ruby}");
             assert_eq!(steps[n - 2]["address"], wkm_address, "Ruby {ruby}: {json}");
+            assert_eq!(
+                steps[n - 2]["held_as"],
+                "a value of this ObjectSpace::WeakKeyMap (held while its key lives)",
+                "Ruby {ruby}: {json}"
+            );
         }
         // None of the values (nor their Strings) is counted as unreachable.
         let retained = common::heapscope(&["retained", "--format", "json", s(&dump)]).json();

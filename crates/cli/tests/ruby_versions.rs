@@ -26,7 +26,7 @@ fn class_count(dump: &Path, class: &str) -> u64 {
 }
 
 #[test]
-fn wasm_rubies_write_a_dump_heapscope_reads_a_dump_heapscope_reads() {
+fn wasm_rubies_write_a_dump_heapscope_reads() {
     for version in WASM_VERSIONS {
         let dir = rubies::wasm_run(version, "smoke.rb");
         let expect = rubies::expectations(&dir);

@@ -91,10 +91,10 @@ fuzz_briefly() {
 
 # ---------------------------------------------------------------------------
 # The Ruby version matrix (docs/ruby-versions.md). Everything is cached under
-# HEAPSCOPE_CACHE, outside the repository, and made again when missing or
+# HSMATRIX_CACHE, outside the repository, and made again when missing or
 # when its recipe below changes.
-HEAPSCOPE_CACHE=${HEAPSCOPE_CACHE:-/var/cache/heapscope}
-export HEAPSCOPE_CACHE
+HSMATRIX_CACHE=${HSMATRIX_CACHE:-/var/cache/heapscope}
+export HSMATRIX_CACHE
 
 # CRuby compiled to WebAssembly, run by node: the dump format of 3.2, 3.3,
 # 3.4, 4.0 and 4.1-dev (head). 32-bit builds, so not for the agent.
@@ -102,8 +102,8 @@ WASM_RUBY_PACKAGES="@ruby/wasm-wasi@2.10.1 @ruby/3.2-wasm-wasi@2.10.1 @ruby/3.3-
 
 ensure_wasm_rubies() {
   ensure_packages node:nodejs npm:npm
-  local dir=$HEAPSCOPE_CACHE/wasm
-  export HEAPSCOPE_WASM_RUBIES=$dir
+  local dir=$HSMATRIX_CACHE/wasm
+  export HSMATRIX_WASM_RUBIES=$dir
   if [ "$(cat "$dir/.recipe" 2>/dev/null)" = "$WASM_RUBY_PACKAGES" ]; then
     return 0
   fi
@@ -184,19 +184,19 @@ make_chroot() {
 }
 
 # ensure_chroot NAME: a Debian tree with a native Ruby for the matrix in
-# $HEAPSCOPE_CACHE/chroot-NAME (about 3 minutes to make, then reused).
+# $HSMATRIX_CACHE/chroot-NAME (about 3 minutes to make, then reused).
 ensure_chroot() {
-  local name=$1 dir=$HEAPSCOPE_CACHE/chroot-$1 recipe mirror
+  local name=$1 dir=$HSMATRIX_CACHE/chroot-$1 recipe mirror
   recipe=$(chroot_recipe "$name")
   if [ "$(cat "$dir/.heapscope-recipe" 2>/dev/null)" = "$recipe" ]; then
     return 0
   fi
   ensure_packages debootstrap:debootstrap unshare:util-linux
   mirror=$(debian_mirror)
-  local log=$HEAPSCOPE_CACHE/chroot-$name.log
+  local log=$HSMATRIX_CACHE/chroot-$name.log
   echo "making the $name chroot in $dir (debootstrap from $mirror and apt-get, a few minutes, once; log: $log)" >&2
   rm -rf "$dir"
-  mkdir -p "$HEAPSCOPE_CACHE"
+  mkdir -p "$HSMATRIX_CACHE"
   if ! make_chroot "$name" "$dir" "$mirror" >"$log" 2>&1; then
     echo "making the $name chroot failed; the end of $log:" >&2
     tail -n 30 "$log" >&2
@@ -209,7 +209,7 @@ ensure_chroot() {
 # namespace (the binds vanish with it), with the repository, the Rust
 # toolchain and the wasm Rubies bound at the same paths as here.
 in_chroot() {
-  local dir=$HEAPSCOPE_CACHE/chroot-$1
+  local dir=$HSMATRIX_CACHE/chroot-$1
   shift
   local repo cargo_home rustup_home
   repo=$(pwd -P)
@@ -219,7 +219,7 @@ in_chroot() {
     unshare --mount --propagation private -- bash -c '
     set -e
     dir=$1; shift
-    for p in /proc /dev "$REPO" "$CARGO_HOME" "$RUSTUP_HOME" "$HEAPSCOPE_WASM_RUBIES"; do
+    for p in /proc /dev "$REPO" "$CARGO_HOME" "$RUSTUP_HOME" "$HSMATRIX_WASM_RUBIES"; do
       [ -n "$p" ] && [ -e "$p" ] || continue
       mkdir -p "$dir$p"
       mount --rbind "$p" "$dir$p"
@@ -227,7 +227,7 @@ in_chroot() {
     exec chroot "$dir" env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
       PATH="/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin:$CARGO_HOME/bin" \
       CARGO_HOME="$CARGO_HOME" RUSTUP_HOME="$RUSTUP_HOME" \
-      HEAPSCOPE_WASM_RUBIES="$HEAPSCOPE_WASM_RUBIES" HEAPSCOPE_WASM_DUMPS="$HEAPSCOPE_WASM_DUMPS" \
+      HSMATRIX_WASM_RUBIES="$HSMATRIX_WASM_RUBIES" HSMATRIX_WASM_DUMPS="$HSMATRIX_WASM_DUMPS" \
       CARGO_TARGET_DIR=/var/cache/heapscope-target CARGO_TERM_COLOR=never \
       bash -c "cd \"\$0\" && exec \"\$@\"" "$REPO" "$@"
   ' bash "$dir" "$@"

@@ -3,8 +3,8 @@
 //! - **WebAssembly**: CRuby 3.2, 3.3, 3.4, 4.0 and head (4.1-dev) from npm
 //!   (`@ruby/<ver>-wasm-wasi`), run by node through `scripts/wasm/run-ruby.mjs`.
 //!   `scripts/lib.sh` (`ensure_wasm_rubies`) installs them under
-//!   `$HEAPSCOPE_CACHE/wasm` (default `/var/cache/heapscope/wasm`); the tests
-//!   find them through `HEAPSCOPE_WASM_RUBIES` or that default. 32-bit builds:
+//!   `$HSMATRIX_CACHE/wasm` (default `/var/cache/heapscope/wasm`); the tests
+//!   find them through `HSMATRIX_WASM_RUBIES` or that default. 32-bit builds:
 //!   good for the dump format, not for the agent.
 //! - **Native**: whatever `ruby` is on PATH (Debian 12's 3.1 on the host; 3.3
 //!   and 3.4 when `scripts/test` runs the suite again inside its chroots).
@@ -31,20 +31,20 @@ pub const WASM_VERSIONS: &[&str] = &["3.2", "3.3", "3.4", "4.0", "head"];
 
 /// Where `ensure_wasm_rubies` put the npm packages.
 pub fn wasm_modules_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("HEAPSCOPE_WASM_RUBIES") {
+    if let Some(dir) = std::env::var_os("HSMATRIX_WASM_RUBIES") {
         return PathBuf::from(dir);
     }
-    let cache = std::env::var_os("HEAPSCOPE_CACHE")
+    let cache = std::env::var_os("HSMATRIX_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/cache/heapscope"));
     cache.join("wasm")
 }
 
-/// Where wasm runs are cached: `HEAPSCOPE_WASM_DUMPS`, else
+/// Where wasm runs are cached: `HSMATRIX_WASM_DUMPS`, else
 /// `target/<profile>/wasm-dumps`. `scripts/test` points the chroot runs at
 /// the host's cache, so they reuse the host's wasm runs.
 pub fn wasm_dumps_dir() -> PathBuf {
-    std::env::var_os("HEAPSCOPE_WASM_DUMPS")
+    std::env::var_os("HSMATRIX_WASM_DUMPS")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| target_dir().join("wasm-dumps"))
@@ -72,7 +72,7 @@ pub fn wasm_run(version: &str, name: &str) -> PathBuf {
     assert!(
         wasm.exists(),
         "{} is missing: the wasm Rubies are installed by scripts/test \
-         (ensure_wasm_rubies in scripts/lib.sh), or point HEAPSCOPE_WASM_RUBIES at them",
+         (ensure_wasm_rubies in scripts/lib.sh), or point HSMATRIX_WASM_RUBIES at them",
         wasm.display()
     );
     let program = corpus_program(name);

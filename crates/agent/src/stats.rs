@@ -24,7 +24,7 @@ pub const GC_STAT_KEYS: &[&str] = STAT_FIELDS.split_at(8).0;
 
 /// One record as a JSON line (with its newline). `gc` holds the values of
 /// [`GC_STAT_KEYS`] in order. `profiler_off` says why the heap profiler's
-/// hook was turned off for good (`"ractors"`), when it was.
+/// hook was turned off for good (`"ractors"`, `"gc_library"`), when it was.
 pub fn record_line(
     time: f64,
     pid: u32,
@@ -44,7 +44,7 @@ pub fn record_line(
         }
     }
     if let Some(why) = profiler_off {
-        // A fixed word from the extension: nothing to escape.
+        // A fixed word from the agent itself: nothing to escape.
         line.push_str(&format!(",\"profiler_off\":\"{why}\""));
     }
     line.push_str("}\n");

@@ -30,7 +30,7 @@ pub fn init(ruby: &Ruby, native: RModule) -> Result<(), Error> {
     native.define_singleton_method("count_value", function!(count_value, 1))?;
     native.define_singleton_method("counts_reset", function!(counts_reset, 0))?;
     native.define_singleton_method("rss_bytes", function!(procmem::rss_bytes, 0))?;
-    native.define_singleton_method("stats_line", function!(stats_line, 2))?;
+    native.define_singleton_method("stats_line", function!(stats_line, 3))?;
     native.define_singleton_method("dump_paths", function!(dump_paths, 4))?;
     native.define_singleton_method("prune_dumps", function!(prune_dumps, 3))?;
     native.define_singleton_method("remove_stale_temps", function!(remove_stale_temps, 1))?;
@@ -123,7 +123,15 @@ fn unix_now() -> f64 {
 /// One statistics record as a JSON line (with its newline). `requests` and
 /// `jobs` are written when not nil. `GC.stat(:key)` is asked one key at a
 /// time so no Hash is allocated.
-fn stats_line(ruby: &Ruby, requests: Option<u64>, jobs: Option<u64>) -> Result<String, Error> {
+/// `stats_line(requests, jobs, profiler_off)`: one statistics record.
+/// `profiler_off` is the Ruby layer's reason the profiler is off (such as
+/// "gc_library"), or nil; Ractors seen by the native side take precedence.
+fn stats_line(
+    ruby: &Ruby,
+    requests: Option<u64>,
+    jobs: Option<u64>,
+    profiler_off: Option<String>,
+) -> Result<String, Error> {
     let gc: RModule = ruby.class_object().const_get("GC")?;
     let mut values = Vec::with_capacity(GC_STAT_KEYS.len());
     for key in GC_STAT_KEYS {
@@ -137,7 +145,11 @@ fn stats_line(ruby: &Ruby, requests: Option<u64>, jobs: Option<u64>) -> Result<S
         &values,
         requests,
         jobs,
-        crate::profiler::ractors_seen().then_some("ractors"),
+        if crate::profiler::ractors_seen() {
+            Some("ractors")
+        } else {
+            profiler_off.as_deref()
+        },
     ))
 }
 

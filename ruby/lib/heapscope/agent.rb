@@ -472,12 +472,7 @@ module Heapscope
 
       requests = Heapscope.counting[:requests] ? Native.count_value(:requests) : nil
       jobs = Heapscope.counting[:jobs] ? Native.count_value(:jobs) : nil
-      line = Native.stats_line(requests, jobs)
-      # Why the profiler is off, as the native side says for Ractors.
-      if @gc_library && !line.include?('"profiler_off"')
-        line = line.sub(/\}\n?\z/, %(,"profiler_off":"gc_library"}\n))
-      end
-      @stats_io.write(line)
+      @stats_io.write(Native.stats_line(requests, jobs, @gc_library && "gc_library"))
     end
 
     def flush_profile

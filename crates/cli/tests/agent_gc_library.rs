@@ -10,8 +10,8 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use common::process::Proc;
@@ -27,34 +27,27 @@ exit 3
 "#;
 
 fn under_agent(dir: &Path, gc_library: &str) -> Command {
-    let mut cmd = common::agent::ruby();
-    cmd.current_dir(dir)
-        .arg("-rheapscope/autostart")
-        .arg("-e")
-        .arg(PROGRAM)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in common::agent::base_env(dir) {
-        cmd.env(k, v);
-    }
-    cmd.env("HEAPSCOPE_PROFILE", "1")
-        .env("HEAPSCOPE_STATS", "1")
-        .env("HEAPSCOPE_STATS_INTERVAL", "0.2")
-        .env(
+    let mut env = common::agent::base_env(dir);
+    let path = |p: &str| dir.join(p).to_string_lossy().into_owned();
+    env.extend([
+        ("HEAPSCOPE_PROFILE", "1".to_string()),
+        ("HEAPSCOPE_STATS", "1".into()),
+        ("HEAPSCOPE_STATS_INTERVAL", "0.2".into()),
+        (
             "HEAPSCOPE_PROFILE_PATH",
-            dir.join("mem-%{pid}-%{time}.pprof.gz"),
-        )
-        .env("HEAPSCOPE_STATS_PATH", dir.join("gc-%{pid}.jsonl"))
-        .env("RUBY_GC_LIBRARY", gc_library);
-    cmd
+            path("mem-%{pid}-%{time}.pprof.gz"),
+        ),
+        ("HEAPSCOPE_STATS_PATH", path("gc-%{pid}.jsonl")),
+        ("RUBY_GC_LIBRARY", gc_library.into()),
+    ]);
+    common::agent::autostart_ruby(dir, PROGRAM, &env)
 }
 
-fn files_ending(dir: &Path, suffix: &str) -> Vec<std::path::PathBuf> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(suffix))
+fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    common::file_names(dir)
+        .into_iter()
+        .filter(|n| n.ends_with(suffix))
+        .map(|n| dir.join(n))
         .collect()
 }
 

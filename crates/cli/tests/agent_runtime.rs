@@ -11,35 +11,18 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::agent::{base_env, summary_ok};
+use common::agent::{autostart_ruby, base_env, summary_ok};
 use common::process::{kill_group, signal, wait_for, Proc};
 
 const SIGRTMIN_7: i32 = 41;
 
 fn send_signal(pid: u32, sig: i32) {
     assert!(signal(pid, &sig.to_string()), "kill -{sig} {pid}");
-}
-
-/// `ruby -I lib -rheapscope/autostart -e PROGRAM` in `dir`, with the given
-/// environment; stdout and stderr piped.
-fn agent_ruby(dir: &Path, program: &str, env: &[(&str, String)]) -> Command {
-    let mut cmd = common::agent::ruby();
-    cmd.current_dir(dir)
-        .arg("-rheapscope/autostart")
-        .arg("-e")
-        .arg(program)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
 }
 
 /// Dumps of `pid` in `dir` (final names only), sorted by seq.
@@ -94,7 +77,7 @@ fn dump_on_signal_through_heapscope_dump() {
     let mut env = base_env(dir.path());
     env.push(("HEAPSCOPE_DUMP_SIGNAL", "SIGRTMIN+7".into()));
     env.push(("HEAPSCOPE_VERBOSE", "1".into()));
-    let mut p = Proc::spawn(agent_ruby(dir.path(), WAIT_FOR_STOP, &env));
+    let mut p = Proc::spawn(autostart_ruby(dir.path(), WAIT_FOR_STOP, &env));
     assert_eq!(read_line(&mut p), "ready");
     let pid = p.pid;
     let run = dir.path().join("run");
@@ -164,7 +147,7 @@ fn usr2_signal_and_dump_signal_off() {
     let dir = tempfile::tempdir().unwrap();
     let mut env = base_env(dir.path());
     env.push(("HEAPSCOPE_DUMP_SIGNAL", "USR2".into()));
-    let mut p = Proc::spawn(agent_ruby(dir.path(), WAIT_FOR_STOP, &env));
+    let mut p = Proc::spawn(autostart_ruby(dir.path(), WAIT_FOR_STOP, &env));
     assert_eq!(read_line(&mut p), "ready");
     let run = dir.path().join("run");
     wait_for(Duration::from_secs(10), "announcement", || {
@@ -183,7 +166,7 @@ fn usr2_signal_and_dump_signal_off() {
     let dir = tempfile::tempdir().unwrap();
     let mut env = base_env(dir.path());
     env.push(("HEAPSCOPE_DUMP_SIGNAL", "off".into()));
-    let mut p = Proc::spawn(agent_ruby(dir.path(), WAIT_FOR_STOP, &env));
+    let mut p = Proc::spawn(autostart_ruby(dir.path(), WAIT_FOR_STOP, &env));
     assert_eq!(read_line(&mut p), "ready");
     let run = dir.path().join("run");
     let state = wait_for(Duration::from_secs(10), "announcement", || {
@@ -205,7 +188,7 @@ $keep = Array.new(1_000_000) { |i| [i.to_s, i] }
 puts "ready"; $stdout.flush
 sleep 120
 "#;
-    let mut p = Proc::spawn(agent_ruby(dir.path(), program, &env));
+    let mut p = Proc::spawn(autostart_ruby(dir.path(), program, &env));
     assert_eq!(read_line(&mut p), "ready");
     let pid = p.pid;
     wait_for(Duration::from_secs(10), "announcement", || {
@@ -237,7 +220,7 @@ sleep 120
 
     // The next agent to start with this dump directory removes the
     // leftover of the dead process.
-    let out = agent_ruby(dir.path(), "puts Heapscope.running?", &env)
+    let out = autostart_ruby(dir.path(), "puts Heapscope.running?", &env)
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -262,7 +245,7 @@ puts "ready"; $stdout.flush
 deadline = Time.now + 60
 sleep 0.02 until File.exist?("stop") || Time.now > deadline
 "#;
-    let mut p = Proc::spawn(agent_ruby(dir.path(), program, &env));
+    let mut p = Proc::spawn(autostart_ruby(dir.path(), program, &env));
     assert_eq!(read_line(&mut p), "ready");
     let pid = p.pid;
     let run = dir.path().join("run");
@@ -323,7 +306,7 @@ end
 sleep 1 # a third dump would have started by now
 puts Heapscope::Native.count_value(:requests)
 "#;
-    let out = Proc::spawn(agent_ruby(dir.path(), program, &env)).wait(Duration::from_secs(90));
+    let out = Proc::spawn(autostart_ruby(dir.path(), program, &env)).wait(Duration::from_secs(90));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(
@@ -371,7 +354,7 @@ puts "parent #{Process.pid} announced=#{File.exist?(File.join(run, "agent-#{Proc
 puts "child-state-removed=#{!File.exist?(File.join(run, "agent-#{child}.json"))}"
 "#;
     let started = Instant::now();
-    let out = Proc::spawn(agent_ruby(dir.path(), program, &env)).wait(Duration::from_secs(60));
+    let out = Proc::spawn(autostart_ruby(dir.path(), program, &env)).wait(Duration::from_secs(60));
     let elapsed = started.elapsed().as_secs_f64();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -470,7 +453,7 @@ end
 Heapscope.stop
 puts "stopped #{Heapscope.running?}"
 "#;
-    let out = Proc::spawn(agent_ruby(dir.path(), program, &env)).wait(Duration::from_secs(60));
+    let out = Proc::spawn(autostart_ruby(dir.path(), program, &env)).wait(Duration::from_secs(60));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -496,7 +479,7 @@ fn disabled_agent_leaves_the_app_alone() {
     let mut env = base_env(dir.path());
     env.push(("HEAPSCOPE_ENABLED", "0".into()));
     env.push(("HEAPSCOPE_STATS", "1".into()));
-    let out = agent_ruby(
+    let out = autostart_ruby(
         dir.path(),
         "puts Heapscope.running?; puts Thread.list.size",
         &env,
@@ -524,7 +507,7 @@ fn bad_settings_print_one_line_and_the_app_runs() {
     env.push(("HEAPSCOPE_SAMPLE_RATE", "2".into()));
     env.push(("HEAPSCOPE_DUMP_SIGNAL", "TERM".into()));
     env.push(("HEAPSCOPE_SAMPEL_RATE", "0.1".into()));
-    let out = agent_ruby(
+    let out = autostart_ruby(
         dir.path(),
         "puts \"app ran, agent #{Heapscope.running?}\"",
         &env,
@@ -601,7 +584,7 @@ fn profiler_options_are_accepted() {
 $keep = []
 20.times { $keep << Array.new(1000) { |i| "s#{i}" }; sleep 0.05 }
 "#;
-    let out = Proc::spawn(agent_ruby(dir.path(), program, &env)).wait(Duration::from_secs(60));
+    let out = Proc::spawn(autostart_ruby(dir.path(), program, &env)).wait(Duration::from_secs(60));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let s = resolved_settings(&env, dir.path());
@@ -694,7 +677,7 @@ state = File.read(File.join(ENV["HEAPSCOPE_RUNTIME_DIR"], "agent-#{Process.pid}.
 puts state[/"state": "(\w+)"/, 1]
 puts "still running"
 "#;
-    let out = Proc::spawn(agent_ruby(dir.path(), program, &env)).wait(Duration::from_secs(60));
+    let out = Proc::spawn(autostart_ruby(dir.path(), program, &env)).wait(Duration::from_secs(60));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");

@@ -124,3 +124,20 @@ pub fn base_env(dir: &std::path::Path) -> Vec<(&'static str, String)> {
         ),
     ]
 }
+
+/// `ruby -I lib -rheapscope/autostart -e PROGRAM` in `dir`, with the given
+/// environment; stdin closed, stdout and stderr piped.
+pub fn autostart_ruby(dir: &std::path::Path, program: &str, env: &[(&str, String)]) -> Command {
+    let mut cmd = ruby();
+    cmd.current_dir(dir)
+        .arg("-rheapscope/autostart")
+        .arg("-e")
+        .arg(program)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}

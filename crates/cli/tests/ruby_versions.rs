@@ -11,18 +11,8 @@ use serde_json::Value;
 use common::rubies::{self, WASM_VERSIONS};
 
 fn class_count(dump: &Path, class: &str) -> u64 {
-    let dump = dump.to_str().unwrap();
-    let json = common::heapscope(&[
-        "summary", "--by", "class", "-n", "0", "--format", "json", dump,
-    ])
-    .json();
-    json["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["class"] == class)
-        .map(|r| r["count"].as_u64().unwrap())
-        .unwrap_or(0)
+    let json = rubies::by_class_json(&["summary", dump.to_str().unwrap()]);
+    rubies::find_row(&json, "class", class).map_or(0, |r| r["count"].as_u64().unwrap())
 }
 
 #[test]
@@ -220,28 +210,20 @@ fn check_series(dir: &Path, ruby: &str) {
 
 #[test]
 fn wasm_rubies_population_known_by_construction() {
-    for version in WASM_VERSIONS {
-        let dir = rubies::wasm_run(version, "population.rb");
-        check_population(&dir, version);
-    }
+    rubies::check_on_wasm_rubies("population.rb", check_population);
 }
 
 #[test]
 fn native_ruby_population_known_by_construction() {
-    let dir = rubies::native_run("population.rb");
-    check_population(dir.path(), &rubies::native_version());
+    rubies::check_on_native_ruby("population.rb", check_population);
 }
 
 #[test]
 fn wasm_rubies_leak_and_cache_over_a_series() {
-    for version in WASM_VERSIONS {
-        let dir = rubies::wasm_run(version, "population_series.rb");
-        check_series(&dir, version);
-    }
+    rubies::check_on_wasm_rubies("population_series.rb", check_series);
 }
 
 #[test]
 fn native_ruby_leak_and_cache_over_a_series() {
-    let dir = rubies::native_run("population_series.rb");
-    check_series(dir.path(), &rubies::native_version());
+    rubies::check_on_native_ruby("population_series.rb", check_series);
 }

@@ -9,27 +9,38 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::rubies::{self, WASM_VERSIONS};
+use common::rubies;
 use serde_json::Value;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// (label, output directory) of `program` under every wasm Ruby and the
-/// native one. The native run's temporary directory is kept alive by the
-/// returned guard.
-fn every_ruby(program: &str) -> (Vec<(String, PathBuf)>, tempfile::TempDir) {
-    let mut out: Vec<(String, PathBuf)> = WASM_VERSIONS
+/// `summary --by class -n 0 --format json DUMP`.
+fn summary_by_class(dump: &Path) -> Value {
+    rubies::by_class_json(&["summary", s(dump)])
+}
+
+/// The steps of the first path to `address`, which must have at least two.
+fn path_steps(dump: &Path, address: &str, context: &str) -> (Vec<Value>, Value) {
+    let json = rubies::path_json(dump, address);
+    let steps = json["paths"][0]["steps"].as_array().unwrap().clone();
+    assert!(steps.len() >= 2, "{context}: {json}");
+    (steps, json)
+}
+
+/// `retained --format json DUMP` and how many objects of `type_` it counts
+/// as unreachable.
+fn unreachable_of_type(dump: &Path, type_: &str) -> (u64, Value) {
+    let retained = common::heapscope(&["retained", "--format", "json", s(dump)]).json();
+    let count = retained["unreachable"]["by_type_location"]
+        .as_array()
+        .unwrap()
         .iter()
-        .map(|v| (format!("wasm {v}"), rubies::wasm_run(v, program)))
-        .collect();
-    let native = rubies::native_run(program);
-    out.push((
-        format!("native {}", rubies::native_version()),
-        native.path().to_path_buf(),
-    ));
-    (out, native)
+        .filter(|r| r["type"] == type_)
+        .map(|r| r["count"].as_u64().unwrap())
+        .sum();
+    (count, retained)
 }
 
 /// `RUBY_VERSION` as (major, minor).
@@ -37,6 +48,16 @@ fn version_of(expect: &Value) -> (u32, u32) {
     let v = expect["ruby"].as_str().unwrap();
     let mut it = v.split('.').map(|p| p.parse::<u32>().unwrap());
     (it.next().unwrap(), it.next().unwrap())
+}
+
+/// `DIR/DUMP_NAME`, the program's expectations, its Ruby's version and the
+/// dump's text.
+fn load(dir: &Path, dump_name: &str) -> (PathBuf, Value, (u32, u32), String) {
+    let dump = dir.join(dump_name);
+    let expect = rubies::expectations(dir);
+    let version = version_of(&expect);
+    let text = std::fs::read_to_string(&dump).unwrap();
+    (dump, expect, version, text)
 }
 
 /// The record of the object at `address`, parsed.
@@ -55,7 +76,7 @@ fn record(dump: &Path, address: &str) -> Value {
 /// when the suite runs in the 3.3 and 3.4 chroots; the host's 3.1 has none).
 #[test]
 fn weak_key_map_values_are_reachable_through_the_map() {
-    let (runs, _keep) = every_ruby("graph_weakkeymap.rb");
+    let (runs, _keep) = rubies::every_ruby("graph_weakkeymap.rb");
     for (_, dir) in &runs {
         let expect = rubies::expectations(dir);
         let dump = dir.join("weakkeymap.dump");
@@ -81,10 +102,8 @@ fn weak_key_map_values_are_reachable_through_the_map() {
         // Five of them (each `path` reads the whole dump).
         for value in values.iter().take(5) {
             let value = value.as_str().unwrap();
-            let json = common::heapscope(&["path", "--format", "json", s(&dump), value]).json();
-            let steps = json["paths"][0]["steps"].as_array().unwrap();
+            let (steps, json) = path_steps(&dump, value, &format!("Ruby {ruby}"));
             let n = steps.len();
-            assert!(n >= 2, "Ruby {ruby}: {json}");
             assert_eq!(steps[n - 1]["class"], "GraphWkmValue", "Ruby {ruby}");
             assert_eq!(steps[n - 2]["address"], wkm_address, "Ruby {ruby}: {json}");
             assert_eq!(
@@ -94,33 +113,16 @@ fn weak_key_map_values_are_reachable_through_the_map() {
             );
         }
         // None of the values (nor their Strings) is counted as unreachable.
-        let retained = common::heapscope(&["retained", "--format", "json", s(&dump)]).json();
-        let unreachable_objects = retained["unreachable"]["by_type_location"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["type"] == "OBJECT")
-            .map(|r| r["count"].as_u64().unwrap())
-            .sum::<u64>();
+        let (unreachable_objects, retained) = unreachable_of_type(&dump, "OBJECT");
         assert!(unreachable_objects < 20, "Ruby {ruby}: {retained}");
         // The map retains its values (20 objects with a 200-byte String each).
-        let rows = common::heapscope(&[
-            "retained",
-            "--by",
+        let rows = rubies::by_class_json(&["retained", s(&dump)]);
+        let wkm_row = rubies::row(
+            &rows,
             "class",
-            "-n",
-            "0",
-            "--format",
-            "json",
-            s(&dump),
-        ])
-        .json();
-        let wkm_row = rows["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["class"] == "ObjectSpace::WeakKeyMap")
-            .unwrap_or_else(|| panic!("Ruby {ruby}: {rows}"));
+            "ObjectSpace::WeakKeyMap",
+            &format!("Ruby {ruby}"),
+        );
         assert!(
             wkm_row["retained_bytes"].as_u64().unwrap() > 20 * 200,
             "Ruby {ruby}: {wkm_row}"
@@ -131,7 +133,7 @@ fn weak_key_map_values_are_reachable_through_the_map() {
 /// Item 2: free slots are not objects, on every Ruby.
 #[test]
 fn free_slots_of_a_full_dump_are_counted_apart() {
-    let (runs, _keep) = every_ruby("graph_full.rb");
+    let (runs, _keep) = rubies::every_ruby("graph_full.rb");
     for (label, dir) in &runs {
         let dump = dir.join("full.dump");
         let text = std::fs::read_to_string(&dump).unwrap();
@@ -140,17 +142,7 @@ fn free_slots_of_a_full_dump_are_counted_apart() {
         let roots = text.matches("\"type\":\"ROOT\"").count() as u64;
         let shapes = text.matches("\"type\":\"SHAPE\"").count() as u64;
         assert!(none > 100, "{label}: only {none} free slots");
-        let json = common::heapscope(&[
-            "summary",
-            "--by",
-            "class",
-            "-n",
-            "0",
-            "--format",
-            "json",
-            s(&dump),
-        ])
-        .json();
+        let json = summary_by_class(&dump);
         assert_eq!(json["totals"]["free_slots"], none, "{label}");
         assert_eq!(json["diagnostics"]["free_slots"], none, "{label}");
         assert_eq!(
@@ -169,9 +161,7 @@ fn free_slots_of_a_full_dump_are_counted_apart() {
             anonymous < 50,
             "{label}: {anonymous} objects of anonymous classes"
         );
-        let kept = rows
-            .iter()
-            .find(|r| r["class"] == "GraphFullThing")
+        let kept = rubies::find_row(&json, "class", "GraphFullThing")
             .map(|r| r["count"].as_u64().unwrap());
         assert!(kept >= Some(10), "{label}: {kept:?}");
         let text = common::heapscope(&["summary", s(&dump)]).ok().stdout_text();
@@ -183,7 +173,7 @@ fn free_slots_of_a_full_dump_are_counted_apart() {
 /// and claims nothing about reachability.
 #[test]
 fn a_since_dump_says_reachability_and_classes_are_not_in_it() {
-    let (runs, _keep) = every_ruby("graph_since.rb");
+    let (runs, _keep) = rubies::every_ruby("graph_since.rb");
     for (label, dir) in &runs {
         let dump = dir.join("since.dump");
         let text = std::fs::read_to_string(&dump).unwrap();
@@ -199,17 +189,7 @@ fn a_since_dump_says_reachability_and_classes_are_not_in_it() {
             "{label}: {}",
             summary.stderr
         );
-        let json = common::heapscope(&[
-            "summary",
-            "--by",
-            "class",
-            "-n",
-            "0",
-            "--format",
-            "json",
-            s(&dump),
-        ])
-        .json();
+        let json = summary_by_class(&dump);
         let strings = json["rows"]
             .as_array()
             .unwrap()
@@ -302,12 +282,9 @@ fn instances(dump: &Path, name: &str) -> Vec<String> {
 /// "the next GC frees it" is said only when the dump lists finalizers roots.
 #[test]
 fn paths_start_at_precise_roots_and_unreachable_is_hedged_without_finalizers() {
-    let (runs, _keep) = every_ruby("graph_roots.rb");
+    let (runs, _keep) = rubies::every_ruby("graph_roots.rb");
     for (label, dir) in &runs {
-        let dump = dir.join("roots.dump");
-        let expect = rubies::expectations(dir);
-        let version = version_of(&expect);
-        let text = std::fs::read_to_string(&dump).unwrap();
+        let (dump, expect, version, text) = load(dir, "roots.dump");
         let finalizers = text.contains("\"root\":\"finalizers\"");
         assert_eq!(finalizers, version < (3, 4), "{label}");
 
@@ -378,23 +355,10 @@ fn paths_start_at_precise_roots_and_unreachable_is_hedged_without_finalizers() {
 /// clears the caches of that name, so the removed value is freed.
 #[test]
 fn a_constant_cache_holds_its_value_on_every_ruby() {
-    let native = rubies::native_run("graph_constcache.rb");
-    let mut runs: Vec<(String, PathBuf)> = vec![(
-        format!("native {}", rubies::native_version()),
-        native.path().to_path_buf(),
-    )];
-    for v in WASM_VERSIONS {
-        runs.push((
-            format!("wasm {v}"),
-            rubies::wasm_run(v, "graph_constcache.rb"),
-        ));
-    }
+    let (runs, _keep) = rubies::every_ruby("graph_constcache.rb");
     for (label, dir) in &runs {
-        let dump = dir.join("constcache.dump");
-        let expect = rubies::expectations(dir);
-        let version = version_of(&expect);
+        let (dump, expect, version, text) = load(dir, "constcache.dump");
         let removed = expect["removed"].as_str().unwrap();
-        let text = std::fs::read_to_string(&dump).unwrap();
         if version >= (3, 2) {
             let needle = format!("\"address\":\"{removed}\"");
             let still_there = text
@@ -431,24 +395,15 @@ fn a_constant_cache_holds_its_value_on_every_ruby() {
         assert!(holding.iter().all(|c| c["class"] == removed), "{label}");
 
         // Reachable, through a constcache IMEMO.
-        let json = common::heapscope(&["path", "--format", "json", s(&dump), removed]).json();
-        let steps = json["paths"][0]["steps"].as_array().unwrap();
+        let (steps, json) = path_steps(&dump, removed, label);
         let n = steps.len();
-        assert!(n >= 2, "{label}: {json}");
         assert_eq!(steps[n - 2]["type"], "IMEMO", "{label}: {json}");
         let held_as = steps[n - 2]["held_as"].as_str().unwrap();
         assert!(
             held_as.contains("the constant value it caches"),
             "{label}: {held_as}"
         );
-        let retained = common::heapscope(&["retained", "--format", "json", s(&dump)]).json();
-        let unreachable_strings: u64 = retained["unreachable"]["by_type_location"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["type"] == "STRING")
-            .map(|r| r["count"].as_u64().unwrap())
-            .sum();
+        let (unreachable_strings, retained) = unreachable_of_type(&dump, "STRING");
         assert!(unreachable_strings < 200, "{label}: {retained}");
         assert_kept_is_not_dominated_by_the_class(label, &dump, &expect);
     }
@@ -458,15 +413,7 @@ fn a_constant_cache_holds_its_value_on_every_ruby() {
 /// hold: its retained size leaves KEPT's 200 Strings out.
 fn assert_kept_is_not_dominated_by_the_class(label: &str, dump: &Path, expect: &Value) {
     let rows = common::heapscope(&["retained", "-n", "0", "--format", "json", s(dump)]).json();
-    let row = |a: &str| {
-        rows["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["address"] == a)
-            .unwrap_or_else(|| panic!("{label}: {a} not in retained"))
-            .clone()
-    };
+    let row = |a: &str| rubies::row(&rows, "address", a, &format!("{label}: retained")).clone();
     let class = row(expect["class"].as_str().unwrap());
     let kept = row(expect["kept"].as_str().unwrap());
     assert_eq!(class["name"], "GraphCcHolder", "{label}");

@@ -57,20 +57,7 @@ fn identity_objects(dump: &str) -> BTreeMap<String, Vec<(String, Option<u64>)>> 
 
 /// `diff --by class` rows as class → count.
 fn new_by_class(dir: &Path) -> (BTreeMap<String, u64>, Value) {
-    let v = common::heapscope(&[
-        "diff",
-        &path(dir, 0),
-        &path(dir, 1),
-        "--by",
-        "class",
-        "-n",
-        "0",
-        "--format",
-        "json",
-        "-q",
-    ])
-    .ok()
-    .json();
+    let v = rubies::by_class_json(&["diff", &path(dir, 0), &path(dir, 1), "-q"]);
     let rows = v["rows"]
         .as_array()
         .unwrap()
@@ -78,6 +65,13 @@ fn new_by_class(dir: &Path) -> (BTreeMap<String, u64>, Value) {
         .filter_map(|r| Some((r["class"].as_str()?.to_string(), r["count"].as_u64()?)))
         .collect();
     (rows, v)
+}
+
+/// `heapscope leaks DIR -n TOP --format json -q`, which must succeed.
+fn leaks_json(dir: &str, top: &str) -> Value {
+    common::heapscope(&["leaks", dir, "-n", top, "--format", "json", "-q"])
+        .ok()
+        .json()
 }
 
 /// The `leaks` site of class `class` (among leaks and caches).
@@ -136,17 +130,7 @@ fn object_ids_tell_new_objects_at_reused_addresses_from_old_ones() {
         );
 
         // leaks: the first batch of IdentityNew objects survives, all of it.
-        let v = common::heapscope(&[
-            "leaks",
-            dir.to_str().unwrap(),
-            "-n",
-            "0",
-            "--format",
-            "json",
-            "-q",
-        ])
-        .ok()
-        .json();
+        let v = leaks_json(dir.to_str().unwrap(), "0");
         let site = leak_site(&v, "IdentityNew")
             .unwrap_or_else(|| panic!("Ruby {ruby}: no IdentityNew site: {v}"));
         assert_eq!(site["counts"], serde_json::json!([0, m, m + n, m + 2 * n]));
@@ -162,9 +146,7 @@ fn object_ids_tell_new_objects_at_reused_addresses_from_old_ones() {
 fn leaks_top_zero_shows_every_site() {
     let dir = wasm_dir("4.0");
     let dirs = dir.to_str().unwrap();
-    let all = common::heapscope(&["leaks", dirs, "-n", "0", "--format", "json", "-q"])
-        .ok()
-        .json();
+    let all = leaks_json(dirs, "0");
     let p = &all["processes"][0];
     let shown = p["leaks"].as_array().unwrap().len() + p["caches"].as_array().unwrap().len();
     let sites = p["leak_sites"].as_u64().unwrap() + p["cache_sites"].as_u64().unwrap();
@@ -175,9 +157,7 @@ fn leaks_top_zero_shows_every_site() {
         .stdout_text();
     assert!(table.contains("IdentityNew"), "{table}");
     // -n 1 still cuts.
-    let one = common::heapscope(&["leaks", dirs, "-n", "1", "--format", "json", "-q"])
-        .ok()
-        .json();
+    let one = leaks_json(dirs, "1");
     let p = &one["processes"][0];
     assert!(p["caches"].as_array().unwrap().len() <= 1, "{one}");
 }
@@ -185,8 +165,9 @@ fn leaks_top_zero_shows_every_site() {
 /// `diff` and `leaks` of untraced dumps say so on stderr (unless -q), as
 /// well as in their reports.
 fn check_untraced_warnings(dir: &Path, ruby: &str, with_ids: bool) {
+    let (first, second) = (path(dir, 0), path(dir, 1));
     for format in ["table", "json"] {
-        let run = common::heapscope(&["diff", &path(dir, 0), &path(dir, 1), "--format", format]);
+        let run = common::heapscope(&["diff", &first, &second, "--format", format]);
         run.ok();
         let line = run
             .stderr
@@ -206,14 +187,7 @@ fn check_untraced_warnings(dir: &Path, ruby: &str, with_ids: bool) {
                 .iter()
                 .any(|w| w.as_str().unwrap().contains("no allocation tracing")));
         }
-        let quiet = common::heapscope(&[
-            "diff",
-            &path(dir, 0),
-            &path(dir, 1),
-            "--format",
-            format,
-            "-q",
-        ]);
+        let quiet = common::heapscope(&["diff", &first, &second, "--format", format, "-q"]);
         quiet.ok();
         assert!(quiet.stderr.is_empty(), "Ruby {ruby}: {}", quiet.stderr);
     }

@@ -24,13 +24,13 @@ fn addr(expect: &Value, key: &str) -> String {
 
 /// `heapscope path DUMP ADDRESS --format json`: the labels of the one path.
 fn path_labels(dump: &Path, address: &str) -> Vec<String> {
-    let v = heapscope(&["path", dump.to_str().unwrap(), address, "--format", "json"]).json();
-    v["paths"][0]["steps"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no path to {address} in {}: {v}", dump.display()))
-        .iter()
-        .filter_map(|s| s["held_as"].as_str().map(str::to_string))
-        .collect()
+    let v = rubies::path_json(dump, address);
+    assert!(
+        v["paths"][0]["steps"].is_array(),
+        "no path to {address} in {}: {v}",
+        dump.display()
+    );
+    rubies::held_as_labels(&v["paths"][0]["steps"])
 }
 
 /// How the last object before `address` on its path holds it.
@@ -51,6 +51,15 @@ fn inspect_json(dump: &Path, address: &str) -> Value {
     .json()
 }
 
+/// The first IMEMO among the referents `inspect` lists (a fields object).
+fn fields_referent(inspection: &Value) -> Option<&Value> {
+    inspection["referents"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"] == "IMEMO")
+}
+
 fn referent_labels(inspection: &Value) -> Vec<String> {
     inspection["referents"]["items"]
         .as_array()
@@ -60,19 +69,32 @@ fn referent_labels(inspection: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Runs names_ivars.rb under wasm Ruby `version`: (dump dir, expectations).
-fn wasm_names(version: &str) -> (std::path::PathBuf, Value) {
+/// What names_ivars.rb wrote under one wasm Ruby.
+struct Names {
+    dir: std::path::PathBuf,
+    /// `names.dump`.
+    dump: std::path::PathBuf,
+    e: Value,
+    /// "Ruby \"3.4.1\"", for assertion messages.
+    ctx: String,
+}
+
+/// Runs names_ivars.rb under wasm Ruby `version`.
+fn wasm_names(version: &str) -> Names {
     let dir = rubies::wasm_run(version, "names_ivars.rb");
-    let expect = rubies::expectations(&dir);
-    (dir, expect)
+    let e = rubies::expectations(&dir);
+    Names {
+        dump: dir.join("names.dump"),
+        ctx: format!("Ruby {}", e["ruby"]),
+        dir,
+        e,
+    }
 }
 
 #[test]
 fn ivar_names_in_paths_and_inspect_on_every_wasm_ruby() {
     for version in WASM_VERSIONS {
-        let (dir, e) = wasm_names(version);
-        let dump = dir.join("names.dump");
-        let ctx = format!("Ruby {}", e["ruby"]);
+        let Names { dump, e, ctx, .. } = wasm_names(version);
         // 3.4 lost these: its T_OBJECT shapes' parent is INVALID_SHAPE_ID.
         assert_eq!(
             last_label(&dump, &addr(&e, "alpha")),
@@ -106,44 +128,40 @@ fn ivar_names_in_paths_and_inspect_on_every_wasm_ruby() {
 #[test]
 fn fields_objects_are_named_on_4_0_and_later() {
     for version in ["4.0", "head"] {
-        let (dir, e) = wasm_names(version);
-        let dump = dir.join("names.dump");
-        let ctx = format!("Ruby {}", e["ruby"]);
-        let tag = path_labels(&dump, &addr(&e, "string_tag"));
-        assert_eq!(
-            tag[tag.len() - 2..],
-            [
-                "its instance variables (a fields object: @tag)",
-                "generic instance variable @tag of its owner (a String)"
-            ],
-            "{ctx}"
-        );
-        assert_eq!(
-            last_label(&dump, &addr(&e, "array_note")),
-            "generic instance variable @note of its owner (an Array)",
-            "{ctx}"
-        );
-        let registry = path_labels(&dump, &addr(&e, "registry"));
-        assert_eq!(
-            registry[registry.len() - 2..],
-            [
-                "its instance variables (a fields object: @registry, @label)",
-                "class-level instance variable @registry of NamesRegistry"
-            ],
-            "{ctx}"
-        );
-        assert_eq!(
-            last_label(&dump, &addr(&e, "registry_label")),
-            "class-level instance variable @label of NamesRegistry",
-            "{ctx}"
-        );
+        let Names { dump, e, ctx, .. } = wasm_names(version);
+        // (object, the last labels of its path)
+        let expected: [(&str, &[&str]); 4] = [
+            (
+                "string_tag",
+                &[
+                    "its instance variables (a fields object: @tag)",
+                    "generic instance variable @tag of its owner (a String)",
+                ],
+            ),
+            (
+                "array_note",
+                &["generic instance variable @note of its owner (an Array)"],
+            ),
+            (
+                "registry",
+                &[
+                    "its instance variables (a fields object: @registry, @label)",
+                    "class-level instance variable @registry of NamesRegistry",
+                ],
+            ),
+            (
+                "registry_label",
+                &["class-level instance variable @label of NamesRegistry"],
+            ),
+        ];
+        for (key, tail) in expected {
+            let labels = path_labels(&dump, &addr(&e, key));
+            assert!(labels.len() >= tail.len(), "{ctx}: {key}: {labels:?}");
+            assert_eq!(labels[labels.len() - tail.len()..], *tail, "{ctx}: {key}");
+        }
         // inspect of the fields object names its owner and its ivars.
         let class = inspect_json(&dump, &addr(&e, "registry_class"));
-        let fields = class["referents"]["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|i| i["type"] == "IMEMO")
+        let fields = fields_referent(&class)
             .unwrap_or_else(|| panic!("{ctx}: no fields object among {class}"));
         let f = inspect_json(&dump, text(&fields["address"]));
         assert_eq!(f["owner"]["address"], e["registry_class"], "{ctx}");
@@ -157,23 +175,8 @@ fn fields_objects_are_named_on_4_0_and_later() {
 
 /// `summary --by class` row of `class`: (count, bytes).
 fn class_row(dump: &Path, class: &str) -> (u64, u64) {
-    let v = heapscope(&[
-        "summary",
-        "--by",
-        "class",
-        "-n",
-        "0",
-        "--format",
-        "json",
-        dump.to_str().unwrap(),
-    ])
-    .json();
-    let row = v["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["class"] == class)
-        .unwrap_or_else(|| panic!("no {class} row in {}", dump.display()));
+    let v = rubies::by_class_json(&["summary", dump.to_str().unwrap()]);
+    let row = rubies::row(&v, "class", class, &dump.display().to_string());
     (
         row["count"].as_u64().unwrap(),
         row["memsize"].as_u64().unwrap(),
@@ -183,14 +186,9 @@ fn class_row(dump: &Path, class: &str) -> (u64, u64) {
 #[test]
 fn a_fields_object_counts_under_its_owners_class() {
     // 4.1-dev moves a wide object's ivar memory into its fields object.
-    let (dir, e) = wasm_names("head");
-    let dump = dir.join("names.dump");
+    let Names { dump, e, .. } = wasm_names("head");
     let wide = inspect_json(&dump, &addr(&e, "wide"));
-    let fields = wide["referents"]["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["type"] == "IMEMO")
+    let fields = fields_referent(&wide)
         .expect("the wide object's fields object")
         .clone();
     let fields = inspect_json(&dump, text(&fields["address"]));
@@ -202,8 +200,7 @@ fn a_fields_object_counts_under_its_owners_class() {
     );
     assert_eq!(class_row(&dump, "NamesWide"), (2, own + held));
     // On 4.0 the object holds them itself: the class totals compare.
-    let (dir40, _) = wasm_names("4.0");
-    let (count, bytes) = class_row(&dir40.join("names.dump"), "NamesWide");
+    let (count, bytes) = class_row(&wasm_names("4.0").dump, "NamesWide");
     assert_eq!(count, 1);
     assert!(
         bytes * 2 > own + held && bytes < 2 * (own + held),
@@ -215,20 +212,14 @@ fn a_fields_object_counts_under_its_owners_class() {
 #[test]
 fn generic_and_class_level_ivars_before_4_0() {
     for version in ["3.2", "3.3", "3.4"] {
-        let (dir, e) = wasm_names(version);
-        let dump = dir.join("names.dump");
-        let ctx = format!("Ruby {}", e["ruby"]);
+        let Names { dump, e, ctx, .. } = wasm_names(version);
         // Was "its shared string buffer".
-        assert_eq!(
-            last_label(&dump, &addr(&e, "string_tag")),
-            "generic instance variable @tag",
-            "{ctx}"
-        );
-        assert_eq!(
-            last_label(&dump, &addr(&e, "array_note")),
-            "generic instance variable @note",
-            "{ctx}"
-        );
+        for (key, label) in [
+            ("string_tag", "generic instance variable @tag"),
+            ("array_note", "generic instance variable @note"),
+        ] {
+            assert_eq!(last_label(&dump, &addr(&e, key)), label, "{ctx}: {key}");
+        }
         // Was "a constant, class variable or method of NamesRegistry". The
         // dump does not order a class's ivars among its other references.
         let registry = last_label(&dump, &addr(&e, "registry"));
@@ -272,9 +263,8 @@ fn generic_ivars_on_the_native_ruby() {
 #[test]
 fn too_complex_and_shapeless_dumps_say_why() {
     for version in WASM_VERSIONS {
-        let (dir, e) = wasm_names(version);
-        let ctx = format!("Ruby {}", e["ruby"]);
-        let complex = last_label(&dir.join("names.dump"), &addr(&e, "complex_shared"));
+        let Names { dir, dump, e, ctx } = wasm_names(version);
+        let complex = last_label(&dump, &addr(&e, "complex_shared"));
         if *version == "head" {
             // 4.1-dev: complex_shape, and the ivars in a fields object.
             assert_eq!(
@@ -291,7 +281,7 @@ fn too_complex_and_shapeless_dumps_say_why() {
                 "{ctx}"
             );
         }
-        let inspected = inspect_json(&dir.join("names.dump"), &addr(&e, "complex"));
+        let inspected = inspect_json(&dump, &addr(&e, "complex"));
         assert_eq!(inspected["too_complex"], true, "{ctx}: {inspected}");
         let noshapes = dir.join("noshapes.dump");
         assert_eq!(
@@ -305,9 +295,7 @@ fn too_complex_and_shapeless_dumps_say_why() {
 #[test]
 fn inspect_shows_ruby_4_flags_and_object_ids() {
     for version in ["4.0", "head"] {
-        let (dir, e) = wasm_names(version);
-        let dump = dir.join("names.dump");
-        let ctx = format!("Ruby {}", e["ruby"]);
+        let Names { dump, e, ctx, .. } = wasm_names(version);
         let class = inspect_json(&dump, &addr(&e, "registry_class"));
         let flags: Vec<&str> = class["flags"]
             .as_array()
@@ -350,8 +338,8 @@ fn check_weakmap_referents(dump: &Path, e: &Value) {
 
 #[test]
 fn inspect_lists_the_references_a_weakmap_record_lists() {
-    let (dir, e) = wasm_names("3.2");
-    check_weakmap_referents(&dir.join("names.dump"), &e);
+    let Names { dump, e, .. } = wasm_names("3.2");
+    check_weakmap_referents(&dump, &e);
     if rubies::native_version().as_str() < "3.3" {
         let dir = rubies::native_run("names_ivars.rb");
         let e = rubies::expectations(dir.path());
@@ -383,12 +371,8 @@ fn leaks_paths_name_ivars_on_3_4_and_4_0() {
                 .iter()
                 .find(|r| r["type"] == "STRING" && text(&r["location"]).ends_with(&at))
                 .unwrap_or_else(|| panic!("{ctx}: no String leak at line {line}: {leaks:#?}"));
-            row["path"]["steps"]
-                .as_array()
-                .unwrap_or_else(|| panic!("{ctx}: no path: {row}"))
-                .iter()
-                .filter_map(|s| s["held_as"].as_str().map(str::to_string))
-                .collect()
+            assert!(row["path"]["steps"].is_array(), "{ctx}: no path: {row}");
+            rubies::held_as_labels(&row["path"]["steps"])
         };
         let payload = labels_at(&e["payload_line"]);
         assert!(

@@ -20,11 +20,13 @@ use std::collections::hash_map::DefaultHasher;
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use serde_json::Value;
+
 use super::agent::target_dir;
-use super::repo_root;
+use super::{heapscope, repo_root};
 
 /// Every wasm build the matrix runs, oldest first. `head` is 4.1-dev.
 pub const WASM_VERSIONS: &[&str] = &["3.2", "3.3", "3.4", "4.0", "head"];
@@ -114,13 +116,7 @@ pub fn wasm_run(version: &str, name: &str) -> PathBuf {
         .arg(name)
         .output()
         .expect("run node (scripts/test installs nodejs)");
-    assert!(
-        output.status.success(),
-        "{name} under wasm Ruby {version} failed ({})\n--- stdout:\n{}\n--- stderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(&output, &format!("{name} under wasm Ruby {version}"));
     fs::write(work.join(".done"), b"").unwrap();
     if fs::rename(&work, &out).is_err() {
         // Another test finished the same run first.
@@ -145,13 +141,7 @@ pub fn native_run(name: &str) -> tempfile::TempDir {
         .current_dir(dir.path())
         .output()
         .expect("run ruby");
-    assert!(
-        output.status.success(),
-        "ruby {name} failed ({})\n--- stdout:\n{}\n--- stderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(&output, &format!("ruby {name}"));
     dir
 }
 
@@ -165,8 +155,88 @@ pub fn native_version() -> String {
 }
 
 /// `DIR/expect.json`, parsed.
-pub fn expectations(dir: &Path) -> serde_json::Value {
+pub fn expectations(dir: &Path) -> Value {
     let path = dir.join("expect.json");
     let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Panics with `what`'s exit status and output unless it succeeded.
+fn assert_succeeded(output: &Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what} failed ({})\n--- stdout:\n{}\n--- stderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// (label, output directory) of corpus program `name` under every wasm Ruby
+/// ("wasm 3.4") and the native one ("native 3.1.2"). The native run's
+/// temporary directory is kept alive by the returned guard.
+pub fn every_ruby(name: &str) -> (Vec<(String, PathBuf)>, tempfile::TempDir) {
+    let mut out: Vec<(String, PathBuf)> = WASM_VERSIONS
+        .iter()
+        .map(|v| (format!("wasm {v}"), wasm_run(v, name)))
+        .collect();
+    let native = native_run(name);
+    out.push((
+        format!("native {}", native_version()),
+        native.path().to_path_buf(),
+    ));
+    (out, native)
+}
+
+/// Runs corpus program `name` under every wasm Ruby and calls `check` with
+/// its output directory and the version.
+pub fn check_on_wasm_rubies(name: &str, check: impl Fn(&Path, &str)) {
+    for version in WASM_VERSIONS {
+        check(&wasm_run(version, name), version);
+    }
+}
+
+/// Runs corpus program `name` with the native Ruby and calls `check` with
+/// its output directory and `RUBY_VERSION`.
+pub fn check_on_native_ruby(name: &str, check: impl Fn(&Path, &str)) {
+    let dir = native_run(name);
+    check(dir.path(), &native_version());
+}
+
+/// `heapscope ARGS... --by class -n 0 --format json`, which must succeed.
+pub fn by_class_json(args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["--by", "class", "-n", "0", "--format", "json"]);
+    heapscope(&all).json()
+}
+
+/// The first row of report `v` whose `key` equals `value`, if any.
+pub fn find_row<'a>(v: &'a Value, key: &str, value: &str) -> Option<&'a Value> {
+    v["rows"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no \"rows\" array in {v}"))
+        .iter()
+        .find(|r| r[key] == value)
+}
+
+/// The first row of report `v` whose `key` equals `value`; panics with
+/// `context` and the report when there is none.
+pub fn row<'a>(v: &'a Value, key: &str, value: &str, context: &str) -> &'a Value {
+    find_row(v, key, value)
+        .unwrap_or_else(|| panic!("{context}: no row with {key} == {value:?} in {v}"))
+}
+
+/// `heapscope path --format json DUMP ADDRESS`, which must succeed.
+pub fn path_json(dump: &Path, address: &str) -> Value {
+    heapscope(&["path", "--format", "json", dump.to_str().unwrap(), address]).json()
+}
+
+/// The `held_as` labels of a path's `steps`, in order (a root has none).
+pub fn held_as_labels(steps: &Value) -> Vec<String> {
+    steps
+        .as_array()
+        .unwrap_or_else(|| panic!("no path steps: {steps}"))
+        .iter()
+        .filter_map(|s| s["held_as"].as_str().map(str::to_string))
+        .collect()
 }

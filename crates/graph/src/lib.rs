@@ -75,20 +75,16 @@ impl RootCoverage {
 
     /// What "no root reaches it" means for one object (`plural`: for
     /// several), for people; `None` when the dump cannot tell.
-    pub fn unreachable_meaning(self, plural: bool) -> Option<&'static str> {
-        Some(match (self, plural) {
-            (RootCoverage::Missing, _) => return None,
-            (RootCoverage::NoFinalizers, false) => {
-                "no root this dump lists reaches it; the dump lists no finalizers roots, as \
-                 dumps from Ruby 3.4 on never do, so this does not prove that the next GC frees it"
-            }
-            (RootCoverage::NoFinalizers, true) => {
-                "no root this dump lists reaches them; the dump lists no finalizers roots, as \
-                 dumps from Ruby 3.4 on never do, so this does not prove that the next GC frees them"
-            }
-            (RootCoverage::Complete, false) => "no root reaches it: the next GC frees it",
-            (RootCoverage::Complete, true) => "no root reaches them: the next GC frees them",
-        })
+    pub fn unreachable_meaning(self, plural: bool) -> Option<String> {
+        let it = if plural { "them" } else { "it" };
+        match self {
+            RootCoverage::Missing => None,
+            RootCoverage::NoFinalizers => Some(format!(
+                "no root this dump lists reaches {it}; the dump lists no finalizers roots, as \
+                 dumps from Ruby 3.4 on never do, so this does not prove that the next GC frees {it}"
+            )),
+            RootCoverage::Complete => Some(format!("no root reaches {it}: the next GC frees {it}")),
+        }
     }
 }
 

@@ -381,24 +381,40 @@ fn hooks_on() {
 /// Stores every addressed object in the weak map. Needs `RubyCalls` and the
 /// FREEOBJ hook on (or GC off since it was).
 fn hand_off() {
-    let pairs = match lock_checked().as_mut() {
+    let (pairs, types) = match lock_checked().as_mut() {
         Some(st) if st.paused => {
             st.core.forget_addressed();
             return;
         }
-        Some(st) => st.core.hand_off(),
+        Some(st) => {
+            let types: HashMap<u64, u8> = st
+                .core
+                .live()
+                .into_iter()
+                .filter_map(|(slot, t)| match slot {
+                    Slot::Addr(a) => Some((a, t.ty)),
+                    Slot::Weak(_) => None,
+                })
+                .collect();
+            (st.core.hand_off(), types)
+        }
         None => return,
     };
     if pairs.is_empty() {
         return;
     }
     // Without the lock: storing allocates (unsampled: a RubyCalls is alive).
+    // Only a readable slot still holding an object of the sampled type goes
+    // to Ruby (see `probe_basic`).
     let weak_map = WEAK_MAP.get();
     let aset = unsafe { rb_intern(c"[]=".as_ptr()) };
     let failed: Vec<u64> = pairs
         .into_iter()
-        .filter(|&(addr, key)| unsafe {
-            protected_call(weak_map, aset, &[fixnum(key), addr as VALUE]).is_none()
+        .filter(|&(addr, key)| {
+            probe_basic(addr as VALUE).map(|(ty, _)| ty) != types.get(&addr).copied()
+                || unsafe {
+                    protected_call(weak_map, aset, &[fixnum(key), addr as VALUE]).is_none()
+                }
         })
         .map(|(_, key)| key)
         .collect();
@@ -673,6 +689,29 @@ unsafe fn basic(obj: VALUE) -> (u8, VALUE) {
     ((flags & 0x1f) as u8, klass)
 }
 
+/// `basic` for an object followed by address, read without trusting the
+/// address: `process_vm_readv` on our own process reports an unmapped page
+/// as an error where a plain read would fault. FREEOBJ should report every
+/// object freed while we follow it, yet a flush once read a freed, unmapped
+/// slot (the allocate-drop-GC stress program on Ruby 3.1, about 1 run in
+/// 40), so an addressed object is read only through this. None when the
+/// slot cannot be read or the syscall is refused.
+fn probe_basic(obj: VALUE) -> Option<(u8, VALUE)> {
+    let mut words = [0 as VALUE; 2];
+    let local = libc::iovec {
+        iov_base: words.as_mut_ptr().cast(),
+        iov_len: std::mem::size_of_val(&words),
+    };
+    let remote = libc::iovec {
+        iov_base: obj as *mut libc::c_void,
+        iov_len: std::mem::size_of_val(&words),
+    };
+    // SAFETY: the kernel writes at most 16 bytes into `words`; the remote
+    // range is only read, and checked by the kernel.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    (n == std::mem::size_of_val(&words) as isize).then(|| ((words[0] & 0x1f) as u8, words[1]))
+}
+
 /// The real class of an object of builtin type `ty`, 0 for none. Safe in the
 /// allocation hook: `rb_class_real` only follows superclass pointers.
 unsafe fn real_class(ty: u8, klass: VALUE) -> u64 {
@@ -691,17 +730,22 @@ unsafe fn find_and_measure(live: &[(Slot, Tracked)]) -> (Vec<Measured>, Vec<Slot
     let mut out = Vec::with_capacity(live.len());
     let mut gone = Vec::new();
     for &(slot, t) in live {
-        let obj = match slot {
-            Slot::Addr(a) => a as VALUE,
+        let (obj, (ty, klass)) = match slot {
+            Slot::Addr(a) => match probe_basic(a as VALUE) {
+                Some(b) => (a as VALUE, b),
+                None => {
+                    gone.push(slot);
+                    continue;
+                }
+            },
             Slot::Weak(key) => match weak_get(key) {
-                Some(obj) => obj,
+                Some(obj) => (obj, basic(obj)),
                 None => {
                     gone.push(slot);
                     continue;
                 }
             },
         };
-        let (ty, klass) = basic(obj);
         // A live object never changes its builtin type.
         if ty != t.ty {
             continue;

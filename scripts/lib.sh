@@ -38,12 +38,12 @@ ensure_cargo() {
 
 # Everything the test suite needs: Ruby 3.1 and its headers plus libclang (the
 # native agent), heapy (parity test), protoc and the pprof schema (pprof
-# decoding), a TTF font (plots), and Puma, Rack, Sidekiq and Redis (the
+# decoding), Go (profiles are read by the real `go tool pprof`), a TTF font (plots), and Puma, Rack, Sidekiq and Redis (the
 # agent's end-to-end tests), derailed_benchmarks and Rails (require-mem is checked against
 # `derailed bundle:mem` on `require "rails/all"`).
 ensure_test_packages() {
   ensure_packages ruby:ruby deb:ruby-dev deb:libclang-dev heapy:ruby-heapy \
-    protoc:protobuf-compiler \
+    protoc:protobuf-compiler go:golang-go \
     /usr/share/gocode/src/github.com/google/pprof/proto/profile.proto:golang-github-google-pprof-dev \
     /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:fonts-dejavu-core \
     puma:puma deb:ruby-rack sidekiq:ruby-sidekiq redis-server:redis-server \
@@ -125,7 +125,7 @@ debian_mirror() {
 }
 
 # What the agent's tests need inside a chroot, besides Ruby itself.
-CHROOT_PACKAGES="ca-certificates gcc libc6-dev make libclang-dev protobuf-compiler golang-github-google-pprof-dev ruby-rack puma redis-server ruby-sidekiq procps passwd util-linux nodejs"
+CHROOT_PACKAGES="ca-certificates gcc libc6-dev make libclang-dev protobuf-compiler golang-github-google-pprof-dev golang-go ruby-rack puma redis-server ruby-sidekiq procps passwd util-linux nodejs"
 
 # chroot_recipe NAME: the Debian suite and Ruby of each native matrix entry.
 #   trixie: Debian 13's ruby3.3 (3.3.8), the default ruby there.

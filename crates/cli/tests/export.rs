@@ -611,7 +611,10 @@ fn flamegraph_labels_keep_the_class_name() {
         }
         if name.starts_with("AuditLog ") && !label.is_empty() {
             audit += 1;
-            assert!(label.starts_with("AuditLog "), "{name:?} shown as {label:?}");
+            assert!(
+                label.starts_with("AuditLog "),
+                "{name:?} shown as {label:?}"
+            );
         }
     }
     assert!(cut > 0, "no label was cut: {frames:?}");

@@ -438,8 +438,14 @@ mod tests {
         assert!(svg.starts_with("<?xml"), "{}", &svg[..100.min(svg.len())]);
         assert!(svg.contains("HASH app.rb:6"));
         assert!(svg.contains("heapscope: test"));
-        assert!(svg.contains("truncate_text_right = true"), "labels keep their start");
-        assert!(svg.contains("'Bytes retained by'"), "the details line names bytes");
+        assert!(
+            svg.contains("truncate_text_right = true"),
+            "labels keep their start"
+        );
+        assert!(
+            svg.contains("'Bytes retained by'"),
+            "the details line names bytes"
+        );
         assert!(!svg.contains("Objects:"));
         let mut empty = Vec::new();
         Folded::default().write_svg("empty", &mut empty).unwrap();

@@ -22,8 +22,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::HPos;
 
 use crate::plot::{
-    byte_unit, finite_max, finite_min, human_bytes, padded, runs, text, time_unit, AxisTicks,
-    write_chart, Chart, DrawResult, Ink, GRID, INK, LEAK_COLORS, SOFT_INK, TITLE_H, WIDTH,
+    byte_unit, finite_max, finite_min, human_bytes, padded, runs, text, time_unit, write_chart,
+    AxisTicks, Chart, DrawResult, Ink, GRID, INK, LEAK_COLORS, SOFT_INK, TITLE_H, WIDTH,
 };
 
 /// Width of the plot column; the legend takes the rest.
@@ -402,7 +402,13 @@ fn legend<DB: DrawingBackend>(
             vec![(x, y + 8), (x + 24, y + 8)],
             color.stroke_width(3),
         ))?;
-        text(area, entry, (x + 30, y), &ink.style(14, SOFT_INK), HPos::Left)?;
+        text(
+            area,
+            entry,
+            (x + 30, y),
+            &ink.style(14, SOFT_INK),
+            HPos::Left,
+        )?;
         x += 30 + ink.width(entry, 14) + 22;
     }
     let mut y = y + 32;
@@ -530,10 +536,13 @@ mod tests {
             rss_bytes: vec![],
             ..line(2, 10)
         };
-        assert_eq!(legend_key(&[both.clone()]), [KEY_RSS, KEY_LIVE]);
-        assert_eq!(legend_key(&[rss_only.clone()]), [KEY_RSS]);
-        assert_eq!(legend_key(&[live_only.clone()]), [KEY_LIVE]);
-        assert_eq!(legend_key(&[rss_only.clone(), live_only]), [KEY_RSS, KEY_LIVE]);
+        assert_eq!(legend_key(std::slice::from_ref(&both)), [KEY_RSS, KEY_LIVE]);
+        assert_eq!(legend_key(std::slice::from_ref(&rss_only)), [KEY_RSS]);
+        assert_eq!(legend_key(std::slice::from_ref(&live_only)), [KEY_LIVE]);
+        assert_eq!(
+            legend_key(&[rss_only.clone(), live_only]),
+            [KEY_RSS, KEY_LIVE]
+        );
         assert!(legend_key(&[]).is_empty());
         // The SVG of an RSS-only chart never says "live objects".
         let dir = tempfile::tempdir().unwrap();

@@ -798,14 +798,7 @@ fn draw<DB: DrawingBackend>(
         .x_label_area_size(24)
         .y_label_area_size(72)
         .build_cartesian_2d(xa.range.clone(), t_range.clone())?;
-    mesh(
-        &mut chart,
-        &ink,
-        &xa,
-        x_labels,
-        5,
-        None,
-    )?;
+    mesh(&mut chart, &ink, &xa, x_labels, 5, None)?;
     for run in runs(&xa.x, &input.total_bytes, t_scale) {
         chart.draw_series(LineSeries::new(
             run.iter().copied(),
@@ -902,14 +895,7 @@ fn draw<DB: DrawingBackend>(
         .x_label_area_size(48)
         .y_label_area_size(72)
         .build_cartesian_2d(xa.range.clone(), s_range.clone())?;
-    mesh(
-        &mut chart,
-        &ink,
-        &xa,
-        x_labels,
-        8,
-        Some(&xa.desc),
-    )?;
+    mesh(&mut chart, &ink, &xa, x_labels, 8, Some(&xa.desc))?;
     // Caches first, leaks last, so leaks are on top.
     for look in styled.iter().rev() {
         let style = look.color.stroke_width(look.width);
@@ -1330,12 +1316,26 @@ mod tests {
         sorted.dedup();
         assert_eq!(sorted, labels, "duplicate labels");
         for (v, l) in t.values.iter().zip(&labels) {
-            assert!((l.parse::<f64>().unwrap() - v).abs() < 1e-9, "{v} shown as {l}");
+            assert!(
+                (l.parse::<f64>().unwrap() - v).abs() < 1e-9,
+                "{v} shown as {l}"
+            );
         }
         assert_eq!(labels, ["12.0", "12.5", "13.0", "13.5", "14.0"]);
-        assert_eq!(AxisTicks::new(0.0..108.0, 8).labels()[..3], ["0", "20", "40"]);
-        assert_eq!(AxisTicks::new(0.0..0.3, 5).labels(), ["0.0", "0.1", "0.2", "0.3"]);
-        for (range, n) in [(0.0..1.0, 5), (3.0..3.0000001, 8), (1e9..1.0000001e9, 8), (-5.0..5.0, 4)] {
+        assert_eq!(
+            AxisTicks::new(0.0..108.0, 8).labels()[..3],
+            ["0", "20", "40"]
+        );
+        assert_eq!(
+            AxisTicks::new(0.0..0.3, 5).labels(),
+            ["0.0", "0.1", "0.2", "0.3"]
+        );
+        for (range, n) in [
+            (0.0..1.0, 5),
+            (3.0..3.0000001, 8),
+            (1e9..1.0000001e9, 8),
+            (-5.0..5.0, 4),
+        ] {
             let l = AxisTicks::new(range.clone(), n).labels();
             let mut d = l.clone();
             d.dedup();

@@ -682,6 +682,7 @@ fn series_of(records: &[Record], roots: &[u32], root_role: &str) -> Vec<MemSerie
             };
             MemSeries {
                 pid: Some(pid),
+                source: None,
                 label: format!("{role} {pid}"),
                 samples,
             }

@@ -780,15 +780,7 @@ fn draw<DB: DrawingBackend>(
 
     // Top panel: the heap total.
     let total_max = finite_max(input.total_bytes.iter().copied()).unwrap_or(0.0);
-    let total_min = finite_min(input.total_bytes.iter().copied()).unwrap_or(0.0);
-    let (t_scale, t_unit) = byte_unit(total_max);
-    let t_lo = if total_min <= total_max * 0.5 {
-        0.0
-    } else {
-        let below = total_min - (total_max - total_min) * 0.15;
-        below.max(0.0) / t_scale
-    };
-    let t_range = padded(t_lo, total_max / t_scale, 0.08);
+    let (t_range, t_scale, t_unit) = total_axis(&input.total_bytes);
     let heading = format!("heap total ({t_unit})");
     text(&top_plot, &heading, (74, 4), &ink.bold(16, INK), HPos::Left)?;
     let mut chart = ChartBuilder::on(&top_plot)
@@ -798,7 +790,7 @@ fn draw<DB: DrawingBackend>(
         .x_label_area_size(24)
         .y_label_area_size(72)
         .build_cartesian_2d(xa.range.clone(), t_range.clone())?;
-    mesh(&mut chart, &ink, &xa, x_labels, 5, None)?;
+    mesh(&mut chart, &ink, &xa, x_labels, TOTAL_LABELS, None)?;
     for run in runs(&xa.x, &input.total_bytes, t_scale) {
         chart.draw_series(LineSeries::new(
             run.iter().copied(),
@@ -927,6 +919,29 @@ fn draw<DB: DrawingBackend>(
     }
 
     legend(&bottom_side, &ink, &styled, side_w)
+}
+
+/// Labels of the heap total's axis: the top panel's few ticks.
+pub const TOTAL_LABELS: usize = 5;
+
+/// The heap total's y range in its unit (zoomed in when the total varies
+/// little), the unit's scale and name.
+fn total_axis(total_bytes: &[f64]) -> (std::ops::Range<f64>, f64, &'static str) {
+    let total_max = finite_max(total_bytes.iter().copied()).unwrap_or(0.0);
+    let total_min = finite_min(total_bytes.iter().copied()).unwrap_or(0.0);
+    let (t_scale, t_unit) = byte_unit(total_max);
+    let t_lo = if total_min <= total_max * 0.5 {
+        0.0
+    } else {
+        let below = total_min - (total_max - total_min) * 0.15;
+        below.max(0.0) / t_scale
+    };
+    (padded(t_lo, total_max / t_scale, 0.08), t_scale, t_unit)
+}
+
+/// The labels of the heap total's axis for these totals, as drawn.
+pub fn total_axis_labels(total_bytes: &[f64]) -> Vec<String> {
+    AxisTicks::new(total_axis(total_bytes).0, TOTAL_LABELS).labels()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1342,6 +1357,46 @@ mod tests {
             assert_eq!(d, l, "{range:?}");
         }
         assert!(AxisTicks::new(f64::NAN..1.0, 5).values.is_empty());
+    }
+
+    /// The heap total's axis (`leaks --plot`'s top panel) over totals of
+    /// every size and spread: labels distinct and true to their ticks. Three
+    /// dumps of 11.95, 13.0 and 14.2 MiB are a case that printed 12, 12, 13,
+    /// 14, 14: a step of 1 was guessed for the axis, plotters drew 0.5.
+    #[test]
+    fn total_axis_labels_are_distinct() {
+        let mib = 1024.0 * 1024.0;
+        let labels = total_axis_labels(&[11.95 * mib, 13.0 * mib, 14.2 * mib]);
+        assert_eq!(labels, ["12.0", "12.5", "13.0", "13.5", "14.0"]);
+        let mut checked = 0;
+        for base in [0.3, 1.0, 7.5, 12.0, 99.0, 512.0, 1000.0, 4096.0, 70_000.0] {
+            for spread in [0.0, 0.001, 0.01, 0.05, 0.1, 0.17, 0.3, 0.6, 1.0, 2.5] {
+                let totals = [
+                    base * mib,
+                    base * (1.0 + spread / 2.0) * mib,
+                    base * (1.0 + spread) * mib,
+                ];
+                let (range, _, _) = total_axis(&totals);
+                let t = AxisTicks::new(range, TOTAL_LABELS);
+                let labels = t.labels();
+                let mut d = labels.clone();
+                d.dedup();
+                assert_eq!(d, labels, "{base} MiB +{spread}");
+                for (v, l) in t.values.iter().zip(&labels) {
+                    let gap = t
+                        .values
+                        .windows(2)
+                        .map(|w| w[1] - w[0])
+                        .fold(f64::INFINITY, f64::min);
+                    assert!(
+                        (l.parse::<f64>().unwrap() - v).abs() <= gap * 1e-3,
+                        "{v} as {l}"
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 90);
     }
 
     #[test]

@@ -25,7 +25,17 @@
 //!    `G`/`GB`/`GiB`, `T`... (any case; `KB`, `MB`, `GB` are read as binary
 //!    units, as `ps` and the usual Ruby snippets mean them). Other lines of a
 //!    Rails log are not records and are ignored silently.
-//! 5. **derailed_benchmarks `perf:mem_over_time`**: lines that are just a
+//! 5. **Heroku's log-runtime-metrics**: `source=web.1 dyno=heroku.1234.abcd
+//!    sample#memory_total=512.3MB sample#memory_rss=500.1MB
+//!    sample#memory_cache=12.2MB sample#memory_swap=0.0MB ...`, after the
+//!    log's own prefix, whose first timestamp is the sample's time
+//!    (`2026-12-01T10:00:00.123456+00:00 heroku[web.1]: ` from `heroku logs`,
+//!    or a syslog drain's `<45>1 2026-12-01T10:00:00+00:00 host heroku web.1 -
+//!    `). `sample#memory_rss` is the RSS (Heroku's `MB` are MiB); one series
+//!    per `source` (the dyno's name, e.g. `web.1`, which outlives the dyno
+//!    ids of restarts, so a restart shows as a drop). Heroku's other lines
+//!    (load averages, router lines) are ignored silently, as in a Rails log.
+//! 6. **derailed_benchmarks `perf:mem_over_time`**: lines that are just a
 //!    number, the RSS in MiB (`GetProcessMem#mb`, a Float such as
 //!    `13.76171875`), one every 5 seconds. The lines derailed prints before
 //!    them (`Booting: ...`, `Endpoint: ...`, `PID: 1234`) are recognised; the
@@ -62,7 +72,10 @@ pub struct MemSample {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MemSeries {
     pub pid: Option<u32>,
-    /// `pid 4242`, or the log's name when the pid is unknown.
+    /// The process's name when the log names it instead of giving a pid
+    /// (a Heroku dyno's `source`, e.g. `web.1`).
+    pub source: Option<String>,
+    /// `pid 4242`, the source's name, or the log's name when neither is known.
     pub label: String,
     pub samples: Vec<MemSample>,
 }
@@ -76,6 +89,7 @@ pub enum LogFormat {
     WatchCsv,
     AgentStats,
     RailsLog,
+    Heroku,
     Derailed,
     /// Records of more than one format.
     Mixed,
@@ -90,6 +104,7 @@ impl LogFormat {
             LogFormat::WatchCsv => "heapscope watch (CSV)",
             LogFormat::AgentStats => "heapscope agent statistics",
             LogFormat::RailsLog => "Rails log (MEMORY[pid] lines)",
+            LogFormat::Heroku => "Heroku log-runtime-metrics",
             LogFormat::Derailed => "derailed_benchmarks mem_over_time",
             LogFormat::Mixed => "mixed",
         }
@@ -100,13 +115,19 @@ impl LogFormat {
     pub fn has_clock(self) -> bool {
         self != LogFormat::Derailed
     }
+
+    /// Whether the format's records sit among other log lines, which are
+    /// then not worth a warning.
+    fn among_other_lines(self) -> bool {
+        matches!(self, LogFormat::RailsLog | LogFormat::Heroku)
+    }
 }
 
 /// What [`parse_log`] found in one log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParsedLog {
-    /// One series per pid (pid-less records form one series), in order of
-    /// first appearance; samples in time order.
+    /// One series per pid or source (records with neither form one series),
+    /// in order of first appearance; samples in time order.
     pub series: Vec<MemSeries>,
     pub format: LogFormat,
     /// Lines that were not used: (1-based line number, why).
@@ -148,23 +169,28 @@ pub fn parse_log(name: &str, bytes: &[u8]) -> ParsedLog {
     p.finish(name)
 }
 
-/// Merges the series of several logs: the same pid across logs becomes one
-/// series (samples in time order, exact duplicates dropped); series without a
-/// pid stay apart. Order: first appearance.
+/// Merges the series of several logs: the same pid (or source) across logs
+/// becomes one series (samples in time order, exact duplicates dropped);
+/// series with neither stay apart. Order: first appearance.
 pub fn merge_series(logs: Vec<ParsedLog>) -> Vec<MemSeries> {
     let mut out: Vec<MemSeries> = Vec::new();
-    let mut by_pid: HashMap<u32, usize> = HashMap::new();
+    let mut by_key: HashMap<SeriesKey, usize> = HashMap::new();
     for log in logs {
         for s in log.series {
-            match s.pid {
-                Some(pid) => match by_pid.get(&pid) {
-                    Some(&i) => out[i].samples.extend(s.samples),
-                    None => {
-                        by_pid.insert(pid, out.len());
-                        out.push(s);
-                    }
-                },
-                None => out.push(s),
+            let key = match (s.pid, &s.source) {
+                (Some(pid), _) => SeriesKey::Pid(Some(pid)),
+                (None, Some(source)) => SeriesKey::Source(source.clone()),
+                (None, None) => {
+                    out.push(s);
+                    continue;
+                }
+            };
+            match by_key.get(&key) {
+                Some(&i) => out[i].samples.extend(s.samples),
+                None => {
+                    by_key.insert(key, out.len());
+                    out.push(s);
+                }
             }
         }
     }
@@ -175,15 +201,22 @@ pub fn merge_series(logs: Vec<ParsedLog>) -> Vec<MemSeries> {
     out
 }
 
+/// What tells one process's records from another's in a log.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum SeriesKey {
+    Pid(Option<u32>),
+    Source(String),
+}
+
 fn sort_samples(samples: &mut [MemSample]) {
     samples.sort_by(|a, b| a.time.total_cmp(&b.time));
 }
 
 #[derive(Default)]
 struct Parser {
-    /// (pid, samples) in order of first appearance.
-    series: Vec<(Option<u32>, Vec<MemSample>)>,
-    index: HashMap<Option<u32>, usize>,
+    /// (key, samples) in order of first appearance.
+    series: Vec<(SeriesKey, Vec<MemSample>)>,
+    index: HashMap<SeriesKey, usize>,
     formats: Vec<LogFormat>,
     skipped: Vec<(usize, String)>,
     /// Lines no format recognised (reported unless this is a Rails log).
@@ -195,14 +228,25 @@ struct Parser {
 
 impl Parser {
     fn push(&mut self, pid: Option<u32>, sample: MemSample, format: LogFormat) {
+        self.push_to(SeriesKey::Pid(pid), sample, format);
+    }
+
+    fn push_to(&mut self, key: SeriesKey, sample: MemSample, format: LogFormat) {
         if !self.formats.contains(&format) {
             self.formats.push(format);
         }
-        let i = *self.index.entry(pid).or_insert_with(|| {
-            self.series.push((pid, Vec::new()));
+        let i = *self.index.entry(key.clone()).or_insert_with(|| {
+            self.series.push((key, Vec::new()));
             self.series.len() - 1
         });
         self.series[i].1.push(sample);
+    }
+
+    /// A line of this format without a sample.
+    fn note_format(&mut self, format: LogFormat) {
+        if !self.formats.contains(&format) {
+            self.formats.push(format);
+        }
     }
 
     fn skip(&mut self, line: usize, why: impl Into<String>) {
@@ -216,6 +260,17 @@ impl Parser {
         if let Some(at) = line.find("MEMORY[") {
             match rails_record(&line[at + "MEMORY[".len()..]) {
                 Ok((pid, sample)) => self.push(Some(pid), sample, LogFormat::RailsLog),
+                Err(why) => self.skip(no, why),
+            }
+            return;
+        }
+        if let Some(at) = find_key(line, "source=").filter(|_| line.contains(" sample#")) {
+            match heroku_record(line, at) {
+                Ok(Some((source, sample))) => {
+                    self.push_to(SeriesKey::Source(source), sample, LogFormat::Heroku)
+                }
+                // Load averages and other metrics: no memory, not an error.
+                Ok(None) => self.note_format(LogFormat::Heroku),
                 Err(why) => self.skip(no, why),
             }
             return;
@@ -272,26 +327,47 @@ impl Parser {
     }
 
     fn finish(mut self, name: &str) -> ParsedLog {
-        let format = match self.formats.as_slice() {
+        // Formats of lines without a sample (Heroku's load averages) name
+        // the log only when no sample says otherwise.
+        let sampled: Vec<LogFormat> = self
+            .formats
+            .iter()
+            .copied()
+            .filter(|f| {
+                *f != LogFormat::Heroku
+                    || self
+                        .series
+                        .iter()
+                        .any(|s| matches!(s.0, SeriesKey::Source(_)))
+            })
+            .collect();
+        let format = match sampled.as_slice() {
             [] => LogFormat::Unknown,
             [one] => *one,
             _ => LogFormat::Mixed,
         };
-        if format != LogFormat::RailsLog {
+        let quiet = !self.formats.is_empty() && self.formats.iter().all(|f| f.among_other_lines());
+        if !quiet {
             self.skipped.append(&mut self.unrecognised);
             self.skipped.sort_by_key(|s| s.0);
         }
         let series = self
             .series
             .into_iter()
-            .map(|(pid, mut samples)| {
+            .map(|(key, mut samples)| {
                 sort_samples(&mut samples);
+                let (pid, source) = match key {
+                    SeriesKey::Pid(pid) => (pid, None),
+                    SeriesKey::Source(s) => (None, Some(s)),
+                };
                 MemSeries {
                     pid,
-                    label: match pid {
-                        Some(pid) => format!("pid {pid}"),
-                        None => name.to_string(),
+                    label: match (pid, &source) {
+                        (Some(pid), _) => format!("pid {pid}"),
+                        (None, Some(source)) => source.clone(),
+                        (None, None) => name.to_string(),
                     },
+                    source,
                     samples,
                 }
             })
@@ -365,6 +441,47 @@ fn rails_record(rest: &str) -> Result<(u32, MemSample), String> {
             ..MemSample::default()
         },
     ))
+}
+
+/// A Heroku log-runtime-metrics line; `at` is where `source=` starts.
+/// `Ok(None)` for a metrics line without memory (load averages).
+fn heroku_record(line: &str, at: usize) -> Result<Option<(String, MemSample)>, String> {
+    let mut source = None;
+    let mut rss = None;
+    let mut total = None;
+    for token in line[at..].split_whitespace() {
+        let Some((key, value)) = token.split_once('=') else {
+            continue;
+        };
+        match key {
+            "source" => source = Some(value.to_string()),
+            "sample#memory_rss" => {
+                rss = Some(parse_size(value).ok_or_else(|| format!("bad memory_rss {value:?}"))?)
+            }
+            "sample#memory_total" => total = parse_size(value),
+            _ => {}
+        }
+    }
+    let source = source.filter(|s| !s.is_empty()).ok_or("empty source=")?;
+    if rss.is_none() {
+        if total.is_some() {
+            return Err("sample#memory_total without sample#memory_rss".into());
+        }
+        return Ok(None);
+    }
+    // The log's prefix: its first token that is a timestamp.
+    let time = line[..at]
+        .split_whitespace()
+        .find_map(|t| parse_timestamp(t.trim_end_matches(':')).filter(|_| t.contains('-')))
+        .ok_or("no timestamp before source=")?;
+    Ok(Some((
+        source,
+        MemSample {
+            time,
+            rss_bytes: rss,
+            ..MemSample::default()
+        },
+    )))
 }
 
 /// Where `key` starts in `s` at a word boundary (not inside `xrss:`).
@@ -679,6 +796,59 @@ MEMORY[99]: time: 1714564802 rss: 12 parsecs\n";
         // Bad MEMORY lines are reported; the rest of the log is not.
         let lines: Vec<usize> = p.skipped.iter().map(|s| s.0).collect();
         assert_eq!(lines, [6, 7], "{:?}", p.skipped);
+    }
+
+    #[test]
+    fn heroku_runtime_metrics() {
+        let log = "2026-12-01T10:00:00.123456+00:00 heroku[web.1]: source=web.1 dyno=heroku.1234.abcd sample#memory_total=512.3MB sample#memory_rss=500.1MB sample#memory_cache=12.2MB sample#memory_swap=0.0MB sample#memory_pgpgin=348836pages sample#memory_pgpgout=343403pages sample#memory_quota=512.00MB\n\
+2026-12-01T10:00:00.200000+00:00 heroku[web.1]: source=web.1 dyno=heroku.1234.abcd sample#load_avg_1m=0.01 sample#load_avg_5m=0.02 sample#load_avg_15m=0.05\n\
+2026-12-01T10:00:01+00:00 heroku[router]: at=info method=GET path=\"/\" host=x.herokuapp.com dyno=web.1 connect=0ms service=12ms status=200 bytes=100\n\
+2026-12-01T10:00:02.000000+00:00 app[web.1]: I, [2026-12-01T10:00:02] INFO -- : Started GET \"/\"\n\
+<45>1 2026-12-01T10:00:20.5+00:00 host heroku web.2 - source=web.2 dyno=heroku.1234.efgh sample#memory_total=300MB sample#memory_rss=290.5MB sample#memory_cache=9.5MB sample#memory_swap=0.00MB\n\
+2026-12-01T10:00:20+00:00 heroku[web.1]: source=web.1 dyno=heroku.1234.abcd sample#memory_total=520MB sample#memory_rss=510.0MB sample#memory_cache=10MB sample#memory_swap=0.0MB\n\
+2026-12-01T10:00:40+00:00 heroku[web.1]: source=web.1 dyno=heroku.1234.abcd sample#memory_total=1MB sample#memory_rss=lots\n\
+heroku[web.1]: source=web.1 dyno=heroku.1234.abcd sample#memory_total=1MB sample#memory_rss=1MB\n";
+        let p = parse_log("heroku.log", log.as_bytes());
+        assert_eq!(p.format, LogFormat::Heroku);
+        assert!(p.format.has_clock());
+        assert_eq!(p.series.len(), 2);
+        let web1 = &p.series[0];
+        assert_eq!(
+            (web1.pid, web1.source.as_deref(), web1.label.as_str()),
+            (None, Some("web.1"), "web.1")
+        );
+        assert_eq!(web1.samples.len(), 2);
+        assert_eq!(web1.samples[0].time, 1796119200.123456);
+        assert_eq!(
+            web1.samples[0].rss_bytes,
+            Some((500.1 * MB as f64).round() as u64)
+        );
+        assert_eq!(web1.samples[1].rss_bytes, Some(510 * MB));
+        let web2 = &p.series[1];
+        assert_eq!(web2.label, "web.2");
+        assert_eq!(web2.samples[0].time, 1796119220.5);
+        assert_eq!(
+            web2.samples[0].rss_bytes,
+            Some((290.5 * MB as f64).round() as u64)
+        );
+        // Bad memory lines are reported; router, app and load lines are not.
+        let lines: Vec<usize> = p.skipped.iter().map(|s| s.0).collect();
+        assert_eq!(lines, [7, 8], "{:?}", p.skipped);
+        assert!(p.skipped[1].1.contains("timestamp"));
+        // The same dyno across two logs is one series; a pid is another.
+        let more = parse_log(
+            "more.log",
+            b"2026-12-01T10:01:00+00:00 heroku[web.1]: source=web.1 sample#memory_rss=520MB\n",
+        );
+        let rails = parse_log("r.log", b"MEMORY[1]: time: 1 rss: 10\n");
+        let merged = merge_series(vec![p, more, rails]);
+        assert_eq!(merged.len(), 3);
+        assert_eq!(merged[0].samples.len(), 3);
+        assert_eq!(merged[2].pid, Some(1));
+        // Only load averages: no samples, and no complaint about the lines.
+        let p = parse_log("load.log", b"2026-12-01T10:00:00+00:00 heroku[web.1]: source=web.1 sample#load_avg_1m=0.01\nhello\n");
+        assert!(p.is_empty());
+        assert!(p.skipped.is_empty());
     }
 
     #[test]

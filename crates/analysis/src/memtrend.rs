@@ -167,8 +167,11 @@ pub struct MemTrend {
     pub samples: usize,
     /// Points of the low boundary.
     pub boundary_points: usize,
-    /// Time from the first to the last sample (samples without a clock).
+    /// Time from the first to the last sample (0 without a clock).
     pub span_seconds: f64,
+    /// Whether sample times are clock times (false for derailed output,
+    /// whose samples are only numbered).
+    pub has_clock: bool,
     pub first: f64,
     pub last: f64,
     pub peak: f64,
@@ -179,6 +182,83 @@ pub struct MemTrend {
     /// How the boundary was taken: "bucket minima", "minima after GC" or
     /// "raw samples".
     pub boundary: &'static str,
+}
+
+/// Where a process's memory grows, judged from its RSS and its Ruby heap
+/// (live objects) together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GrowthSite {
+    /// Live objects grow (RSS with them, or not yet): objects accumulate in
+    /// the Ruby heap, which heap dumps show.
+    RubyHeap,
+    /// RSS grows while live objects stay flat or level off: memory outside
+    /// the Ruby heap's slots (C extensions, malloc fragmentation, or a few
+    /// objects whose malloc'd buffers grow).
+    OutsideRubyHeap,
+    /// Neither grows.
+    Neither,
+    /// One of the two has too little data to say.
+    Unclear,
+}
+
+impl GrowthSite {
+    /// `ruby_heap`, `outside_ruby_heap`, `neither`, `unclear` (JSON).
+    pub fn name(self) -> &'static str {
+        match self {
+            GrowthSite::RubyHeap => "ruby_heap",
+            GrowthSite::OutsideRubyHeap => "outside_ruby_heap",
+            GrowthSite::Neither => "neither",
+            GrowthSite::Unclear => "unclear",
+        }
+    }
+}
+
+/// The verdicts on a process's memory in bytes and on its live objects,
+/// and what they say together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrowthSplit {
+    pub site: GrowthSite,
+    /// The byte metric compared (RSS unless another was asked for).
+    pub bytes_metric: Metric,
+    pub bytes: MemTrend,
+    pub live_objects: MemTrend,
+}
+
+/// Compares the growth of `bytes_metric` (a byte metric) with that of the
+/// live objects in the same series. `None` unless at least [`MIN_SAMPLES`]
+/// samples carry each: a log of RSS alone (or objects alone) cannot say.
+///
+/// - live objects growing: [`GrowthSite::RubyHeap`], whatever RSS does (Ruby
+///   reuses free slots before RSS follows);
+/// - RSS growing and live objects flat or levelled off:
+///   [`GrowthSite::OutsideRubyHeap`];
+/// - neither growing (and neither undecided): [`GrowthSite::Neither`];
+/// - otherwise [`GrowthSite::Unclear`].
+pub fn growth_split(series: &MemSeries, bytes_metric: Metric, clock: bool) -> Option<GrowthSplit> {
+    let bytes_metric = if bytes_metric.is_bytes() {
+        bytes_metric
+    } else {
+        Metric::Rss
+    };
+    let count = |m: Metric| series.samples.iter().filter(|s| m.of(s).is_some()).count();
+    if count(bytes_metric) < MIN_SAMPLES || count(Metric::LiveObjects) < MIN_SAMPLES {
+        return None;
+    }
+    let bytes = trend(series, bytes_metric, clock);
+    let live_objects = trend(series, Metric::LiveObjects, clock);
+    use MemVerdict::*;
+    let site = match (bytes.verdict, live_objects.verdict) {
+        (_, Growing) => GrowthSite::RubyHeap,
+        (Growing, Flat | LevelledOff) => GrowthSite::OutsideRubyHeap,
+        (Flat | LevelledOff, Flat | LevelledOff) => GrowthSite::Neither,
+        _ => GrowthSite::Unclear,
+    };
+    Some(GrowthSplit {
+        site,
+        bytes_metric,
+        bytes,
+        live_objects,
+    })
 }
 
 /// The trend of `metric` in a series whose times are clock seconds.
@@ -293,6 +373,7 @@ fn trend(series: &MemSeries, metric: Metric, clock: bool) -> MemTrend {
         samples: n,
         boundary_points: 0,
         span_seconds: if clock { span } else { 0.0 },
+        has_clock: clock,
         first,
         last,
         peak,
@@ -404,6 +485,7 @@ mod tests {
     ) -> MemSeries {
         MemSeries {
             pid: Some(1),
+            source: None,
             label: "pid 1".into(),
             samples: times
                 .into_iter()
@@ -495,6 +577,7 @@ mod tests {
             .collect();
         let s = MemSeries {
             pid: None,
+            source: None,
             label: "x".into(),
             samples,
         };
@@ -572,12 +655,56 @@ mod tests {
             .collect();
         let s = MemSeries {
             pid: None,
+            source: None,
             label: "x".into(),
             samples,
         };
         let t = memory_trend(&s, Metric::Rss);
         assert_eq!(t.verdict, MemVerdict::Growing);
         assert_eq!(t.slope_per_1000_requests, Some(2_000_000.0));
+    }
+
+    #[test]
+    fn growth_split_tells_the_heap_from_the_rest() {
+        let with = |rss: &dyn Fn(f64) -> f64, live: &dyn Fn(f64) -> f64| MemSeries {
+            pid: Some(1),
+            source: None,
+            label: "pid 1".into(),
+            samples: every_second(200)
+                .map(|t| MemSample {
+                    time: t,
+                    rss_bytes: Some(rss(t - 1.7e9) as u64),
+                    live_objects: Some(live(t - 1.7e9) as u64),
+                    ..MemSample::default()
+                })
+                .collect(),
+        };
+        let rising_rss = |t: f64| 100.0 * MB + t * 0.5 * MB;
+        let flat_rss = |_: f64| 100.0 * MB;
+        let rising_live = |t: f64| 200_000.0 + t * 1_000.0;
+        let flat_live = |t: f64| 200_000.0 + (t % 7.0) * 100.0;
+        let site = |s: &MemSeries| growth_split(s, Metric::Rss, true).unwrap().site;
+        assert_eq!(
+            site(&with(&rising_rss, &flat_live)),
+            GrowthSite::OutsideRubyHeap
+        );
+        assert_eq!(site(&with(&rising_rss, &rising_live)), GrowthSite::RubyHeap);
+        assert_eq!(site(&with(&flat_rss, &rising_live)), GrowthSite::RubyHeap);
+        assert_eq!(site(&with(&flat_rss, &flat_live)), GrowthSite::Neither);
+        // The byte metric asked for is kept; live objects fall back to RSS.
+        let s = with(&rising_rss, &flat_live);
+        assert_eq!(
+            growth_split(&s, Metric::LiveObjects, true)
+                .unwrap()
+                .bytes_metric,
+            Metric::Rss
+        );
+        // RSS alone cannot say.
+        let mut rss_only = s.clone();
+        for x in &mut rss_only.samples {
+            x.live_objects = None;
+        }
+        assert_eq!(growth_split(&rss_only, Metric::Rss, true), None);
     }
 
     #[test]
@@ -602,7 +729,7 @@ mod tests {
                 .zip(&times)
                 .map(|(v, t)| MemSample { time: *t, rss_bytes: *v, ..MemSample::default() })
                 .collect();
-            let s = MemSeries { pid: None, label: String::new(), samples };
+            let s = MemSeries { pid: None, source: None, label: String::new(), samples };
             let t = memory_trend(&s, Metric::Rss);
             prop_assert!((0.0..=1.0).contains(&t.confidence));
         }

@@ -532,3 +532,91 @@ fn outputs_are_never_written_through_planted_symlinks() {
     let _ = sleeper.kill();
     let _ = sleeper.wait();
 }
+
+/// The frames of an inferno SVG: (title without its size, label shown).
+fn svg_frames(svg: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for g in svg.split("<g>").skip(1) {
+        let (Some(t0), Some(t1)) = (g.find("<title>"), g.find("</title>")) else {
+            continue;
+        };
+        let title = &g[t0 + "<title>".len()..t1];
+        // "NAME (1,234 bytes, 5.00%)"
+        let name = title.rsplit_once(" (").map_or(title, |p| p.0).to_string();
+        let label = g
+            .find("<text")
+            .and_then(|a| {
+                let rest = &g[a..];
+                let open = rest.find('>')? + 1;
+                let close = rest.find("</text>")?;
+                Some(rest[open..close].to_string())
+            })
+            .unwrap_or_default();
+        out.push((name, label));
+    }
+    out
+}
+
+/// Labels too long for their frame keep the class and the start of the
+/// path, and are cut on the right (inferno cuts on the left by default, which
+/// loses the class); the details line speaks of bytes.
+#[test]
+fn flamegraph_labels_keep_the_class_name() {
+    let dir = scratch_dir("heapscope-export-labels-");
+    // A long, deep application path, as in a container (/app/...).
+    let app = dir
+        .path()
+        .join("app/very/long/application/directory/structure/lib/audit");
+    fs::create_dir_all(&app).unwrap();
+    let script = app.join("audit_log_with_a_long_file_name.rb");
+    fs::write(
+        &script,
+        "require \"objspace\"\n\
+         ObjectSpace.trace_object_allocations_start\n\
+         class AuditLog\n  def initialize; @entries = []; end\n  def add(e); @entries << e; end\nend\n\
+         class Small; def initialize; @s = \"s\" * 100; end; end\n\
+         LOG = AuditLog.new\n\
+         3000.times { |i| LOG.add(\"audit entry #{i} \" * 4) }\n\
+         SMALL = Array.new(3) { Small.new }\n\
+         GC.start\n\
+         File.open(ARGV[0], \"w\") { |f| ObjectSpace.dump_all(output: f) }\n",
+    )
+    .unwrap();
+    let dump = dir.path().join("audit.dump");
+    run_ruby(&script, &[&dump], &[], dir.path());
+    let svg_path = dir.path().join("audit.svg");
+    run_ok(&[
+        os("flamegraph"),
+        dump.as_os_str(),
+        os("-o"),
+        svg_path.as_os_str(),
+    ]);
+    let svg = fs::read_to_string(&svg_path).unwrap();
+    assert!(
+        svg.contains("truncate_text_right = true"),
+        "the script would cut labels on the left when zoomed"
+    );
+    assert!(!svg.contains("Objects:"), "the details line says Objects:");
+    assert!(svg.contains("'Bytes retained by'"));
+    let frames = svg_frames(&svg);
+    let mut cut = 0;
+    let mut audit = 0;
+    for (name, label) in &frames {
+        assert!(!label.starts_with(".."), "{name:?} shown as {label:?}");
+        if let Some(kept) = label.strip_suffix("..") {
+            cut += 1;
+            assert!(name.starts_with(kept), "{name:?} shown as {label:?}");
+        } else if !label.is_empty() {
+            assert_eq!(label, name);
+        }
+        if name.starts_with("AuditLog ") && !label.is_empty() {
+            audit += 1;
+            assert!(
+                label.starts_with("AuditLog "),
+                "{name:?} shown as {label:?}"
+            );
+        }
+    }
+    assert!(cut > 0, "no label was cut: {frames:?}");
+    assert!(audit > 0, "no AuditLog frame labelled: {frames:?}");
+}

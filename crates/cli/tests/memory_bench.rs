@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use heapscope_analysis::memseries::parse_log;
 use heapscope_analysis::memtrend::{memory_trend, MemVerdict, Metric};
+use heapscope_export::memplot::{legend_key, MemPlotLine, KEY_LIVE, KEY_RSS};
 use serde_json::Value;
 
 use common::{repo_root, require_ruby, scratch_dir};
@@ -69,6 +70,35 @@ fn check_png(dir: &Path) {
     );
     assert!(w >= 600 && h >= 400, "{w}x{h}");
     assert!(png.len() > 10_000, "{} bytes: nothing drawn?", png.len());
+}
+
+/// The legend key of the chart of the records (what `bench` and `heapscope
+/// plot` draw from them), and `heapscope plot`'s SVG of them.
+fn legend_of(dir: &Path) -> (Vec<&'static str>, String) {
+    let log = parse_log(
+        "memory.jsonl",
+        &std::fs::read(dir.join("memory.jsonl")).unwrap(),
+    );
+    let nan = |v: Option<u64>| v.map_or(f64::NAN, |v| v as f64);
+    let lines: Vec<MemPlotLine> = log
+        .series
+        .iter()
+        .map(|s| MemPlotLine {
+            label: s.label.clone(),
+            times: s.samples.iter().map(|x| x.time).collect(),
+            rss_bytes: s.samples.iter().map(|x| nan(x.rss_bytes)).collect(),
+            live_objects: s.samples.iter().map(|x| nan(x.live_objects)).collect(),
+        })
+        .collect();
+    let svg = dir.join("legend.svg");
+    let run = common::heapscope(&[
+        "plot",
+        dir.join("memory.jsonl").to_str().unwrap(),
+        "-o",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    (legend_key(&lines), std::fs::read_to_string(&svg).unwrap())
 }
 
 fn verdict_of(dir: &Path) -> MemVerdict {
@@ -142,6 +172,10 @@ fn leaking_and_bounded_apps_get_the_right_verdicts() {
             assert!(rss >= pss && pss >= uss && uss > 0, "{r}");
         }
         check_png(d);
+        // Without --agent there are no live objects: the legend says so.
+        let (key, svg) = legend_of(d);
+        assert_eq!(key, [KEY_RSS]);
+        assert!(!svg.contains(KEY_LIVE), "the legend lists live objects");
         assert!(std::fs::read_to_string(d.join("puma.log"))
             .unwrap()
             .contains("Listening on http://127.0.0.1:"));
@@ -250,6 +284,9 @@ fn the_agent_dumps_every_k_requests_for_leaks() {
     );
     assert!(stdout.contains("live objects:"), "{stdout}");
     check_png(&out_dir);
+    let (key, svg) = legend_of(&out_dir);
+    assert_eq!(key, [KEY_RSS, KEY_LIVE]);
+    assert!(svg.contains(KEY_LIVE));
     let mut dumps: Vec<_> = std::fs::read_dir(&dumps_dir)
         .unwrap()
         .map(|e| e.unwrap().path())

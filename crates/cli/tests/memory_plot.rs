@@ -146,3 +146,67 @@ fn absurd_time_spans_are_refused_not_looped_on() {
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(run.stderr.contains("is not a clock's"), "{}", run.stderr);
 }
+
+/// Heroku's log-runtime-metrics through a syslog drain (`<45>1 TIME host
+/// heroku web.N - source=...`), with the load-average lines between: one line
+/// per dyno, and no key for live objects, which these logs do not have.
+#[test]
+fn heroku_dynos_are_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("drain.log");
+    let mut text = String::new();
+    for i in 0..40u32 {
+        let (m, s) = (i * 20 / 60, i * 20 % 60);
+        for (n, rss) in [
+            (1, 250.0 + 3.0 * f64::from(i)),
+            (2, 240.0 + f64::from(i % 5)),
+        ] {
+            text.push_str(&format!(
+                "<45>1 2026-12-01T10:{m:02}:{s:02}.000000+00:00 d.0a1b2c3d-4e5f heroku web.{n} - \
+                 source=web.{n} dyno=heroku.98765.0a1b-{n} sample#memory_total={:.2}MB \
+                 sample#memory_rss={rss:.2}MB sample#memory_cache=4.10MB sample#memory_swap=0.00MB \
+                 sample#memory_pgpgin=120000pages sample#memory_pgpgout=110000pages \
+                 sample#memory_quota=1024.00MB\n\
+                 <45>1 2026-12-01T10:{m:02}:{s:02}.500000+00:00 d.0a1b2c3d-4e5f heroku web.{n} - \
+                 source=web.{n} dyno=heroku.98765.0a1b-{n} sample#load_avg_1m=0.10 \
+                 sample#load_avg_5m=0.08 sample#load_avg_15m=0.05\n",
+                rss + 4.1
+            ));
+        }
+    }
+    std::fs::write(&log, text).unwrap();
+    let svg = dir.path().join("dynos.svg");
+    let run = heapscope(&["plot", log.to_str().unwrap(), "-o", svg.to_str().unwrap()]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(!run.stderr.contains("warning"), "{}", run.stderr);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("2 processes"), "title counts the dynos");
+    assert!(
+        text.contains("\nweb.1\n") && text.contains("\nweb.2\n"),
+        "legend names the dynos"
+    );
+    // sample#memory_rss, not memory_total.
+    assert!(
+        text.contains("RSS 250 MiB → 367 MiB"),
+        "web.1's first and last RSS"
+    );
+    assert!(
+        !text.contains("live objects"),
+        "no live objects in these logs"
+    );
+    let long = text
+        .split("<polyline")
+        .skip(1)
+        .filter(|p| {
+            let points = p.split("points=\"").nth(1).unwrap_or("");
+            let points = &points[..points.find('"').unwrap_or(0)];
+            points.split_whitespace().count() >= 40
+        })
+        .count();
+    assert_eq!(long, 2, "one 40-point line per dyno");
+    let png = dir.path().join("dynos.png");
+    let run = heapscope(&["plot", log.to_str().unwrap(), "-o", png.to_str().unwrap()]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let (w, _, rgb) = decode(&png);
+    assert!(coloured_pixels(&rgb, w) > 1500);
+}

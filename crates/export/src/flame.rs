@@ -20,6 +20,9 @@ use heapscope_heap::{types, FastMap, Heap, ObjId, NO_CLASS};
 /// Default cut-off of stack depth.
 pub const DEFAULT_MAX_DEPTH: usize = 64;
 
+/// What the SVG's details line says before a frame's name and size.
+pub const NAME_TYPE: &str = "Bytes retained by";
+
 /// Merged folded stacks: `(frames joined by ';', bytes)`, ordered frame by
 /// frame (so stacks sharing a prefix are adjacent, as flame graphs need).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,7 +50,12 @@ impl Folded {
         let mut opts = inferno::flamegraph::Options::default();
         opts.title = title.to_string();
         opts.count_name = "bytes".to_string();
-        opts.name_type = "Objects:".to_string();
+        // The details line reads "Bytes retained by Foo app.rb:5 (1,234
+        // bytes, 5%)": widths are bytes, not object counts.
+        opts.name_type = NAME_TYPE.to_string();
+        // A label that does not fit keeps its start (class, then site) and
+        // loses the end of the path; inferno's default cuts the start.
+        opts.text_truncate_direction = inferno::flamegraph::TextTruncateDirection::Right;
         opts.colors = inferno::flamegraph::color::Palette::Basic(
             inferno::flamegraph::color::BasicPalette::Mem,
         );
@@ -430,6 +438,15 @@ mod tests {
         assert!(svg.starts_with("<?xml"), "{}", &svg[..100.min(svg.len())]);
         assert!(svg.contains("HASH app.rb:6"));
         assert!(svg.contains("heapscope: test"));
+        assert!(
+            svg.contains("truncate_text_right = true"),
+            "labels keep their start"
+        );
+        assert!(
+            svg.contains("'Bytes retained by'"),
+            "the details line names bytes"
+        );
+        assert!(!svg.contains("Objects:"));
         let mut empty = Vec::new();
         Folded::default().write_svg("empty", &mut empty).unwrap();
         assert!(String::from_utf8(empty).unwrap().contains("<svg"));

@@ -22,8 +22,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::HPos;
 
 use crate::plot::{
-    byte_unit, finite_max, finite_min, human_bytes, nice_step, padded, runs, text, tick, time_unit,
-    write_chart, Chart, DrawResult, Ink, GRID, INK, LEAK_COLORS, SOFT_INK, TITLE_H, WIDTH,
+    byte_unit, finite_max, finite_min, human_bytes, padded, runs, text, time_unit, write_chart,
+    AxisTicks, Chart, DrawResult, Ink, GRID, INK, LEAK_COLORS, SOFT_INK, TITLE_H, WIDTH,
 };
 
 /// Width of the plot column; the legend takes the rest.
@@ -266,18 +266,18 @@ fn draw<DB: DrawingBackend>(
         .build_cartesian_2d(x_range.clone(), r_range.clone())?
         .set_secondary_coord(x_range.clone(), l_range.clone());
 
-    let x_step = nice_step(x_range.end - x_range.start, 10);
-    let r_step = nice_step(r_range.end - r_range.start, 8);
-    let l_step = nice_step(l_range.end - l_range.start, 8);
+    let x_ticks = AxisTicks::new(x_range.clone(), 10);
+    let r_ticks = AxisTicks::new(r_range.clone(), 8);
+    let l_ticks = AxisTicks::new(l_range.clone(), 8);
     let x_fmt = move |v: &f64| {
         if *v < -1e-9 || (integer && (v - v.round()).abs() > 1e-6) {
             String::new()
         } else {
-            tick(*v, x_step)
+            x_ticks.label(*v)
         }
     };
-    let r_fmt = move |v: &f64| tick(*v, r_step);
-    let l_fmt = move |v: &f64| tick(*v, l_step);
+    let r_fmt = move |v: &f64| r_ticks.label(*v);
+    let l_fmt = move |v: &f64| l_ticks.label(*v);
     chart
         .configure_mesh()
         .x_labels(10)
@@ -355,6 +355,28 @@ fn first_last(values: &[f64]) -> Option<(f64, f64)> {
     Some((first, last))
 }
 
+/// The key's entry for RSS lines.
+pub const KEY_RSS: &str = "RSS";
+/// The key's entry for live-object lines.
+pub const KEY_LIVE: &str = "live objects";
+
+fn has_values(values: &[f64]) -> bool {
+    values.iter().any(|v| v.is_finite())
+}
+
+/// The entries of the legend's key: a kind of line is listed only when some
+/// process has it (`bench` without `--agent` has no live objects).
+pub fn legend_key(lines: &[MemPlotLine]) -> Vec<&'static str> {
+    let mut key = Vec::new();
+    if lines.iter().any(|l| has_values(&l.rss_bytes)) {
+        key.push(KEY_RSS);
+    }
+    if lines.iter().any(|l| has_values(&l.live_objects)) {
+        key.push(KEY_LIVE);
+    }
+    key
+}
+
 fn legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     ink: &Ink,
@@ -370,25 +392,25 @@ fn legend<DB: DrawingBackend>(
         &ink.bold(16, INK),
         HPos::Left,
     )?;
-    // The key: strong RSS, lighter live objects.
+    // The key: strong RSS, lighter live objects; only the kinds drawn.
     let y = 58;
     let key = SOFT_INK;
-    area.draw(&PathElement::new(
-        vec![(8, y + 8), (32, y + 8)],
-        key.stroke_width(3),
-    ))?;
-    text(area, "RSS", (38, y), &ink.style(14, SOFT_INK), HPos::Left)?;
-    area.draw(&PathElement::new(
-        vec![(90, y + 8), (114, y + 8)],
-        lighter(key).stroke_width(3),
-    ))?;
-    text(
-        area,
-        "live objects",
-        (120, y),
-        &ink.style(14, SOFT_INK),
-        HPos::Left,
-    )?;
+    let mut x = 8;
+    for entry in legend_key(lines) {
+        let color = if entry == KEY_RSS { key } else { lighter(key) };
+        area.draw(&PathElement::new(
+            vec![(x, y + 8), (x + 24, y + 8)],
+            color.stroke_width(3),
+        ))?;
+        text(
+            area,
+            entry,
+            (x + 30, y),
+            &ink.style(14, SOFT_INK),
+            HPos::Left,
+        )?;
+        x += 30 + ink.width(entry, 14) + 22;
+    }
     let mut y = y + 32;
     let entry_h = 62;
     let fits = ((bottom - y) / entry_h).max(0) as usize;
@@ -401,14 +423,22 @@ fn legend<DB: DrawingBackend>(
     for (i, line) in lines.iter().take(shown).enumerate() {
         let color = line_color(i);
         let mid = y + 9;
-        area.draw(&PathElement::new(
-            vec![(8, mid - 3), (32, mid - 3)],
-            color.stroke_width(3),
-        ))?;
-        area.draw(&PathElement::new(
-            vec![(8, mid + 3), (32, mid + 3)],
-            lighter(color).stroke_width(3),
-        ))?;
+        let rss = has_values(&line.rss_bytes);
+        let live = has_values(&line.live_objects);
+        if rss || !live {
+            let at = if live { mid - 3 } else { mid };
+            area.draw(&PathElement::new(
+                vec![(8, at), (32, at)],
+                color.stroke_width(3),
+            ))?;
+        }
+        if live {
+            let at = if rss { mid + 3 } else { mid };
+            area.draw(&PathElement::new(
+                vec![(8, at), (32, at)],
+                lighter(color).stroke_width(3),
+            ))?;
+        }
         let label = ink.fit(&line.label, 15, width - label_x);
         text(area, &label, (label_x, y), &ink.bold(15, INK), HPos::Left)?;
         let mut row = y + 20;
@@ -493,6 +523,38 @@ mod tests {
         let area = (80, PLOT_W, TITLE_H, HEIGHT - 50);
         assert!(count(&rgb, area, line_color(0)) > 500);
         assert!(count(&rgb, area, line_color(1)) > 500);
+    }
+
+    #[test]
+    fn legend_lists_only_the_lines_drawn() {
+        let both = line(0, 10);
+        let rss_only = MemPlotLine {
+            live_objects: vec![f64::NAN; 10],
+            ..line(1, 10)
+        };
+        let live_only = MemPlotLine {
+            rss_bytes: vec![],
+            ..line(2, 10)
+        };
+        assert_eq!(legend_key(std::slice::from_ref(&both)), [KEY_RSS, KEY_LIVE]);
+        assert_eq!(legend_key(std::slice::from_ref(&rss_only)), [KEY_RSS]);
+        assert_eq!(legend_key(std::slice::from_ref(&live_only)), [KEY_LIVE]);
+        assert_eq!(
+            legend_key(&[rss_only.clone(), live_only]),
+            [KEY_RSS, KEY_LIVE]
+        );
+        assert!(legend_key(&[]).is_empty());
+        // The SVG of an RSS-only chart never says "live objects".
+        let dir = tempfile::tempdir().unwrap();
+        let svg = dir.path().join("rss.svg");
+        plot_memory(&svg, "t", &[rss_only]).unwrap();
+        let text = std::fs::read_to_string(&svg).unwrap();
+        assert!(text.contains("\nRSS\n"), "no RSS key: {text}");
+        assert!(!text.contains("live objects"), "a key for a line not drawn");
+        assert!(!text.contains("live heap objects"));
+        let png = dir.path().join("both.png");
+        plot_memory(&png, "t", &[both]).unwrap();
+        assert_eq!(&std::fs::read(&png).unwrap()[..4], b"\x89PNG");
     }
 
     #[test]

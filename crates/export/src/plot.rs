@@ -568,13 +568,63 @@ pub(crate) fn human_bytes(bytes: f64) -> String {
     }
 }
 
-/// An axis tick: as few decimals as the step between ticks needs.
-pub(crate) fn tick(v: f64, step: f64) -> String {
-    let decimals = if step >= 1.0 || step <= 0.0 {
-        0
-    } else {
-        (-step.log10()).ceil().min(4.0) as usize
-    };
+/// The labels of one axis: the values plotters puts them at (its own key
+/// points for `labels` ticks over `range`) and as many decimals as show each
+/// value as itself. Guessing plotters' step instead printed `12, 12, 13, 14,
+/// 14` for ticks at 12, 12.5, 13, 13.5, 14.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AxisTicks {
+    pub values: Vec<f64>,
+    pub decimals: usize,
+}
+
+impl AxisTicks {
+    pub fn new(range: std::ops::Range<f64>, labels: usize) -> Self {
+        use plotters::coord::ranged1d::Ranged;
+        let values = if range.start.is_finite() && range.end.is_finite() {
+            RangedCoordf64::from(range).key_points(labels)
+        } else {
+            Vec::new()
+        };
+        let decimals = tick_decimals(&values);
+        AxisTicks { values, decimals }
+    }
+
+    /// The label of the tick at `v`.
+    pub fn label(&self, v: f64) -> String {
+        tick(v, self.decimals)
+    }
+
+    /// The labels of every tick, in order.
+    pub fn labels(&self) -> Vec<String> {
+        self.values.iter().map(|&v| self.label(v)).collect()
+    }
+}
+
+/// The fewest decimals (at most 12) that print every value within a
+/// thousandth of the gap between ticks, and no two alike.
+fn tick_decimals(values: &[f64]) -> usize {
+    let gap = values
+        .windows(2)
+        .map(|w| (w[1] - w[0]).abs())
+        .filter(|g| *g > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let tolerance = if gap.is_finite() { gap * 1e-3 } else { 1e-9 };
+    (0..=12)
+        .find(|&d| {
+            let scale = 10f64.powi(d as i32);
+            let exact = values
+                .iter()
+                .all(|v| ((v * scale).round() / scale - v).abs() <= tolerance);
+            let labels: Vec<String> = values.iter().map(|&v| tick(v, d)).collect();
+            let distinct = labels.windows(2).all(|w| w[0] != w[1]);
+            exact && distinct
+        })
+        .unwrap_or(12)
+}
+
+/// An axis tick with `decimals` decimals (never `-0`).
+pub(crate) fn tick(v: f64, decimals: usize) -> String {
     let s = format!("{v:.decimals$}");
     if s.starts_with('-') && s[1..].chars().all(|c| c == '0' || c == '.') {
         s[1..].to_string()
@@ -730,15 +780,7 @@ fn draw<DB: DrawingBackend>(
 
     // Top panel: the heap total.
     let total_max = finite_max(input.total_bytes.iter().copied()).unwrap_or(0.0);
-    let total_min = finite_min(input.total_bytes.iter().copied()).unwrap_or(0.0);
-    let (t_scale, t_unit) = byte_unit(total_max);
-    let t_lo = if total_min <= total_max * 0.5 {
-        0.0
-    } else {
-        let below = total_min - (total_max - total_min) * 0.15;
-        below.max(0.0) / t_scale
-    };
-    let t_range = padded(t_lo, total_max / t_scale, 0.08);
+    let (t_range, t_scale, t_unit) = total_axis(&input.total_bytes);
     let heading = format!("heap total ({t_unit})");
     text(&top_plot, &heading, (74, 4), &ink.bold(16, INK), HPos::Left)?;
     let mut chart = ChartBuilder::on(&top_plot)
@@ -748,15 +790,7 @@ fn draw<DB: DrawingBackend>(
         .x_label_area_size(24)
         .y_label_area_size(72)
         .build_cartesian_2d(xa.range.clone(), t_range.clone())?;
-    mesh(
-        &mut chart,
-        &ink,
-        &xa,
-        x_labels,
-        5,
-        None,
-        t_range.end - t_range.start,
-    )?;
+    mesh(&mut chart, &ink, &xa, x_labels, TOTAL_LABELS, None)?;
     for run in runs(&xa.x, &input.total_bytes, t_scale) {
         chart.draw_series(LineSeries::new(
             run.iter().copied(),
@@ -853,15 +887,7 @@ fn draw<DB: DrawingBackend>(
         .x_label_area_size(48)
         .y_label_area_size(72)
         .build_cartesian_2d(xa.range.clone(), s_range.clone())?;
-    mesh(
-        &mut chart,
-        &ink,
-        &xa,
-        x_labels,
-        8,
-        Some(&xa.desc),
-        s_range.end - s_range.start,
-    )?;
+    mesh(&mut chart, &ink, &xa, x_labels, 8, Some(&xa.desc))?;
     // Caches first, leaks last, so leaks are on top.
     for look in styled.iter().rev() {
         let style = look.color.stroke_width(look.width);
@@ -895,6 +921,29 @@ fn draw<DB: DrawingBackend>(
     legend(&bottom_side, &ink, &styled, side_w)
 }
 
+/// Labels of the heap total's axis: the top panel's few ticks.
+pub const TOTAL_LABELS: usize = 5;
+
+/// The heap total's y range in its unit (zoomed in when the total varies
+/// little), the unit's scale and name.
+fn total_axis(total_bytes: &[f64]) -> (std::ops::Range<f64>, f64, &'static str) {
+    let total_max = finite_max(total_bytes.iter().copied()).unwrap_or(0.0);
+    let total_min = finite_min(total_bytes.iter().copied()).unwrap_or(0.0);
+    let (t_scale, t_unit) = byte_unit(total_max);
+    let t_lo = if total_min <= total_max * 0.5 {
+        0.0
+    } else {
+        let below = total_min - (total_max - total_min) * 0.15;
+        below.max(0.0) / t_scale
+    };
+    (padded(t_lo, total_max / t_scale, 0.08), t_scale, t_unit)
+}
+
+/// The labels of the heap total's axis for these totals, as drawn.
+pub fn total_axis_labels(total_bytes: &[f64]) -> Vec<String> {
+    AxisTicks::new(total_axis(total_bytes).0, TOTAL_LABELS).labels()
+}
+
 #[allow(clippy::too_many_arguments)]
 fn mesh<DB: DrawingBackend>(
     chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
@@ -903,21 +952,19 @@ fn mesh<DB: DrawingBackend>(
     x_labels: usize,
     y_labels: usize,
     x_desc: Option<&str>,
-    y_span: f64,
 ) -> DrawResult<DB> {
-    let x_span = xa.range.end - xa.range.start;
-    let x_step = nice_step(x_span, x_labels);
-    let y_step = nice_step(y_span, y_labels);
+    let x_ticks = AxisTicks::new(xa.range.clone(), x_labels);
+    let y_ticks = AxisTicks::new(chart.y_range(), y_labels);
     let integer = xa.integer;
     let x_fmt = move |v: &f64| {
         // Neither time nor dump numbers go below zero (a lone dump is centred).
         if *v < -1e-9 || (integer && (v - v.round()).abs() > 1e-6) {
             String::new()
         } else {
-            tick(*v, x_step)
+            x_ticks.label(*v)
         }
     };
-    let y_fmt = move |v: &f64| tick(*v, y_step);
+    let y_fmt = move |v: &f64| y_ticks.label(*v);
     let mut m = chart.configure_mesh();
     m.x_labels(x_labels)
         .y_labels(y_labels)
@@ -932,26 +979,6 @@ fn mesh<DB: DrawingBackend>(
         m.x_desc(d);
     }
     m.draw()
-}
-
-/// Roughly the step plotters picks for `labels` ticks over `span`.
-pub(crate) fn nice_step(span: f64, labels: usize) -> f64 {
-    if span <= 0.0 || !span.is_finite() {
-        return 1.0;
-    }
-    let raw = span / labels.max(1) as f64;
-    let mag = 10f64.powf(raw.log10().floor());
-    let f = raw / mag;
-    let nice = if f <= 1.0 {
-        1.0
-    } else if f <= 2.0 {
-        2.0
-    } else if f <= 5.0 {
-        5.0
-    } else {
-        10.0
-    };
-    nice * mag
 }
 
 fn legend<DB: DrawingBackend>(
@@ -1287,9 +1314,89 @@ mod tests {
         assert_eq!(time_unit(3000.0).1, "min");
         assert_eq!(time_unit(5.0 * 3600.0).1, "h");
         assert_eq!(time_unit(5.0 * 86400.0).1, "days");
-        assert_eq!(tick(12.5, 2.5), "12");
-        assert_eq!(tick(0.25, 0.05), "0.25");
-        assert_eq!(tick(-0.0, 0.1), "0.0");
+        assert_eq!(tick(12.5, 1), "12.5");
+        assert_eq!(tick(0.25, 2), "0.25");
+        assert_eq!(tick(-0.0, 1), "0.0");
+    }
+
+    /// Labels are those of the values plotters draws, all distinct and each
+    /// its own value: a heap total between 12 and 14.3 MiB once read
+    /// `12, 12, 13, 14, 14`.
+    #[test]
+    fn tick_labels_are_distinct_and_exact() {
+        let t = AxisTicks::new(11.8..14.3, 5);
+        let labels = t.labels();
+        assert!(labels.len() >= 3, "{labels:?}");
+        let mut sorted = labels.clone();
+        sorted.dedup();
+        assert_eq!(sorted, labels, "duplicate labels");
+        for (v, l) in t.values.iter().zip(&labels) {
+            assert!(
+                (l.parse::<f64>().unwrap() - v).abs() < 1e-9,
+                "{v} shown as {l}"
+            );
+        }
+        assert_eq!(labels, ["12.0", "12.5", "13.0", "13.5", "14.0"]);
+        assert_eq!(
+            AxisTicks::new(0.0..108.0, 8).labels()[..3],
+            ["0", "20", "40"]
+        );
+        assert_eq!(
+            AxisTicks::new(0.0..0.3, 5).labels(),
+            ["0.0", "0.1", "0.2", "0.3"]
+        );
+        for (range, n) in [
+            (0.0..1.0, 5),
+            (3.0..3.0000001, 8),
+            (1e9..1.0000001e9, 8),
+            (-5.0..5.0, 4),
+        ] {
+            let l = AxisTicks::new(range.clone(), n).labels();
+            let mut d = l.clone();
+            d.dedup();
+            assert_eq!(d, l, "{range:?}");
+        }
+        assert!(AxisTicks::new(f64::NAN..1.0, 5).values.is_empty());
+    }
+
+    /// The heap total's axis (`leaks --plot`'s top panel) over totals of
+    /// every size and spread: labels distinct and true to their ticks. Three
+    /// dumps of 11.95, 13.0 and 14.2 MiB are a case that printed 12, 12, 13,
+    /// 14, 14: a step of 1 was guessed for the axis, plotters drew 0.5.
+    #[test]
+    fn total_axis_labels_are_distinct() {
+        let mib = 1024.0 * 1024.0;
+        let labels = total_axis_labels(&[11.95 * mib, 13.0 * mib, 14.2 * mib]);
+        assert_eq!(labels, ["12.0", "12.5", "13.0", "13.5", "14.0"]);
+        let mut checked = 0;
+        for base in [0.3, 1.0, 7.5, 12.0, 99.0, 512.0, 1000.0, 4096.0, 70_000.0] {
+            for spread in [0.0, 0.001, 0.01, 0.05, 0.1, 0.17, 0.3, 0.6, 1.0, 2.5] {
+                let totals = [
+                    base * mib,
+                    base * (1.0 + spread / 2.0) * mib,
+                    base * (1.0 + spread) * mib,
+                ];
+                let (range, _, _) = total_axis(&totals);
+                let t = AxisTicks::new(range, TOTAL_LABELS);
+                let labels = t.labels();
+                let mut d = labels.clone();
+                d.dedup();
+                assert_eq!(d, labels, "{base} MiB +{spread}");
+                for (v, l) in t.values.iter().zip(&labels) {
+                    let gap = t
+                        .values
+                        .windows(2)
+                        .map(|w| w[1] - w[0])
+                        .fold(f64::INFINITY, f64::min);
+                    assert!(
+                        (l.parse::<f64>().unwrap() - v).abs() <= gap * 1e-3,
+                        "{v} as {l}"
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 90);
     }
 
     #[test]

@@ -682,6 +682,7 @@ fn series_of(records: &[Record], roots: &[u32], root_role: &str) -> Vec<MemSerie
             };
             MemSeries {
                 pid: Some(pid),
+                source: None,
                 label: format!("{role} {pid}"),
                 samples,
             }
@@ -785,16 +786,9 @@ fn plot(png: &Path, series: &[MemSeries], a: &Args, req: &Requests) -> Result<()
     if series.is_empty() {
         bail!("no memory samples");
     }
-    let nan = |v: Option<u64>| v.map_or(f64::NAN, |v| v as f64);
-    let lines: Vec<MemPlotLine> = series
-        .iter()
-        .map(|s| MemPlotLine {
-            label: s.label.clone(),
-            times: s.samples.iter().map(|x| x.time).collect(),
-            rss_bytes: s.samples.iter().map(|x| nan(x.rss_bytes)).collect(),
-            live_objects: s.samples.iter().map(|x| nan(x.live_objects)).collect(),
-        })
-        .collect();
+    // The same lines as `heapscope plot` draws from the records: without
+    // `--agent` there are no live objects, and the legend does not list them.
+    let lines: Vec<MemPlotLine> = series.iter().map(crate::cmd::plot::plot_line).collect();
     let target = match (&a.rackup, &a.url) {
         (Some(r), _) => r.display().to_string(),
         (None, Some(u)) => u.clone(),

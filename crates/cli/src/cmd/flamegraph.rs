@@ -17,7 +17,8 @@ The dominator tree as a flame graph: a frame's width is the memory it retains.
 
 Each frame is a group of objects named by class (or type) and allocation site, e.g.
 `Hash app/models/user.rb:12`; a frame's children are the objects it alone keeps alive. The
-bottom frames are what the GC roots hold directly. Open the SVG in a browser to zoom and search.
+bottom frames are what the GC roots hold directly. Open the SVG in a browser to zoom and search;
+a label too long for its frame keeps its start (class, site) and is cut at the end.
 --folded writes the folded stacks instead (`frame;frame;frame bytes` lines, for inferno,
 flamegraph.pl, speedscope or Pyroscope).
 

@@ -15,14 +15,16 @@ against time since the first sample, one colour per process. PNG or SVG by the f
 
 Logs (recognised line by line; see `heapscope trend --help`): `heapscope watch` output (JSON
 lines or CSV), the agent's statistics (tmp/profiles/gc-<pid>.jsonl), Rails log lines
-`MEMORY[<pid>]: time: <t> rss: <size>, live_objects: <n>`, and derailed_benchmarks
-`perf:mem_over_time` output (no clock: its x axis is the sample number). The same pid across
-several logs is one process.
+`MEMORY[<pid>]: time: <t> rss: <size>, live_objects: <n>`, Heroku's log-runtime-metrics lines
+(`<timestamp> heroku[web.1]: source=web.1 dyno=... sample#memory_rss=500.1MB ...`: one line per
+source, i.e. per dyno name), and derailed_benchmarks `perf:mem_over_time` output (no clock: its x
+axis is the sample number). The same pid (or dyno) across several logs is one process.
 
 Examples:
     heapscope plot watch.csv -o memory.png
     heapscope plot tmp/profiles/gc-*.jsonl -o memory.svg --title 'Puma workers'
-    grep MEMORY log/production.log | heapscope plot - -o memory.png";
+    grep MEMORY log/production.log | heapscope plot - -o memory.png
+    heroku logs -n 1500 | heapscope plot - -o dynos.png";
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args as ClapArgs, ValueEnum};
 use heapscope_analysis::memseries::{merge_series, parse_log, MemSeries, ParsedLog};
-use heapscope_analysis::memtrend::{memory_trend, memory_trend_by_sample, MemVerdict, Metric};
+use heapscope_analysis::memtrend::{
+    growth_split, memory_trend, memory_trend_by_sample, MemVerdict, Metric,
+};
 use heapscope_report::memtrend::{render_json, render_table, TrendRow};
 
 use crate::args::{Format, FormatArg};
@@ -26,15 +28,25 @@ Levelled off: it rose by at least 5%, then its second half stopped rising.
 
 Logs (the format is recognised line by line): `heapscope watch` output (JSON lines or CSV), the
 agent's statistics (tmp/profiles/gc-<pid>.jsonl), Rails log lines `MEMORY[<pid>]: time: <t>
-rss: <size>, live_objects: <n>` (a size without a unit is KiB, as `ps -o rss` prints), and
-derailed_benchmarks `perf:mem_over_time` output (RSS in MiB, one number per line; no clock, so
-slopes are per sample). The same pid across several logs is one process.
+rss: <size>, live_objects: <n>` (a size without a unit is KiB, as `ps -o rss` prints), Heroku's
+log-runtime-metrics lines (`<timestamp> heroku[web.1]: source=web.1 dyno=heroku.1234.abcd
+sample#memory_total=512.3MB sample#memory_rss=500.1MB ...`: sample#memory_rss is the RSS, one
+process per source, i.e. per dyno name), and derailed_benchmarks `perf:mem_over_time` output
+(RSS in MiB, one number per line; no clock, so slopes are per sample and the span is a count of
+samples). The same pid (or dyno) across several logs is one process.
+
+When a log has both RSS and live objects (the agent's statistics, `heapscope watch` of a process
+running the agent, the Rails MEMORY lines), trend also says which one grows: live objects
+growing is a leak in the Ruby heap (heap dumps and `heapscope leaks` find it); RSS growing while
+live objects stay flat is growth outside the Ruby heap (native extensions, malloc fragmentation,
+or a few objects' growing malloc'd buffers), which heap dumps do not show. JSON: `growth_site`.
 
 Examples:
     heapscope trend watch.csv
     heapscope trend tmp/profiles/gc-*.jsonl --metric live-objects
     grep MEMORY log/production.log | heapscope trend -
     heapscope trend mem.txt --format json
+    heroku logs -n 1500 | heapscope trend -
     heapscope trend watch.jsonl --fail-if-growing   # exit code 1 when growing, for CI";
 
 /// What to measure.
@@ -117,7 +129,8 @@ pub(crate) fn load(paths: &[PathBuf], pid: Option<u32>) -> Result<Loaded> {
             anyhow::bail!(
                 "{name}: no memory samples found{hint}; expected heapscope watch output (JSON lines \
                  or CSV), agent statistics (gc-<pid>.jsonl), Rails `MEMORY[<pid>]: time: ... rss: \
-                 ...` lines, or derailed mem_over_time numbers"
+                 ...` lines, Heroku `source=... sample#memory_rss=...` lines, or derailed \
+                 mem_over_time numbers"
             );
         }
         if !log.skipped.is_empty() {
@@ -174,6 +187,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             } else {
                 memory_trend_by_sample(s, metric)
             },
+            split: growth_split(s, metric, *clock),
         })
         .collect();
     if rows.is_empty() {

@@ -156,6 +156,7 @@ impl FromArgMatches for AgentFlags {
 pub fn run(a: Args) -> Result<ExitCode> {
     // Check everything the agent will see, so a typo fails here, not in the app.
     let env: Vec<(String, String)> = std::env::vars().collect();
+    let mut warned = false;
     match Settings::resolve_from(
         env,
         a.agent.values.iter().map(|(k, v)| (*k, v.clone())),
@@ -165,6 +166,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             for w in &settings.warnings {
                 eprintln!("heapscope: warning: {w}");
             }
+            warned = !settings.warnings.is_empty();
         }
         Err(errors) => {
             let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
@@ -192,6 +194,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
         rubyopt.push(old);
     }
     child.env("RUBYOPT", rubyopt);
+    // exec keeps this pid: the agent in the program then knows the warnings
+    // above were given in its process and does not repeat them.
+    if warned {
+        child.env(config::WARNED_PID_VARIABLE, std::process::id().to_string());
+    }
     exec(child, &a.command[0])
 }
 

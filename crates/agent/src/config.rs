@@ -225,13 +225,15 @@ fn edit_distance(a: &[u8], b: &[u8]) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=m {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=n {
         for j in 1..=m {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 v = v.min(d[i - 2][j - 2] + 1);
             }
@@ -335,9 +337,9 @@ impl Settings {
                 None => warnings.push(SettingError {
                     source: name.clone(),
                     message: match closest_key(key, true) {
-                        Some(k) => format!(
-                            "not a heapscope setting, ignored; did you mean HEAPSCOPE_{k}?"
-                        ),
+                        Some(k) => {
+                            format!("not a heapscope setting, ignored; did you mean HEAPSCOPE_{k}?")
+                        }
                         None => format!(
                             "not a heapscope setting, ignored (known: {})",
                             known_env_names()
@@ -354,7 +356,10 @@ impl Settings {
                 None => errors.push(SettingError {
                     source: source(key),
                     message: match closest_key(key, false) {
-                        Some(k) => format!("unknown setting; did you mean {}?", source(&k.to_ascii_lowercase())),
+                        Some(k) => format!(
+                            "unknown setting; did you mean {}?",
+                            source(&k.to_ascii_lowercase())
+                        ),
                         None => "unknown setting".into(),
                     },
                 }),
@@ -721,7 +726,9 @@ mod tests {
         // Keywords of Heapscope.start are options only.
         assert_eq!(closest_key("rubylib", false), None);
         let s = Settings::resolve(env(&[("HEAPSCOPE_NOTHING_LIKE_IT", "1")]), Vec::new()).unwrap();
-        assert!(s.warnings[0].to_string().contains("(known: HEAPSCOPE_ENABLED"));
+        assert!(s.warnings[0]
+            .to_string()
+            .contains("(known: HEAPSCOPE_ENABLED"));
     }
 
     #[test]

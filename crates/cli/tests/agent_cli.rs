@@ -89,7 +89,11 @@ fn autostart_warns_once_per_process_with_a_suggestion() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "spawnedexeced", "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "spawnedexeced",
+        "{err}"
+    );
     let typo = "heapscope: warning: HEAPSCOPE_DUMP_EVRY_SECONDS: not a heapscope setting, \
                 ignored; did you mean HEAPSCOPE_DUMP_EVERY_SECONDS?";
     // The first process (autostart, Heapscope.start, the exec'd Ruby) once;

@@ -120,7 +120,10 @@ fn summary_leaves_the_agent_out_and_says_how_much() {
     let plain = classes(&out);
     for c in ["Heapscope::AgentThread", "Heapscope::Agent"] {
         assert!(!plain.iter().any(|x| x == c), "{c} in {plain:?}");
-        assert!(classes(&with).iter().any(|x| x == c), "{c} missing with --include-agent");
+        assert!(
+            classes(&with).iter().any(|x| x == c),
+            "{c} missing with --include-agent"
+        );
     }
     assert!(plain.iter().any(|x| x == "Keeper"));
     let objects = |v: &Value| v["totals"]["objects"].as_u64().unwrap();
@@ -135,9 +138,16 @@ fn summary_leaves_the_agent_out_and_says_how_much() {
         thousands(n),
         thousands(bytes)
     );
-    assert!(text.ok().stdout_text().contains(&expected), "{expected:?} in\n{}", text.stdout_text());
+    assert!(
+        text.ok().stdout_text().contains(&expected),
+        "{expected:?} in\n{}",
+        text.stdout_text()
+    );
     let text = heapscope(&["summary", dump.to_str().unwrap(), "--include-agent"]);
-    assert!(text.ok().stdout_text().contains("of the heapscope agent (--include-agent)"));
+    assert!(text
+        .ok()
+        .stdout_text()
+        .contains("of the heapscope agent (--include-agent)"));
 }
 
 #[test]
@@ -155,8 +165,18 @@ fn by_gem_does_not_count_the_agent_as_the_app() {
     };
     // The agent's objects (its thread first) were allocated in its files,
     // which are not a gem here: they would count as the app.
-    assert!(app(&with) >= app(&out) + 900_000, "{} vs {}", app(&with), app(&out));
-    let total = |v: &Value| rows(v).iter().map(|r| r["memsize"].as_u64().unwrap()).sum::<u64>();
+    assert!(
+        app(&with) >= app(&out) + 900_000,
+        "{} vs {}",
+        app(&with),
+        app(&out)
+    );
+    let total = |v: &Value| {
+        rows(v)
+            .iter()
+            .map(|r| r["memsize"].as_u64().unwrap())
+            .sum::<u64>()
+    };
     assert_eq!(total(&with), total(&out) + bytes);
 }
 
@@ -188,7 +208,10 @@ fn retained_leaves_the_agent_and_what_only_it_holds_out() {
     }
     assert!(classes(&with).iter().any(|c| c == "Heapscope::AgentThread"));
     // Nothing the agent held is reported as unreachable instead.
-    assert_eq!(out["unreachable"]["objects"], with["unreachable"]["objects"]);
+    assert_eq!(
+        out["unreachable"]["objects"],
+        with["unreachable"]["objects"]
+    );
     let reachable = |v: &Value| v["reachable"]["objects"].as_u64().unwrap();
     assert!(reachable(&with) > reachable(&out));
     let text = heapscope(&["retained", dump.to_str().unwrap()]);
@@ -221,7 +244,9 @@ fn retained_leaves_the_agent_and_what_only_it_holds_out() {
 fn diff_rows_leave_out_what_the_agent_allocated() {
     let (a, b) = (first().to_str().unwrap(), second().to_str().unwrap());
     let run = |include: bool| {
-        let mut args = vec!["diff", a, b, "--by", "location", "--top", "0", "--format", "json"];
+        let mut args = vec![
+            "diff", a, b, "--by", "location", "--top", "0", "--format", "json",
+        ];
         if include {
             args.push("--include-agent");
         }
@@ -242,9 +267,9 @@ fn diff_rows_leave_out_what_the_agent_allocated() {
     let new = |v: &Value| v["totals"]["new_objects"].as_u64().unwrap();
     assert_eq!(new(&with) - new(&out), new_agent);
     // The app's 500 strings are there either way.
-    assert!(rows(&out)
-        .iter()
-        .any(|r| r["location"].as_str().is_some_and(|l| l.ends_with("app.rb:9"))));
+    assert!(rows(&out).iter().any(|r| r["location"]
+        .as_str()
+        .is_some_and(|l| l.ends_with("app.rb:9"))));
     let text = heapscope(&["diff", a, b]);
     assert!(text
         .ok()
@@ -258,21 +283,18 @@ fn graph_exports_and_leaks_leave_the_agent_out() {
     let folded = heapscope(&["flamegraph", dump, "--folded"]);
     let text = folded.ok().stdout_text();
     assert!(!text.contains("Heapscope::Agent"), "{text}");
-    assert!(folded.stderr.contains("of the heapscope agent"), "{}", folded.stderr);
+    assert!(
+        folded.stderr.contains("of the heapscope agent"),
+        "{}",
+        folded.stderr
+    );
     let with = heapscope(&["flamegraph", dump, "--folded", "--include-agent"]);
     assert!(with.ok().stdout_text().contains("Heapscope::AgentThread"));
 
     let suspects = heapscope(&["suspects", dump, "--format", "json"]).json();
     assert!(suspects["agent"]["objects"].as_u64().unwrap() > 0);
 
-    let leaks = heapscope(&[
-        "leaks",
-        first().to_str().unwrap(),
-        dump,
-        "--format",
-        "json",
-    ])
-    .json();
+    let leaks = heapscope(&["leaks", first().to_str().unwrap(), dump, "--format", "json"]).json();
     let agent = &leaks["processes"][0]["agent_in_last_dump"];
     assert!(agent["objects"].as_u64().unwrap() > 0, "{leaks}");
     assert_eq!(agent["included"], false);
@@ -280,5 +302,9 @@ fn graph_exports_and_leaks_leave_the_agent_out() {
     let dir = tempfile::tempdir().unwrap();
     let prof = dir.path().join("p.pb.gz");
     let p = heapscope(&["pprof", dump, "-o", prof.to_str().unwrap()]);
-    assert!(p.ok().stderr.contains("of the heapscope agent"), "{}", p.stderr);
+    assert!(
+        p.ok().stderr.contains("of the heapscope agent"),
+        "{}",
+        p.stderr
+    );
 }

@@ -43,7 +43,8 @@ type SampleKey = (LocId, StrId, u8, u32);
 pub fn profile(heap: &Heap, opts: &PprofOptions, comment: &str) -> Profile {
     let mut groups: FastMap<SampleKey, (u64, u64)> = FastMap::default();
     for id in heap.ids() {
-        if (!opts.include_tracer && heap.is_tracer(id)) || (!opts.include_agent && heap.is_agent(id))
+        if (!opts.include_tracer && heap.is_tracer(id))
+            || (!opts.include_agent && heap.is_agent(id))
         {
             continue;
         }

@@ -57,7 +57,10 @@ fn check(spec: &Spec) -> Result<(), TestCaseError> {
     let got: Vec<bool> = (0..b.n as u32).map(|v| g.is_agent(v)).collect();
     prop_assert_eq!(&got, &expected);
     let share = g.agent_share();
-    prop_assert_eq!(share.objects, expected.iter().filter(|&&x| x).count() as u64);
+    prop_assert_eq!(
+        share.objects,
+        expected.iter().filter(|&&x| x).count() as u64
+    );
     prop_assert_eq!(
         share.bytes,
         (0..b.n)
@@ -94,12 +97,14 @@ fn check(spec: &Spec) -> Result<(), TestCaseError> {
 }
 
 fn with_agents() -> impl Strategy<Value = Spec> {
-    (spec(60), prop::collection::vec(prop::bool::weighted(0.15), 60)).prop_map(
-        |(mut s, agent)| {
+    (
+        spec(60),
+        prop::collection::vec(prop::bool::weighted(0.15), 60),
+    )
+        .prop_map(|(mut s, agent)| {
             s.agent = agent;
             s
-        },
-    )
+        })
 }
 
 proptest! {

@@ -26,7 +26,10 @@ use crate::{types, ClassId, Heap, LocId, ObjId, NO_CLASS, NO_LOC};
 pub const AGENT_NAMESPACE: &[u8] = b"Heapscope";
 
 /// Classes in the namespace that belong to the app's request path.
-pub const NOT_AGENT_CLASSES: &[&[u8]] = &[b"Heapscope::RackMiddleware", b"Heapscope::SidekiqMiddleware"];
+pub const NOT_AGENT_CLASSES: &[&[u8]] = &[
+    b"Heapscope::RackMiddleware",
+    b"Heapscope::SidekiqMiddleware",
+];
 
 /// The agent's Ruby files, as path suffixes.
 pub const AGENT_FILES: &[&[u8]] = &[

@@ -32,7 +32,11 @@ pub fn agent_line(share: &AgentShare, included: bool, exact: bool) -> Option<Str
     let what = format!(
         "{} {} ({}) of the heapscope agent",
         thousands(share.objects),
-        if share.objects == 1 { "object" } else { "objects" },
+        if share.objects == 1 {
+            "object"
+        } else {
+            "objects"
+        },
         size(share.bytes, exact)
     );
     Some(if included {

@@ -50,8 +50,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let dump = crate::load::load_input(&a.input, &opts)?;
     timer.lap("load");
     let agent = dump.heap.agent_share();
-    let agent_line =
-        heapscope_report::agent_line(&agent, a.input.read.include_agent, true);
+    let agent_line = heapscope_report::agent_line(&agent, a.input.read.include_agent, true);
     let mut comment = format!("heapscope: live objects of {}", dump.source);
     if let Some(line) = &agent_line {
         comment.push_str(&format!("; {line}"));

@@ -156,8 +156,7 @@ impl FromArgMatches for AgentFlags {
 pub fn run(a: Args) -> Result<ExitCode> {
     // Check everything the agent will see, so a typo fails here, not in the app.
     let env: Vec<(String, String)> = std::env::vars().collect();
-    let mut warned = false;
-    match Settings::resolve_from(
+    let warned = match Settings::resolve_from(
         env,
         a.agent.values.iter().map(|(k, v)| (*k, v.clone())),
         |key| format!("--{}", key.replace('_', "-")),
@@ -166,13 +165,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
             for w in &settings.warnings {
                 eprintln!("heapscope: warning: {w}");
             }
-            warned = !settings.warnings.is_empty();
+            !settings.warnings.is_empty()
         }
         Err(errors) => {
             let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
             bail!("bad agent settings:\n{}", list.join("\n"));
         }
-    }
+    };
     let lib = find_ruby_lib()?;
     let mut child = Process::new(&a.command[0]);
     child.args(&a.command[1..]);

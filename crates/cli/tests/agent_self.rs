@@ -308,3 +308,53 @@ fn graph_exports_and_leaks_leave_the_agent_out() {
         p.stderr
     );
 }
+
+#[test]
+fn timer_dumps_without_tracing_leave_the_agent_threads_out() {
+    common::require_ruby();
+    let dir = tempfile::tempdir().unwrap();
+    let dump_dir = dir.path().join("dumps");
+    // Dumps by timer; no allocation tracing, so only classes tell the
+    // agent's objects apart.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_heapscope"))
+        .current_dir(dir.path())
+        .args(["run", "--no-profile", "--no-stats", "--dump-every-seconds", "0.5"])
+        .arg("--dump-dir")
+        .arg(&dump_dir)
+        .arg("--runtime-dir")
+        .arg(dir.path().join("run"))
+        .args([
+            "--",
+            "ruby",
+            "-e",
+            "$keep = Array.new(1000) { |i| i.to_s * 4 }; sleep 0.1 until Dir.glob(ARGV[0] + '/*.dump').size >= 2",
+        ])
+        .arg(&dump_dir)
+        .env("HEAPSCOPE_RUBY_LIB", common::agent::ruby_lib())
+        .env_remove("RUBYOPT")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let dump = common::file_names(&dump_dir)
+        .into_iter()
+        .find(|n| n.ends_with(".dump"))
+        .map(|n| dump_dir.join(n))
+        .unwrap();
+    let out = json(&["summary", "--by", "class", "--top", "0"], &dump, false);
+    let with = json(&["summary", "--by", "class", "--top", "0"], &dump, true);
+    assert!(!classes(&out)
+        .iter()
+        .any(|c| c.starts_with("Heapscope::Agent")));
+    assert!(classes(&with).iter().any(|c| c == "Heapscope::AgentThread"));
+    let agent = &out["totals"]["agent"];
+    assert!(agent["bytes"].as_u64().unwrap() > 900_000, "{agent}");
+    let retained = json(&["retained"], &dump, false);
+    assert!(retained["agent"]["objects"].as_u64().unwrap() > agent["objects"].as_u64().unwrap());
+    for r in rows(&retained) {
+        assert!(
+            r["type"] == "ICLASS" || !r["class"].as_str().unwrap_or("").starts_with("Heapscope"),
+            "{r}"
+        );
+    }
+}

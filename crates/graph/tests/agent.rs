@@ -6,7 +6,7 @@
 mod common;
 
 use common::{spec, Built, Spec};
-use heapscope_graph::{Dominators, Graph, GraphOptions};
+use heapscope_graph::{shortest_paths, Dominators, Graph, GraphOptions};
 use proptest::prelude::*;
 
 /// Reachability by repeated relaxation until nothing changes (deliberately
@@ -82,6 +82,17 @@ fn check(spec: &Spec) -> Result<(), TestCaseError> {
         .map(|v| g.shallow(v as u32))
         .sum();
     prop_assert_eq!(d.reachable_bytes(), app_bytes);
+
+    // Paths to an app object never pass through the agent's objects.
+    for v in 0..b.n {
+        if all[v] && !expected[v] {
+            let paths = shortest_paths(&g, v as u32, 2);
+            prop_assert!(!paths.is_empty(), "no path to {}", v);
+            for p in paths {
+                prop_assert!(p.nodes.iter().all(|&x| !g.is_agent(x)), "{:?}", p.nodes);
+            }
+        }
+    }
 
     // With include_agent nothing is left out.
     let g = Graph::new(

@@ -178,6 +178,8 @@ impl Heap {
             t => match m.class_mark(self.class[i]) {
                 AGENT => true,
                 NEVER => false,
+                // The allocation tracer's table has its own flag.
+                _ if self.tracer == Some(id) => false,
                 _ => {
                     m.located(self.location[i])
                         || (t == types::DATA

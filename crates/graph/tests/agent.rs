@@ -44,7 +44,7 @@ fn check(spec: &Spec) -> Result<(), TestCaseError> {
     // namespace mark their instances too, so there may be more.
     // (The allocation tracer's table never is: --include-tracer governs it.)
     for (i, &a) in spec.agent.iter().enumerate().take(b.n) {
-        if b.kinds[i] == common::Kind::Tracer {
+        if b.heap.is_tracer(i as u32) {
             prop_assert!(!seeds[i]);
         } else if a {
             prop_assert!(seeds[i], "object {} of the agent is not marked", i);

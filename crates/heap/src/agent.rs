@@ -175,11 +175,11 @@ impl Heap {
         match self.otype[i] {
             types::CLASS | types::MODULE => m.class_objects.binary_search(&id).is_ok(),
             types::ICLASS => false,
+            // The allocation tracer's table has its own flag.
+            _ if self.tracer == Some(id) => false,
             t => match m.class_mark(self.class[i]) {
                 AGENT => true,
                 NEVER => false,
-                // The allocation tracer's table has its own flag.
-                _ if self.tracer == Some(id) => false,
                 _ => {
                     m.located(self.location[i])
                         || (t == types::DATA

@@ -15,6 +15,9 @@ require "heapscope/fork_hook"
 
 module Heapscope
   VERSION = "0.1.0"
+  # Holds the pid that warned about unknown HEAPSCOPE_* variables (as in
+  # heapscope-agent's config.rs).
+  WARNED_PID_VARIABLE = "HEAPSCOPE_WARNED_PID"
 
   # Raised by the API (`Heapscope.dump`) when a dump fails or times out.
   class Error < StandardError; end
@@ -65,8 +68,20 @@ module Heapscope
       env = ENV.to_h.select { |k, _| k.start_with?("HEAPSCOPE_") }
       strings = opts.to_h { |k, v| [k.to_s, setting_text(v)] }
       settings = Native.resolve_settings(env, strings)
-      settings.delete(:_warnings).each { |w| warn "heapscope: warning: #{w}" }
+      warn_once(settings.delete(:_warnings))
       settings
+    end
+
+    # Unknown HEAPSCOPE_* variables are warned about once per process: the
+    # pid that warned is kept in the environment, which survives exec
+    # (`heapscope run` warns before it execs the app, `bundle exec` execs
+    # again).
+    def warn_once(warnings)
+      return if warnings.empty?
+      return if ENV[WARNED_PID_VARIABLE] == Process.pid.to_s
+
+      warnings.each { |w| warn "heapscope: warning: #{w}" }
+      ENV[WARNED_PID_VARIABLE] = Process.pid.to_s
     end
 
     # What `ruby -rheapscope/autostart` (and so `heapscope run`) does: start

@@ -208,7 +208,58 @@ pub const OTHER_VARIABLES: &[&str] = &[
     "REQUIRE_MEM_PAGE",
     "BIN",
     "RUNS",
+    "WARNED_PID",
 ];
+
+/// The variable through which a process remembers that it has warned about
+/// unknown `HEAPSCOPE_*` variables: it holds the pid that warned, and
+/// survives `exec` (`heapscope run` execs the app; `bundle exec` execs
+/// again), so each process warns once.
+pub const WARNED_PID_VARIABLE: &str = "HEAPSCOPE_WARNED_PID";
+
+/// Edit distance between two names, a swap of neighbours counting as one
+/// edit (optimal string alignment): `SAMPEL` is one edit from `SAMPLE`.
+fn edit_distance(a: &[u8], b: &[u8]) -> usize {
+    let (n, m) = (a.len(), b.len());
+    let mut d = vec![vec![0usize; m + 1]; n + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=n {
+        for j in 1..=m {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[n][m]
+}
+
+/// The known key closest to `key` (an option key, or with `variables` also
+/// the other `HEAPSCOPE_*` variables, upper case without the prefix), when
+/// it is close enough to be a typo of it: at most a third of its length
+/// away, and at least 1 edit allowed.
+pub fn closest_key(key: &str, variables: bool) -> Option<String> {
+    let key = key.to_ascii_uppercase().replace('-', "_");
+    let mut candidates: Vec<String> = OPTIONS.iter().map(|o| o.key.to_ascii_uppercase()).collect();
+    if variables {
+        candidates.extend(OTHER_VARIABLES.iter().map(|v| v.to_string()));
+    }
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(key.as_bytes(), c.as_bytes()), c))
+        .filter(|(d, c)| *d <= (c.len() / 3).max(1))
+        .min()
+        .map(|(_, c)| c)
+}
 
 /// The option with this key (`sample_rate`) or flag (`sample-rate`).
 pub fn option(key: &str) -> Option<&'static OptionSpec> {
@@ -285,10 +336,15 @@ impl Settings {
                 }
                 None => warnings.push(SettingError {
                     source: name.clone(),
-                    message: format!(
-                        "not a heapscope setting, ignored (known: {})",
-                        known_env_names()
-                    ),
+                    message: match closest_key(key, true) {
+                        Some(k) => {
+                            format!("not a heapscope setting, ignored; did you mean HEAPSCOPE_{k}?")
+                        }
+                        None => format!(
+                            "not a heapscope setting, ignored (known: {})",
+                            known_env_names()
+                        ),
+                    },
                 }),
             }
         }
@@ -299,7 +355,13 @@ impl Settings {
                 }
                 None => errors.push(SettingError {
                     source: source(key),
-                    message: "unknown setting".into(),
+                    message: match closest_key(key, false) {
+                        Some(k) => format!(
+                            "unknown setting; did you mean {}?",
+                            source(&k.to_ascii_lowercase())
+                        ),
+                        None => "unknown setting".into(),
+                    },
                 }),
             }
         }
@@ -638,7 +700,35 @@ mod tests {
         assert!(s.warnings[0]
             .to_string()
             .starts_with("HEAPSCOPE_SAMPEL_RATE: not a heapscope setting"));
+        assert!(s.warnings[0]
+            .to_string()
+            .ends_with("did you mean HEAPSCOPE_SAMPLE_RATE?"));
         assert!(Settings::resolve(Vec::new(), vec![("sampel_rate", "1".to_string())]).is_err());
+    }
+
+    #[test]
+    fn typos_get_the_closest_name() {
+        assert_eq!(edit_distance(b"SAMPEL", b"SAMPLE"), 1);
+        assert_eq!(edit_distance(b"", b"ABC"), 3);
+        assert_eq!(edit_distance(b"KITTEN", b"SITTING"), 3);
+        for (typo, want) in [
+            ("SAMPEL_RATE", Some("SAMPLE_RATE")),
+            ("sample-rat", Some("SAMPLE_RATE")),
+            ("DUMP_EVRY_SECONDS", Some("DUMP_EVERY_SECONDS")),
+            ("TRACE_ALLOCATION", Some("TRACE_ALLOCATIONS")),
+            ("RUBYLIB", Some("RUBY_LIB")),
+            ("PROFILER", Some("PROFILE")),
+            ("COMPLETELY_UNRELATED", None),
+            ("X", None),
+        ] {
+            assert_eq!(closest_key(typo, true).as_deref(), want, "{typo}");
+        }
+        // Keywords of Heapscope.start are options only.
+        assert_eq!(closest_key("rubylib", false), None);
+        let s = Settings::resolve(env(&[("HEAPSCOPE_NOTHING_LIKE_IT", "1")]), Vec::new()).unwrap();
+        assert!(s.warnings[0]
+            .to_string()
+            .contains("(known: HEAPSCOPE_ENABLED"));
     }
 
     #[test]

@@ -20,7 +20,7 @@
 use std::hash::{BuildHasher, Hasher};
 use std::num::NonZeroU64;
 
-use heapscope_heap::{hash_bytes, FastHash, Heap, ObjId, NO_LOC};
+use heapscope_heap::{hash_bytes, AgentShare, FastHash, Heap, ObjId, NO_LOC};
 
 use crate::group::{group_objects, Group, GroupKey, SortBy};
 use crate::summary::ObjectFilter;
@@ -135,7 +135,11 @@ impl<'h> Identities<'h> {
 }
 
 impl IdentitySet {
-    pub fn of(heap: &Heap, include_tracer: bool) -> IdentitySet {
+    /// The identities of `heap`'s objects but the allocation tracer's table
+    /// (unless included). The heapscope agent's objects are in the set, so
+    /// that a later dump's agent objects are not new, but out of the totals
+    /// unless included.
+    pub fn of(heap: &Heap, include_tracer: bool, include_agent: bool) -> IdentitySet {
         let mut set = IdentitySet {
             object_ids: Vec::new(),
             plain: Vec::with_capacity(heap.len()),
@@ -153,6 +157,9 @@ impl IdentitySet {
             }
             set.push(identities.of(id));
             set.addresses.push(heap.address[id as usize]);
+            if !include_agent && heap.is_agent(id) {
+                continue;
+            }
             set.objects += 1;
             set.memsize = set.memsize.saturating_add(heap.memsize(id));
         }
@@ -252,6 +259,10 @@ pub struct DiffTotals {
     pub freed_by_later: Option<u64>,
     /// New objects sitting at an address BEFORE used for another object.
     pub reused_addresses: u64,
+    /// The heapscope agent's objects among the new ones (with LATER: still
+    /// in LATER): left out of `new_*` unless `agent_included`.
+    pub new_agent: AgentShare,
+    pub agent_included: bool,
 }
 
 pub struct Diff {
@@ -281,8 +292,20 @@ pub fn diff(
     let mut new_ids = Vec::new();
     let mut freed = 0u64;
     let identities = Identities::new(after);
+    totals.agent_included = opts.filter.include_agent;
     for id in after.ids() {
         if !opts.filter.include_tracer && after.is_tracer(id) {
+            continue;
+        }
+        let agent = after.is_agent(id);
+        if agent && !opts.filter.include_agent {
+            if !opts.filter.matches_but_agent(after, id) {
+                continue;
+            }
+            let ident = identities.of(id);
+            if !before.had(ident) && later.is_none_or(|l| l.still_has(ident)) {
+                totals.new_agent.add(after.memsize(id));
+            }
             continue;
         }
         totals.after_objects += 1;
@@ -302,6 +325,9 @@ pub fn diff(
                 freed += 1;
                 continue;
             }
+        }
+        if agent {
+            totals.new_agent.add(after.memsize(id));
         }
         totals.new_objects += 1;
         totals.new_memsize = totals.new_memsize.saturating_add(after.memsize(id));
@@ -395,8 +421,8 @@ mod tests {
     }
 
     fn new_by_class(before: &Heap, after: &Heap, later: Option<&Heap>) -> Vec<(String, u64)> {
-        let b = IdentitySet::of(before, false);
-        let l = later.map(|l| IdentitySet::of(l, false));
+        let b = IdentitySet::of(before, false, false);
+        let l = later.map(|l| IdentitySet::of(l, false, false));
         let d = diff(
             &b,
             after,

@@ -62,6 +62,9 @@ pub struct Inspection {
     pub owner: Option<ObjectRef>,
     pub shallow_bytes: u64,
     pub retained_bytes: u64,
+    /// Left out as the heapscope agent's (its own object, or kept alive only
+    /// by its objects): sizes count as 0 ([`Graph::is_agent`]).
+    pub agent: bool,
     pub reachable: bool,
     pub dominator: Dominator,
     /// What "unreachable" means in this dump (see [`RootCoverage`]).
@@ -204,6 +207,7 @@ pub fn inspect(
         limit,
     };
     Inspection {
+        agent: g.is_agent(id),
         object: object_ref(heap, id),
         detail,
         flags: flag_names(heap.flags[id as usize]),

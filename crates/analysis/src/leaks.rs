@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use heapscope_graph::{shortest_paths, Graph};
-use heapscope_heap::{FastMap, Heap, ObjId};
+use heapscope_heap::{AgentShare, FastMap, Heap, ObjId};
 
 use crate::diff::{Identities, IdentitySet, ObjIdentity};
 use crate::group::{GroupKey, Grouper, KeyValue, MAX_KEYS};
@@ -163,11 +163,15 @@ pub struct DumpTotals {
     pub has_shapes: bool,
     pub integer_flags: bool,
     pub max_generation: Option<u32>,
+    /// The heapscope agent's objects: left out of `objects` and `bytes`
+    /// unless included (then counted in them too).
+    pub agent: AgentShare,
 }
 
 /// Folds dumps in, one at a time.
 pub struct SeriesBuilder {
     include_tracer: bool,
+    include_agent: bool,
     dumps: usize,
     totals: Vec<DumpTotals>,
     sites: FastMap<SiteKey, Vec<(u64, u64)>>,
@@ -178,9 +182,10 @@ pub struct SeriesBuilder {
 }
 
 impl SeriesBuilder {
-    pub fn new(include_tracer: bool) -> Self {
+    pub fn new(include_tracer: bool, include_agent: bool) -> Self {
         SeriesBuilder {
             include_tracer,
+            include_agent,
             dumps: 0,
             totals: Vec::new(),
             sites: FastMap::default(),
@@ -194,7 +199,7 @@ impl SeriesBuilder {
     }
 
     fn counted(&self, heap: &Heap, id: ObjId) -> bool {
-        self.include_tracer || !heap.is_tracer(id)
+        (self.include_tracer || !heap.is_tracer(id)) && (self.include_agent || !heap.is_agent(id))
     }
 
     /// Folds in the next dump (in time order).
@@ -212,6 +217,9 @@ impl SeriesBuilder {
         let identities = Identities::new(heap);
         let mut idents = Vec::with_capacity(heap.len());
         for id in heap.ids() {
+            if heap.is_agent(id) && (self.include_tracer || !heap.is_tracer(id)) {
+                totals.agent.add(heap.memsize(id));
+            }
             if !self.counted(heap, id) {
                 continue;
             }
@@ -342,6 +350,9 @@ pub struct LeakReport {
     pub caches: Vec<Site>,
     pub survivors: u64,
     pub survivor_bytes: u64,
+    /// The last dump's heapscope agent objects, and whether they were counted.
+    pub agent: AgentShare,
+    pub agent_included: bool,
     /// Why the result may mislead.
     pub warnings: Vec<String>,
 }
@@ -366,7 +377,9 @@ impl SeriesBuilder {
         let mut survivor_sites: FastMap<[u32; MAX_KEYS], (u64, u64, ObjId)> = FastMap::default();
         let (mut all_survivors, mut all_bytes) = (0u64, 0u64);
         for id in last.ids() {
-            if !self.include_tracer && last.is_tracer(id) {
+            if (!self.include_tracer && last.is_tracer(id))
+                || (!self.include_agent && last.is_agent(id))
+            {
                 continue;
             }
             if survivors.binary_search(&identities.of(id).key()).is_ok() {
@@ -444,6 +457,7 @@ impl SeriesBuilder {
                 last,
                 heapscope_graph::GraphOptions {
                     include_tracer: self.include_tracer,
+                    include_agent: self.include_agent,
                 },
             );
             let labeler = Labeler::new(&graph);
@@ -504,6 +518,8 @@ impl SeriesBuilder {
         }
         LeakReport {
             times: times.to_vec(),
+            agent: self.totals.last().map(|t| t.agent).unwrap_or_default(),
+            agent_included: self.include_agent,
             total_trend: classify(secs, &total_values),
             totals: self.totals,
             leaks,

@@ -38,7 +38,11 @@ pub fn describe(g: &Graph<'_>, dom: &Dominators, id: ObjId) -> RetainedObject {
 
 /// The `top` objects that retain the most, largest first (ties by address).
 pub fn top_objects(g: &Graph<'_>, dom: &Dominators, top: usize) -> Vec<RetainedObject> {
-    let mut ids: Vec<ObjId> = dom.preorder()[1..].to_vec();
+    let mut ids: Vec<ObjId> = dom.preorder()[1..]
+        .iter()
+        .copied()
+        .filter(|&id| !g.is_agent(id))
+        .collect();
     let by = |id: &ObjId| {
         (
             std::cmp::Reverse(dom.retained(*id)),
@@ -81,6 +85,10 @@ pub fn top_groups(
     while let Some((v, tag)) = stack.pop() {
         if tag != ENTER {
             active[tag as usize] -= 1;
+            continue;
+        }
+        // What an agent object dominates is the agent's too: skip it all.
+        if g.is_agent(v) {
             continue;
         }
         let raw = grouper.raw_key(v, by);
@@ -135,7 +143,7 @@ pub fn unreachable_groups(g: &Graph<'_>, dom: &Dominators) -> Vec<(Vec<KeyValue>
     let by = [GroupKey::Type, GroupKey::Location];
     let (groups, _) = crate::group::group_objects(
         g.heap,
-        dom.unreachable(),
+        dom.unreachable().filter(|&id| !g.is_agent(id)),
         &by,
         crate::group::SortBy::Memsize,
         None,
@@ -144,4 +152,14 @@ pub fn unreachable_groups(g: &Graph<'_>, dom: &Dominators) -> Vec<(Vec<KeyValue>
         .into_iter()
         .map(|gr| (gr.key, gr.count, gr.memsize))
         .collect()
+}
+
+/// Reachable objects that are not left out as the agent's
+/// ([`Graph::is_agent`]).
+pub fn reachable_app_objects(g: &Graph<'_>, dom: &Dominators) -> u64 {
+    let all = dom.preorder().len() as u64 - 1;
+    all - dom.preorder()[1..]
+        .iter()
+        .filter(|&&v| g.is_agent(v))
+        .count() as u64
 }

@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use heapscope_heap::{Heap, ObjId, NO_GENERATION};
+use heapscope_heap::{AgentShare, Heap, ObjId, NO_GENERATION};
 
 use crate::group::{group_objects, Group, GroupKey, SortBy};
 
@@ -57,10 +57,24 @@ pub struct ObjectFilter {
     pub types: Vec<u8>,
     /// Count the allocation tracer's own table as if it were the app's memory.
     pub include_tracer: bool,
+    /// Count the heapscope agent's own objects ([`Heap::is_agent`]).
+    pub include_agent: bool,
 }
 
 impl ObjectFilter {
     pub fn matches(&self, heap: &Heap, id: ObjId) -> bool {
+        self.matches_but_agent(heap, id) && (self.include_agent || !heap.is_agent(id))
+    }
+
+    /// Whether `id` is left out as the agent's ([`Heap::is_agent`], unless
+    /// `include_agent`).
+    pub fn leaves_out_agent(&self, heap: &Heap, id: ObjId) -> bool {
+        !self.include_agent && heap.is_agent(id)
+    }
+
+    /// [`ObjectFilter::matches`] without the agent test, so that callers can
+    /// count what the agent test alone leaves out.
+    pub fn matches_but_agent(&self, heap: &Heap, id: ObjId) -> bool {
         if !self.include_tracer && heap.is_tracer(id) {
             return false;
         }
@@ -115,6 +129,11 @@ pub struct Totals {
     /// Memsize of the allocation tracer's table, when the dump has one.
     pub tracer_memsize: Option<u64>,
     pub tracer_included: bool,
+    /// The heapscope agent's objects among those the other filters keep:
+    /// left out of `objects` and `memsize`, or with `agent_included`
+    /// counted in them.
+    pub agent: AgentShare,
+    pub agent_included: bool,
     /// Free slots in a `dump_all(full: true)` dump (not objects).
     pub free_slots: u64,
 }
@@ -129,6 +148,7 @@ impl Totals {
             traced_objects: heap.facts.traced_objects,
             tracer_memsize: heap.tracer.map(|id| heap.memsize(id)),
             tracer_included: filter.include_tracer,
+            agent_included: filter.include_agent,
             free_slots: heap.facts.free_slots,
             ..Default::default()
         }
@@ -152,13 +172,21 @@ pub struct Summary {
 
 pub fn summarize(heap: &Heap, opts: &SummaryOptions) -> Summary {
     let mut totals = Totals::of_dump(heap, &opts.filter);
-    // Totals are summed in the same pass as the groups.
+    // Totals (and the agent's share) are summed in the same pass as the groups.
+    let include_agent = opts.filter.include_agent;
     let ids = heap
         .ids()
-        .filter(|&id| opts.filter.matches(heap, id))
-        .inspect(|&id| {
+        .filter(|&id| opts.filter.matches_but_agent(heap, id))
+        .filter(|&id| {
+            if heap.is_agent(id) {
+                totals.agent.add(heap.memsize(id));
+                if !include_agent {
+                    return false;
+                }
+            }
             totals.objects += 1;
             totals.memsize = totals.memsize.saturating_add(heap.memsize(id));
+            true
         });
     let (groups, total_groups) = group_objects(heap, ids, &opts.by, opts.sort, opts.top);
     Summary {

@@ -124,6 +124,8 @@ pub struct Suspect {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Suspects {
     pub reachable_objects: u64,
+    /// The heapscope agent's objects left out (none with `include_agent`).
+    pub agent: heapscope_heap::AgentShare,
     pub reachable_bytes: u64,
     pub options: SuspectOptions,
     /// Largest retained size first.
@@ -203,7 +205,15 @@ pub fn find_suspects(g: &Graph<'_>, dom: &Dominators, opts: SuspectOptions) -> S
     let address = |id: ObjId| g.heap.address[id as usize];
 
     // Object suspects: the super-root's dominator-tree children over the limit.
-    let top_level = dom.children(root);
+    // The agent's objects weigh nothing (`Graph::shallow`); they are not
+    // counted as members of any group either.
+    let top_level: Vec<ObjId> = dom
+        .children(root)
+        .iter()
+        .copied()
+        .filter(|&v| !g.is_agent(v))
+        .collect();
+    let top_level = top_level.as_slice();
     let largest = top_level
         .iter()
         .copied()
@@ -327,8 +337,9 @@ pub fn find_suspects(g: &Graph<'_>, dom: &Dominators, opts: SuspectOptions) -> S
     }
 
     Suspects {
-        reachable_objects: dom.preorder().len().saturating_sub(1) as u64,
+        reachable_objects: crate::retained::reachable_app_objects(g, dom),
         reachable_bytes: reachable,
+        agent: g.agent_share(),
         options: opts,
         suspects,
         largest: largest.map(|v| (describe(g, dom, v), share(dom.retained(v), reachable))),
@@ -409,6 +420,10 @@ fn holds(g: &Graph<'_>, dom: &Dominators, grouper: &mut Grouper<'_>, v: ObjId) -
     let mut by_location: FastMap<u32, u64> = FastMap::default();
     let mut stack = vec![v];
     while let Some(x) = stack.pop() {
+        if g.is_agent(x) {
+            // It and all it dominates are the agent's.
+            continue;
+        }
         let bytes = g.shallow(x);
         let c = by_class
             .entry(grouper.raw_key(x, &[GroupKey::Class])[0])

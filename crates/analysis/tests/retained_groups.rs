@@ -41,6 +41,7 @@ fn check(spec: &Spec) -> Result<(), TestCaseError> {
         &b.heap,
         GraphOptions {
             include_tracer: spec.include_tracer,
+            include_agent: false,
         },
     );
     let d = Dominators::compute(&g);

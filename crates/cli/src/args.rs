@@ -152,6 +152,13 @@ pub struct ReadArgs {
     #[arg(long)]
     pub include_tracer: bool,
 
+    /// Count the heapscope agent's own objects as the app's: its threads, the Heapscope::Agent and
+    /// what it holds, objects of Heapscope:: classes, and with allocation tracing whatever the
+    /// agent's Ruby files allocated (graph commands: also what only those objects keep alive).
+    /// They are left out by default, with one line saying how much.
+    #[arg(long)]
+    pub include_agent: bool,
+
     /// Parser threads (default: one per core).
     #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
     pub threads: usize,

@@ -179,6 +179,7 @@ pub fn with_dominators<T>(
         &dump.heap,
         GraphOptions {
             include_tracer: input.read.include_tracer,
+            include_agent: input.read.include_agent,
         },
     );
     timer.lap("graph");

@@ -72,6 +72,7 @@ fn filter_for(heap: &heapscope_heap::Heap, common: &CommonArgs) -> Result<Object
         generations: common.generation,
         types: ObjectFilter::types_from_names(heap, &common.types).map_err(anyhow::Error::msg)?,
         include_tracer: common.read.include_tracer,
+        include_agent: common.read.include_agent,
     })
 }
 
@@ -157,7 +158,11 @@ fn diff_cmd(a: DiffArgs) -> Result<ExitCode> {
     let by = a.by.0.clone();
     let opts = read_options(&a.common, &by);
     let before = load::load(&a.before, &opts, &a.common)?;
-    let before_set = IdentitySet::of(&before.heap, a.common.read.include_tracer);
+    let before_set = IdentitySet::of(
+        &before.heap,
+        a.common.read.include_tracer,
+        a.common.read.include_agent,
+    );
     let mut load_warnings = load::json_warnings(&before, false);
     let before_diag = before.diagnostics;
     drop(before.heap);
@@ -166,7 +171,11 @@ fn diff_cmd(a: DiffArgs) -> Result<ExitCode> {
             let d = load::load(p, &opts, &a.common)?;
             load_warnings.extend(load::json_warnings(&d, false));
             Some((
-                IdentitySet::of(&d.heap, a.common.read.include_tracer),
+                IdentitySet::of(
+                    &d.heap,
+                    a.common.read.include_tracer,
+                    a.common.read.include_agent,
+                ),
                 d.diagnostics,
                 d.source,
             ))

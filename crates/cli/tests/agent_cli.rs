@@ -60,8 +60,49 @@ fn run_warns_about_unknown_heapscope_variables_and_runs() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ran");
-    assert!(
-        err.contains("heapscope: warning: HEAPSCOPE_SAMPEL_RATE: not a heapscope setting"),
+    // Once, by `heapscope run`: the agent in the exec'd Ruby (same process)
+    // does not repeat it.
+    let warning = "heapscope: warning: HEAPSCOPE_SAMPEL_RATE: not a heapscope setting, ignored; \
+                   did you mean HEAPSCOPE_SAMPLE_RATE?";
+    assert_eq!(err.matches(warning).count(), 1, "{err}");
+    assert_eq!(err.matches("HEAPSCOPE_SAMPEL_RATE").count(), 1, "{err}");
+}
+
+#[test]
+fn autostart_warns_once_per_process_with_a_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = common::agent::base_env(dir.path());
+    env.push(("HEAPSCOPE_DUMP_EVRY_SECONDS", "5".into()));
+    env.push(("HEAPSCOPE_NOTHING_LIKE_IT", "1".into()));
+    let lib = common::agent::ruby_lib();
+    // RUBYOPT makes the exec'd Ruby (same process) load the agent again, as
+    // `bundle exec` does; a spawned Ruby is another process and warns again.
+    env.push((
+        "RUBYOPT",
+        format!("-I{} -rheapscope/autostart", lib.display()),
+    ));
+    let program = "Heapscope.start rescue nil; \
+                   system('ruby', '-e', 'print :spawned'); \
+                   exec('ruby', '-e', 'print :execed')";
+    let out = common::agent::autostart_ruby(dir.path(), program, &env)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "spawnedexeced",
+        "{err}"
+    );
+    let typo = "heapscope: warning: HEAPSCOPE_DUMP_EVRY_SECONDS: not a heapscope setting, \
+                ignored; did you mean HEAPSCOPE_DUMP_EVERY_SECONDS?";
+    // The first process (autostart, Heapscope.start, the exec'd Ruby) once;
+    // the spawned Ruby once.
+    assert_eq!(err.matches(typo).count(), 2, "{err}");
+    assert_eq!(
+        err.matches("HEAPSCOPE_NOTHING_LIKE_IT: not a heapscope setting, ignored (known: ")
+            .count(),
+        2,
         "{err}"
     );
 }

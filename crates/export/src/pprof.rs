@@ -6,8 +6,8 @@
 //! location is the site (file, line, method) and it carries `type` and
 //! `class` string labels, exact because samples never mix types or classes.
 //! Objects without allocation information share one location whose function
-//! is `(untraced)`. The allocation tracer's own table is left out unless asked
-//! for.
+//! is `(untraced)`. The allocation tracer's own table and the heapscope
+//! agent's objects are left out unless asked for.
 //!
 //! The message structs below are written from the field numbers of the
 //! profile format; fields heapscope never sets (mappings, addresses,
@@ -29,6 +29,8 @@ pub const UNTRACED: &str = "(untraced)";
 pub struct PprofOptions {
     /// Count the allocation tracer's table as a live object.
     pub include_tracer: bool,
+    /// Count the heapscope agent's own objects (`Heap::is_agent`).
+    pub include_agent: bool,
     /// `time_nanos` of the profile (e.g. the dump file's modification time);
     /// 0 leaves it unset.
     pub time_nanos: i64,
@@ -41,7 +43,9 @@ type SampleKey = (LocId, StrId, u8, u32);
 pub fn profile(heap: &Heap, opts: &PprofOptions, comment: &str) -> Profile {
     let mut groups: FastMap<SampleKey, (u64, u64)> = FastMap::default();
     for id in heap.ids() {
-        if !opts.include_tracer && heap.is_tracer(id) {
+        if (!opts.include_tracer && heap.is_tracer(id))
+            || (!opts.include_agent && heap.is_agent(id))
+        {
             continue;
         }
         let i = id as usize;
@@ -361,6 +365,7 @@ mod tests {
             &h,
             &PprofOptions {
                 include_tracer: false,
+                include_agent: false,
                 time_nanos: 1_700_000_000_000_000_000,
             },
             "heapscope: test",

@@ -36,7 +36,7 @@ mod dominators;
 mod escape;
 mod paths;
 
-use heapscope_heap::{types, FastMap, Heap, ObjId, StrId, NO_CLASS, NO_OBJ};
+use heapscope_heap::{types, AgentShare, FastMap, Heap, ObjId, StrId, NO_CLASS, NO_OBJ};
 
 pub use dominators::Dominators;
 pub use escape::{escape_control, escape_control_text};
@@ -93,6 +93,9 @@ pub struct GraphOptions {
     /// Count the allocation tracer's table as app memory (its shallow size is
     /// 0 otherwise).
     pub include_tracer: bool,
+    /// Count the heapscope agent's objects, and what only they keep alive, as
+    /// app memory (they are left out otherwise: see [`Graph::is_agent`]).
+    pub include_agent: bool,
 }
 
 /// The object graph: forward edges are read from the heap as they are;
@@ -115,6 +118,9 @@ pub struct Graph<'h> {
     pred_offsets: Vec<u32>,
     pred: Vec<u32>,
     include_tracer: bool,
+    /// Objects left out as the agent's (empty when there are none, or when
+    /// they are included): [`Heap::is_agent`] plus what only they keep alive.
+    agent: Vec<bool>,
 }
 
 impl<'h> Graph<'h> {
@@ -155,8 +161,12 @@ impl<'h> Graph<'h> {
             pred_offsets: Vec::new(),
             pred: Vec::new(),
             include_tracer: opts.include_tracer,
+            agent: Vec::new(),
         };
         g.build_preds();
+        if !opts.include_agent && heap.agent.any {
+            g.agent = agent_marks(&g);
+        }
         g
     }
 
@@ -302,13 +312,79 @@ impl<'h> Graph<'h> {
         self.weak[v as usize]
     }
 
+    /// Whether `v` is left out as the heapscope agent's: one of its objects
+    /// ([`Heap::is_agent`]), or reachable from roots only through them. Their
+    /// shallow size is 0, so they add nothing to any retained size, and they
+    /// stay reachable (they are not reported as unreachable). Always false
+    /// with `include_agent`.
+    #[inline]
+    pub fn is_agent(&self, v: ObjId) -> bool {
+        !self.agent.is_empty() && (v as usize) < self.agent.len() && self.agent[v as usize]
+    }
+
+    /// The objects [`Graph::is_agent`] leaves out, and their memsize.
+    pub fn agent_share(&self) -> AgentShare {
+        let mut share = AgentShare::default();
+        if !self.agent.is_empty() {
+            for v in self.heap.ids().filter(|&v| self.agent[v as usize]) {
+                share.add(self.heap.memsize(v));
+            }
+        }
+        share
+    }
+
     /// Shallow size used by retained-size analyses: memsize, except 0 for the
-    /// allocation tracer's table unless it was asked for.
+    /// allocation tracer's table unless it was asked for, and for the agent's
+    /// objects ([`Graph::is_agent`]).
     pub fn shallow(&self, v: ObjId) -> u64 {
-        if !self.include_tracer && self.heap.is_tracer(v) {
+        if (!self.include_tracer && self.heap.is_tracer(v)) || self.is_agent(v) {
             0
         } else {
             self.heap.memsize(v)
         }
     }
+}
+
+/// The agent's objects plus everything reachable only through them, in one
+/// traversal: a search from the super-root that does not enter agent objects
+/// finds what the app keeps alive on its own (state 1), and notes the agent
+/// objects at its frontier; a second search from those, over what the first
+/// did not reach, finds what only the agent keeps alive (state 2). Every
+/// path to such an object has a first agent object, whose predecessor the
+/// first search reached, so the frontier covers them all; every edge is
+/// followed at most once in all.
+fn agent_marks(g: &Graph<'_>) -> Vec<bool> {
+    let heap = g.heap;
+    let n = g.n as usize;
+    let is_seed = |v: u32| (v as usize) < n && heap.is_agent(v);
+    let mut state = vec![0u8; n + 1];
+    let mut frontier = Vec::new();
+    let mut stack = vec![g.root()];
+    state[n] = 1;
+    while let Some(v) = stack.pop() {
+        g.for_each_succ(v, |w| {
+            if state[w as usize] != 0 {
+                return;
+            }
+            if is_seed(w) {
+                state[w as usize] = 2;
+                frontier.push(w);
+            } else {
+                state[w as usize] = 1;
+                stack.push(w);
+            }
+        });
+    }
+    let mut stack = frontier;
+    while let Some(v) = stack.pop() {
+        g.for_each_succ(v, |w| {
+            if state[w as usize] == 0 {
+                state[w as usize] = 2;
+                stack.push(w);
+            }
+        });
+    }
+    (0..n as u32)
+        .map(|v| state[v as usize] == 2 || is_seed(v))
+        .collect()
 }

@@ -26,8 +26,13 @@ pub struct RootPath {
 /// breadth-first search walks references backwards from the target, so only
 /// the part of the heap that leads to it is visited (all of that part when
 /// fewer than `max` precise paths exist).
+///
+/// Paths to an app object never pass through the heapscope agent's objects
+/// ([`Graph::is_agent`]; none pass when they are included), since the app
+/// reaches it without them; paths to the agent's objects may.
 pub fn shortest_paths(g: &Graph<'_>, target: ObjId, max: usize) -> Vec<RootPath> {
     let root = g.root();
+    let avoid_agent = !g.is_agent(target);
     let mut next = vec![NONE; g.node_count()];
     let mut queue = VecDeque::new();
     let mut precise = Vec::new();
@@ -42,7 +47,7 @@ pub fn shortest_paths(g: &Graph<'_>, target: ObjId, max: usize) -> Vec<RootPath>
         for &p in g.preds(v) {
             if p == root {
                 rooted = true;
-            } else if next[p as usize] == NONE {
+            } else if next[p as usize] == NONE && !(avoid_agent && g.is_agent(p)) {
                 next[p as usize] = v;
                 queue.push_back(p);
             }

@@ -15,6 +15,7 @@ fn graph<'a>(b: &'a Built, spec: &Spec) -> Graph<'a> {
         &b.heap,
         GraphOptions {
             include_tracer: spec.include_tracer,
+            include_agent: false,
         },
     )
 }
@@ -252,6 +253,7 @@ fn fixed(n: usize, edges: &[(usize, usize)], roots: &[usize], weak: &[usize]) ->
         per_partial: 3,
         include_tracer: false,
         local: false,
+        agent: Vec::new(),
     }
 }
 

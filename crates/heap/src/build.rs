@@ -536,6 +536,7 @@ impl HeapBuilder {
                     && heap.detail[id as usize] == tracer_struct.0
             });
         }
+        heap.agent = crate::agent::AgentMarks::compute(&heap);
         heap.facts.max_generation = heap
             .generation
             .iter()

@@ -10,9 +10,11 @@
 //! A heap is built from [`PartialHeap`]s (one per chunk of the file, filled in
 //! parallel by the reader) appended in file order to a [`HeapBuilder`].
 
+pub mod agent;
 mod build;
 mod intern;
 
+pub use agent::{is_agent_class_name, is_agent_file, AgentMarks, AgentShare};
 pub use build::{Detail, HeapBuilder, ObjectRecord, PartialHeap, RootRecord, ShapeRecord};
 pub use intern::{hash_bytes, FastHash, FastMap, Interner, StrId};
 
@@ -201,6 +203,8 @@ pub struct Heap {
     pub fields_owner: FastMap<ObjId, ObjId>,
     /// The allocation tracer's bookkeeping object, if the dump has one.
     pub tracer: Option<ObjId>,
+    /// What marks the heapscope agent's own objects ([`Heap::is_agent`]).
+    pub agent: AgentMarks,
     pub facts: DumpFacts,
     pub references_loaded: bool,
 }

@@ -118,6 +118,7 @@ pub fn inspect_json(r: &InspectReport<'_>) -> Value {
     v["too_complex"] = json!(i.ivar_names.as_ref().map(|n| n.too_complex));
     v["shallow_bytes"] = json!(i.shallow_bytes);
     v["retained_bytes"] = json!(i.retained_bytes);
+    v["agent"] = json!(i.agent);
     v["reachable"] = json!(i.reachable);
     v["reachability"] = json!(i.coverage.name());
     v["dominator"] = match &i.dominator {
@@ -258,6 +259,14 @@ fn inspect_text_unescaped(r: &InspectReport<'_>, exact: bool) -> String {
         field("generation", g.to_string());
     }
     field("shallow", size(i.shallow_bytes, exact));
+    if i.agent {
+        field(
+            "agent",
+            "the heapscope agent's (its object, or kept alive only by its objects): sizes count \
+             as 0; --include-agent counts them"
+                .into(),
+        );
+    }
     field(
         "retained",
         if i.reachable {

@@ -85,6 +85,7 @@ pub fn leaks_json(order: &str, processes: &[ProcessReport<'_>]) -> Value {
                 "heap_verdict": r.total_trend.verdict.name(),
                 "survivors": r.survivors,
                 "survivor_bytes": r.survivor_bytes,
+                "agent_in_last_dump": crate::agent_json(&r.agent, r.agent_included),
                 "leaks": r.leaks.iter().take(p.top).enumerate().map(|(i, s)| site_json(Some(i + 1), s)).collect::<Vec<_>>(),
                 "leak_sites": r.leaks.len(),
                 "caches": r.caches.iter().take(p.top).map(|s| site_json(None, s)).collect::<Vec<_>>(),
@@ -133,6 +134,9 @@ fn leaks_text_unescaped(order: &str, processes: &[ProcessReport<'_>], exact: boo
                 thousands(r.survivors),
                 size(r.survivor_bytes, exact)
             ));
+        }
+        if let Some(line) = crate::agent_line(&r.agent, r.agent_included, exact) {
+            out.push_str(&format!("  last dump: {line}\n"));
         }
         for w in &r.warnings {
             out.push_str(&format!("  warning: {w}\n"));

@@ -21,6 +21,36 @@ mod table;
 pub use heapscope_graph::{escape_control, escape_control_text};
 pub use table::{human_bytes, Align, Table};
 
+use heapscope_heap::AgentShare;
+
+/// The one line saying how much of the heapscope agent was left out (or,
+/// with `--include-agent`, counted); `None` when the dump has none.
+pub fn agent_line(share: &AgentShare, included: bool, exact: bool) -> Option<String> {
+    if share.objects == 0 {
+        return None;
+    }
+    let what = format!(
+        "{} {} ({}) of the heapscope agent",
+        thousands(share.objects),
+        if share.objects == 1 {
+            "object"
+        } else {
+            "objects"
+        },
+        size(share.bytes, exact)
+    );
+    Some(if included {
+        format!("includes {what} (--include-agent)")
+    } else {
+        format!("left out {what}; --include-agent counts them")
+    })
+}
+
+/// The agent's share for JSON reports: `{"objects", "bytes", "included"}`.
+pub fn agent_json(share: &AgentShare, included: bool) -> Value {
+    json!({"objects": share.objects, "bytes": share.bytes, "included": included})
+}
+
 /// A finished text report with every control character but line breaks
 /// escaped: names are escaped where they are written (table cells through
 /// [`Table::row`]), and this catches any that reach a sentence.
@@ -90,6 +120,7 @@ fn totals_json(t: &Totals) -> Value {
         "traced_objects": t.traced_objects,
         "tracer_memsize": t.tracer_memsize,
         "tracer_included": t.tracer_included,
+        "agent": agent_json(&t.agent, t.agent_included),
         "free_slots": t.free_slots,
     })
 }
@@ -233,6 +264,9 @@ fn summary_text_unescaped(source: &str, s: &Summary, d: &Diagnostics, show_bytes
             ));
         }
     }
+    if let Some(line) = agent_line(&t.agent, t.agent_included, show_bytes) {
+        out.push_str(&format!("  {line}\n"));
+    }
     out.push('\n');
     if s.groups.is_empty() {
         out.push_str(if s.by.contains(&GroupKey::String) {
@@ -277,6 +311,7 @@ pub fn diff_json(src: &DiffSources<'_>, dif: &Diff, diags: &[(&str, &Diagnostics
             "new_memsize": t.new_memsize,
             "freed_by_later": t.freed_by_later,
             "reused_addresses": t.reused_addresses,
+            "new_agent": agent_json(&t.new_agent, t.agent_included),
         },
         "rows": rows_json(&dif.by, &dif.groups),
         "groups": dif.total_groups,
@@ -328,6 +363,9 @@ fn diff_text_unescaped(src: &DiffSources<'_>, dif: &Diff, show_bytes: bool) -> S
             thousands(t.new_objects),
             size(t.new_memsize, show_bytes)
         )),
+    }
+    if let Some(line) = agent_line(&t.new_agent, t.agent_included, show_bytes) {
+        out.push_str(&format!("  {line} among them\n"));
     }
     for w in &dif.warnings {
         out.push_str(&format!("warning: {w}\n"));

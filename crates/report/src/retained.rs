@@ -22,6 +22,9 @@ pub struct RetainedReport<'a> {
     pub total_groups: usize,
     /// What "no root reaches it" means in this dump.
     pub coverage: RootCoverage,
+    /// The heapscope agent's objects (and what only they keep alive).
+    pub agent: heapscope_heap::AgentShare,
+    pub agent_included: bool,
 }
 
 fn plural<'a>(n: u64, one: &'a str, many: &'a str) -> &'a str {
@@ -98,6 +101,7 @@ pub fn retained_json(r: &RetainedReport<'_>) -> Value {
         },
         "rows": rows,
         "groups": r.total_groups,
+        "agent": crate::agent_json(&r.agent, r.agent_included),
     })
 }
 
@@ -128,6 +132,11 @@ fn retained_text_unescaped(r: &RetainedReport<'_>, exact: bool) -> String {
         plural(r.unreachable_objects, "object is", "objects are"),
         size(r.unreachable_bytes, exact),
     );
+    if let Some(line) = crate::agent_line(&r.agent, r.agent_included, exact) {
+        // Above the blank line that ends the header.
+        out.pop();
+        out.push_str(&format!("  {line}\n\n"));
+    }
     if r.by.is_empty() {
         let mut t = Table::with_columns(&[
             ("retained", Align::Right),

@@ -67,6 +67,7 @@ pub fn suspects_json(source: &str, r: &Suspects) -> Value {
         "source": source,
         "reachable_objects": r.reachable_objects,
         "reachable_bytes": r.reachable_bytes,
+        "agent": crate::agent_json(&r.agent, false),
         "reachability": r.coverage.name(),
         "threshold": r.options.threshold,
         "accumulation": r.options.accumulation,
@@ -196,6 +197,10 @@ fn suspects_text_unescaped(source: &str, r: &Suspects, exact: bool) -> String {
             exact
         ),
     );
+    if let Some(line) = crate::agent_line(&r.agent, false, exact) {
+        out.pop();
+        out.push_str(&format!("  {line}\n\n"));
+    }
     if r.suspects.is_empty() {
         out.push_str(&format!(
             "No leak suspects: no object or group retains more than {} of the heap.\n",

@@ -53,6 +53,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
         |dump, graph, dom, timer| {
             let folded = folded_stacks(graph, dom, a.max_depth as usize);
             timer.lap("stacks");
+            // The agent's objects weigh nothing, so they have no frames.
+            let agent = graph.agent_share();
+            if let Some(line) = heapscope_report::agent_line(&agent, false, false) {
+                if !a.input.read.quiet {
+                    eprintln!("heapscope: {line}");
+                }
+            }
             Ok((
                 folded,
                 format!("heapscope: retained memory of {}", dump.source),

@@ -144,6 +144,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         heap,
         GraphOptions {
             include_tracer: a.input.read.include_tracer,
+            include_agent: a.input.read.include_agent,
         },
     );
     let dom = Dominators::compute(&graph);

@@ -142,7 +142,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     };
     let mut reports: Vec<(Option<u32>, Vec<String>, LeakReport)> = Vec::new();
     for files in &processes {
-        let mut builder = SeriesBuilder::new(a.read.include_tracer);
+        let mut builder = SeriesBuilder::new(a.read.include_tracer, a.read.include_agent);
         let n = files.len();
         let mut last = None;
         for (i, f) in files.iter().enumerate() {

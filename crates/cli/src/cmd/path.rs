@@ -104,6 +104,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         heap,
         GraphOptions {
             include_tracer: a.input.read.include_tracer,
+            include_agent: a.input.read.include_agent,
         },
     );
     let mut records_unavailable = false;

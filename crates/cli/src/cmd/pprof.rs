@@ -49,14 +49,24 @@ pub fn run(a: Args) -> Result<ExitCode> {
     };
     let dump = crate::load::load_input(&a.input, &opts)?;
     timer.lap("load");
+    let agent = dump.heap.agent_share();
+    let agent_line = heapscope_report::agent_line(&agent, a.input.read.include_agent, true);
+    let mut comment = format!("heapscope: live objects of {}", dump.source);
+    if let Some(line) = &agent_line {
+        comment.push_str(&format!("; {line}"));
+    }
     let prof = profile(
         &dump.heap,
         &PprofOptions {
             include_tracer: a.input.read.include_tracer,
+            include_agent: a.input.read.include_agent,
             time_nanos: modified_nanos(&a.input.dump),
         },
-        &format!("heapscope: live objects of {}", dump.source),
+        &comment,
     );
+    if let Some(line) = agent_line.filter(|_| !a.input.read.quiet) {
+        eprintln!("heapscope: {line}");
+    }
     timer.lap("profile");
     match &a.output {
         Some(path) => heapscope_export::write_atomic(path, |w| write_gz(&prof, w))

@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args as ClapArgs;
-use heapscope_analysis::retained::{top_groups, top_objects, unreachable_groups};
+use heapscope_analysis::retained::{
+    reachable_app_objects, top_groups, top_objects, unreachable_groups,
+};
 use heapscope_report::retained::{retained_json, retained_text, RetainedReport};
 
 use crate::args::{ByKeys, Format, InputArgs};
@@ -64,7 +66,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             timer.lap("retained");
             let report = RetainedReport {
                 source: &dump.source,
-                reachable_objects: dom.preorder().len() as u64 - 1,
+                reachable_objects: reachable_app_objects(graph, dom),
                 reachable_bytes: dom.reachable_bytes(),
                 unreachable_objects: unreachable.iter().map(|u| u.1).sum(),
                 unreachable_bytes: unreachable.iter().map(|u| u.2).sum(),
@@ -74,6 +76,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 groups: &groups,
                 total_groups,
                 coverage: graph.root_coverage(),
+                agent: if a.input.read.include_agent {
+                    dump.heap.agent_share()
+                } else {
+                    graph.agent_share()
+                },
+                agent_included: a.input.read.include_agent,
             };
             Ok(match a.output.format {
                 Format::Json => {

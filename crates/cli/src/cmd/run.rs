@@ -156,7 +156,7 @@ impl FromArgMatches for AgentFlags {
 pub fn run(a: Args) -> Result<ExitCode> {
     // Check everything the agent will see, so a typo fails here, not in the app.
     let env: Vec<(String, String)> = std::env::vars().collect();
-    match Settings::resolve_from(
+    let warned = match Settings::resolve_from(
         env,
         a.agent.values.iter().map(|(k, v)| (*k, v.clone())),
         |key| format!("--{}", key.replace('_', "-")),
@@ -165,12 +165,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
             for w in &settings.warnings {
                 eprintln!("heapscope: warning: {w}");
             }
+            !settings.warnings.is_empty()
         }
         Err(errors) => {
             let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
             bail!("bad agent settings:\n{}", list.join("\n"));
         }
-    }
+    };
     let lib = find_ruby_lib()?;
     let mut child = Process::new(&a.command[0]);
     child.args(&a.command[1..]);
@@ -192,6 +193,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
         rubyopt.push(old);
     }
     child.env("RUBYOPT", rubyopt);
+    // exec keeps this pid: the agent in the program then knows the warnings
+    // above were given in its process and does not repeat them.
+    if warned {
+        child.env(config::WARNED_PID_VARIABLE, std::process::id().to_string());
+    }
     exec(child, &a.command[0])
 }
 

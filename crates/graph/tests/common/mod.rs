@@ -100,6 +100,9 @@ pub struct Spec {
     /// References mostly go to nearby objects (deep dominator trees, short
     /// cycles) rather than anywhere.
     pub local: bool,
+    /// Objects made the heapscope agent's (a `Heapscope::` class name, or an
+    /// allocation in the agent's file); empty in most tests.
+    pub agent: Vec<bool>,
 }
 
 fn obj_spec() -> impl Strategy<Value = ObjSpec> {
@@ -148,6 +151,7 @@ pub fn spec(max_objects: usize) -> impl Strategy<Value = Spec> {
                 per_partial,
                 include_tracer,
                 local,
+                agent: Vec::new(),
             },
         )
 }
@@ -246,7 +250,16 @@ impl Spec {
                 refs,
             });
         }
-        let names: Vec<String> = (0..n).map(|i| format!("C{i}")).collect();
+        let agent = |i: usize| self.agent.get(i).copied().unwrap_or(false);
+        let names: Vec<String> = (0..n)
+            .map(|i| {
+                if agent(i) {
+                    format!("Heapscope::C{i}")
+                } else {
+                    format!("C{i}")
+                }
+            })
+            .collect();
         for (i, o) in self.objs.iter().enumerate() {
             let class_addr = o.class.map(|c| match self.class_target(c) {
                 Some(t) => addresses[t],
@@ -268,7 +281,11 @@ impl Spec {
                 class: class_addr,
                 flags: 0,
                 memsize: o.memsize,
-                file: Some(b"/app/x.rb"),
+                file: Some(if agent(i) {
+                    b"/gems/heapscope/lib/heapscope/agent.rb".as_slice()
+                } else {
+                    b"/app/x.rb".as_slice()
+                }),
                 line: Some(i as u32),
                 method: None,
                 generation: Some(o.generation as u32),

@@ -24,6 +24,10 @@ use crate::trend::{classify, Trend, Verdict};
 /// Sites that level off below this many objects are not listed as caches.
 pub const MIN_CACHE_OBJECTS: u64 = 10;
 
+/// With fewer dumps no series can show a trend, so nothing can be called a
+/// leak, a cache, or stable: the report says it cannot judge.
+pub const MIN_DUMPS: usize = crate::trend::MIN_POINTS;
+
 /// One dump of a series, as found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DumpFile {
@@ -346,6 +350,24 @@ pub struct LeakReport {
     pub warnings: Vec<String>,
 }
 
+impl LeakReport {
+    /// Whether the series is long enough for any verdict (see [`MIN_DUMPS`]).
+    pub fn can_judge(&self) -> bool {
+        self.totals.len() >= MIN_DUMPS
+    }
+
+    /// The verdict on the whole process: `leak`, `no leak` or `cannot judge`.
+    pub fn verdict(&self) -> &'static str {
+        if !self.can_judge() {
+            "cannot judge"
+        } else if self.leaks.iter().any(|s| s.trend.verdict == Verdict::Leak) {
+            "leak"
+        } else {
+            "no leak"
+        }
+    }
+}
+
 impl SeriesBuilder {
     /// Classifies every site and ranks the leaks; `last` is the last dump,
     /// read with its references, for paths from roots to survivors.
@@ -496,12 +518,7 @@ impl SeriesBuilder {
                     .into(),
             );
         }
-        if self.dumps < 3 {
-            warnings.push(format!(
-                "only {} dumps: at least 3 (better 5 or more) are needed to tell a leak from a cache",
-                self.dumps
-            ));
-        }
+        // Fewer than MIN_DUMPS is not a warning but the verdict (`can_judge`).
         LeakReport {
             times: times.to_vec(),
             total_trend: classify(secs, &total_values),

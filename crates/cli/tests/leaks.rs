@@ -407,6 +407,89 @@ end
 end
 "#;
 
+/// The first `n` dumps of the leaking series, in a directory of their own.
+fn first_dumps(n: usize) -> (TempDir, PathBuf) {
+    let dir = scratch_dir("heapscope-leaks-few-");
+    let out = dir.path().join("dumps");
+    fs::create_dir_all(&out).unwrap();
+    for d in &series().dumps[..n] {
+        link_or_copy(d, &out.join(d.file_name().unwrap()));
+    }
+    (dir, out)
+}
+
+#[test]
+fn one_dump_cannot_be_judged_and_fails_a_gate_with_2() {
+    let (_dir, out) = first_dumps(1);
+    let run = leaks_run(&[
+        out.as_os_str(),
+        OsStr::new("--fail-on-leak"),
+        OsStr::new("-q"),
+    ]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    let text = run.stdout_text();
+    assert!(text.contains(": 1 dump, ordered by"), "{text}");
+    assert!(!text.contains("1 dumps"), "{text}");
+    assert!(text.contains("Cannot judge"), "{text}");
+    assert!(text.contains("at least 3 dumps"), "{text}");
+    assert!(text.contains("there is 1 dump."), "{text}");
+    assert!(!text.contains("No leaking sites"), "{text}");
+    assert!(!text.contains("(stable)"), "{text}");
+    // Without the gate, saying so is not a failure.
+    assert_eq!(
+        leaks_run(&[out.as_os_str(), OsStr::new("-q")]).code,
+        Some(0)
+    );
+
+    let v = leaks_json(&[out.as_os_str()]);
+    let p = only_process(&v);
+    assert_eq!(p["verdict"], "cannot judge", "{p:#}");
+    assert_eq!(p["heap_verdict"], "cannot judge");
+    assert_eq!(p["dumps_needed"], 3);
+    assert_eq!(p["leak_sites"], 0);
+}
+
+#[test]
+fn two_dumps_cannot_be_judged_but_show_their_survivors() {
+    let (_dir, out) = first_dumps(2);
+    let run = leaks_run(&[
+        out.as_os_str(),
+        OsStr::new("--fail-on-leak"),
+        OsStr::new("-q"),
+    ]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    let v = leaks_json(&[out.as_os_str()]);
+    let p = only_process(&v);
+    assert_eq!(p["verdict"], "cannot judge", "{p:#}");
+    assert_eq!(p["heap_verdict"], "cannot judge");
+    let survivors = p["survivors"].as_u64().unwrap();
+    // Every leak of the service added objects that survived into the second dump.
+    let leaked: u64 = series()
+        .sites("leaks")
+        .iter()
+        .map(|s| s["counts"][1].as_u64().unwrap() - s["counts"][0].as_u64().unwrap())
+        .sum();
+    assert!(
+        survivors >= leaked,
+        "{survivors} survivors, {leaked} leaked"
+    );
+    let text = run.stdout_text();
+    assert!(text.contains(": 2 dumps, ordered by"), "{text}");
+    assert!(text.contains("there are 2 dumps."), "{text}");
+    assert!(
+        text.contains(&format!("({} objects,", common::thousands(survivors))),
+        "the survivors are counted: {text}"
+    );
+    assert!(text.contains("alive in the second"), "{text}");
+    assert!(!text.contains("No leaking sites"), "{text}");
+    assert!(!text.contains("(stable)"), "{text}");
+
+    // Three dumps are enough: the service leaks from the start.
+    let (_dir3, out3) = first_dumps(3);
+    let v = leaks_json(&[out3.as_os_str()]);
+    assert_eq!(only_process(&v)["verdict"], "leak");
+}
+
 #[test]
 fn fail_on_leak_exits_0_without_leaks() {
     let dir = scratch_dir("heapscope-leaks-none-");
@@ -428,6 +511,7 @@ fn fail_on_leak_exits_0_without_leaks() {
     let p = only_process(&v);
     assert_eq!(list(p, "leaks").len(), 0, "{p:#}");
     assert_eq!(p["leak_sites"], 0);
+    assert_eq!(p["verdict"], "no leak");
     let caches = list(p, "caches");
     let item = caches
         .iter()

@@ -1,6 +1,6 @@
 //! Rendering of `heapscope leaks`.
 
-use heapscope_analysis::leaks::{LeakReport, Site};
+use heapscope_analysis::leaks::{LeakReport, Site, MIN_DUMPS};
 use heapscope_analysis::paths::LabeledPath;
 use serde_json::{json, Value};
 
@@ -82,7 +82,9 @@ pub fn leaks_json(order: &str, processes: &[ProcessReport<'_>]) -> Value {
                 "times": r.times,
                 "heap_objects": r.totals.iter().map(|t| t.objects).collect::<Vec<_>>(),
                 "heap_bytes": r.totals.iter().map(|t| t.bytes).collect::<Vec<_>>(),
-                "heap_verdict": r.total_trend.verdict.name(),
+                "verdict": r.verdict(),
+                "dumps_needed": MIN_DUMPS,
+                "heap_verdict": heap_verdict(r),
                 "survivors": r.survivors,
                 "survivor_bytes": r.survivor_bytes,
                 "leaks": r.leaks.iter().take(p.top).enumerate().map(|(i, s)| site_json(Some(i + 1), s)).collect::<Vec<_>>(),
@@ -93,6 +95,25 @@ pub fn leaks_json(order: &str, processes: &[ProcessReport<'_>]) -> Value {
             })
         }).collect::<Vec<_>>(),
     })
+}
+
+/// The heap total's verdict, or `cannot judge` with too few dumps (two
+/// equal totals are not "stable" evidence).
+fn heap_verdict(r: &LeakReport) -> &'static str {
+    if r.can_judge() {
+        r.total_trend.verdict.name()
+    } else {
+        "cannot judge"
+    }
+}
+
+/// `1 dump`, `2 dumps`, `1,000 objects`.
+fn count(n: u64, singular: &str, plural: &str) -> String {
+    format!(
+        "{} {}",
+        thousands(n),
+        if n == 1 { singular } else { plural }
+    )
 }
 
 fn series_text(values: &[u64], exact_bytes: Option<bool>) -> String {
@@ -115,9 +136,10 @@ fn leaks_text_unescaped(order: &str, processes: &[ProcessReport<'_>], exact: boo
     for p in processes {
         let r = p.report;
         let pid = p.pid.map(|p| format!("process {p}: ")).unwrap_or_default();
+        let dumps = p.dumps.len();
         out.push_str(&format!(
-            "{pid}{} dumps, ordered by {order}\n",
-            p.dumps.len()
+            "{pid}{}, ordered by {order}\n",
+            count(dumps as u64, "dump", "dumps")
         ));
         out.push_str(&format!(
             "  heap: {} ({})\n",
@@ -125,20 +147,46 @@ fn leaks_text_unescaped(order: &str, processes: &[ProcessReport<'_>], exact: boo
                 &r.totals.iter().map(|t| t.bytes).collect::<Vec<_>>(),
                 Some(exact)
             ),
-            r.total_trend.verdict.name()
+            heap_verdict(r)
         ));
-        if p.dumps.len() >= 2 {
+        if dumps >= 2 {
             out.push_str(&format!(
-                "  {} objects ({}) allocated after the first dump are alive in every later one\n",
-                thousands(r.survivors),
-                size(r.survivor_bytes, exact)
+                "  {} ({}) allocated after the first dump {} alive in {}\n",
+                count(r.survivors, "object", "objects"),
+                size(r.survivor_bytes, exact),
+                if r.survivors == 1 { "is" } else { "are" },
+                if dumps == 2 {
+                    "the second"
+                } else {
+                    "every later one"
+                }
             ));
         }
         for w in &r.warnings {
             out.push_str(&format!("  warning: {w}\n"));
         }
         out.push('\n');
-        if r.leaks.is_empty() {
+        if !r.can_judge() {
+            out.push_str(&format!(
+                "Cannot judge: telling a leak from a cache takes at least {MIN_DUMPS} dumps of one \
+                 process (5 or more are better), and there {} {}.",
+                if dumps == 1 { "is" } else { "are" },
+                count(dumps as u64, "dump", "dumps"),
+            ));
+            if dumps >= 2 {
+                out.push_str(&format!(
+                    " What survived from the first dump to the second ({}, {}) may be a leak, \
+                     a cache still filling, or work in progress; take more dumps.\n",
+                    count(r.survivors, "object", "objects"),
+                    size(r.survivor_bytes, exact)
+                ));
+            } else {
+                out.push_str(
+                    " One dump shows what the heap holds (`heapscope summary`, `suspects`), \
+                     not what grows.\n",
+                );
+            }
+        } else if r.leaks.is_empty() {
             out.push_str("No leaking sites: no site's objects keep growing from dump to dump.\n");
         } else {
             out.push_str(&format!(
@@ -149,11 +197,15 @@ fn leaks_text_unescaped(order: &str, processes: &[ProcessReport<'_>], exact: boo
         }
         for (i, s) in r.leaks.iter().take(p.top).enumerate() {
             out.push_str(&format!(
-                "{}. {} ({}): +{:.0} objects, +{} per dump",
+                "{}. {} ({}): +{}, +{} per dump",
                 i + 1,
                 site_label(s),
                 s.key.0,
-                s.growth_per_dump,
+                count(
+                    s.growth_per_dump.max(0.0).round() as u64,
+                    "object",
+                    "objects"
+                ),
                 size(s.bytes_per_dump.max(0.0) as u64, exact),
             ));
             if let Some(h) = s.bytes_per_hour {

@@ -50,7 +50,33 @@ fn path_json(p: &Option<LabeledPath>) -> Value {
     }
 }
 
-fn site_json(rank: Option<usize>, s: &Site) -> Value {
+fn container_json(r: &LeakReport, top: usize) -> Vec<Value> {
+    r.containers
+        .iter()
+        .filter(|c| c.sites.iter().any(|&i| i < top))
+        .enumerate()
+        .map(|(n, c)| {
+            let sites: Vec<&Site> = c.sites.iter().filter(|&&i| i < top).map(|&i| &r.leaks[i]).collect();
+            json!({
+                "rank": n + 1,
+                "address": format!("{:#x}", c.object.address),
+                "type": c.object.type_name,
+                "class": c.object.class,
+                "name": c.object.name,
+                "location": c.object.location,
+                "path": path_json(&Some(c.path.clone())),
+                "site_ranks": c.sites.iter().filter(|&&i| i < top).map(|&i| i + 1).collect::<Vec<_>>(),
+                "leak_sites": sites.len(),
+                "growth_per_dump": sites.iter().map(|s| s.growth_per_dump).sum::<f64>(),
+                "bytes_per_dump": sites.iter().map(|s| s.bytes_per_dump).sum::<f64>(),
+                "survivors": sites.iter().map(|s| s.survivors).sum::<u64>(),
+                "survivor_bytes": sites.iter().map(|s| s.survivor_bytes).sum::<u64>(),
+            })
+        })
+        .collect()
+}
+
+fn site_json(rank: Option<usize>, s: &Site, r: &LeakReport) -> Value {
     json!({
         "rank": rank,
         "location": s.key.2,
@@ -68,6 +94,7 @@ fn site_json(rank: Option<usize>, s: &Site) -> Value {
         "survivors": s.survivors,
         "survivor_bytes": s.survivor_bytes,
         "path": path_json(&s.path),
+        "container": s.container.map(|c| format!("{:#x}", r.containers[c].object.address)),
     })
 }
 
@@ -87,9 +114,10 @@ pub fn leaks_json(order: &str, processes: &[ProcessReport<'_>]) -> Value {
                 "heap_verdict": heap_verdict(r),
                 "survivors": r.survivors,
                 "survivor_bytes": r.survivor_bytes,
-                "leaks": r.leaks.iter().take(p.top).enumerate().map(|(i, s)| site_json(Some(i + 1), s)).collect::<Vec<_>>(),
+                "leaks": r.leaks.iter().take(p.top).enumerate().map(|(i, s)| site_json(Some(i + 1), s, r)).collect::<Vec<_>>(),
+                "containers": container_json(r, p.top),
                 "leak_sites": r.leaks.len(),
-                "caches": r.caches.iter().take(p.top).map(|s| site_json(None, s)).collect::<Vec<_>>(),
+                "caches": r.caches.iter().take(p.top).map(|s| site_json(None, s, r)).collect::<Vec<_>>(),
                 "cache_sites": r.caches.len(),
                 "warnings": r.warnings,
             })
@@ -125,6 +153,113 @@ fn series_text(values: &[u64], exact_bytes: Option<bool>) -> String {
         })
         .collect();
     shown.join(" → ")
+}
+
+/// The leak sites shown, each on its own or, when a container holds several
+/// of them, under that container.
+fn leak_findings(out: &mut String, r: &LeakReport, top: usize, exact: bool) {
+    let shown = r.leaks.len().min(top);
+    let mut done = vec![false; shown];
+    let mut n = 0;
+    for i in 0..shown {
+        if done[i] {
+            continue;
+        }
+        n += 1;
+        let group: Vec<usize> = match r.leaks[i].container {
+            Some(c) => r.containers[c]
+                .sites
+                .iter()
+                .copied()
+                .filter(|&j| j < shown)
+                .collect(),
+            None => vec![i],
+        };
+        for &j in &group {
+            done[j] = true;
+        }
+        if group.len() == 1 {
+            site_text(out, &format!("{n}."), "   ", &r.leaks[i], exact, true);
+            out.push('\n');
+            continue;
+        }
+        let c = &r.containers[r.leaks[i].container.expect("a group has a container")];
+        let sites: Vec<&Site> = group.iter().map(|&j| &r.leaks[j]).collect();
+        out.push_str(&format!(
+            "{n}. {} {} ({:#x}) holds {} leaking sites: +{}, +{} per dump together; {} ({}) survived\n",
+            crate::path::who(&c.object),
+            c.object.location.as_deref().unwrap_or("(untraced)"),
+            c.object.address,
+            group.len(),
+            count(
+                sites.iter().map(|s| s.growth_per_dump.max(0.0)).sum::<f64>().round() as u64,
+                "object",
+                "objects"
+            ),
+            size(
+                sites.iter().map(|s| s.bytes_per_dump.max(0.0)).sum::<f64>() as u64,
+                exact
+            ),
+            count(
+                sites.iter().map(|s| s.survivors).sum(),
+                "object",
+                "objects"
+            ),
+            size(sites.iter().map(|s| s.survivor_bytes).sum(), exact),
+        ));
+        out.push_str(&format!("   held by (root {}):\n", c.path.root()));
+        out.push_str(&crate::path::steps_table(&c.path, "     "));
+        out.push('\n');
+        for (k, s) in sites.iter().enumerate() {
+            site_text(
+                out,
+                &format!("   {n}.{}", k + 1),
+                "       ",
+                s,
+                exact,
+                false,
+            );
+            out.push('\n');
+        }
+    }
+}
+
+/// One leak site: its growth, series and survivors, then its path from a
+/// root (`full`) or, under its container, from the container.
+fn site_text(out: &mut String, number: &str, indent: &str, s: &Site, exact: bool, full: bool) {
+    out.push_str(&format!(
+        "{number} {} ({}): +{}, +{} per dump",
+        site_label(s),
+        s.key.0,
+        count(
+            s.growth_per_dump.max(0.0).round() as u64,
+            "object",
+            "objects"
+        ),
+        size(s.bytes_per_dump.max(0.0) as u64, exact),
+    ));
+    if let Some(h) = s.bytes_per_hour {
+        out.push_str(&format!(", +{} per hour", size(h.max(0.0) as u64, exact)));
+    }
+    out.push_str(&format!(
+        "; {:.0}% of steps grow\n{indent}objects: {}\n{indent}bytes:   {}\n{indent}survivors in the last dump: {} ({})\n",
+        s.trend.monotonic * 100.0,
+        series_text(&s.counts, None),
+        series_text(&s.bytes, Some(exact)),
+        thousands(s.survivors),
+        size(s.survivor_bytes, exact),
+    ));
+    let table_indent = format!("{indent}  ");
+    if full {
+        if let Some(path) = &s.path {
+            out.push_str(&format!("{indent}held by (root {}):\n", path.root()));
+            out.push_str(&crate::path::steps_table(path, &table_indent));
+        }
+    } else if let Some(path) = s.from_container.as_ref().filter(|p| p.len() > 2) {
+        // Only when something lies between the container and the survivor.
+        out.push_str(&format!("{indent}held in the container through:\n"));
+        out.push_str(&crate::path::steps_table(path, &table_indent));
+    }
 }
 
 pub fn leaks_text(order: &str, processes: &[ProcessReport<'_>], exact: bool) -> String {
@@ -189,42 +324,26 @@ fn leaks_text_unescaped(order: &str, processes: &[ProcessReport<'_>], exact: boo
         } else if r.leaks.is_empty() {
             out.push_str("No leaking sites: no site's objects keep growing from dump to dump.\n");
         } else {
+            let shown = r.leaks.len().min(p.top);
+            let shared = r
+                .containers
+                .iter()
+                .filter(|c| c.sites.iter().filter(|&&i| i < shown).count() > 1)
+                .count();
             out.push_str(&format!(
-                "Leak suspects ({} {}):\n\n",
-                thousands(r.leaks.len() as u64),
-                if r.leaks.len() == 1 { "site" } else { "sites" }
+                "Leak suspects ({}{}):\n\n",
+                count(r.leaks.len() as u64, "site", "sites"),
+                if shared > 0 {
+                    format!(
+                        "; {} holding several of them",
+                        count(shared as u64, "container", "containers")
+                    )
+                } else {
+                    String::new()
+                }
             ));
         }
-        for (i, s) in r.leaks.iter().take(p.top).enumerate() {
-            out.push_str(&format!(
-                "{}. {} ({}): +{}, +{} per dump",
-                i + 1,
-                site_label(s),
-                s.key.0,
-                count(
-                    s.growth_per_dump.max(0.0).round() as u64,
-                    "object",
-                    "objects"
-                ),
-                size(s.bytes_per_dump.max(0.0) as u64, exact),
-            ));
-            if let Some(h) = s.bytes_per_hour {
-                out.push_str(&format!(", +{} per hour", size(h.max(0.0) as u64, exact)));
-            }
-            out.push_str(&format!(
-                "; {:.0}% of steps grow\n   objects: {}\n   bytes:   {}\n   survivors in the last dump: {} ({})\n",
-                s.trend.monotonic * 100.0,
-                series_text(&s.counts, None),
-                series_text(&s.bytes, Some(exact)),
-                thousands(s.survivors),
-                size(s.survivor_bytes, exact),
-            ));
-            if let Some(path) = &s.path {
-                out.push_str(&format!("   held by (root {}):\n", path.root()));
-                out.push_str(&crate::path::steps_table(path, "     "));
-            }
-            out.push('\n');
-        }
+        leak_findings(&mut out, r, p.top, exact);
         if !r.caches.is_empty() {
             out.push_str(&format!(
                 "Caches: grew, then levelled off ({} {}; not leaks):\n",

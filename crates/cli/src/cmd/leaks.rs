@@ -22,7 +22,10 @@ dump and classifies the series: `leak` (keeps growing, and so does its low bound
 (grew, then levelled off: a bounded cache), `stable` or `noisy`. Leaks are ranked by the bytes
 they add per dump and how steadily; each comes with its numbers per dump, its surviving objects
 (allocated after the first dump and alive in every later one) and a path from a root to one of
-them in the latest dump: the container on that path is usually the bug. Caches are listed apart.
+them in the latest dump: the container on that path is usually the bug. Sites held by one
+container (the nearest object on their paths that is not itself new: an app's log Array holding
+entries of four kinds) are grouped under it, with its path from a root and the sites beneath.
+Caches are listed apart.
 
 Dumps are ordered by the unix timestamp in their names (heap-1479820044.dump,
 heap-<pid>-<unixtime>-<seq>.dump), else by --time, else by modification time. Dumps of several

@@ -13,7 +13,9 @@
 mod build;
 mod intern;
 
-pub use build::{Detail, HeapBuilder, ObjectRecord, PartialHeap, RootRecord, ShapeRecord};
+pub use build::{
+    Detail, HeapBuilder, ObjectRecord, PartialHeap, RootRecord, ShapeRecord, SHARED_STRING_HOPS,
+};
 pub use intern::{hash_bytes, FastHash, FastMap, Interner, StrId};
 
 /// Dense id of a heap object: its index in file order.

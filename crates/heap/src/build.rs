@@ -64,25 +64,36 @@ pub const SHARED_STRING_HOPS: usize = 16;
 /// is normally not shared itself; a chain is followed for a few hops (a
 /// cycle, which no real dump has, ends there).
 fn resolve_shared_strings(heap: &mut Heap, notes: &[(ObjId, u64)]) {
-    let root_of: FastMap<ObjId, ObjId> = notes
+    let roots: Vec<(ObjId, ObjId)> = notes
         .iter()
         .filter_map(|&(id, a)| heap.find(a).map(|root| (id, root)))
         .filter(|&(_, root)| heap.otype[root as usize] == types::STRING)
         .collect();
-    let mut values = Vec::new();
-    for &(id, _) in notes {
-        let mut x = id;
-        for _ in 0..SHARED_STRING_HOPS {
-            match root_of.get(&x) {
-                Some(&root) => x = root,
-                None => break,
-            }
-            if heap.detail[x as usize] != u32::MAX {
-                values.push((id, heap.detail[x as usize]));
-                break;
+    // Nearly every root has the value: only the others need a map to walk.
+    let mut values = Vec::with_capacity(roots.len());
+    let mut chained = Vec::new();
+    for &(id, root) in &roots {
+        match heap.detail[root as usize] {
+            u32::MAX => chained.push((id, root)),
+            d => values.push((id, d)),
+        }
+    }
+    if !chained.is_empty() {
+        let root_of: FastMap<ObjId, ObjId> = roots.iter().copied().collect();
+        for (id, mut x) in chained {
+            for _ in 1..SHARED_STRING_HOPS {
+                match root_of.get(&x) {
+                    Some(&root) => x = root,
+                    None => break,
+                }
+                if heap.detail[x as usize] != u32::MAX {
+                    values.push((id, heap.detail[x as usize]));
+                    break;
+                }
             }
         }
     }
+    drop(roots);
     for (id, d) in values {
         heap.detail[id as usize] = d;
     }

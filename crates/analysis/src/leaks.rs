@@ -9,20 +9,26 @@
 //! dump has one) it keeps a shrinking set of identities, each in the form of
 //! the latest dump (an object may have moved or got an object_id since).
 //! The last dump is then read with its references to find a path from a root
-//! to one survivor of each suspect site.
+//! to one survivor of each suspect site. The nearest object on that path that
+//! is not itself a survivor is the site's container; sites that share one (an
+//! app's log Array holding entries of four kinds) are grouped under it.
 
 use std::path::{Path, PathBuf};
 
-use heapscope_graph::{shortest_paths, Graph};
+use heapscope_graph::{shortest_paths, Graph, RootPath};
 use heapscope_heap::{AgentShare, FastMap, Heap, ObjId};
 
 use crate::diff::{Identities, IdentitySet, ObjIdentity};
 use crate::group::{GroupKey, Grouper, KeyValue, MAX_KEYS};
-use crate::paths::{label_path, LabeledPath, Labeler};
+use crate::paths::{label_path, object_ref, LabeledPath, Labeler, ObjectRef};
 use crate::trend::{classify, Trend, Verdict};
 
 /// Sites that level off below this many objects are not listed as caches.
 pub const MIN_CACHE_OBJECTS: u64 = 10;
+
+/// With fewer dumps no series can show a trend, so nothing can be called a
+/// leak, a cache, or stable: the report says it cannot judge.
+pub const MIN_DUMPS: usize = crate::trend::MIN_POINTS;
 
 /// One dump of a series, as found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -326,6 +332,24 @@ pub struct Site {
     pub survivors: u64,
     pub survivor_bytes: u64,
     pub path: Option<LabeledPath>,
+    /// The container holding this site's survivor on `path` (an index into
+    /// [`LeakReport::containers`]), when the site has a path.
+    pub container: Option<usize>,
+    /// The rest of `path`, from the container down to the survivor.
+    pub from_container: Option<LabeledPath>,
+}
+
+/// Where leaking sites accumulate: the object closest to a survivor on its
+/// path from a root that is not itself new (absent from the first dump or
+/// dead since), such as an app's log Array whose entries of several kinds
+/// pile up. Sites that share one are one finding.
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub object: ObjectRef,
+    /// From a root to the container.
+    pub path: LabeledPath,
+    /// The sites it holds (indexes into [`LeakReport::leaks`]), best ranked first.
+    pub sites: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -346,6 +370,9 @@ pub struct LeakReport {
     pub total_trend: Trend,
     /// Ranked: most evidence first.
     pub leaks: Vec<Site>,
+    /// The containers of the leaks that have a path, in the order of their
+    /// best-ranked site.
+    pub containers: Vec<Container>,
     /// Sites that grew, then levelled off.
     pub caches: Vec<Site>,
     pub survivors: u64,
@@ -355,6 +382,24 @@ pub struct LeakReport {
     pub agent_included: bool,
     /// Why the result may mislead.
     pub warnings: Vec<String>,
+}
+
+impl LeakReport {
+    /// Whether the series is long enough for any verdict (see [`MIN_DUMPS`]).
+    pub fn can_judge(&self) -> bool {
+        self.totals.len() >= MIN_DUMPS
+    }
+
+    /// The verdict on the whole process: `leak`, `no leak` or `cannot judge`.
+    pub fn verdict(&self) -> &'static str {
+        if !self.can_judge() {
+            "cannot judge"
+        } else if self.leaks.iter().any(|s| s.trend.verdict == Verdict::Leak) {
+            "leak"
+        } else {
+            "no leak"
+        }
+    }
 }
 
 impl SeriesBuilder {
@@ -420,6 +465,8 @@ impl SeriesBuilder {
                 survivors: surv,
                 survivor_bytes: surv_bytes,
                 path: None,
+                container: None,
+                from_container: None,
             };
             match site.trend.verdict {
                 // Objects that do not survive from dump to dump are not piling up.
@@ -452,6 +499,7 @@ impl SeriesBuilder {
                 .then_with(|| a.key.cmp(&b.key))
         });
 
+        let mut containers: Vec<Container> = Vec::new();
         if opts.paths > 0 && !leaks.is_empty() && last.references_loaded {
             let graph = Graph::new(
                 last,
@@ -462,12 +510,38 @@ impl SeriesBuilder {
             );
             let labeler = Labeler::new(&graph);
             let facts = FastMap::default();
-            for site in leaks.iter_mut().take(opts.paths) {
-                if let Some(&id) = representative.get(&site.key) {
-                    site.path = shortest_paths(&graph, id, 1)
-                        .first()
-                        .map(|p| label_path(&labeler, p, &facts, opts.path_ends));
-                }
+            let is_survivor = |id: ObjId| survivors.binary_search(&identities.of(id).key()).is_ok();
+            let mut by_container: FastMap<ObjId, usize> = FastMap::default();
+            for (i, site) in leaks.iter_mut().enumerate().take(opts.paths) {
+                let Some(&id) = representative.get(&site.key) else {
+                    continue;
+                };
+                let Some(p) = shortest_paths(&graph, id, 1).into_iter().next() else {
+                    continue;
+                };
+                site.path = Some(label_path(&labeler, &p, &facts, opts.path_ends));
+                // The nearest object above the survivor that is not new.
+                let at = p.nodes.iter().rposition(|&x| !is_survivor(x)).unwrap_or(0);
+                let holder = p.nodes[at];
+                let ci = *by_container.entry(holder).or_insert_with(|| {
+                    let upto = RootPath {
+                        categories: p.categories.clone(),
+                        nodes: p.nodes[..=at].to_vec(),
+                    };
+                    containers.push(Container {
+                        object: object_ref(last, holder),
+                        path: label_path(&labeler, &upto, &facts, opts.path_ends),
+                        sites: Vec::new(),
+                    });
+                    containers.len() - 1
+                });
+                containers[ci].sites.push(i);
+                site.container = Some(ci);
+                let below = RootPath {
+                    categories: Vec::new(),
+                    nodes: p.nodes[at..].to_vec(),
+                };
+                site.from_container = Some(label_path(&labeler, &below, &facts, opts.path_ends));
             }
         }
 
@@ -510,12 +584,7 @@ impl SeriesBuilder {
                     .into(),
             );
         }
-        if self.dumps < 3 {
-            warnings.push(format!(
-                "only {} dumps: at least 3 (better 5 or more) are needed to tell a leak from a cache",
-                self.dumps
-            ));
-        }
+        // Fewer than MIN_DUMPS is not a warning but the verdict (`can_judge`).
         LeakReport {
             times: times.to_vec(),
             agent: self.totals.last().map(|t| t.agent).unwrap_or_default(),
@@ -523,6 +592,7 @@ impl SeriesBuilder {
             total_trend: classify(secs, &total_values),
             totals: self.totals,
             leaks,
+            containers,
             caches,
             survivors: all_survivors,
             survivor_bytes: all_bytes,

@@ -46,6 +46,9 @@ pub const DEFAULT_ACCUMULATION: f64 = 0.70;
 pub const EXPLAINED_SHARE: f64 = 0.90;
 /// How many classes and locations `holds` lists.
 pub const HOLDS_TOP: usize = 5;
+/// A suspect's container directly references members retaining at least
+/// this share of the suspect's retained size.
+pub const CONTAINER_SHARE: f64 = 0.5;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SuspectOptions {
@@ -119,6 +122,24 @@ pub struct Suspect {
     /// included) by class and by location, largest first.
     pub holds_classes: Vec<(String, u64)>,
     pub holds_locations: Vec<(String, u64)>,
+    /// The container that directly holds most of this suspect's memory (an
+    /// index into [`Suspects::containers`]), if one does.
+    pub container: Option<usize>,
+}
+
+/// An object that directly references members of suspects holding at least
+/// [`CONTAINER_SHARE`] of each one's retained memory, although it does not
+/// dominate them (they are held from elsewhere too, so they are top-level in
+/// the dominator tree): an app's log Array whose entries of four kinds are
+/// four group suspects. Suspects that share one are one finding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SuspectContainer {
+    pub object: RetainedObject,
+    /// Retained bytes of the top-level objects it references directly.
+    pub holds_bytes: u64,
+    pub path: Option<SuspectPath>,
+    /// Indexes into [`Suspects::suspects`], largest first.
+    pub suspects: Vec<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -135,6 +156,8 @@ pub struct Suspects {
     pub largest: Option<(RetainedObject, f64)>,
     /// Groups over the threshold left out because larger suspects explain them.
     pub explained_groups: usize,
+    /// The containers of suspects, in the order of their largest suspect.
+    pub containers: Vec<SuspectContainer>,
     /// What the dump's ROOT records allow: with none (a
     /// `dump_all(since: ...)` dump) nothing is reachable and no suspect can
     /// be found, which is not the same as a heap without suspects.
@@ -257,8 +280,8 @@ pub fn find_suspects(g: &Graph<'_>, dom: &Dominators, opts: SuspectOptions) -> S
         }
     }
 
-    // (kind, key, retained, count, start)
-    let mut found: Vec<(SuspectKind, String, u64, u64, ObjId)> = object_ids
+    // (kind, key, retained, count, start, raw group key or the object)
+    let mut found: Vec<(SuspectKind, String, u64, u64, ObjId, u32)> = object_ids
         .iter()
         .map(|&v| {
             (
@@ -266,6 +289,7 @@ pub fn find_suspects(g: &Graph<'_>, dom: &Dominators, opts: SuspectOptions) -> S
                 format!("{:#x}", address(v)),
                 dom.retained(v),
                 1,
+                v,
                 v,
             )
         })
@@ -296,7 +320,7 @@ pub fn find_suspects(g: &Graph<'_>, dom: &Dominators, opts: SuspectOptions) -> S
             let Some((_, start)) = s.best_uncovered.or(s.best) else {
                 continue;
             };
-            found.push((kind, text, s.retained, s.count, start));
+            found.push((kind, text, s.retained, s.count, start, *raw));
         }
     }
     found.sort_by(|a, b| {
@@ -306,7 +330,8 @@ pub fn find_suspects(g: &Graph<'_>, dom: &Dominators, opts: SuspectOptions) -> S
     });
 
     let mut suspects: Vec<Suspect> = Vec::new();
-    for (kind, key, retained, count, start) in found {
+    let mut members: Vec<(SuspectKind, u32)> = Vec::new();
+    for (kind, key, retained, count, start, raw) in found {
         let (acc, depth) = accumulation_point(g, dom, start, opts.accumulation);
         // A group whose memory accumulates where a larger suspect's does (or
         // below it) shows the same memory again.
@@ -333,8 +358,11 @@ pub fn find_suspects(g: &Graph<'_>, dom: &Dominators, opts: SuspectOptions) -> S
             path: root_path(g, dom, acc, opts.path_ends),
             holds_classes,
             holds_locations,
+            container: None,
         });
+        members.push((kind, raw));
     }
+    let containers = find_containers(g, dom, &mut grouper, &mut suspects, &members, opts);
 
     Suspects {
         reachable_objects: crate::retained::reachable_app_objects(g, dom),
@@ -344,8 +372,104 @@ pub fn find_suspects(g: &Graph<'_>, dom: &Dominators, opts: SuspectOptions) -> S
         suspects,
         largest: largest.map(|v| (describe(g, dom, v), share(dom.retained(v), reachable))),
         explained_groups,
+        containers,
         coverage: g.root_coverage(),
     }
+}
+
+fn is_class_like(g: &Graph<'_>, v: ObjId) -> bool {
+    use heapscope_heap::types;
+    matches!(
+        g.heap.otype[v as usize],
+        types::CLASS | types::MODULE | types::ICLASS
+    )
+}
+
+/// For each suspect, the object that directly references the most of its
+/// top-level members' retained memory, if that is at least
+/// [`CONTAINER_SHARE`] of it; classes and modules (namespaces: constants,
+/// class variables) and roots do not count.
+fn find_containers(
+    g: &Graph<'_>,
+    dom: &Dominators,
+    grouper: &mut Grouper<'_>,
+    suspects: &mut [Suspect],
+    members: &[(SuspectKind, u32)],
+    opts: SuspectOptions,
+) -> Vec<SuspectContainer> {
+    if suspects.is_empty() {
+        return Vec::new();
+    }
+    let root = dom.root();
+    let mut tally: Vec<FastMap<ObjId, u64>> = vec![FastMap::default(); suspects.len()];
+    let mut which: Vec<usize> = Vec::new();
+    for &v in dom.children(root) {
+        which.clear();
+        let (class, location) = (
+            grouper.raw_key(v, &[GroupKey::Class])[0],
+            grouper.raw_key(v, &[GroupKey::Location])[0],
+        );
+        for (i, &(kind, raw)) in members.iter().enumerate() {
+            let hit = match kind {
+                SuspectKind::Object => raw == v,
+                SuspectKind::Class => raw == class,
+                SuspectKind::Location => raw == location,
+            };
+            if hit {
+                which.push(i);
+            }
+        }
+        if which.is_empty() {
+            continue;
+        }
+        let r = dom.retained(v);
+        let mut preds: Vec<ObjId> = g
+            .preds(v)
+            .iter()
+            .copied()
+            .filter(|&p| p != root && !is_class_like(g, p))
+            .collect();
+        preds.sort_unstable();
+        preds.dedup();
+        for &i in &which {
+            for &p in &preds {
+                *tally[i].entry(p).or_default() += r;
+            }
+        }
+    }
+    let mut containers: Vec<SuspectContainer> = Vec::new();
+    let mut index: FastMap<ObjId, usize> = FastMap::default();
+    for (i, t) in tally.into_iter().enumerate() {
+        let best = t
+            .into_iter()
+            .min_by_key(|&(p, b)| (std::cmp::Reverse(b), g.heap.address[p as usize]));
+        let Some((c, bytes)) = best else { continue };
+        if (bytes as f64) < CONTAINER_SHARE * suspects[i].retained_bytes as f64 {
+            continue;
+        }
+        let ci = *index.entry(c).or_insert_with(|| {
+            let mut held = Vec::new();
+            g.for_each_succ(c, |x| {
+                if dom.idom(x) == Some(root) && !is_class_like(g, x) {
+                    held.push(x);
+                }
+            });
+            // An object the container references twice counts once.
+            held.sort_unstable();
+            held.dedup();
+            let holds = held.iter().map(|&x| dom.retained(x)).sum();
+            containers.push(SuspectContainer {
+                object: describe(g, dom, c),
+                holds_bytes: holds,
+                path: root_path(g, dom, c, opts.path_ends),
+                suspects: Vec::new(),
+            });
+            containers.len() - 1
+        });
+        containers[ci].suspects.push(i);
+        suspects[i].container = Some(ci);
+    }
+    containers
 }
 
 fn share(bytes: u64, total: u64) -> f64 {

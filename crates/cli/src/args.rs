@@ -243,7 +243,8 @@ pub struct SummaryArgs {
 
     /// Group by one key or several, comma-separated (at most 4): generation, type, class,
     /// location, file, method, gem, string. `string` lists duplicated string values with the
-    /// places their copies were allocated.
+    /// places their copies were allocated; a shared string (a `dup`, or a tail slice, of a string
+    /// over 23 bytes: the dump gives it no value) counts under its shared root's value.
     #[arg(long, short = 'b', value_name = "KEYS", value_parser = parse_by)]
     pub by: Option<ByKeys>,
 

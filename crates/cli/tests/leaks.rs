@@ -407,6 +407,89 @@ end
 end
 "#;
 
+/// The first `n` dumps of the leaking series, in a directory of their own.
+fn first_dumps(n: usize) -> (TempDir, PathBuf) {
+    let dir = scratch_dir("heapscope-leaks-few-");
+    let out = dir.path().join("dumps");
+    fs::create_dir_all(&out).unwrap();
+    for d in &series().dumps[..n] {
+        link_or_copy(d, &out.join(d.file_name().unwrap()));
+    }
+    (dir, out)
+}
+
+#[test]
+fn one_dump_cannot_be_judged_and_fails_a_gate_with_2() {
+    let (_dir, out) = first_dumps(1);
+    let run = leaks_run(&[
+        out.as_os_str(),
+        OsStr::new("--fail-on-leak"),
+        OsStr::new("-q"),
+    ]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    let text = run.stdout_text();
+    assert!(text.contains(": 1 dump, ordered by"), "{text}");
+    assert!(!text.contains("1 dumps"), "{text}");
+    assert!(text.contains("Cannot judge"), "{text}");
+    assert!(text.contains("at least 3 dumps"), "{text}");
+    assert!(text.contains("there is 1 dump."), "{text}");
+    assert!(!text.contains("No leaking sites"), "{text}");
+    assert!(!text.contains("(stable)"), "{text}");
+    // Without the gate, saying so is not a failure.
+    assert_eq!(
+        leaks_run(&[out.as_os_str(), OsStr::new("-q")]).code,
+        Some(0)
+    );
+
+    let v = leaks_json(&[out.as_os_str()]);
+    let p = only_process(&v);
+    assert_eq!(p["verdict"], "cannot judge", "{p:#}");
+    assert_eq!(p["heap_verdict"], "cannot judge");
+    assert_eq!(p["dumps_needed"], 3);
+    assert_eq!(p["leak_sites"], 0);
+}
+
+#[test]
+fn two_dumps_cannot_be_judged_but_show_their_survivors() {
+    let (_dir, out) = first_dumps(2);
+    let run = leaks_run(&[
+        out.as_os_str(),
+        OsStr::new("--fail-on-leak"),
+        OsStr::new("-q"),
+    ]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    let v = leaks_json(&[out.as_os_str()]);
+    let p = only_process(&v);
+    assert_eq!(p["verdict"], "cannot judge", "{p:#}");
+    assert_eq!(p["heap_verdict"], "cannot judge");
+    let survivors = p["survivors"].as_u64().unwrap();
+    // Every leak of the service added objects that survived into the second dump.
+    let leaked: u64 = series()
+        .sites("leaks")
+        .iter()
+        .map(|s| s["counts"][1].as_u64().unwrap() - s["counts"][0].as_u64().unwrap())
+        .sum();
+    assert!(
+        survivors >= leaked,
+        "{survivors} survivors, {leaked} leaked"
+    );
+    let text = run.stdout_text();
+    assert!(text.contains(": 2 dumps, ordered by"), "{text}");
+    assert!(text.contains("there are 2 dumps."), "{text}");
+    assert!(
+        text.contains(&format!("({} objects,", common::thousands(survivors))),
+        "the survivors are counted: {text}"
+    );
+    assert!(text.contains("alive in the second"), "{text}");
+    assert!(!text.contains("No leaking sites"), "{text}");
+    assert!(!text.contains("(stable)"), "{text}");
+
+    // Three dumps are enough: the service leaks from the start.
+    let (_dir3, out3) = first_dumps(3);
+    let v = leaks_json(&[out3.as_os_str()]);
+    assert_eq!(only_process(&v)["verdict"], "leak");
+}
+
 #[test]
 fn fail_on_leak_exits_0_without_leaks() {
     let dir = scratch_dir("heapscope-leaks-none-");
@@ -428,6 +511,7 @@ fn fail_on_leak_exits_0_without_leaks() {
     let p = only_process(&v);
     assert_eq!(list(p, "leaks").len(), 0, "{p:#}");
     assert_eq!(p["leak_sites"], 0);
+    assert_eq!(p["verdict"], "no leak");
     let caches = list(p, "caches");
     let item = caches
         .iter()
@@ -437,6 +521,107 @@ fn fail_on_leak_exits_0_without_leaks() {
         item["counts"],
         serde_json::json!([100, 200, 300, 300, 300, 300])
     );
+}
+
+/// An audit log whose Array (line 6) keeps entries of four kinds (lines 8-11:
+/// Event structs and their Strings, Strings, Hashes and their Strings,
+/// Arrays), and a global Hash (line 15) of sessions (Strings, line 21).
+const AUDIT_LOG_RB: &str = r#"
+require "objspace"
+ObjectSpace.trace_object_allocations_start
+Event = Struct.new(:name, :at)
+class AuditLog
+  def initialize; @entries = []; end
+  def record(i)
+    @entries << Event.new("event", i)
+    @entries << "payload #{i} " * 8
+    @entries << { id: i, user: "u#{i}" }
+    @entries << [i, i + 1, i + 2, i + 3]
+  end
+end
+AUDIT = AuditLog.new
+$sessions = {}
+out = ARGV.fetch(0)
+5.times do |seq|
+  500.times do |k|
+    i = seq * 500 + k
+    AUDIT.record(i)
+    $sessions[i] = "session-#{i}-" + "s" * 60
+  end
+  GC.start
+  time = 1_700_000_000 + 600 * seq
+  File.open(File.join(out, "heap-#{Process.pid}-#{time}-#{seq}.dump"), "w") { |f| ObjectSpace.dump_all(output: f) }
+end
+"#;
+
+#[test]
+fn sites_held_by_one_container_are_grouped_under_it() {
+    let dir = scratch_dir("heapscope-leaks-audit-");
+    let script = dir.path().join("audit.rb");
+    fs::write(&script, AUDIT_LOG_RB).unwrap();
+    let out = dir.path().join("dumps");
+    fs::create_dir_all(&out).unwrap();
+    run_ruby(&script, &[&out], &[], dir.path());
+    let at = |line: u32| format!("audit.rb:{line}");
+    let ends = |v: &Value, line: u32| v.as_str().is_some_and(|l| l.ends_with(&at(line)));
+
+    let v = leaks_json(&[out.as_os_str()]);
+    let p = only_process(&v);
+    let leaks = list(p, "leaks");
+    let containers = list(p, "containers");
+    // The entries' Array holds every audit site; the sessions Hash its own.
+    let log = containers
+        .iter()
+        .find(|c| ends(&c["location"], 6))
+        .unwrap_or_else(|| panic!("no container at {}: {containers:#?}", at(6)));
+    assert_eq!(log["type"], "ARRAY");
+    let sessions = containers
+        .iter()
+        .find(|c| ends(&c["location"], 15))
+        .unwrap_or_else(|| panic!("no container at {}: {containers:#?}", at(15)));
+    assert_eq!(sessions["type"], "HASH");
+    assert_eq!(containers.len(), 2, "{containers:#?}");
+    for row in leaks {
+        let line: u32 = row["location"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let want = if line == 21 { sessions } else { log };
+        assert!((8..=11).contains(&line) || line == 21, "{row:#}");
+        assert_eq!(row["container"], want["address"], "{row:#}");
+    }
+    let ranks = |c: &Value| c["site_ranks"].as_array().unwrap().len();
+    // Event and its "event" String, two Strings, the Hash, the Array.
+    assert!(ranks(log) >= 5, "{log:#}");
+    assert_eq!(ranks(sessions), 1, "{sessions:#}");
+    assert_eq!(log["leak_sites"].as_u64().unwrap() as usize, ranks(log));
+    assert_eq!(
+        log["growth_per_dump"].as_f64().unwrap().round() as usize,
+        500 * ranks(log)
+    );
+
+    // The table names each container once, with its sites beneath.
+    let text = leaks_run(&[out.as_os_str(), OsStr::new("-q")])
+        .ok()
+        .stdout_text();
+    assert!(
+        text.contains(&format!("holds {} leaking sites", ranks(log))),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 container holding several of them"),
+        "{text}"
+    );
+    assert!(text.contains("   1.1 "), "{text}");
+    assert!(
+        text.contains("\n2. String "),
+        "the sessions site is a finding of its own: {text}"
+    );
+    assert!(!text.contains("2.1 "), "{text}");
 }
 
 #[test]

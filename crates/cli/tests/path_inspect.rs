@@ -355,3 +355,98 @@ fn unreachable_object_is_reported() {
     }
     assert!(seen, "no unreachable garbage string among {candidates:?}");
 }
+
+/// A Payload held by a constant of Object and by a global Hash; the dump and
+/// the Payload's address.
+const CONSTANT_PROGRAM: &str = r#"
+require "objspace"
+ObjectSpace.trace_object_allocations_start
+class Payload; end
+HOLDER = [Payload.new]
+$also = { "k" => HOLDER[0] }
+GC.start
+File.open(ARGV[0], "w") { |f| ObjectSpace.dump_all(output: f) }
+File.write(ARGV[1], "0x%x" % ObjectSpace.dump(HOLDER[0]).match(/"address":"0x(\h+)"/)[1].to_i(16))
+"#;
+
+#[test]
+fn all_paths_differ_in_their_holders_not_in_class_hops() {
+    require_ruby();
+    let dir = scratch_dir("heapscope-path-const-");
+    let script = dir.path().join("constant.rb");
+    fs::write(&script, CONSTANT_PROGRAM).unwrap();
+    let dump = dir.path().join("constant.dump");
+    let addr_file = dir.path().join("address");
+    run_ruby(&script, &[&dump, &addr_file], &[], dir.path());
+    let address = fs::read_to_string(&addr_file).unwrap();
+    let v = heapscope(&[
+        "path",
+        dump.to_str().unwrap(),
+        &address,
+        "--all",
+        "--format",
+        "json",
+    ])
+    .json();
+    let paths = v["paths"].as_array().unwrap();
+    // Every class leads to Object through superclasses: before, --all listed
+    // "Class TracePoint -> its superclass -> Object -> constant" and the like.
+    for p in paths {
+        let s = steps(p);
+        assert!(
+            !(s.len() > 1 && s[0]["type"] == "CLASS" && s[1]["type"] == "CLASS"),
+            "a path through class-to-class hops: {p:#}"
+        );
+    }
+    // The two holders that matter: the constant's Array and the global Hash
+    // (then maybe paths from stale C-stack values).
+    let precise: Vec<&Value> = paths
+        .iter()
+        .filter(|p| p["root"] != "machine_context")
+        .collect();
+    assert_eq!(precise.len(), 2, "{v:#}");
+    let holders: Vec<&str> = precise
+        .iter()
+        .map(|p| {
+            let s = steps(p);
+            s[s.len() - 2]["type"].as_str().unwrap()
+        })
+        .collect();
+    assert!(
+        holders.contains(&"ARRAY") && holders.contains(&"HASH"),
+        "{holders:?}"
+    );
+}
+
+#[test]
+fn a_machine_context_root_is_described_once() {
+    // Objects only a C stack references: some IMEMOs of the dump_all call
+    // itself, in every dump Ruby 3.1 writes.
+    let d = dump();
+    let text = fs::read_to_string(&d.path).unwrap();
+    let mut machine = std::collections::BTreeSet::new();
+    let mut precise = std::collections::BTreeSet::new();
+    for line in text.lines().filter(|l| l.contains(r#""type":"ROOT""#)) {
+        let r: Value = serde_json::from_str(line).unwrap();
+        let set = if r["root"] == "machine_context" {
+            &mut machine
+        } else {
+            &mut precise
+        };
+        for a in r["references"].as_array().unwrap() {
+            set.insert(a.as_str().unwrap().to_string());
+        }
+    }
+    let found = machine.difference(&precise).find_map(|a| {
+        let v = run("path", a, &["--format", "json"]).json();
+        (v["paths"][0]["root"] == "machine_context").then(|| a.clone())
+    });
+    let address = found.expect("no object that only a machine_context root reaches");
+    let text = run("path", &address, &[]).ok().stdout_text();
+    let first = text.lines().next().unwrap();
+    assert_eq!(
+        first,
+        "ROOT machine_context (conservative: found on a C stack, may be a stale value)"
+    );
+    assert_eq!(text.matches("C stack").count(), 1, "{text}");
+}

@@ -219,3 +219,105 @@ fn a_threshold_out_of_range_is_a_usage_error() {
     }
     heapscope(&["suspects", dump.to_str().unwrap(), "--accumulation", "0"]).usage_error();
 }
+
+/// An audit log's Array holds entries of four kinds (lines 9-12), each also
+/// queued in a global replay list, so no one object dominates them and they
+/// are top-level group suspects; a global Hash of sessions (line 20, strings
+/// at line 23) holds a separate leak.
+const SHARED_CONTAINER: &str = r#"require "objspace"
+require "json"
+ObjectSpace.trace_object_allocations_start
+Event = Struct.new(:name, :at, :payload)
+class AuditLog
+  attr_reader :entries
+  def initialize; @entries = []; end
+  def record(i)
+    e = [Event.new("event", i, "p" * 200),
+         "payload #{i} " * 20,
+         { id: i, user: "u#{i}", note: "n" * 100 },
+         [i, "a" * 150]]
+    @entries.concat(e)
+    e
+  end
+end
+AUDIT = AuditLog.new
+$replay = []
+$sessions = {}
+4000.times do |i|
+  $replay.concat(AUDIT.record(i))
+  $sessions[i] = "session-#{i}-" + "s" * 300
+end
+GC.start
+File.open(ARGV[0], "w") { |f| ObjectSpace.dump_all(output: f) }
+addr = ->(o) { "0x%x" % ObjectSpace.dump(o).match(/"address":"0x(\h+)"/)[1].to_i(16) }
+File.write(ARGV[0] + ".json", JSON.generate(
+  "arrays" => [addr.(AUDIT.entries), addr.($replay)], "sessions" => addr.($sessions)))
+"#;
+
+#[test]
+fn suspects_held_by_one_container_are_grouped_under_it() {
+    let (_dir, dump) = dump_of("shared", SHARED_CONTAINER);
+    let info: Value =
+        serde_json::from_str(&fs::read_to_string(format!("{}.json", dump.display())).unwrap())
+            .unwrap();
+    let report = suspects_json(&dump, &["--threshold", "0.05"]);
+    check_shape(&report);
+    let suspects = report["suspects"].as_array().unwrap();
+    let containers = report["containers"].as_array().unwrap();
+    let arrays: Vec<&str> = info["arrays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(text)
+        .collect();
+    // One container, one of the two Arrays that hold every entry, holds
+    // several suspects: the entries' allocation line and their classes.
+    let shared: Vec<&Value> = containers
+        .iter()
+        .filter(|c| c["suspects"].as_array().unwrap().len() > 1)
+        .collect();
+    assert_eq!(shared.len(), 1, "{report:#}");
+    let c = shared[0];
+    assert!(arrays.contains(&text(&c["address"])), "{c:#}");
+    let members: Vec<&Value> = c["suspects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| &suspects[n.as_u64().unwrap() as usize - 1])
+        .collect();
+    let keys: Vec<&str> = members.iter().map(|s| text(&s["key"])).collect();
+    for line in ["shared.rb:9", "shared.rb:10", "shared.rb:12"] {
+        assert!(keys.iter().any(|k| k.ends_with(line)), "{line}: {keys:?}");
+    }
+    for s in &members {
+        assert_eq!(s["container"], c["address"], "{s:#}");
+    }
+    // The sessions Hash is a finding of its own.
+    let sessions = suspects
+        .iter()
+        .find(|s| s["key"] == info["sessions"])
+        .unwrap_or_else(|| panic!("the sessions Hash is not a suspect: {report:#}"));
+    assert_ne!(sessions["container"], c["address"], "{sessions:#}");
+
+    let out = heapscope(&["suspects", dump.to_str().unwrap(), "--threshold", "0.05"]);
+    let out = out.ok().stdout_text();
+    let heading = format!(
+        ": container Array {}, holding {} suspects",
+        text(&c["address"]),
+        members.len()
+    );
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("Problem suspect ") && l.ends_with(&heading))
+        .unwrap_or_else(|| panic!("{heading:?} in:\n{out}"));
+    let n = line["Problem suspect ".len()..].split(':').next().unwrap();
+    for k in 1..=members.len() {
+        assert!(out.contains(&format!("\n  Suspect {n}.{k}: ")), "{out}");
+    }
+    // Only that one container groups suspects.
+    assert_eq!(out.matches(": container ").count(), 1, "{out}");
+    assert!(
+        out.contains(&format!("object {}", text(&info["sessions"]))),
+        "{out}"
+    );
+}

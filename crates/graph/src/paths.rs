@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use heapscope_heap::{ObjId, StrId};
+use heapscope_heap::{types, ObjId, StrId};
 
 use crate::Graph;
 
@@ -30,6 +30,13 @@ pub struct RootPath {
 /// Paths to an app object never pass through the heapscope agent's objects
 /// ([`Graph::is_agent`]; none pass when they are included), since the app
 /// reaches it without them; paths to the agent's objects may.
+///
+/// Alternatives must differ in the holders that matter, so a path is not
+/// returned when it adds nothing to one already found: when it passes through
+/// another root-referenced object (as trusted as its own root), whose own
+/// path is its tail, or when it only reaches the same holder through more
+/// class-to-class hops from the root (`Class TracePoint`, its superclass
+/// `Object`, then a constant of `Object`: every class leads to `Object`).
 pub fn shortest_paths(g: &Graph<'_>, target: ObjId, max: usize) -> Vec<RootPath> {
     let root = g.root();
     let avoid_agent = !g.is_agent(target);
@@ -37,6 +44,8 @@ pub fn shortest_paths(g: &Graph<'_>, target: ObjId, max: usize) -> Vec<RootPath>
     let mut queue = VecDeque::new();
     let mut precise = Vec::new();
     let mut conservative = Vec::new();
+    // Where each kept path's meaningful part starts (see `distinct_anchor`).
+    let mut anchors: Vec<ObjId> = Vec::new();
     next[target as usize] = target;
     queue.push_back(target);
     while let Some(v) = queue.pop_front() {
@@ -53,10 +62,16 @@ pub fn shortest_paths(g: &Graph<'_>, target: ObjId, max: usize) -> Vec<RootPath>
             }
         }
         if rooted {
-            if g.has_precise_root(v) {
-                precise.push(v);
-            } else if conservative.len() < max {
-                conservative.push(v);
+            let is_precise = g.has_precise_root(v);
+            if is_precise || conservative.len() < max {
+                if let Some(anchor) = distinct_anchor(g, &next, target, v, is_precise, &anchors) {
+                    anchors.push(anchor);
+                    if is_precise {
+                        precise.push(v);
+                    } else {
+                        conservative.push(v);
+                    }
+                }
             }
         }
     }
@@ -77,4 +92,41 @@ pub fn shortest_paths(g: &Graph<'_>, target: ObjId, max: usize) -> Vec<RootPath>
             }
         })
         .collect()
+}
+
+fn is_class_like(g: &Graph<'_>, v: ObjId) -> bool {
+    matches!(
+        g.heap.otype[v as usize],
+        types::CLASS | types::MODULE | types::ICLASS
+    )
+}
+
+/// The first object of the path from `v` that matters (the last class of the
+/// leading run of classes and modules, else `v`), or `None` when the path
+/// repeats one already kept: its anchor was kept before, or a later object on
+/// it is itself referenced by a root at least as trusted as `v`'s.
+fn distinct_anchor(
+    g: &Graph<'_>,
+    next: &[u32],
+    target: ObjId,
+    v: ObjId,
+    precise: bool,
+    kept: &[ObjId],
+) -> Option<ObjId> {
+    let root = g.root();
+    let mut anchor = v;
+    let mut leading = is_class_like(g, v);
+    let mut x = v;
+    while x != target {
+        x = next[x as usize];
+        if leading && is_class_like(g, x) {
+            anchor = x;
+        } else {
+            leading = false;
+        }
+        if g.preds(x).contains(&root) && (g.has_precise_root(x) || !precise) {
+            return None;
+        }
+    }
+    (!kept.contains(&anchor)).then_some(anchor)
 }

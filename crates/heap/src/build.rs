@@ -57,6 +57,48 @@ pub struct ShapeRecord<'a> {
     pub memsize: u64,
 }
 
+/// Most hops followed from a shared string to a string with a value.
+pub const SHARED_STRING_HOPS: usize = 16;
+
+/// Gives each shared string without a value its root string's value. A root
+/// is normally not shared itself; a chain is followed for a few hops (a
+/// cycle, which no real dump has, ends there).
+fn resolve_shared_strings(heap: &mut Heap, notes: &[(ObjId, u64)]) {
+    let roots: Vec<(ObjId, ObjId)> = notes
+        .iter()
+        .filter_map(|&(id, a)| heap.find(a).map(|root| (id, root)))
+        .filter(|&(_, root)| heap.otype[root as usize] == types::STRING)
+        .collect();
+    // Nearly every root has the value: only the others need a map to walk.
+    let mut values = Vec::with_capacity(roots.len());
+    let mut chained = Vec::new();
+    for &(id, root) in &roots {
+        match heap.detail[root as usize] {
+            u32::MAX => chained.push((id, root)),
+            d => values.push((id, d)),
+        }
+    }
+    if !chained.is_empty() {
+        let root_of: FastMap<ObjId, ObjId> = roots.iter().copied().collect();
+        for (id, mut x) in chained {
+            for _ in 1..SHARED_STRING_HOPS {
+                match root_of.get(&x) {
+                    Some(&root) => x = root,
+                    None => break,
+                }
+                if heap.detail[x as usize] != u32::MAX {
+                    values.push((id, heap.detail[x as usize]));
+                    break;
+                }
+            }
+        }
+    }
+    drop(roots);
+    for (id, d) in values {
+        heap.detail[id as usize] = d;
+    }
+}
+
 /// IMEMO types whose klass word (dumped as `class` before Ruby 3.2, and left
 /// out of `references`) is a field the GC marks: a constant cache's value, an
 /// env's iseq, a method entry's defined class, a cref's refinements, an
@@ -99,6 +141,8 @@ pub struct PartialHeap {
     shape_notes: Vec<(u32, u32)>,
     /// `(fields object, owner address)`.
     owner_notes: Vec<(u32, u64)>,
+    /// `(shared string without a value, its root's address)`.
+    shared_notes: Vec<(u32, u64)>,
     facts: DumpFacts,
 }
 
@@ -224,6 +268,14 @@ impl PartialHeap {
         }
     }
 
+    /// The object pushed last is a shared string (no value of its own) whose
+    /// root string is at `root`: it gets the root's value.
+    pub fn note_shared_root(&mut self, root: u64) {
+        if let Some(last) = self.address.len().checked_sub(1) {
+            self.shared_notes.push((last as u32, root));
+        }
+    }
+
     pub fn push_root(&mut self, r: &RootRecord<'_>) {
         let cat = self.strings.intern(r.category);
         self.root_addrs.extend_from_slice(r.refs);
@@ -260,6 +312,7 @@ pub struct HeapBuilder {
     imemo_klass_notes: Vec<(ObjId, u64)>,
     shape_notes: Vec<(ObjId, u32)>,
     owner_notes: Vec<(ObjId, u64)>,
+    shared_notes: Vec<(ObjId, u64)>,
 }
 
 impl HeapBuilder {
@@ -296,6 +349,7 @@ impl HeapBuilder {
             imemo_klass_notes: Vec::new(),
             shape_notes: Vec::new(),
             owner_notes: Vec::new(),
+            shared_notes: Vec::new(),
         }
     }
 
@@ -435,6 +489,8 @@ impl HeapBuilder {
             .extend(p.shape_notes.iter().map(|&(i, s)| (base + i, s)));
         self.owner_notes
             .extend(p.owner_notes.iter().map(|&(i, a)| (base + i, a)));
+        self.shared_notes
+            .extend(p.shared_notes.iter().map(|&(i, a)| (base + i, a)));
         let f = &mut h.facts;
         f.traced_objects += p.facts.traced_objects;
         f.has_shapes |= p.facts.has_shapes;
@@ -455,6 +511,7 @@ impl HeapBuilder {
             imemo_klass_notes,
             shape_notes,
             owner_notes,
+            shared_notes,
             ..
         } = self;
         shrink_columns(&mut heap);
@@ -516,6 +573,7 @@ impl HeapBuilder {
                 .filter(|(_, s)| named.contains_key(s))
                 .collect();
         }
+        resolve_shared_strings(&mut heap, &shared_notes);
         heap.fields_owner = owner_notes
             .into_iter()
             .filter_map(|(id, a)| heap.find(a).map(|owner| (id, owner)))

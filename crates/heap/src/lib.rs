@@ -15,7 +15,9 @@ mod build;
 mod intern;
 
 pub use agent::{is_agent_class_name, is_agent_file, AgentMarks, AgentShare};
-pub use build::{Detail, HeapBuilder, ObjectRecord, PartialHeap, RootRecord, ShapeRecord};
+pub use build::{
+    Detail, HeapBuilder, ObjectRecord, PartialHeap, RootRecord, ShapeRecord, SHARED_STRING_HOPS,
+};
 pub use intern::{hash_bytes, FastHash, FastMap, Interner, StrId};
 
 /// Dense id of a heap object: its index in file order.

@@ -57,6 +57,7 @@ pub(crate) fn parse_chunk(data: &[u8], at_eof: bool, opts: &ReadOptions) -> Chun
     };
     let wants = ParseWants {
         references: opts.references,
+        shared_strings: opts.string_values,
     };
     let mut fields = Fields::default();
     let mut scratch = Scratch::default();
@@ -266,6 +267,17 @@ fn accept(
                     if let Ok(s) = u32::try_from(s) {
                         r.partial.note_shape_id(s);
                     }
+                }
+            }
+            // A shared string's value is its root's (resolved once every
+            // address is known).
+            if t == Some(types::STRING)
+                && opts.string_values
+                && f.value.is_none()
+                && f.flags & heapscope_heap::flags::SHARED != 0
+            {
+                if let Some(&root) = refs.first() {
+                    r.partial.note_shared_root(root);
                 }
             }
             if t == Some(types::IMEMO) && f.imemo_type.as_deref() == Some(b"fields") {

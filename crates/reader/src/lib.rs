@@ -958,7 +958,10 @@ pub fn starts_like_dump(path: &Path) -> bool {
     }
     let mut fields = parse::Fields::default();
     let mut scratch = parse::Scratch::default();
-    let wants = parse::ParseWants { references: false };
+    let wants = parse::ParseWants {
+        references: false,
+        shared_strings: false,
+    };
     parse::parse_line(line, wants, &mut fields, &mut scratch).is_ok() && fields.type_name.is_some()
 }
 

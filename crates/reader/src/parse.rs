@@ -57,6 +57,10 @@ pub struct Fields<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct ParseWants {
     pub references: bool,
+    /// Keep a STRING's references even without `references`: a shared
+    /// string (a `dup` or slice of one over 23 bytes) has no value, only a
+    /// reference to the root string that has it.
+    pub shared_strings: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -613,7 +617,13 @@ impl<'a> Scanner<'a> {
             Key::References => {
                 f.has_refs = true;
                 // Roots are few and always kept.
-                let keep = wants.references || f.type_name.as_deref() == Some(b"ROOT");
+                let keep = wants.references
+                    || match f.type_name.as_deref() {
+                        Some(b"ROOT") => true,
+                        // A STRING's only reference is its shared root.
+                        Some(b"STRING") => wants.shared_strings,
+                        _ => false,
+                    };
                 self.references(keep, &mut scratch.refs)?
             }
             Key::File => f.file = Some(self.raw_string(&mut f.recovered)?),
@@ -839,7 +849,10 @@ mod tests {
         let mut scratch = Scratch::default();
         let r = parse_line(
             line.as_bytes(),
-            ParseWants { references: true },
+            ParseWants {
+                references: true,
+                shared_strings: false,
+            },
             &mut f,
             &mut scratch,
         );
@@ -851,7 +864,16 @@ mod tests {
         let line = br#"{"address":"0x7f4bb31a2268", "type":"STRING", "class":"0x7f4bb667e428", "embedded":true, "bytesize":1, "value":"x", "encoding":"UTF-8", "file":"-e", "line":1, "method":"initialize", "generation":9, "memsize":40, "flags":{"wb_protected":true}}"#;
         let mut f = Fields::default();
         let mut refs = Scratch::default();
-        parse_line(line, ParseWants { references: true }, &mut f, &mut refs).unwrap();
+        parse_line(
+            line,
+            ParseWants {
+                references: true,
+                shared_strings: false,
+            },
+            &mut f,
+            &mut refs,
+        )
+        .unwrap();
         assert_eq!(f.address, Some(0x7f4bb31a2268));
         assert_eq!(f.type_name.as_deref(), Some(&b"STRING"[..]));
         assert_eq!(f.class, Some(0x7f4bb667e428));
@@ -882,15 +904,42 @@ mod tests {
         let mut f = Fields::default();
         let mut refs = Scratch::default();
         let line = br#"{"address":"0x10", "type":"OBJECT", "file":"/app/we"ird.rb", "line":3}"#;
-        parse_line(line, ParseWants { references: true }, &mut f, &mut refs).unwrap();
+        parse_line(
+            line,
+            ParseWants {
+                references: true,
+                shared_strings: false,
+            },
+            &mut f,
+            &mut refs,
+        )
+        .unwrap();
         assert_eq!(f.file.as_deref(), Some(&br#"/app/we"ird.rb"#[..]));
         assert!(f.recovered);
         assert_eq!(f.line, Some(3));
         let line = br#"{"address":"0x10", "type":"OBJECT", "file":"C:\app\x.rb", "line":3}"#;
-        parse_line(line, ParseWants { references: true }, &mut f, &mut refs).unwrap();
+        parse_line(
+            line,
+            ParseWants {
+                references: true,
+                shared_strings: false,
+            },
+            &mut f,
+            &mut refs,
+        )
+        .unwrap();
         assert_eq!(f.file.as_deref(), Some(&br#"C:\app\x.rb"#[..]));
         let line = br#"{"address":"0x10", "type":"OBJECT", "file":"/a\"b.rb", "line":3}"#;
-        parse_line(line, ParseWants { references: true }, &mut f, &mut refs).unwrap();
+        parse_line(
+            line,
+            ParseWants {
+                references: true,
+                shared_strings: false,
+            },
+            &mut f,
+            &mut refs,
+        )
+        .unwrap();
         assert_eq!(f.file.as_deref(), Some(&br#"/a"b.rb"#[..]));
     }
 
@@ -901,7 +950,10 @@ mod tests {
         let line = r#"{"type":"STRING","address":"0x1","value":"a\"b\\c\u00e9\ud83d\ude00\n"}"#;
         parse_line(
             line.as_bytes(),
-            ParseWants { references: true },
+            ParseWants {
+                references: true,
+                shared_strings: false,
+            },
             &mut f,
             &mut refs,
         )
@@ -914,7 +966,16 @@ mod tests {
         let mut f = Fields::default();
         let mut refs = Scratch::default();
         let line = br#"{"address":"0x1", "type":"OBJECT", "flags":{"age":3, "object_id":123, "old":true, "shareable":true}}"#;
-        parse_line(line, ParseWants { references: true }, &mut f, &mut refs).unwrap();
+        parse_line(
+            line,
+            ParseWants {
+                references: true,
+                shared_strings: false,
+            },
+            &mut f,
+            &mut refs,
+        )
+        .unwrap();
         assert!(f.integer_flags);
         assert_eq!(f.object_id, Some(123));
         assert_eq!(f.flags, heapscope_heap::flags::OLD);

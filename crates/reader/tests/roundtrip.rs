@@ -634,9 +634,29 @@ fn expected_flags(o: &MObj) -> u8 {
     f
 }
 
-fn expected_detail(o: &MObj, string_values: bool) -> Option<Vec<u8>> {
+fn expected_detail(
+    o: &MObj,
+    objects: &[MObj],
+    pos: &HashMap<u64, ObjId>,
+    string_values: bool,
+) -> Option<Vec<u8>> {
     match &o.kind {
         Kind::Str { value, shared, .. } if string_values && !shared => value.clone(),
+        // A shared string has its root's value: the first string with a
+        // value along its first references (not itself when a chain loops).
+        Kind::Str { shared: true, .. } if string_values => {
+            let mut x = o;
+            for _ in 0..heapscope_heap::SHARED_STRING_HOPS {
+                let next = x.refs.first().and_then(|a| pos.get(a))?;
+                x = &objects[*next as usize];
+                match &x.kind {
+                    Kind::Str { shared: true, .. } => continue,
+                    Kind::Str { value, .. } => return value.clone(),
+                    _ => return None,
+                }
+            }
+            None
+        }
         Kind::Float { value } if string_values => Some(value.as_bytes().to_vec()),
         Kind::Symbol { value } => Some(value.clone()),
         Kind::Class { name, .. } => name.as_ref().map(|n| n.as_bytes().to_vec()),
@@ -744,7 +764,7 @@ fn check(m: &Model, d: &Dump, opts: &ReadOptions) -> Result<(), TestCaseError> {
         prop_assert_eq!(heap.generation(id), o.generation, "{}", ctx);
         traced += (o.file.is_some() || o.generation.is_some()) as u64;
 
-        let want_detail = expected_detail(o, opts.string_values);
+        let want_detail = expected_detail(o, &m.objects, &pos, opts.string_values);
         prop_assert_eq!(
             heap.detail_str(id).map(<[u8]>::to_vec),
             want_detail.clone(),

@@ -189,12 +189,9 @@ fn path_text_unescaped(r: &PathReport<'_>, exact: bool) -> String {
         if p.categories.len() > 1 {
             out.push_str(&format!(" (also {})", p.categories[1..].join(", ")));
         }
-        if p.conservative {
-            out.push_str(if p.root() == "machine_context" {
-                " [conservative: found on a C stack, may be a false positive]"
-            } else {
-                " [machine_context is conservative]"
-            });
+        // A machine_context root's label already says it is conservative.
+        if p.conservative && p.root() != "machine_context" {
+            out.push_str(" [machine_context is conservative]");
         }
         out.push('\n');
         out.push_str(&steps_table(p, ""));

@@ -1,7 +1,7 @@
 //! Rendering of `heapscope suspects`.
 
 use heapscope_analysis::retained::RetainedObject;
-use heapscope_analysis::suspects::{Suspect, SuspectKind, Suspects};
+use heapscope_analysis::suspects::{Suspect, SuspectContainer, SuspectKind, SuspectPath, Suspects};
 use heapscope_graph::RootCoverage;
 use serde_json::{json, Value};
 
@@ -30,7 +30,27 @@ fn object_json(o: &RetainedObject) -> Value {
     })
 }
 
-fn suspect_json(s: &Suspect) -> Value {
+fn path_json(p: &SuspectPath) -> Value {
+    let mut v = json!({
+        "root": p.root.join(", "),
+        "steps": p.steps.iter().map(object_json).collect::<Vec<_>>(),
+    });
+    if let Value::Object(m) = &mut v {
+        crate::path::elision_fields(m, p.steps.len(), p.elided.as_ref());
+    }
+    v
+}
+
+fn container_json(c: &SuspectContainer) -> Value {
+    let mut v = object_json(&c.object);
+    v["retained_bytes"] = json!(c.object.retained_bytes);
+    v["holds_bytes"] = json!(c.holds_bytes);
+    v["suspects"] = json!(c.suspects.iter().map(|&i| i + 1).collect::<Vec<_>>());
+    v["path"] = c.path.as_ref().map_or(Value::Null, path_json);
+    v
+}
+
+fn suspect_json(s: &Suspect, r: &Suspects) -> Value {
     let mut start = object_json(&s.start);
     start["retained_bytes"] = json!(s.start.retained_bytes);
     let mut acc = object_json(&s.accumulation);
@@ -45,16 +65,8 @@ fn suspect_json(s: &Suspect) -> Value {
         "count": s.count,
         "start": start,
         "accumulation": acc,
-        "path": s.path.as_ref().map(|p| {
-            let mut v = json!({
-                "root": p.root.join(", "),
-                "steps": p.steps.iter().map(object_json).collect::<Vec<_>>(),
-            });
-            if let Value::Object(m) = &mut v {
-                crate::path::elision_fields(m, p.steps.len(), p.elided.as_ref());
-            }
-            v
-        }),
+        "path": s.path.as_ref().map(path_json),
+        "container": s.container.map(|c| format!("{:#x}", r.containers[c].object.object.address)),
         "holds": {
             "classes": s.holds_classes.iter().map(|(c, b)| json!({"class": c, "bytes": b})).collect::<Vec<_>>(),
             "locations": s.holds_locations.iter().map(|(l, b)| json!({"location": l, "bytes": b})).collect::<Vec<_>>(),
@@ -71,7 +83,8 @@ pub fn suspects_json(source: &str, r: &Suspects) -> Value {
         "reachability": r.coverage.name(),
         "threshold": r.options.threshold,
         "accumulation": r.options.accumulation,
-        "suspects": r.suspects.iter().map(suspect_json).collect::<Vec<_>>(),
+        "suspects": r.suspects.iter().map(|s| suspect_json(s, r)).collect::<Vec<_>>(),
+        "containers": r.containers.iter().map(container_json).collect::<Vec<_>>(),
         "explained_groups": r.explained_groups,
         "largest_retainer": r.largest.as_ref().map(|(o, share)| {
             let mut v = object_json(o);
@@ -172,7 +185,15 @@ fn object_row(o: &RetainedObject) -> Vec<String> {
 }
 
 fn indent(text: &str, by: &str) -> String {
-    text.lines().map(|l| format!("{by}{l}\n")).collect()
+    text.lines()
+        .map(|l| {
+            if l.is_empty() {
+                "\n".to_string()
+            } else {
+                format!("{by}{l}\n")
+            }
+        })
+        .collect()
 }
 
 pub fn suspects_text(source: &str, r: &Suspects, exact: bool) -> String {
@@ -218,13 +239,106 @@ fn suspects_text_unescaped(source: &str, r: &Suspects, exact: bool) -> String {
         }
         return out;
     }
-    for (i, s) in r.suspects.iter().enumerate() {
+    let mut done = vec![false; r.suspects.len()];
+    let mut n = 0;
+    for i in 0..r.suspects.len() {
+        if done[i] {
+            continue;
+        }
+        n += 1;
+        let shared = r.suspects[i]
+            .container
+            .map(|c| &r.containers[c])
+            .filter(|c| c.suspects.len() > 1);
+        let Some(c) = shared else {
+            done[i] = true;
+            out.push_str(&format!(
+                "Problem suspect {n}: {} {}\n",
+                r.suspects[i].kind.name(),
+                r.suspects[i].key
+            ));
+            suspect_text(&mut out, &r.suspects[i], exact);
+            continue;
+        };
+        container_text(&mut out, n, c, r, exact);
+        for (k, &j) in c.suspects.iter().enumerate() {
+            done[j] = true;
+            let s = &r.suspects[j];
+            let mut block = format!("Suspect {n}.{}: {} {}\n", k + 1, s.kind.name(), s.key);
+            suspect_text(&mut block, s, exact);
+            out.push_str(&indent(&block, "  "));
+        }
+    }
+    if r.explained_groups > 0 {
         out.push_str(&format!(
-            "Problem suspect {}: {} {}\n",
-            i + 1,
-            s.kind.name(),
-            s.key
+            "({} more group{} over the threshold left out: {} memory is in the suspects above)\n",
+            r.explained_groups,
+            if r.explained_groups == 1 { "" } else { "s" },
+            if r.explained_groups == 1 {
+                "its"
+            } else {
+                "their"
+            }
         ));
+    }
+    out
+}
+
+/// The shortest path from a root, as an indented table.
+fn path_text(out: &mut String, p: &SuspectPath) {
+    out.push_str(&format!(
+        "\n  Shortest path from a root (ROOT {}):\n",
+        if p.root.is_empty() {
+            "?".to_string()
+        } else {
+            p.root.join(", ")
+        }
+    ));
+    let mut t = Table::with_columns(&[
+        ("address", Align::Left),
+        ("type", Align::Left),
+        ("class", Align::Left),
+        ("location", Align::Left),
+    ]);
+    for (i, step) in p.steps.iter().enumerate() {
+        crate::path::gap_row(&mut t, 4, i, p.elided.as_ref());
+        t.row(object_row(step));
+    }
+    out.push_str(&indent(&t.render(), "    "));
+}
+
+/// The heading of suspects that share a container.
+fn container_text(out: &mut String, n: usize, c: &SuspectContainer, r: &Suspects, exact: bool) {
+    let o = &c.object;
+    out.push_str(&format!(
+        "Problem suspect {n}: container {} {:#x}, holding {} suspects\n",
+        noun(o),
+        o.object.address,
+        c.suspects.len()
+    ));
+    out.push_str(&format!(
+        "  One {} {} directly holds most of the memory of the {} suspects below: the objects it \
+         references that are held from elsewhere too retain {} ({} of the heap).\n",
+        noun(o),
+        at(o),
+        c.suspects.len(),
+        size(c.holds_bytes, exact),
+        percent(if r.reachable_bytes == 0 {
+            0.0
+        } else {
+            c.holds_bytes as f64 / r.reachable_bytes as f64
+        })
+    ));
+    match &c.path {
+        Some(p) => path_text(out, p),
+        None => out.push_str("\n  No path from a root was found.\n"),
+    }
+    out.push('\n');
+}
+
+/// One suspect's summary, accumulation point, path and contents.
+fn suspect_text(out: &mut String, s: &Suspect, exact: bool) {
+    {
         out.push_str(&format!("  {}\n\n", summary(s, exact)));
         let a = &s.accumulation;
         out.push_str(&format!(
@@ -237,27 +351,7 @@ fn suspects_text_unescaped(source: &str, r: &Suspects, exact: bool) -> String {
             size(a.retained_bytes, exact)
         ));
         match &s.path {
-            Some(p) => {
-                out.push_str(&format!(
-                    "\n  Shortest path from a root (ROOT {}):\n",
-                    if p.root.is_empty() {
-                        "?".to_string()
-                    } else {
-                        p.root.join(", ")
-                    }
-                ));
-                let mut t = Table::with_columns(&[
-                    ("address", Align::Left),
-                    ("type", Align::Left),
-                    ("class", Align::Left),
-                    ("location", Align::Left),
-                ]);
-                for (i, step) in p.steps.iter().enumerate() {
-                    crate::path::gap_row(&mut t, 4, i, p.elided.as_ref());
-                    t.row(object_row(step));
-                }
-                out.push_str(&indent(&t.render(), "    "));
-            }
+            Some(p) => path_text(out, p),
             None => out.push_str("\n  No path from a root was found.\n"),
         }
         out.push_str("\n  What the accumulation point holds:\n");
@@ -274,17 +368,4 @@ fn suspects_text_unescaped(source: &str, r: &Suspects, exact: bool) -> String {
         out.push_str(&indent(&t.render(), "    "));
         out.push('\n');
     }
-    if r.explained_groups > 0 {
-        out.push_str(&format!(
-            "({} more group{} over the threshold left out: {} memory is in the suspects above)\n",
-            r.explained_groups,
-            if r.explained_groups == 1 { "" } else { "s" },
-            if r.explained_groups == 1 {
-                "its"
-            } else {
-                "their"
-            }
-        ));
-    }
-    out
 }

@@ -22,11 +22,18 @@ dump and classifies the series: `leak` (keeps growing, and so does its low bound
 (grew, then levelled off: a bounded cache), `stable` or `noisy`. Leaks are ranked by the bytes
 they add per dump and how steadily; each comes with its numbers per dump, its surviving objects
 (allocated after the first dump and alive in every later one) and a path from a root to one of
-them in the latest dump: the container on that path is usually the bug. Caches are listed apart.
+them in the latest dump: the container on that path is usually the bug. Sites held by one
+container (the nearest object on their paths that is not itself new: an app's log Array holding
+entries of four kinds) are grouped under it, with its path from a root and the sites beneath.
+Caches are listed apart.
 
 Dumps are ordered by the unix timestamp in their names (heap-1479820044.dump,
 heap-<pid>-<unixtime>-<seq>.dump), else by --time, else by modification time. Dumps of several
 processes (pids in the names) are analysed per process. Only one dump is in memory at a time.
+
+It takes at least 3 dumps of a process (5 or more are better) to tell a leak from a cache. With
+fewer the report says it cannot judge (verdict `cannot judge` in JSON), however many objects
+survived, and --fail-on-leak exits with code 2 rather than 0.
 
 Examples:
     heapscope leaks tmp/dumps/
@@ -48,7 +55,8 @@ pub struct Args {
     #[command(flatten)]
     pub output: FormatArg,
 
-    /// Exit with code 1 when any site is a leak (for a CI job that runs an app under load).
+    /// Exit with code 1 when any site is a leak (for a CI job that runs an app under load), and
+    /// with code 2 when it cannot judge: a process has fewer than 3 dumps.
     #[arg(long)]
     pub fail_on_leak: bool,
 
@@ -187,8 +195,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let leaking = reports
         .iter()
         .any(|(_, _, r)| r.leaks.iter().any(|s| s.trend.verdict == Verdict::Leak));
+    let cannot_judge = reports.iter().any(|(_, _, r)| !r.can_judge());
     Ok(if a.fail_on_leak && leaking {
         ExitCode::from(1)
+    } else if a.fail_on_leak && cannot_judge {
+        // Too few dumps is no evidence of health: a CI gate must not pass.
+        ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
     })

@@ -23,10 +23,13 @@ value, instance variable name (Ruby 3.2+, from shapes: an object's, a String's o
 ivars, a class's own; on 4.0+ through the IMEMO fields object that keeps them), a constant, class
 variable or method of a class, or its class. Where a dump has no names the label says why (a too
 complex shape, a dump written with shapes: false, a Ruby before 3.2). The root category is printed first; machine_context roots are conservative
-(a value found on a C stack) and may be false positives. Array indexes and hash sizes come from
+(a value found on a C stack) and may be stale values. Array indexes and hash sizes come from
 the records, re-read from uncompressed files only.
 
---all shows up to N shortest paths that start at different root-referenced objects. --dominators
+--all shows up to N shortest paths that start at different root-referenced objects and differ in
+the holders that matter: a path that runs through another root-referenced object, or that only
+adds class-to-class hops before the same holder (a class, its superclass Object, then a constant
+of Object), repeats one already shown and is left out. --dominators
 shows instead the dominator chain: the objects every path passes through, from the top down, with
 the memory each retains.
 

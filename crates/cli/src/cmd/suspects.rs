@@ -30,6 +30,12 @@ its parent's retained size. The report shows the shortest path from a root to it
 last 10 steps of a long one, unless --full-path) and the classes and allocation sites of what it
 holds.
 
+Suspects that share a container are one finding: when one object (an app's log Array, say)
+directly references members holding at least half of each suspect's memory, although it does not
+dominate them because they are held from elsewhere too, the report names that container with its
+path from a root and lists those suspects beneath it. JSON lists the `containers` and gives each
+suspect's `container` address.
+
 Finding no suspect is not an error (exit code 0); the report then names the largest retainer.
 
 Examples:

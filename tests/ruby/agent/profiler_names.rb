@@ -1,0 +1,34 @@
+# Used by crates/cli/tests/agent_profiler.rs: allocations under every kind
+# of Ruby frame name pprof used to mangle (<main>, <top (required)>,
+# <class:X>, blocks at several levels) and in C methods (String#*,
+# Array.new, Hash#merge), kept alive so they show as in use. Run with the
+# agent (heapscope/autostart) at sample rate 1; the profile is flushed at exit.
+require_relative "profiler_names_lib" # allocates in <top (required)>
+
+KEEP = []
+
+class Foo
+  KEEP_C = Array.new(200) { |i| "class body #{i}" } # @class_body
+
+  def bar
+    KEEP << ("b" * 1000) # @string_times
+  end
+
+  def self.baz
+    KEEP << Array.new(50, 0) # @array_new
+  end
+end
+
+3.times do
+  100.times do
+    KEEP << { a: 1 }.merge(b: 2) # @block_2
+  end
+end
+
+300.times do
+  Foo.new.bar
+  Foo.baz
+end
+
+400.times { |i| KEEP << "main #{i}" } # @block_1
+KEEP << ("x" * 100_000) # @main

@@ -21,7 +21,7 @@ end
 
 3.times do
   100.times do
-    KEEP << { a: 1 }.merge(b: 2) # @block_2
+    KEEP << { a: 1 }.merge(b: 2) # @hash_merge
   end
 end
 

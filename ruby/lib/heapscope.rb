@@ -63,6 +63,7 @@ module Heapscope
             next @agent.settings
           end
           agent = Agent.new(settings)
+          Native.profiler_count_agent(settings[:profile_agent])
           agent.start
           @agent = agent
           install_at_exit

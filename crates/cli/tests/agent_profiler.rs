@@ -479,6 +479,10 @@ fn objects_outlive_their_window_only_while_they_live() {
 /// Runs `tests/ruby/agent/<program>` under the agent (`-rheapscope/autostart`)
 /// at sample rate 1, the profile flushed at exit to `dir/<program>.pprof.gz`.
 fn autostart_profile(program: &str, dir: &Path) -> PathBuf {
+    autostart_profile_with(program, dir, &[])
+}
+
+fn autostart_profile_with(program: &str, dir: &Path, env: &[(&str, &str)]) -> PathBuf {
     let out = dir.join(format!("{program}.pprof.gz"));
     let mut cmd = common::agent::ruby();
     cmd.current_dir(dir)
@@ -491,6 +495,9 @@ fn autostart_profile(program: &str, dir: &Path) -> PathBuf {
         .env("HEAPSCOPE_SAMPLE_RATE", "1")
         .env("HEAPSCOPE_PROFILE_INTERVAL", "0")
         .env("HEAPSCOPE_PROFILE_PATH", &out);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     let o = cmd.output().expect("run ruby");
     assert!(
         o.status.success() && out.is_file(),
@@ -643,6 +650,26 @@ fn the_agents_own_allocations_are_left_out() {
         .parse()
         .unwrap();
     assert!(left_out > 10, "agent_allocations={left_out}");
+}
+
+/// `profile_agent` puts the agent's own allocations back in.
+#[test]
+fn profile_agent_counts_the_agents_own_allocations() {
+    let dir = TempDir::new().unwrap();
+    let path = autostart_profile_with(NAMES, dir.path(), &[("HEAPSCOPE_PROFILE_AGENT", "1")]);
+    let prof = read_profile(&path);
+    assert_eq!(
+        comment_value(&prof, "agent_allocations").as_deref(),
+        Some("counted")
+    );
+    let lib = common::agent::ruby_lib();
+    let lib = lib.to_str().unwrap();
+    let own: i64 = rows(&prof)
+        .iter()
+        .filter(|r| r.ty != "IMEMO" && r.frames.iter().any(|f| f.1.starts_with(lib)))
+        .map(|r| r.values[2])
+        .sum();
+    assert!(own > 10, "the agent's allocations: {own}");
 }
 
 /// Allocated bytes are measured (when freed, or while live), not guessed:

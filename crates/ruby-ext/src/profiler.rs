@@ -154,6 +154,9 @@ static ROOTS: Once = Once::new();
 /// (so pinned) by the keeper while listed; dead threads are pruned at
 /// flushes. Changed only with the GVL held and never while Ruby allocates.
 static OWN_THREADS: Mutex<Vec<(VALUE, u32)>> = Mutex::new(Vec::new());
+/// The `profile_agent` setting: the agent's own allocations are sampled like
+/// the app's.
+static COUNT_AGENT: AtomicBool = AtomicBool::new(false);
 
 /// `rb_data_type_t` holds raw pointers; this one is immutable and static.
 struct DataType(rb_data_type_t);
@@ -203,6 +206,7 @@ pub fn init(_ruby: &Ruby, native: RModule) -> Result<(), Error> {
     native.define_singleton_method("profiler_ractor_started", function!(ractor_started, 0))?;
     native.define_singleton_method("profiler_own", function!(own, 1))?;
     native.define_singleton_method("profiler_own_thread", function!(own_thread, 1))?;
+    native.define_singleton_method("profiler_count_agent", function!(count_agent, 1))?;
     Ok(())
 }
 
@@ -624,8 +628,9 @@ fn flush(ruby: &Ruby, path_value: RString) -> Result<RString, Error> {
             let total = total_allocated().saturating_sub(BASE_TOTAL.load(Relaxed));
             st.core.set_coverage(SEEN.load(Relaxed), total);
         }
-        // For the profile's comment; the counter itself lives outside the lock.
+        // For the profile's comments; these live outside the lock.
         st.core.stats_mut().hook_errors = HOOK_ERRORS.load(Relaxed);
+        st.core.set_count_agent(COUNT_AGENT.load(Relaxed));
         let meta = ProfileMeta {
             time_nanos: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -910,6 +915,9 @@ unsafe fn on_newobj(obj: VALUE) {
 /// Whether the current thread runs the agent's own code (see
 /// `OWN_THREADS`). `rb_thread_current` only reads the running thread.
 unsafe fn on_own_thread() -> bool {
+    if COUNT_AGENT.load(Relaxed) {
+        return false;
+    }
     let own = match OWN_THREADS.try_lock() {
         Ok(g) => g,
         Err(TryLockError::Poisoned(e)) => e.into_inner(),
@@ -942,6 +950,11 @@ fn own(on: bool) {
         None if on => own.push((current, 1)),
         None => {}
     }
+}
+
+/// `profiler_count_agent(on)` → nil: the `profile_agent` setting.
+fn count_agent(on: bool) {
+    COUNT_AGENT.store(on, Relaxed);
 }
 
 /// `profiler_own_thread(thread)` → nil: `thread` (the agent's, just made,

@@ -138,12 +138,15 @@ pub fn type_name(ty: u8) -> &'static str {
 
 /// Whether Ruby computes the size of an object of this builtin type from the
 /// object's own memory only (its slot and buffers it alone owns), so that it
-/// may be measured in the free hook, before Ruby frees it: OBJECT, FLOAT,
-/// STRING, REGEXP, ARRAY, HASH, STRUCT, BIGNUM, MATCH, COMPLEX, RATIONAL.
-/// Classes, DATA (whose size function is the extension's code), FILE and
-/// Ruby-internal objects are measured only while alive, at flushes.
+/// may be measured in the free hook, which runs before Ruby frees any of
+/// it: OBJECT, FLOAT, STRING, REGEXP, ARRAY, HASH, STRUCT, BIGNUM, MATCH,
+/// COMPLEX, RATIONAL and IMEMO (Ruby's internal records: environments,
+/// method entries, instruction sequences). Classes, DATA (whose size
+/// function is another extension's code, which may read objects freed in
+/// the same sweep) and FILE are measured only while alive: at flushes and
+/// when the hooks turn off.
 pub fn measurable_at_free(ty: u8) -> bool {
-    matches!(ty, 0x01 | 0x04..=0x0a | 0x0d..=0x0f)
+    matches!(ty, 0x01 | 0x04..=0x0a | 0x0d..=0x0f | 0x1a)
 }
 
 /// Whether objects of this builtin type have a real class in their `klass`
@@ -595,13 +598,15 @@ impl Profiler {
         self.record_free(addr)
     }
 
-    /// Records sizes measured while handing objects off (they may die
-    /// unseen once the hooks are off).
-    pub fn record_weak_sizes(&mut self, sizes: &[(u64, u64)]) {
-        for &(key, size) in sizes {
-            if let Some(t) = self.weak.get_mut(&key) {
-                t.size = size;
-            }
+    /// Records the size of a followed object measured outside a flush
+    /// (before a hand-off: it may die unseen, or be forgotten, after it).
+    pub fn set_size(&mut self, slot: Slot, size: u64) {
+        let t = match slot {
+            Slot::Addr(a) => self.tracked.get_mut(&a),
+            Slot::Weak(k) => self.weak.get_mut(&k),
+        };
+        if let Some(t) = t {
+            t.size = size;
         }
     }
 

@@ -410,6 +410,15 @@ fn hand_off() {
                     Slot::Weak(_) => None,
                 })
                 .collect();
+            // Measured now, while known alive (FREEOBJ is on, or GC off
+            // since it was): once handed off an object may die unseen, and
+            // a Ruby-internal one is forgotten. Measuring allocates nothing.
+            for (&addr, &ty) in &types {
+                if probe_basic(addr as VALUE).map(|(t, _)| t) == Some(ty) {
+                    let size = unsafe { rb_obj_memsize_of(addr as VALUE) } as u64;
+                    st.core.set_size(Slot::Addr(addr), size);
+                }
+            }
             (st.core.hand_off(), types)
         }
         None => return,
@@ -422,22 +431,21 @@ fn hand_off() {
     // to Ruby (see `probe_basic`).
     let weak_map = WEAK_MAP.get();
     let aset = unsafe { rb_intern(c"[]=".as_ptr()) };
-    let mut failed = Vec::new();
-    // Measured now, while known alive: it may die unseen once the hooks are off.
-    let mut sizes = Vec::with_capacity(pairs.len());
-    for (addr, key) in pairs {
-        let ok = probe_basic(addr as VALUE).map(|(ty, _)| ty) == types.get(&addr).copied()
-            && unsafe { protected_call(weak_map, aset, &[fixnum(key), addr as VALUE]).is_some() };
-        if ok {
-            sizes.push((key, unsafe { rb_obj_memsize_of(addr as VALUE) } as u64));
-        } else {
-            failed.push(key);
-        }
-    }
-    if let Some(st) = lock().as_mut() {
-        st.core.record_weak_sizes(&sizes);
-        for key in failed {
-            st.core.forget(Slot::Weak(key));
+    let failed: Vec<u64> = pairs
+        .into_iter()
+        .filter(|&(addr, key)| {
+            probe_basic(addr as VALUE).map(|(ty, _)| ty) != types.get(&addr).copied()
+                || unsafe {
+                    protected_call(weak_map, aset, &[fixnum(key), addr as VALUE]).is_none()
+                }
+        })
+        .map(|(_, key)| key)
+        .collect();
+    if !failed.is_empty() {
+        if let Some(st) = lock().as_mut() {
+            for key in failed {
+                st.core.forget(Slot::Weak(key));
+            }
         }
     }
 }

@@ -1228,10 +1228,7 @@ mod tests {
             .iter()
             .map(|t| (s(t.r#type), s(t.unit)))
             .collect();
-        assert_eq!(
-            types,
-            heapscope_pprof::SAMPLE_TYPES
-        );
+        assert_eq!(types, heapscope_pprof::SAMPLE_TYPES);
         assert_eq!(s(prof.default_sample_type), "inuse_space");
         // The Ruby names are left alone by pprof (see heapscope_pprof::function),
         // and every location points at the one named mapping.
@@ -1307,12 +1304,28 @@ mod tests {
         let s = |i: i64| prof.string_table[i as usize].as_str();
         let leaf = &prof.location[prof.sample[0].location_id[0] as usize - 1];
         let f = &prof.function[leaf.line[0].function_id as usize - 1];
-        assert_eq!((s(f.name), s(f.filename), leaf.line[0].line), ("String#*", "app.rb", 20));
-        assert_eq!(prof.sample[0].value, vec![2, 100_040 + SLOT_SIZE as i64, 0, 0]);
+        assert_eq!(
+            (s(f.name), s(f.filename), leaf.line[0].line),
+            ("String#*", "app.rb", 20)
+        );
+        assert_eq!(
+            prof.sample[0].value,
+            vec![2, 100_040 + SLOT_SIZE as i64, 0, 0]
+        );
         assert_eq!(s(prof.mapping[0].filename), "/usr/bin/ruby");
         let comments: Vec<&str> = prof.comment.iter().map(|&c| s(c)).collect();
-        assert!(comments.iter().any(|c| c.starts_with("unmeasured_samples=1 ")), "{comments:?}");
-        assert!(comments.iter().any(|c| c.starts_with("agent_allocations=0 ")), "{comments:?}");
+        assert!(
+            comments
+                .iter()
+                .any(|c| c.starts_with("unmeasured_samples=1 ")),
+            "{comments:?}"
+        );
+        assert!(
+            comments
+                .iter()
+                .any(|c| c.starts_with("agent_allocations=0 ")),
+            "{comments:?}"
+        );
     }
 
     #[test]

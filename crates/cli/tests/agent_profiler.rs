@@ -578,7 +578,10 @@ fn go_tool_pprof_shows_ruby_names_as_written() {
         lib.display(),
         marker_line("profiler_names_lib.rb", "top_required")
     );
-    assert!(rows.contains(&top_required), "-lines: no {top_required:?} in\n{stdout}");
+    assert!(
+        rows.contains(&top_required),
+        "-lines: no {top_required:?} in\n{stdout}"
+    );
     // Every row of the program's allocations has a file (none under
     // pprof's `<unknown>` file), C frames included.
     for r in &rows {
@@ -620,7 +623,14 @@ fn go_tool_pprof_sample_type_flags_work() {
     }
     // The labels: a type as dumps spell it, and the class name.
     let (stdout, _) = common::gopprof::run(&["-tags"], &prof);
-    for want in ["type: Total", "STRING", "HASH", "class: Total", "String", "Hash"] {
+    for want in [
+        "type: Total",
+        "STRING",
+        "HASH",
+        "class: Total",
+        "String",
+        "Hash",
+    ] {
         assert!(stdout.contains(want), "-tags: no {want:?}\n{stdout}");
     }
 }
@@ -642,9 +652,15 @@ fn the_agents_own_allocations_are_left_out() {
     // it, before the agent can say the call is its own: at most a couple
     // of such IMEMO entries remain.
     let not_imemo: Vec<_> = own.iter().filter(|r| r.ty != "IMEMO").collect();
-    assert!(not_imemo.is_empty(), "the agent's allocations: {not_imemo:#?}");
+    assert!(
+        not_imemo.is_empty(),
+        "the agent's allocations: {not_imemo:#?}"
+    );
     let imemo: i64 = own.iter().map(|r| r.values[2]).sum();
-    assert!(imemo <= 3, "{imemo} IMEMO allocations by the agent: {own:#?}");
+    assert!(
+        imemo <= 3,
+        "{imemo} IMEMO allocations by the agent: {own:#?}"
+    );
     let left_out: i64 = comment_value(&prof, "agent_allocations")
         .unwrap()
         .parse()
@@ -698,7 +714,10 @@ fn allocated_bytes_match_memory_profiler() {
         .map(|r| r.values[3])
         .sum();
     let err = (ours - truth).abs() as f64 / truth as f64;
-    eprintln!("alloc_space {ours}, memory_profiler {truth}, error {:.2}%", err * 100.0);
+    eprintln!(
+        "alloc_space {ours}, memory_profiler {truth}, error {:.2}%",
+        err * 100.0
+    );
     assert!(
         err < 0.05,
         "alloc_space {ours} vs memory_profiler's {truth} bytes: {:.1}% apart",

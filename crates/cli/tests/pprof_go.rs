@@ -25,12 +25,7 @@ fn profile() -> &'static Path {
         .get_or_init(|| {
             let dir = common::scratch_dir("heapscope-pprof-go-");
             let dump = dir.path().join("names.dump");
-            common::run_ruby(
-                &common::ruby_script(PROGRAM),
-                &[&dump],
-                &[],
-                dir.path(),
-            );
+            common::run_ruby(&common::ruby_script(PROGRAM), &[&dump], &[], dir.path());
             let profile = dir.path().join("names.pb.gz");
             common::heapscope(&[
                 "pprof".as_ref(),
@@ -98,7 +93,11 @@ fn names_are_shown_as_written_in_top_traces_and_lines() {
     }
     // C methods (a dump names them by method only) at the Ruby line that
     // called them, never without a file.
-    for (method, marker) in [("*", "string_times"), ("new", "array_new"), ("merge", "hash_merge")] {
+    for (method, marker) in [
+        ("*", "string_times"),
+        ("new", "array_new"),
+        ("merge", "hash_merge"),
+    ] {
         let want = format!("{method} {file}:{}", marker_line(marker));
         assert!(rows.contains(&want), "-lines: no {want:?} in\n{stdout}");
     }
@@ -118,14 +117,28 @@ fn the_profile_names_its_program_and_takes_every_sample_type_flag() {
     ] {
         let (stdout, stderr) = gopprof::run(&[flag, "-top"], prof);
         gopprof::assert_no_warnings(&stderr);
-        assert!(stdout.contains(&format!("Type: {ty}\n")), "{flag}:\n{stdout}");
+        assert!(
+            stdout.contains(&format!("Type: {ty}\n")),
+            "{flag}:\n{stdout}"
+        );
         // The mapping is named after the dump.
-        assert!(stdout.starts_with("File: names.dump\n"), "{flag}:\n{stdout}");
+        assert!(
+            stdout.starts_with("File: names.dump\n"),
+            "{flag}:\n{stdout}"
+        );
     }
     // The agent's label keys and value style: type as dumps spell it, class
     // by name.
     let (stdout, _) = gopprof::run(&["-tags"], prof);
-    for want in ["type: Total", "STRING", "ARRAY", "HASH", "class: Total", "String", "Array"] {
+    for want in [
+        "type: Total",
+        "STRING",
+        "ARRAY",
+        "HASH",
+        "class: Total",
+        "String",
+        "Array",
+    ] {
         assert!(stdout.contains(want), "-tags: no {want:?}\n{stdout}");
     }
 }

@@ -61,9 +61,10 @@ use rb_sys::{
     rb_data_typed_object_wrap, rb_funcallv, rb_gc_disable, rb_gc_enable, rb_gc_location,
     rb_gc_mark, rb_gc_register_address, rb_intern, rb_profile_frame_first_lineno,
     rb_profile_frame_full_label, rb_profile_frame_path, rb_profile_frames, rb_protect,
-    rb_set_errinfo, rb_thread_current, rb_tracearg_event_flag, rb_tracearg_from_tracepoint, rb_tracearg_object,
-    rb_tracepoint_disable, rb_tracepoint_enable, rb_tracepoint_new, ruby_value_type, Qnil, Qtrue,
-    ID, RUBY_INTERNAL_EVENT_FREEOBJ, RUBY_INTERNAL_EVENT_NEWOBJ, VALUE,
+    rb_set_errinfo, rb_thread_current, rb_tracearg_event_flag, rb_tracearg_from_tracepoint,
+    rb_tracearg_object, rb_tracepoint_disable, rb_tracepoint_enable, rb_tracepoint_new,
+    ruby_value_type, Qnil, Qtrue, ID, RUBY_INTERNAL_EVENT_FREEOBJ, RUBY_INTERNAL_EVENT_NEWOBJ,
+    VALUE,
 };
 
 extern "C" {

@@ -18,9 +18,7 @@ pub fn run(args: &[&str], profile: &Path) -> (String, String) {
         .env("PPROF_BINARY_PATH", "/nonexistent")
         .env("GOFLAGS", "")
         .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run `go tool pprof` ({e}): install Debian's golang-go")
-        });
+        .unwrap_or_else(|e| panic!("cannot run `go tool pprof` ({e}): install Debian's golang-go"));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(

@@ -195,7 +195,7 @@ fn line(name: &str) -> i64 {
 }
 
 #[test]
-fn rate_one_counts_retained_objects_exactly_through_compaction_and_stop() {
+fn rate_one_counts_live_objects_exactly_through_compaction_and_stop() {
     let n = 1000;
     let run = RetainedRun::new("1", n, 1_000_000);
     let stats = kv(&run.file("stats.txt"));
@@ -231,17 +231,17 @@ fn rate_one_counts_retained_objects_exactly_through_compaction_and_stop() {
         // the last one or two alive.
         let (g, _) = at_line(&rows, RETAINED, line("garbage"), "STRING");
         assert_eq!(g[2], 2 * n, "{file}: garbage allocations");
-        assert!(g[0] <= 2, "{file}: garbage retained {}", g[0]);
+        assert!(g[0] <= 2, "{file}: garbage in use {}", g[0]);
         // Measured when freed: empty strings are one 40-byte slot each.
         assert_eq!(g[3], 40 * 2 * n, "{file}: garbage bytes");
         let (t, _) = at_line(&rows, RETAINED, line("temp"), "STRING");
         assert_eq!(t[2], n / 2, "{file}: temp allocations");
         if file == "before_compact.pprof.gz" {
-            assert_eq!(t[0], n / 2, "{file}: temp retained");
+            assert_eq!(t[0], n / 2, "{file}: temp in use");
         } else {
             // TEMP was cleared after compaction: the frees were only matched
             // if the compact callback rewrote the moved addresses.
-            assert!(t[0] <= 2, "{file}: temp retained {}", t[0]);
+            assert!(t[0] <= 2, "{file}: temp in use {}", t[0]);
             // Measured (40 bytes) at the first flush, so they settle 40 each.
             assert_eq!(t[3], 40 * n / 2, "{file}: temp bytes");
         }
@@ -282,11 +282,11 @@ fn sampled_estimates_are_within_binomial_bounds() {
         let run = RetainedRun::new(&rate.to_string(), n as u64, 1_000_000);
         let rows = run.rows("after_compact.pprof.gz");
         let (s, _) = at_line(&rows, RETAINED, line("strings"), "STRING");
-        assert_estimate("retained strings", s[0], n, rate);
+        assert_estimate("in-use strings", s[0], n, rate);
         assert_estimate("allocated strings", s[2], n, rate);
-        assert_eq!(s[1], 40 * s[0], "retained string bytes scale with counts");
+        assert_eq!(s[1], 40 * s[0], "in-use string bytes scale with counts");
         let (a, _) = at_line(&rows, RETAINED, line("arrays"), "ARRAY");
-        assert_estimate("retained arrays", a[0], 3 * n / 10, rate);
+        assert_estimate("in-use arrays", a[0], 3 * n / 10, rate);
         let (g, _) = at_line(&rows, RETAINED, line("garbage"), "STRING");
         assert_estimate("allocated garbage", g[2], 2 * n, rate);
         let p = read_profile(&run.file("after_compact.pprof.gz"));
@@ -319,8 +319,8 @@ fn the_cap_drops_samples_and_counts_them() {
         "dropped_samples={commented} in the profile, {dropped} in the stats"
     );
     let rows = rows(&p);
-    let retained: i64 = rows.iter().map(|r| r.values[0]).sum();
-    assert!(retained <= 100, "retained {retained} over the cap");
+    let in_use: i64 = rows.iter().map(|r| r.values[0]).sum();
+    assert!(in_use <= 100, "in use {in_use} over the cap");
     // Dropped samples still count as allocations (a slot each).
     let (s, _) = at_line(&rows, RETAINED, line("strings"), "STRING");
     assert_eq!(s[2], n as i64);
@@ -431,7 +431,7 @@ fn windowed_hook_estimates_stay_unbiased() {
     // Sampling and window choice together: allow 25% (the binomial part
     // alone is about 2% for the kept strings).
     for (what, got, want) in [
-        ("retained kept strings", k[0], kept),
+        ("in-use kept strings", k[0], kept),
         ("allocated kept strings", k[2], kept),
         ("allocated churned strings", c[2], churned),
     ] {
@@ -440,13 +440,13 @@ fn windowed_hook_estimates_stay_unbiased() {
     }
     assert!(
         c[0] * 50 < churned,
-        "churned strings are not retained: {}",
+        "churned strings are not in use: {}",
         c[0]
     );
 }
 
 /// Objects sampled in a window are followed through Ruby's weak map once it
-/// closes: those kept stay retained, those dropped and collected while no
+/// closes: those kept stay in use, those dropped and collected while no
 /// hook reports frees (their slots refilled, the heap compacted) do not.
 #[test]
 fn objects_outlive_their_window_only_while_they_live() {
@@ -471,8 +471,8 @@ fn objects_outlive_their_window_only_while_they_live() {
         kept[2] > 0 && (kept[2] - dropped[2]).abs() * 100 <= kept[2],
         "{kept:?} {dropped:?}"
     );
-    assert_eq!(kept[0], kept[2], "every kept string is still retained");
-    assert_eq!(dropped[0], 0, "no dropped string is retained: {dropped:?}");
+    assert_eq!(kept[0], kept[2], "every kept string is still in use");
+    assert_eq!(dropped[0], 0, "no dropped string is in use: {dropped:?}");
     assert_eq!(dropped[1], 0);
 }
 

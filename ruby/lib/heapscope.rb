@@ -55,22 +55,21 @@ module Heapscope
       settings = resolve_settings(opts)
       return nil unless settings[:enabled]
 
-      started = own do
-        @lock.synchronize do
-          if @agent
-            warn "heapscope: the agent is already running in process #{Process.pid}; " \
-                 "Heapscope.start ignored"
-            next @agent.settings
-          end
-          agent = Agent.new(settings)
-          Native.profiler_count_agent(settings[:profile_agent])
+      @lock.synchronize do
+        if @agent
+          warn "heapscope: the agent is already running in process #{Process.pid}; " \
+               "Heapscope.start ignored"
+          return @agent.settings
+        end
+        agent = Agent.new(settings)
+        Native.profiler_count_agent(settings[:profile_agent])
+        own do # the profiler starts in agent.start: leave the rest of the start out
           agent.start
           @agent = agent
           install_at_exit
-          settings
         end
       end
-      started
+      settings
     end
 
     # The checked settings these keywords (plus the environment) give,

@@ -28,6 +28,12 @@
 //! - flushes: with GC disabled and sampling paused, live tracked
 //!   objects are found and measured (`rb_obj_memsize_of`), classes and frames
 //!   named, then the profile is built and written without touching Ruby.
+//!   Objects are also measured before a hand-off and, for the types whose
+//!   size comes from their own memory, in the FREEOBJ hook (which Ruby runs
+//!   before freeing anything of the object); measuring allocates nothing.
+//! - the agent's own allocations: threads running the agent's code
+//!   (`OWN_THREADS`) are checked only on a sampled allocation, which is then
+//!   counted instead of recorded (`rb_thread_current` only reads).
 //! - Ractors: Ruby's allocation hooks are not safe once a second Ractor
 //!   runs (Ruby 3.1's own allocation tracing crashes too), and Ruby never
 //!   leaves multi-Ractor mode. A TracePoint on `Ractor.new`

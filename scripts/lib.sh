@@ -38,12 +38,13 @@ ensure_cargo() {
 
 # Everything the test suite needs: Ruby 3.1 and its headers plus libclang (the
 # native agent), heapy (parity test), protoc and the pprof schema (pprof
-# decoding), Go (profiles are read by the real `go tool pprof`), a TTF font (plots), and Puma, Rack, Sidekiq and Redis (the
-# agent's end-to-end tests), derailed_benchmarks and Rails (require-mem is checked against
+# decoding), a TTF font (plots), and Puma, Rack, Sidekiq and Redis (the
+# agent's end-to-end tests), `go tool pprof` and memory_profiler (profiles read by
+# the real go tool pprof, allocated bytes checked against memory_profiler), derailed_benchmarks and Rails (require-mem is checked against
 # `derailed bundle:mem` on `require "rails/all"`).
 ensure_test_packages() {
   ensure_packages ruby:ruby deb:ruby-dev deb:libclang-dev heapy:ruby-heapy \
-    protoc:protobuf-compiler go:golang-go \
+    protoc:protobuf-compiler go:golang-go deb:ruby-memory-profiler \
     /usr/share/gocode/src/github.com/google/pprof/proto/profile.proto:golang-github-google-pprof-dev \
     /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:fonts-dejavu-core \
     puma:puma deb:ruby-rack sidekiq:ruby-sidekiq redis-server:redis-server \
@@ -125,7 +126,7 @@ debian_mirror() {
 }
 
 # What the agent's tests need inside a chroot, besides Ruby itself.
-CHROOT_PACKAGES="ca-certificates gcc libc6-dev make libclang-dev protobuf-compiler golang-github-google-pprof-dev golang-go ruby-rack puma redis-server ruby-sidekiq procps passwd util-linux nodejs"
+CHROOT_PACKAGES="ca-certificates gcc libc6-dev make libclang-dev protobuf-compiler golang-github-google-pprof-dev golang-go ruby-memory-profiler ruby-rack puma redis-server ruby-sidekiq procps passwd util-linux nodejs"
 
 # chroot_recipe NAME: the Debian suite and Ruby of each native matrix entry.
 #   trixie: Debian 13's ruby3.3 (3.3.8), the default ruby there.
@@ -136,8 +137,8 @@ CHROOT_PACKAGES="ca-certificates gcc libc6-dev make libclang-dev protobuf-compil
 #           skips itself on 3.4.
 chroot_recipe() {
   case $1 in
-  trixie) echo "suite=trixie ruby=ruby3.3 packages=ruby ruby-dev $CHROOT_PACKAGES v1" ;;
-  sid) echo "suite=sid ruby=ruby3.4 experimental packages=$CHROOT_PACKAGES sidekiq,connection-pool=trixie v2" ;;
+  trixie) echo "suite=trixie ruby=ruby3.3 packages=ruby ruby-dev $CHROOT_PACKAGES v2" ;;
+  sid) echo "suite=sid ruby=ruby3.4 experimental packages=$CHROOT_PACKAGES sidekiq,connection-pool=trixie v3" ;;
   *) return 1 ;;
   esac
 }

@@ -39,6 +39,16 @@ module Heapscope
       Thread.handle_interrupt(Object => :never, &block)
     end
 
+    # Runs the block as the agent's own work: the heap profiler leaves what
+    # it allocates on this thread out of its profiles (and counts it in
+    # their `agent_allocations` comment). Nests.
+    def own
+      Native.profiler_own(true)
+      yield
+    ensure
+      Native.profiler_own(false)
+    end
+
     # Starts the agent with settings from HEAPSCOPE_* variables, then the
     # keywords (option keys as in `heapscope run --help`, e.g.
     # `dump_every_seconds: 60`). Raises ArgumentError listing every bad
@@ -55,9 +65,12 @@ module Heapscope
           return @agent.settings
         end
         agent = Agent.new(settings)
-        agent.start
-        @agent = agent
-        install_at_exit
+        Native.profiler_count_agent(settings[:profile_agent])
+        own do # the profiler starts in agent.start: leave the rest of the start out
+          agent.start
+          @agent = agent
+          install_at_exit
+        end
       end
       settings
     end
@@ -115,7 +128,7 @@ module Heapscope
         @agent = nil
         a
       end
-      agent&.shutdown(final: true)
+      own { agent&.shutdown(final: true) }
       !agent.nil?
     end
 
@@ -125,15 +138,17 @@ module Heapscope
     # with wait: false, returns nil at once.
     def dump(wait: true, timeout: 120)
       agent = @agent or raise Error, "the agent is not running (call Heapscope.start first)"
-      agent.request_dump(wait: wait, timeout: timeout)
+      own { agent.request_dump(wait: wait, timeout: timeout) }
     end
 
     # Counts one request or job (:requests / :jobs) and wakes the agent when
     # a periodic dump is due. Called by the middleware.
     def note(kind)
-      n = Native.count(kind)
-      @agent&.counted(kind, n)
-      n
+      own do
+        n = Native.count(kind)
+        @agent&.counted(kind, n)
+        n
+      end
     rescue StandardError => e
       @agent&.log_error(e)
       nil
@@ -147,7 +162,7 @@ module Heapscope
     # Called by the fork hook in every forked child (not in dump children).
     def after_fork_in_child
       @lock = Mutex.new
-      @agent&.after_fork
+      own { @agent&.after_fork }
     rescue StandardError => e
       warn "heapscope: the agent could not restart in forked process #{Process.pid} " \
            "(#{e.class}: #{one_line(e.message)}); the agent is off in it"
@@ -189,7 +204,7 @@ module Heapscope
       @at_exit_installed = true
       at_exit do
         begin
-          @agent&.shutdown(final: true, at_exit: true)
+          own { @agent&.shutdown(final: true, at_exit: true) }
         rescue StandardError, ScriptError => e
           warn "heapscope: at exit: #{e.class}: #{one_line(e.message)}"
         end

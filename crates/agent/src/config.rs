@@ -106,6 +106,14 @@ pub const OPTIONS: &[OptionSpec] = &[
         help: "Deepest stack recorded per sample (the innermost frames are kept).",
     },
     OptionSpec {
+        key: "profile_agent",
+        kind: Kind::Bool,
+        default: "0",
+        help: "Count the agent's own allocations (its thread, Heapscope.start, the middleware's \
+               counting) in profiles; by default they are left out and only counted in the \
+               profile's agent_allocations comment.",
+    },
+    OptionSpec {
         key: "stats",
         kind: Kind::Bool,
         default: "1",

@@ -7,11 +7,16 @@
 //! allocation and end-of-marking hooks, so nothing on those paths allocates more than a
 //! hash-map entry, and nothing panics on any input.
 //!
-//! Sizes: an object's size is only known once a flush measures it (Ruby's
-//! `rb_obj_memsize_of`, which is not safe inside an allocation hook). A sampled
-//! object that is freed, or never tracked because the cap was hit, before any
-//! flush measured it counts [`SLOT_SIZE`] bytes (one heap slot) in
-//! `allocation_size`; one freed after a flush counts its last measured size.
+//! Sizes (Ruby's `rb_obj_memsize_of`, the size `ObjectSpace.memsize_of`
+//! reports): a live object is measured at each flush; a freed one when the
+//! free hook reports it ([`Profiler::record_free_sized`]), for the types
+//! whose size Ruby computes from the object's own memory; otherwise its last
+//! measured size counts. Only a sampled object never measured (dropped at the
+//! cap, or of a type not measured at free and freed before any flush) counts
+//! [`SLOT_SIZE`] bytes, and is counted in the `unmeasured_samples` comment.
+//!
+//! Words: "live"/"in use" is the shallow size of objects still alive
+//! (`inuse_*`), not `heapscope retained`'s dominator-based retained size.
 
 use std::collections::HashMap;
 
@@ -20,9 +25,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::path::Path;
 
-use heapscope_pprof::{Function, Label, Line, Location, Profile, Sample, StringTable, ValueType};
+use heapscope_pprof::{Label, Line, Location, Profile, Sample, StringTable};
 
-/// Bytes counted for a sampled object no flush measured: one 40-byte slot.
+/// Bytes counted for a sampled object never measured: one 40-byte slot.
 pub const SLOT_SIZE: u64 = 40;
 
 /// Most frames recorded per sample (bounds the hook's buffers).
@@ -100,33 +105,48 @@ pub fn check_settings(rate: f64, max_frames: i64, max_samples: i64) -> Result<()
     Ok(())
 }
 
-/// Ruby's builtin type (the low 5 bits of an object's flags) as a label.
+/// Ruby's builtin type (the low 5 bits of an object's flags) as a label,
+/// spelled as `ObjectSpace.dump` spells it, so agent profiles and
+/// `heapscope pprof` of a dump carry the same `type` labels.
 pub fn type_name(ty: u8) -> &'static str {
     match ty {
-        0x00 => "none",
-        0x01 => "Object",
-        0x02 => "Class",
-        0x03 => "Module",
-        0x04 => "Float",
-        0x05 => "String",
-        0x06 => "Regexp",
-        0x07 => "Array",
-        0x08 => "Hash",
-        0x09 => "Struct",
-        0x0a => "Bignum",
-        0x0b => "File",
-        0x0c => "Data",
-        0x0d => "MatchData",
-        0x0e => "Complex",
-        0x0f => "Rational",
-        0x14 => "Symbol",
-        0x1a => "imemo",
-        0x1b => "node",
-        0x1c => "iclass",
-        0x1d => "zombie",
-        0x1e => "moved",
-        _ => "unknown",
+        0x00 => "NONE",
+        0x01 => "OBJECT",
+        0x02 => "CLASS",
+        0x03 => "MODULE",
+        0x04 => "FLOAT",
+        0x05 => "STRING",
+        0x06 => "REGEXP",
+        0x07 => "ARRAY",
+        0x08 => "HASH",
+        0x09 => "STRUCT",
+        0x0a => "BIGNUM",
+        0x0b => "FILE",
+        0x0c => "DATA",
+        0x0d => "MATCH",
+        0x0e => "COMPLEX",
+        0x0f => "RATIONAL",
+        0x14 => "SYMBOL",
+        0x1a => "IMEMO",
+        0x1b => "NODE",
+        0x1c => "ICLASS",
+        0x1d => "ZOMBIE",
+        0x1e => "MOVED",
+        _ => "UNKNOWN",
     }
+}
+
+/// Whether Ruby computes the size of an object of this builtin type from the
+/// object's own memory only (its slot and buffers it alone owns), so that it
+/// may be measured in the free hook, which runs before Ruby frees any of
+/// it: OBJECT, FLOAT, STRING, REGEXP, ARRAY, HASH, STRUCT, BIGNUM, MATCH,
+/// COMPLEX, RATIONAL and IMEMO (Ruby's internal records: environments,
+/// method entries, instruction sequences). Classes, DATA (whose size
+/// function is another extension's code, which may read objects freed in
+/// the same sweep) and FILE are measured only while alive: at flushes and
+/// when the hooks turn off.
+pub fn measurable_at_free(ty: u8) -> bool {
+    matches!(ty, 0x01 | 0x04..=0x0a | 0x0d..=0x0f | 0x1a)
 }
 
 /// Whether objects of this builtin type have a real class in their `klass`
@@ -266,6 +286,10 @@ pub struct Stats {
     pub flushes: u64,
     /// Panics caught in hooks, and hooks skipped because the table was busy.
     pub hook_errors: u64,
+    /// Sampled objects counted at [`SLOT_SIZE`] because none was measured.
+    pub unmeasured: u64,
+    /// Sampled allocations made by the agent itself, left out of the profile.
+    pub agent: u64,
 }
 
 /// Whether a sample was tracked or dropped at the cap.
@@ -286,9 +310,9 @@ pub struct Measured {
     pub size: u64,
 }
 
-/// A retained object with its class already named (kept after `stop`).
+/// A live object with its class already named (kept after `stop`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetainedRow {
+pub struct LiveRow {
     pub stack: u32,
     pub ty: u8,
     pub class: Option<String>,
@@ -405,8 +429,9 @@ pub struct Profiler {
     coverage: f64,
     /// Set by [`Profiler::freeze`] when the hooks stop: the live set as the
     /// stop measured it, reported by later flushes instead of `tracked`.
-    frozen: Option<Vec<RetainedRow>>,
+    frozen: Option<Vec<LiveRow>>,
     stats: Stats,
+    count_agent: bool,
 }
 
 impl Profiler {
@@ -423,6 +448,7 @@ impl Profiler {
             coverage: 1.0,
             frozen: None,
             stats: Stats::default(),
+            count_agent: false,
         }
     }
 
@@ -514,6 +540,7 @@ impl Profiler {
             self.stats.dropped += 1;
             if let Some(t) = self.allocs.get_mut(&AllocKey { stack, ty, klass }) {
                 t.settled_bytes += SLOT_SIZE;
+                self.stats.unmeasured += 1;
             }
             return Outcome::Dropped;
         }
@@ -541,7 +568,45 @@ impl Profiler {
             klass: t.klass,
         };
         if let Some(totals) = self.allocs.get_mut(&key) {
-            totals.settled_bytes += if t.size > 0 { t.size } else { SLOT_SIZE };
+            totals.settled_bytes += if t.size > 0 {
+                t.size
+            } else {
+                self.stats.unmeasured += 1;
+                SLOT_SIZE
+            };
+        }
+    }
+
+    /// A sampled allocation made by the agent itself: not recorded, only
+    /// counted (the `agent_allocations` comment).
+    pub fn record_agent_sample(&mut self) {
+        self.stats.agent += 1;
+    }
+
+    /// The object followed at `addr`, if any (for the free hook to decide
+    /// whether to measure it).
+    pub fn tracked_at(&self, addr: u64) -> Option<&Tracked> {
+        self.tracked.get(&addr)
+    }
+
+    /// [`Profiler::record_free`] with the size the free hook measured (None:
+    /// the last measured size counts).
+    pub fn record_free_sized(&mut self, addr: u64, size: Option<u64>) -> bool {
+        if let (Some(size), Some(t)) = (size, self.tracked.get_mut(&addr)) {
+            t.size = size;
+        }
+        self.record_free(addr)
+    }
+
+    /// Records the size of a followed object measured outside a flush
+    /// (before a hand-off: it may die unseen, or be forgotten, after it).
+    pub fn set_size(&mut self, slot: Slot, size: u64) {
+        let t = match slot {
+            Slot::Addr(a) => self.tracked.get_mut(&a),
+            Slot::Weak(k) => self.weak.get_mut(&k),
+        };
+        if let Some(t) = t {
+            t.size = size;
         }
     }
 
@@ -597,7 +662,7 @@ impl Profiler {
 
     /// Stops following a live object (one the weak map would not take, or
     /// every addressed one when a free event may have been missed). Its
-    /// allocation stays counted; it no longer shows as retained.
+    /// allocation stays counted; it no longer shows as live.
     pub fn forget(&mut self, slot: Slot) {
         if let Some(t) = self.take(slot) {
             self.stats.untracked += 1;
@@ -696,7 +761,7 @@ impl Profiler {
         self.record_sizes(measured);
         let rows = measured
             .iter()
-            .map(|m| RetainedRow {
+            .map(|m| LiveRow {
                 stack: m.stack,
                 ty: m.ty,
                 class: class_names.get(&m.klass).cloned(),
@@ -719,7 +784,7 @@ impl Profiler {
         self.frozen.is_some()
     }
 
-    /// Builds the profile: retained values from `measured` (the live objects
+    /// Builds the profile: in-use values from `measured` (the live objects
     /// a flush measured; ignored after [`Profiler::freeze`]), allocation
     /// values from the totals plus the measured sizes of live objects.
     /// `frame_names[i]` names `interner().values()[i]`; `class_names` maps
@@ -735,14 +800,15 @@ impl Profiler {
         self.stats.flushes += 1;
         let scale = 1.0 / self.effective_rate();
 
-        // (stack, type, class) -> [retained objects, retained bytes, allocations, allocation bytes]
+        // (stack, type, class) -> the values in SAMPLE_TYPES order:
+        // [allocations, allocated bytes, live objects, live bytes]
         let mut rows: HashMap<(u32, u8, Option<String>), [u64; 4]> = HashMap::new();
         match &self.frozen {
             Some(frozen) => {
                 for r in frozen {
                     let v = rows.entry((r.stack, r.ty, r.class.clone())).or_default();
-                    v[0] += 1;
-                    v[1] += r.size;
+                    v[2] += 1;
+                    v[3] += r.size;
                 }
             }
             None => {
@@ -750,13 +816,13 @@ impl Profiler {
                     let v = rows
                         .entry((m.stack, m.ty, class_names.get(&m.klass).cloned()))
                         .or_default();
-                    v[0] += 1;
-                    v[1] += m.size;
+                    v[2] += 1;
+                    v[3] += m.size;
                     // A live object's allocation bytes are its size now.
                     if let Some(t) = self.get(m.slot) {
                         if t.counted {
                             let k = (t.stack, t.ty, class_names.get(&t.klass).cloned());
-                            rows.entry(k).or_default()[3] += m.size;
+                            rows.entry(k).or_default()[1] += m.size;
                         }
                     }
                 }
@@ -766,37 +832,23 @@ impl Profiler {
             let v = rows
                 .entry((k.stack, k.ty, class_names.get(&k.klass).cloned()))
                 .or_default();
-            v[2] += t.count;
-            v[3] += t.settled_bytes;
+            v[0] += t.count;
+            v[1] += t.settled_bytes;
         }
 
         let mut strings = StringTable::new();
         let mut profile = Profile::default();
-        for (ty, unit) in [
-            ("retained_objects", "count"),
-            ("retained_size", "bytes"),
-            ("allocations", "count"),
-            ("allocation_size", "bytes"),
-        ] {
-            profile.sample_type.push(ValueType {
-                r#type: strings.get(ty),
-                unit: strings.get(unit),
-            });
-        }
-        profile.default_sample_type = strings.get("retained_size");
-        profile.period_type = Some(ValueType {
-            r#type: strings.get("allocations"),
-            unit: strings.get("count"),
-        });
-        profile.period = scale.round() as i64;
+        heapscope_pprof::set_sample_types(&mut profile, &mut strings, scale.round() as i64);
         profile.time_nanos = meta.time_nanos;
         profile.duration_nanos = meta.duration_nanos;
+        let program = strings.get(&meta.program);
+        profile.mapping.push(heapscope_pprof::mapping(program));
 
         let mut functions: HashMap<(String, String, i64), u64> = HashMap::new();
         let mut locations: HashMap<(u64, i64), u64> = HashMap::new();
         let mut stack_locs: HashMap<u32, Vec<u64>> = HashMap::new();
-        let type_key = strings.get("type");
-        let class_key = strings.get("class");
+        let type_key = strings.get(heapscope_pprof::LABEL_TYPE);
+        let class_key = strings.get(heapscope_pprof::LABEL_CLASS);
 
         let mut keys: Vec<_> = rows.into_iter().collect();
         keys.sort();
@@ -805,29 +857,35 @@ impl Profiler {
                 continue;
             }
             let loc_ids = stack_locs.entry(stack).or_insert_with(|| {
-                let mut ids = Vec::new();
-                for (vid, line) in self.interner.stack(stack) {
-                    let name = frame_names.get(vid as usize).cloned().unwrap_or_default();
-                    let fkey = (name.label, name.path, name.first_lineno);
+                let frames: Vec<(FrameName, i64)> = self
+                    .interner
+                    .stack(stack)
+                    .map(|(vid, line)| {
+                        let name = frame_names.get(vid as usize).cloned().unwrap_or_default();
+                        (name, line as i64)
+                    })
+                    .collect();
+                let mut ids = Vec::with_capacity(frames.len());
+                for (i, (name, line)) in frames.iter().enumerate() {
+                    let (path, line) = attributed_site(&frames, i, name, *line);
+                    let fkey = (name.label.clone(), path.to_string(), name.first_lineno);
                     let next_fid = functions.len() as u64 + 1;
                     let fid = *functions.entry(fkey.clone()).or_insert_with(|| {
                         let name = strings.get(&fkey.0);
-                        profile.function.push(Function {
-                            id: next_fid,
-                            name,
-                            system_name: name,
-                            filename: strings.get(&fkey.1),
-                            start_line: fkey.2,
-                        });
+                        let file = strings.get(&fkey.1);
+                        profile
+                            .function
+                            .push(heapscope_pprof::function(next_fid, name, file, fkey.2));
                         next_fid
                     });
                     let next_lid = locations.len() as u64 + 1;
-                    let lid = *locations.entry((fid, line as i64)).or_insert_with(|| {
+                    let lid = *locations.entry((fid, line)).or_insert_with(|| {
                         profile.location.push(Location {
                             id: next_lid,
+                            mapping_id: heapscope_pprof::MAPPING_ID,
                             line: vec![Line {
                                 function_id: fid,
-                                line: line as i64,
+                                line,
                             }],
                             ..Default::default()
                         });
@@ -860,6 +918,7 @@ impl Profiler {
         }
 
         let s = self.stats;
+        let scaled = |n: u64| (n as f64 * scale).round() as u64;
         for c in [
             "heapscope sampling heap profiler".to_string(),
             format!(
@@ -878,14 +937,50 @@ impl Profiler {
             ),
             format!("hook_errors={}", s.hook_errors),
             format!(
-                "allocation_size counts {SLOT_SIZE} bytes for sampled objects no flush measured"
+                "unmeasured_samples={} (alloc_space counts {SLOT_SIZE} bytes for each)",
+                s.unmeasured
             ),
+            if self.count_agent {
+                "agent_allocations=counted (the agent's own allocations are in this profile)"
+                    .to_string()
+            } else {
+                format!(
+                    "agent_allocations={} (estimated; the agent's own allocations, left out)",
+                    scaled(s.agent)
+                )
+            },
         ] {
             profile.comment.push(strings.get(&c));
         }
         profile.string_table = strings.into_table();
         profile
     }
+
+    /// Whether the extension counts the agent's own allocations (the
+    /// `profile_agent` setting); only changes the `agent_allocations` comment.
+    pub fn set_count_agent(&mut self, on: bool) {
+        self.count_agent = on;
+    }
+}
+
+/// The file and line a frame is shown at: its own, or for a C frame (no
+/// file) those of the nearest Ruby frame that called it, as memory_profiler
+/// and `ObjectSpace.allocation_sourcefile` attribute an allocation in a C
+/// method to the Ruby line; the C frame keeps its name.
+fn attributed_site<'a>(
+    frames: &'a [(FrameName, i64)],
+    i: usize,
+    name: &'a FrameName,
+    line: i64,
+) -> (&'a str, i64) {
+    if !name.path.is_empty() {
+        return (&name.path, line);
+    }
+    frames[i + 1..]
+        .iter()
+        .find(|(f, _)| !f.path.is_empty())
+        .map(|(f, l)| (f.path.as_str(), *l))
+        .unwrap_or(("", line))
 }
 
 /// Writes `profile` gzipped to `path` atomically (a private temporary file in the
@@ -897,11 +992,13 @@ pub fn write_profile(path: &Path, profile: &Profile) -> io::Result<()> {
     heapscope_pprof::write_atomic(path, |w| heapscope_pprof::write_gz(profile, w))
 }
 
-/// Times written into a profile.
-#[derive(Debug, Clone, Copy, Default)]
+/// Times and the program written into a profile.
+#[derive(Debug, Clone, Default)]
 pub struct ProfileMeta {
     pub time_nanos: i64,
     pub duration_nanos: i64,
+    /// The profile's mapping file: the program (Ruby's executable).
+    pub program: String,
 }
 
 #[cfg(test)]
@@ -1131,29 +1228,26 @@ mod tests {
             .iter()
             .map(|t| (s(t.r#type), s(t.unit)))
             .collect();
-        assert_eq!(
-            types,
-            [
-                ("retained_objects", "count"),
-                ("retained_size", "bytes"),
-                ("allocations", "count"),
-                ("allocation_size", "bytes")
-            ]
-        );
-        assert_eq!(s(prof.default_sample_type), "retained_size");
+        assert_eq!(types, heapscope_pprof::SAMPLE_TYPES);
+        assert_eq!(s(prof.default_sample_type), "inuse_space");
+        // The Ruby names are left alone by pprof (see heapscope_pprof::function),
+        // and every location points at the one named mapping.
+        assert!(prof.function.iter().all(|f| f.system_name == 0));
+        assert_eq!(prof.mapping.len(), 1);
+        assert!(prof.location.iter().all(|l| l.mapping_id == 1));
         let r = rows(&prof);
         let f = |a: &str, b: &str| vec![a.to_string(), b.to_string()];
         // Scaled by 1/0.5 = 2.
         assert_eq!(
-            r[&(f("f1:10", "f2:20"), "String".into(), Some("String".into()))],
-            vec![2, 2 * 0x10, 4, 2 * (0x10 + SLOT_SIZE as i64)]
+            r[&(f("f1:10", "f2:20"), "STRING".into(), Some("String".into()))],
+            vec![4, 2 * (0x10 + SLOT_SIZE as i64), 2, 2 * 0x10]
         );
         assert_eq!(
-            r[&(f("f1:11", "f2:20"), "Array".into(), Some("Array".into()))],
+            r[&(f("f1:11", "f2:20"), "ARRAY".into(), Some("Array".into()))],
             vec![2, 2 * 0x30, 2, 2 * 0x30]
         );
         assert_eq!(
-            r[&(f("f1:11", "f2:20"), "imemo".into(), None)],
+            r[&(f("f1:11", "f2:20"), "IMEMO".into(), None)],
             vec![2, 2 * 0x40, 2, 2 * 0x40]
         );
         // One function per frame VALUE, one location per (function, line).
@@ -1170,8 +1264,67 @@ mod tests {
         let prof = p.build_profile(&measured, &fnames, &classes, &ProfileMeta::default());
         let r = rows(&prof);
         assert_eq!(
-            r[&(f("f1:10", "f2:20"), "String".into(), Some("String".into()))],
-            vec![0, 0, 4, 2 * (0x10 + SLOT_SIZE as i64)]
+            r[&(f("f1:10", "f2:20"), "STRING".into(), Some("String".into()))],
+            vec![4, 2 * (0x10 + SLOT_SIZE as i64), 0, 0]
+        );
+    }
+
+    #[test]
+    fn c_frames_take_the_calling_ruby_line_and_frees_are_measured() {
+        let mut p = Profiler::new(1.0, 100, 8, 1);
+        // String#* (C, value 1) called from f2 at line 20, itself from f3:30.
+        p.record_sample(0x100, 0x05, 7, &[(1, 0), (2, 20), (3, 30)]);
+        p.record_sample(0x200, 0x05, 7, &[(1, 0), (2, 20), (3, 30)]);
+        assert!(p.record_free_sized(0x100, Some(100_040)));
+        assert_eq!(p.tracked_at(0x200).map(|t| t.ty), Some(0x05));
+        // Freed unmeasured: a slot, and counted as unmeasured.
+        assert!(p.record_free_sized(0x200, None));
+        let fnames = vec![
+            FrameName {
+                label: "String#*".into(),
+                path: String::new(),
+                first_lineno: 0,
+            },
+            FrameName {
+                label: "block (2 levels) in <main>".into(),
+                path: "app.rb".into(),
+                first_lineno: 18,
+            },
+            FrameName {
+                label: "<main>".into(),
+                path: "app.rb".into(),
+                first_lineno: 1,
+            },
+        ];
+        let meta = ProfileMeta {
+            program: "/usr/bin/ruby".into(),
+            ..Default::default()
+        };
+        let prof = p.build_profile(&[], &fnames, &HashMap::new(), &meta);
+        let s = |i: i64| prof.string_table[i as usize].as_str();
+        let leaf = &prof.location[prof.sample[0].location_id[0] as usize - 1];
+        let f = &prof.function[leaf.line[0].function_id as usize - 1];
+        assert_eq!(
+            (s(f.name), s(f.filename), leaf.line[0].line),
+            ("String#*", "app.rb", 20)
+        );
+        assert_eq!(
+            prof.sample[0].value,
+            vec![2, 100_040 + SLOT_SIZE as i64, 0, 0]
+        );
+        assert_eq!(s(prof.mapping[0].filename), "/usr/bin/ruby");
+        let comments: Vec<&str> = prof.comment.iter().map(|&c| s(c)).collect();
+        assert!(
+            comments
+                .iter()
+                .any(|c| c.starts_with("unmeasured_samples=1 ")),
+            "{comments:?}"
+        );
+        assert!(
+            comments
+                .iter()
+                .any(|c| c.starts_with("agent_allocations=0 ")),
+            "{comments:?}"
         );
     }
 
@@ -1194,8 +1347,8 @@ mod tests {
         );
         let r = rows(&prof);
         assert_eq!(
-            r[&(vec!["f1:10".to_string()], "String".into(), None)],
-            vec![2, 100, 1, 50]
+            r[&(vec!["f1:10".to_string()], "STRING".into(), None)],
+            vec![1, 50, 2, 100]
         );
     }
 
@@ -1214,7 +1367,7 @@ mod tests {
         assert_eq!(
             r[&(
                 vec!["f1:10".to_string()],
-                "String".into(),
+                "STRING".into(),
                 Some("String".into())
             )],
             vec![1, 64, 1, 64]
@@ -1386,7 +1539,7 @@ mod tests {
             want.sort();
             prop_assert_eq!(&got, &want);
 
-            // The profile: retained = live, allocations = records; sizes are
+            // The profile: in use = live, allocations = records; sizes are
             // addr-independent here (every live object measures 100 bytes),
             // and unmeasured dead ones a slot each.
             let measured = measure_all(&p, |_| 100);
@@ -1397,11 +1550,12 @@ mod tests {
                 (frames, type_name(ty).to_string(), None::<String>)
             };
             let mut model: BTreeMap<_, Vec<i64>> = BTreeMap::new();
+            // Values in SAMPLE_TYPES order: alloc objects/bytes, in-use objects/bytes.
             for (_, ty, st, counted) in &live {
                 let v = model.entry(key(*ty, st)).or_insert(vec![0; 4]);
-                v[0] += 1;
-                v[1] += 100;
-                if *counted { v[3] += 100; }
+                v[2] += 1;
+                v[3] += 100;
+                if *counted { v[1] += 100; }
             }
             let mut live_by_key: BTreeMap<_, i64> = BTreeMap::new();
             for (_, ty, st, counted) in &live {
@@ -1409,12 +1563,12 @@ mod tests {
             }
             for (ty, st) in &allocated {
                 let v = model.entry(key(*ty, st)).or_insert(vec![0; 4]);
-                v[2] += 1;
+                v[0] += 1;
             }
             // Dead or dropped allocations: count minus still-live ones, a slot each.
             for (k, v) in model.iter_mut() {
                 let live_n = live_by_key.get(k).copied().unwrap_or(0);
-                v[3] += (v[2] - live_n) * SLOT_SIZE as i64;
+                v[1] += (v[0] - live_n) * SLOT_SIZE as i64;
             }
             model.retain(|_, v| v.iter().any(|&x| x != 0));
             prop_assert_eq!(rows(&prof), model);

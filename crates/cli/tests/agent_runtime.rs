@@ -641,6 +641,7 @@ fn every_documented_variable_is_exercised() {
         include_str!("agent_runtime.rs"),
         include_str!("agent_servers.rs"),
         include_str!("agent_safety.rs"),
+        include_str!("agent_profiler.rs"),
     ]
     .concat();
     for o in options {

@@ -270,10 +270,10 @@ fn check_and_rows(p: &Profile) -> Vec<Row> {
         .collect();
     assert_eq!(
         types,
-        vec![
-            ("inuse_objects".to_string(), "count".to_string()),
-            ("inuse_space".to_string(), "bytes".to_string()),
-        ]
+        heapscope_pprof::SAMPLE_TYPES
+            .map(|(t, u)| (t.to_string(), u.to_string()))
+            .to_vec(),
+        "the agent's sample types"
     );
     assert_eq!(s(p.default_sample_type), "inuse_space");
     let locations: BTreeMap<u64, _> = p.location.iter().map(|l| (l.id, l)).collect();
@@ -285,7 +285,9 @@ fn check_and_rows(p: &Profile) -> Vec<Row> {
         .iter()
         .map(|smp| {
             assert_eq!(smp.location_id.len(), 1, "one location per sample");
-            assert_eq!(smp.value.len(), 2, "two values per sample");
+            assert_eq!(smp.value.len(), 4, "four values per sample");
+            // A dump holds live objects only: alloc_* = inuse_*.
+            assert_eq!(smp.value[..2], smp.value[2..]);
             let loc = locations[&smp.location_id[0]];
             assert_eq!(loc.line.len(), 1);
             let f = functions[&loc.line[0].function_id];
@@ -306,8 +308,8 @@ fn check_and_rows(p: &Profile) -> Vec<Row> {
                 loc.line[0].line,
                 label("type").expect("every sample has a type label"),
                 label("class"),
-                smp.value[0],
-                smp.value[1],
+                smp.value[2],
+                smp.value[3],
             );
             let key = (
                 row.0.clone(),
@@ -406,6 +408,8 @@ fn pprof_decodes_with_protoc_against_the_official_schema() {
         return;
     };
     for s in [
+        "alloc_objects",
+        "alloc_space",
         "inuse_objects",
         "inuse_space",
         "count",
@@ -418,7 +422,7 @@ fn pprof_decodes_with_protoc_against_the_official_schema() {
         );
     }
     assert_eq!(text.matches("\nsample {").count(), p.sample.len());
-    assert_eq!(text.matches("sample_type {").count(), 2);
+    assert_eq!(text.matches("sample_type {").count(), 4);
     assert!(
         text.contains(&format!("default_sample_type: {}", p.default_sample_type)),
         "no default_sample_type in protoc's decoding"

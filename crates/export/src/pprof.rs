@@ -1,17 +1,18 @@
 //! Live objects by allocation site as a pprof profile (`profile.proto`,
 //! gzipped), for `go tool pprof`, Pyroscope and other pprof readers.
 //!
-//! Two sample types: `inuse_objects`/`count` and `inuse_space`/`bytes` (the
-//! default). There is one sample per (allocation site, type, class): its
-//! location is the site (file, line, method) and it carries `type` and
-//! `class` string labels, exact because samples never mix types or classes.
-//! Objects without allocation information share one location whose function
-//! is `(untraced)`. The allocation tracer's own table and the heapscope
-//! agent's objects are left out unless asked for.
-//!
-//! The message structs below are written from the field numbers of the
-//! profile format; fields heapscope never sets (mappings, addresses,
-//! drop/keep frames) are left out, which decoders read as defaults.
+//! The sample types are the agent's ([`heapscope_pprof::SAMPLE_TYPES`]:
+//! `alloc_objects`, `alloc_space`, `inuse_objects`, `inuse_space`, the
+//! default), so one set of `go tool pprof` flags reads both. A dump holds
+//! only objects still alive, so its `alloc_*` values are those of the live
+//! objects (allocations that survived), equal to `inuse_*`; a comment says
+//! so. There is one sample per (allocation site, type, class): its location
+//! is the site (file, line, method) and it carries `type` and `class` string
+//! labels, exact because samples never mix types or classes. Objects
+//! without allocation information share one location whose function is
+//! `(untraced)`. The allocation tracer's own table and the heapscope agent's
+//! objects are left out unless asked for. Functions and the mapping (named after the dump) are made as the
+//! agent makes them, so pprof shows Ruby names unchanged.
 
 use heapscope_heap::{FastMap, Heap, LocId, StrId, NO_CLASS, NO_LOC};
 
@@ -36,11 +37,17 @@ pub struct PprofOptions {
     pub time_nanos: i64,
 }
 
+/// The profile's comment saying what its `alloc_*` values are.
+pub const ALLOC_COMMENT: &str =
+    "alloc_objects and alloc_space count the live objects only: a heap dump holds no freed ones";
+
 /// What a sample is keyed by: location (NO_LOC for untraced), method, type, class.
 type SampleKey = (LocId, StrId, u8, u32);
 
 /// Builds the profile of a heap's live objects (the heap needs no references).
-pub fn profile(heap: &Heap, opts: &PprofOptions, comment: &str) -> Profile {
+/// `program` names the profile's mapping (the dump, as pprof prints it in
+/// its `File:` line).
+pub fn profile(heap: &Heap, opts: &PprofOptions, comment: &str, program: &str) -> Profile {
     let mut groups: FastMap<SampleKey, (u64, u64)> = FastMap::default();
     for id in heap.ids() {
         if (!opts.include_tracer && heap.is_tracer(id))
@@ -79,14 +86,12 @@ pub fn profile(heap: &Heap, opts: &PprofOptions, comment: &str) -> Profile {
     groups.sort_unstable_by(|a, b| b.1 .1.cmp(&a.1 .1).then(a.0.cmp(&b.0)));
 
     let mut strings = Strings::new();
-    let inuse_objects = strings.get("inuse_objects");
-    let count = strings.get("count");
-    let inuse_space = strings.get("inuse_space");
-    let bytes = strings.get("bytes");
-    let space = strings.get("space");
-    let type_key = strings.get("type");
-    let class_key = strings.get("class");
-    let comment = strings.get(comment);
+    let mut profile = Profile::default();
+    heapscope_pprof::set_sample_types(&mut profile, &mut strings, 1);
+    let type_key = strings.get(heapscope_pprof::LABEL_TYPE);
+    let class_key = strings.get(heapscope_pprof::LABEL_CLASS);
+    let comments = vec![strings.get(comment), strings.get(ALLOC_COMMENT)];
+    let program = strings.get(program);
 
     let mut locations: Vec<Location> = Vec::new();
     let mut functions: Vec<Function> = Vec::new();
@@ -106,16 +111,10 @@ pub fn profile(heap: &Heap, opts: &PprofOptions, comment: &str) -> Profile {
                 (name, strings.get(&heap.strings.text(l.file)), l.line as i64)
             };
             let id = functions.len() as u64 + 1;
-            functions.push(Function {
-                id,
-                name,
-                system_name: name,
-                filename,
-                start_line: line,
-            });
+            functions.push(heapscope_pprof::function(id, name, filename, line));
             locations.push(Location {
                 id,
-                mapping_id: 0,
+                mapping_id: heapscope_pprof::MAPPING_ID,
                 address: 0,
                 line: vec![Line {
                     function_id: id,
@@ -142,37 +141,21 @@ pub fn profile(heap: &Heap, opts: &PprofOptions, comment: &str) -> Profile {
                 num_unit: 0,
             });
         }
+        let (n, size) = (n as i64, size.min(i64::MAX as u64) as i64);
         samples.push(Sample {
             location_id: vec![location_id],
-            value: vec![n as i64, size.min(i64::MAX as u64) as i64],
+            value: vec![n, size, n, size],
             label,
         });
     }
-    Profile {
-        sample_type: vec![
-            ValueType {
-                r#type: inuse_objects,
-                unit: count,
-            },
-            ValueType {
-                r#type: inuse_space,
-                unit: bytes,
-            },
-        ],
-        sample: samples,
-        location: locations,
-        function: functions,
-        string_table: strings.into_table(),
-        time_nanos: opts.time_nanos,
-        duration_nanos: 0,
-        period_type: Some(ValueType {
-            r#type: space,
-            unit: bytes,
-        }),
-        period: 1,
-        comment: vec![comment],
-        default_sample_type: inuse_space,
-    }
+    profile.sample = samples;
+    profile.location = locations;
+    profile.function = functions;
+    profile.mapping = vec![heapscope_pprof::mapping(program)];
+    profile.string_table = strings.into_table();
+    profile.time_nanos = opts.time_nanos;
+    profile.comment = comments;
+    profile
 }
 
 #[cfg(test)]
@@ -257,8 +240,8 @@ mod tests {
                     line.line,
                     label("type"),
                     label("class"),
-                    smp.value[0],
-                    smp.value[1],
+                    smp.value[2],
+                    smp.value[3],
                 )
             })
             .collect();
@@ -289,7 +272,7 @@ mod tests {
         ];
         objs[0].detail = Detail::Str(b"Widget");
         let h = heap(&objs);
-        let p = profile(&h, &PprofOptions::default(), "test");
+        let p = profile(&h, &PprofOptions::default(), "test", "heap.dump");
         assert_eq!(p.string_table[0], "");
         let st = |v: &ValueType| {
             (
@@ -297,8 +280,11 @@ mod tests {
                 p.string_table[v.unit as usize].as_str(),
             )
         };
-        assert_eq!(st(&p.sample_type[0]), ("inuse_objects", "count"));
-        assert_eq!(st(&p.sample_type[1]), ("inuse_space", "bytes"));
+        let types: Vec<_> = p.sample_type.iter().map(st).collect();
+        assert_eq!(types, heapscope_pprof::SAMPLE_TYPES);
+        assert!(p.sample.iter().all(|s| s.value[..2] == s.value[2..]));
+        assert!(p.function.iter().all(|f| f.system_name == 0));
+        assert_eq!(p.string_table[p.mapping[0].filename as usize], "heap.dump");
         assert_eq!(
             p.string_table[p.default_sample_type as usize],
             "inuse_space"
@@ -319,8 +305,8 @@ mod tests {
         // One location per site: a.rb:3 is shared by two samples.
         assert_eq!(p.location.len(), 3);
         assert_eq!(p.function.len(), 3);
-        let objects: i64 = p.sample.iter().map(|s| s.value[0]).sum();
-        let bytes: i64 = p.sample.iter().map(|s| s.value[1]).sum();
+        let objects: i64 = p.sample.iter().map(|s| s.value[2]).sum();
+        let bytes: i64 = p.sample.iter().map(|s| s.value[3]).sum();
         assert_eq!((objects, bytes), (6, 801));
     }
 
@@ -337,7 +323,7 @@ mod tests {
         objs[1].detail = Detail::Str(b"Dup");
         let h = heap(&objs);
         assert_eq!(h.classes.len(), 2);
-        let p = profile(&h, &PprofOptions::default(), "");
+        let p = profile(&h, &PprofOptions::default(), "", "heap.dump");
         let r = rows(&p);
         assert_eq!(r.len(), 2, "{r:?}");
         assert_eq!(
@@ -369,6 +355,7 @@ mod tests {
                 time_nanos: 1_700_000_000_000_000_000,
             },
             "heapscope: test",
+            "heap.dump",
         );
         let mut gz = Vec::new();
         write_gz(&p, &mut gz).unwrap();
@@ -384,9 +371,9 @@ mod tests {
     #[test]
     fn empty_heap_gives_an_empty_profile() {
         let h = heap(&[]);
-        let p = profile(&h, &PprofOptions::default(), "");
+        let p = profile(&h, &PprofOptions::default(), "", "heap.dump");
         assert!(p.sample.is_empty());
         assert_eq!(p.string_table[0], "");
-        assert_eq!(p.sample_type.len(), 2);
+        assert_eq!(p.sample_type.len(), 4);
     }
 }

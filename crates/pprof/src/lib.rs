@@ -5,8 +5,88 @@
 //! agent's sampling heap profiler, which must not pull in the analyser.
 //!
 //! The message structs are written from the field numbers of the profile
-//! format; fields heapscope never sets (mappings, addresses, drop/keep
-//! frames) are left out, which decoders read as defaults.
+//! format; fields heapscope never sets (addresses, drop/keep frames) are
+//! left out, which decoders read as defaults.
+//!
+//! Both producers (the agent and `heapscope pprof`) write the same sample
+//! types ([`SAMPLE_TYPES`]), the same labels ([`LABEL_TYPE`], [`LABEL_CLASS`])
+//! and functions and mappings made by [`function`] and [`mapping`], which is
+//! what keeps `go tool pprof` from rewriting Ruby names (see [`function`]).
+
+/// The sample types of every heapscope profile, in order: pprof's
+/// conventional heap-profile names, so `go tool pprof -inuse_space` (and
+/// `-alloc_space`, `-inuse_objects`, `-alloc_objects`) select them.
+/// `inuse_*` are live objects (their shallow size), `alloc_*` allocations.
+pub const SAMPLE_TYPES: [(&str, &str); 4] = [
+    ("alloc_objects", "count"),
+    ("alloc_space", "bytes"),
+    ("inuse_objects", "count"),
+    ("inuse_space", "bytes"),
+];
+
+/// The default sample type: bytes of live objects.
+pub const DEFAULT_SAMPLE_TYPE: &str = "inuse_space";
+
+/// Label key of an object's builtin type, written as heap dumps write it
+/// (`STRING`, `OBJECT`, `IMEMO`).
+pub const LABEL_TYPE: &str = "type";
+/// Label key of an object's class name (`String`, `MyApp::User`); absent for
+/// objects without a real class (IMEMO, NODE).
+pub const LABEL_CLASS: &str = "class";
+
+/// Sets [`SAMPLE_TYPES`], the default sample type and the period type
+/// (allocations counted every `period`) on `profile`.
+pub fn set_sample_types(profile: &mut Profile, strings: &mut StringTable, period: i64) {
+    profile.sample_type = SAMPLE_TYPES
+        .iter()
+        .map(|(t, u)| ValueType {
+            r#type: strings.get(t),
+            unit: strings.get(u),
+        })
+        .collect();
+    profile.default_sample_type = strings.get(DEFAULT_SAMPLE_TYPE);
+    profile.period_type = Some(ValueType {
+        r#type: strings.get("alloc_objects"),
+        unit: strings.get("count"),
+    });
+    profile.period = period;
+}
+
+/// A function named `name` (already in the string table).
+///
+/// `system_name` is left empty on purpose: pprof treats a function whose
+/// `system_name` equals its `name` as not yet demangled and runs its C++
+/// simplifier on it, which strips `<...>` and `(...)` from Ruby names
+/// (`<main>` and `<class:Foo>` become empty, `block (2 levels) in <main>`
+/// becomes `block  in `). A name with a different (empty) `system_name`
+/// counts as already demangled and is shown as written.
+pub fn function(id: u64, name: i64, filename: i64, start_line: i64) -> Function {
+    Function {
+        id,
+        name,
+        system_name: 0,
+        filename,
+        start_line,
+    }
+}
+
+/// The one mapping every location points at (id 1): `file` names the
+/// program. Marked as already symbolized (functions, file names, line
+/// numbers), so pprof neither looks for the binary nor warns "Main binary
+/// filename not available."
+pub fn mapping(file: i64) -> Mapping {
+    Mapping {
+        id: MAPPING_ID,
+        filename: file,
+        has_functions: true,
+        has_filenames: true,
+        has_line_numbers: true,
+        ..Default::default()
+    }
+}
+
+/// The id of the mapping made by [`mapping`], for `Location::mapping_id`.
+pub const MAPPING_ID: u64 = 1;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -24,6 +104,8 @@ pub struct Profile {
     pub sample_type: Vec<ValueType>,
     #[prost(message, repeated, tag = "2")]
     pub sample: Vec<Sample>,
+    #[prost(message, repeated, tag = "3")]
+    pub mapping: Vec<Mapping>,
     #[prost(message, repeated, tag = "4")]
     pub location: Vec<Location>,
     #[prost(message, repeated, tag = "5")]
@@ -73,6 +155,30 @@ pub struct Label {
     pub num: i64,
     #[prost(int64, tag = "4")]
     pub num_unit: i64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Mapping {
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    #[prost(uint64, tag = "2")]
+    pub memory_start: u64,
+    #[prost(uint64, tag = "3")]
+    pub memory_limit: u64,
+    #[prost(uint64, tag = "4")]
+    pub file_offset: u64,
+    #[prost(int64, tag = "5")]
+    pub filename: i64,
+    #[prost(int64, tag = "6")]
+    pub build_id: i64,
+    #[prost(bool, tag = "7")]
+    pub has_functions: bool,
+    #[prost(bool, tag = "8")]
+    pub has_filenames: bool,
+    #[prost(bool, tag = "9")]
+    pub has_line_numbers: bool,
+    #[prost(bool, tag = "10")]
+    pub has_inline_frames: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

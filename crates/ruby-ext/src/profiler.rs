@@ -28,6 +28,12 @@
 //! - flushes: with GC disabled and sampling paused, live tracked
 //!   objects are found and measured (`rb_obj_memsize_of`), classes and frames
 //!   named, then the profile is built and written without touching Ruby.
+//!   Objects are also measured before a hand-off and, for the types whose
+//!   size comes from their own memory, in the FREEOBJ hook (which Ruby runs
+//!   before freeing anything of the object); measuring allocates nothing.
+//! - the agent's own allocations: threads running the agent's code
+//!   (`OWN_THREADS`) are checked only on a sampled allocation, which is then
+//!   counted instead of recorded (`rb_thread_current` only reads).
 //! - Ractors: Ruby's allocation hooks are not safe once a second Ractor
 //!   runs (Ruby 3.1's own allocation tracing crashes too), and Ruby never
 //!   leaves multi-Ractor mode. A TracePoint on `Ractor.new`
@@ -52,8 +58,8 @@ use std::sync::{Mutex, MutexGuard, Once, TryLockError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use heapscope_agent::profiler::{
-    check_settings, type_has_class, write_profile, FrameName, HookWindows, Measured, ProfileMeta,
-    Profiler, Slot, Tracked,
+    check_settings, measurable_at_free, type_has_class, write_profile, FrameName, HookWindows,
+    Measured, ProfileMeta, Profiler, Slot, Tracked,
 };
 use magnus::{function, prelude::*, Error, RHash, RModule, RString, Ruby, Value};
 use rb_sys::{
@@ -61,9 +67,10 @@ use rb_sys::{
     rb_data_typed_object_wrap, rb_funcallv, rb_gc_disable, rb_gc_enable, rb_gc_location,
     rb_gc_mark, rb_gc_register_address, rb_intern, rb_profile_frame_first_lineno,
     rb_profile_frame_full_label, rb_profile_frame_path, rb_profile_frames, rb_protect,
-    rb_set_errinfo, rb_tracearg_event_flag, rb_tracearg_from_tracepoint, rb_tracearg_object,
-    rb_tracepoint_disable, rb_tracepoint_enable, rb_tracepoint_new, ruby_value_type, Qnil, Qtrue,
-    ID, RUBY_INTERNAL_EVENT_FREEOBJ, RUBY_INTERNAL_EVENT_NEWOBJ, VALUE,
+    rb_set_errinfo, rb_thread_current, rb_tracearg_event_flag, rb_tracearg_from_tracepoint,
+    rb_tracearg_object, rb_tracepoint_disable, rb_tracepoint_enable, rb_tracepoint_new,
+    ruby_value_type, Qnil, Qtrue, ID, RUBY_INTERNAL_EVENT_FREEOBJ, RUBY_INTERNAL_EVENT_NEWOBJ,
+    VALUE,
 };
 
 extern "C" {
@@ -147,6 +154,17 @@ static WEAK_MAP: GcRoot = GcRoot::new();
 static KEEPER: GcRoot = GcRoot::new();
 static ROOTS: Once = Once::new();
 
+/// Threads running the agent's own code, with a nesting depth: the agent's
+/// thread for its whole life, an app thread inside `Heapscope.own` (start,
+/// stop, dump requests, the middleware's counting). Sampled allocations on
+/// them are left out of profiles and only counted. Thread VALUEs are marked
+/// (so pinned) by the keeper while listed; dead threads are pruned at
+/// flushes. Changed only with the GVL held and never while Ruby allocates.
+static OWN_THREADS: Mutex<Vec<(VALUE, u32)>> = Mutex::new(Vec::new());
+/// The `profile_agent` setting: the agent's own allocations are sampled like
+/// the app's.
+static COUNT_AGENT: AtomicBool = AtomicBool::new(false);
+
 /// `rb_data_type_t` holds raw pointers; this one is immutable and static.
 struct DataType(rb_data_type_t);
 unsafe impl Sync for DataType {}
@@ -193,6 +211,9 @@ pub fn init(_ruby: &Ruby, native: RModule) -> Result<(), Error> {
     native.define_singleton_method("profiler_tick", function!(tick, 0))?;
     native.define_singleton_method("profiler_windowed?", function!(windowed, 0))?;
     native.define_singleton_method("profiler_ractor_started", function!(ractor_started, 0))?;
+    native.define_singleton_method("profiler_own", function!(own, 1))?;
+    native.define_singleton_method("profiler_own_thread", function!(own_thread, 1))?;
+    native.define_singleton_method("profiler_count_agent", function!(count_agent, 1))?;
     Ok(())
 }
 
@@ -396,6 +417,15 @@ fn hand_off() {
                     Slot::Weak(_) => None,
                 })
                 .collect();
+            // Measured now, while known alive (FREEOBJ is on, or GC off
+            // since it was): once handed off an object may die unseen, and
+            // a Ruby-internal one is forgotten. Measuring allocates nothing.
+            for (&addr, &ty) in &types {
+                if probe_basic(addr as VALUE).map(|(t, _)| t) == Some(ty) {
+                    let size = unsafe { rb_obj_memsize_of(addr as VALUE) } as u64;
+                    st.core.set_size(Slot::Addr(addr), size);
+                }
+            }
             (st.core.hand_off(), types)
         }
         None => return,
@@ -529,6 +559,9 @@ fn pause() {
 /// start over; the live set stays; the hooks stay as they were (a
 /// tracepoint survives fork).
 fn after_fork() {
+    // Only the forking thread lives on in the child.
+    let current = unsafe { rb_thread_current() };
+    own_threads().retain(|&(t, _)| t == current);
     if let Some(st) = lock().as_mut() {
         st.core.after_fork(seed());
         SKIP.store(st.core.next_skip(), Relaxed);
@@ -540,7 +573,7 @@ fn after_fork() {
 }
 
 /// `profiler_stats` → `{sampled:, tracked:, freed:, dropped:, untracked:,
-/// flushes:, hook_errors:, ractors:}`.
+/// unmeasured:, agent:, flushes:, hook_errors:, ractors:}`.
 fn stats(ruby: &Ruby) -> Result<RHash, Error> {
     // Copy under the lock, then build the Hash (which allocates) without it.
     let (s, tracked) = match lock().as_ref() {
@@ -554,6 +587,8 @@ fn stats(ruby: &Ruby) -> Result<RHash, Error> {
         ("freed", s.freed),
         ("dropped", s.dropped),
         ("untracked", s.untracked),
+        ("unmeasured", s.unmeasured),
+        ("agent", s.agent),
         ("flushes", s.flushes),
         ("hook_errors", HOOK_ERRORS.load(Relaxed)),
     ] {
@@ -570,6 +605,7 @@ fn flush(ruby: &Ruby, path_value: RString) -> Result<RString, Error> {
     let path = path_value.to_string()?;
     let profile = {
         let _guard = RubyCalls::begin();
+        prune_own_threads();
         // 1. Under the lock: what needs Ruby.
         let (live, allocs, unnamed) = {
             let g = lock_checked();
@@ -607,14 +643,16 @@ fn flush(ruby: &Ruby, path_value: RString) -> Result<RString, Error> {
             let total = total_allocated().saturating_sub(BASE_TOTAL.load(Relaxed));
             st.core.set_coverage(SEEN.load(Relaxed), total);
         }
-        // For the profile's comment; the counter itself lives outside the lock.
+        // For the profile's comments; these live outside the lock.
         st.core.stats_mut().hook_errors = HOOK_ERRORS.load(Relaxed);
+        st.core.set_count_agent(COUNT_AGENT.load(Relaxed));
         let meta = ProfileMeta {
             time_nanos: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_nanos() as i64)
                 .unwrap_or(0),
             duration_nanos: st.since.elapsed().as_nanos() as i64,
+            program: program(),
         };
         let State {
             core, frame_names, ..
@@ -628,6 +666,13 @@ fn flush(ruby: &Ruby, path_value: RString) -> Result<RString, Error> {
         )
     })?;
     Ok(path_value)
+}
+
+/// The program for the profile's mapping: Ruby's executable.
+fn program() -> String {
+    std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "ruby".to_string())
 }
 
 /// While alive: our allocations are not sampled and GC is off, so no
@@ -854,6 +899,10 @@ unsafe fn on_newobj(obj: VALUE) {
     let Some(mut g) = hook_lock() else { return };
     let Some(st) = g.as_mut() else { return };
     SKIP.store(st.core.next_skip(), Relaxed);
+    if on_own_thread() {
+        st.core.record_agent_sample();
+        return;
+    }
     let (ty, klass) = basic(obj);
     let klass = real_class(ty, klass);
     let n = if st.frames.is_empty() {
@@ -878,12 +927,92 @@ unsafe fn on_newobj(obj: VALUE) {
     core.record_sample(obj as u64, ty, klass, pairs);
 }
 
+/// Whether the current thread runs the agent's own code (see
+/// `OWN_THREADS`). `rb_thread_current` only reads the running thread.
+unsafe fn on_own_thread() -> bool {
+    if COUNT_AGENT.load(Relaxed) {
+        return false;
+    }
+    let own = match OWN_THREADS.try_lock() {
+        Ok(g) => g,
+        Err(TryLockError::Poisoned(e)) => e.into_inner(),
+        Err(TryLockError::WouldBlock) => return false,
+    };
+    if own.is_empty() {
+        return false;
+    }
+    let current = rb_thread_current();
+    own.iter().any(|&(t, _)| t == current)
+}
+
+fn own_threads() -> MutexGuard<'static, Vec<(VALUE, u32)>> {
+    OWN_THREADS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `profiler_own(on)` → nil: the current thread starts (true) or ends
+/// (false) running the agent's own code; nests. `Heapscope.own` wraps it.
+fn own(on: bool) {
+    let current = unsafe { rb_thread_current() };
+    let mut own = own_threads();
+    match own.iter().position(|&(t, _)| t == current) {
+        Some(i) if on => own[i].1 += 1,
+        Some(i) => {
+            own[i].1 -= 1;
+            if own[i].1 == 0 {
+                own.swap_remove(i);
+            }
+        }
+        None if on => own.push((current, 1)),
+        None => {}
+    }
+}
+
+/// `profiler_count_agent(on)` → nil: the `profile_agent` setting.
+fn count_agent(on: bool) {
+    COUNT_AGENT.store(on, Relaxed);
+}
+
+/// `profiler_own_thread(thread)` → nil: `thread` (the agent's, just made,
+/// before it runs) runs only the agent's own code, for its whole life.
+fn own_thread(thread: Value) {
+    let t = magnus::rb_sys::AsRawValue::as_raw(thread);
+    let mut own = own_threads();
+    if !own.iter().any(|&(x, _)| x == t) {
+        own.push((t, 1));
+    }
+}
+
+/// Drops threads that ended from `OWN_THREADS` (a killed agent thread, a
+/// parent's threads after fork). Needs `RubyCalls`.
+fn prune_own_threads() {
+    let threads: Vec<VALUE> = own_threads().iter().map(|&(t, _)| t).collect();
+    if threads.is_empty() {
+        return;
+    }
+    let alive = unsafe { rb_intern(c"alive?".as_ptr()) };
+    let dead: Vec<VALUE> = threads
+        .into_iter()
+        .filter(|&t| unsafe { protected_call(t, alive, &[]) } != Some(Qtrue as VALUE))
+        .collect();
+    if !dead.is_empty() {
+        own_threads().retain(|(t, _)| !dead.contains(t));
+    }
+}
+
 /// Ruby is about to free `obj`: if we follow it by address, it is gone.
 unsafe fn on_freeobj(obj: VALUE) {
     match hook_lock() {
         Some(mut g) => {
             if let Some(st) = g.as_mut() {
-                st.core.record_free(obj as u64);
+                // Measured now, before Ruby frees its buffers, for the types
+                // whose size comes from their own memory only.
+                let size = match st.core.tracked_at(obj as u64) {
+                    Some(t) if measurable_at_free(t.ty) && basic(obj).0 == t.ty => {
+                        Some(rb_obj_memsize_of(obj) as u64)
+                    }
+                    _ => None,
+                };
+                st.core.record_free_sized(obj as u64, size);
             }
         }
         None => FREE_MISSED.store(true, Relaxed),
@@ -968,6 +1097,11 @@ fn ractor_started() {
 
 /// GC mark: pin every frame VALUE and class the tables refer to.
 unsafe extern "C" fn keeper_mark(_: *mut c_void) {
+    if let Ok(own) = OWN_THREADS.try_lock() {
+        for &(t, _) in own.iter() {
+            rb_gc_mark(t);
+        }
+    }
     let Some(g) = hook_lock() else { return };
     if let Some(st) = g.as_ref() {
         st.core.for_each_mark(|v| unsafe { rb_gc_mark(v as VALUE) });

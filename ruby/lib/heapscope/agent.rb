@@ -392,6 +392,7 @@ module Heapscope
 
     def start_thread
       @thread = AgentThread.new { run }
+      Native.profiler_own_thread(@thread) # before it runs: its allocations stay out of profiles
       @thread.name = "heapscope"
       @thread.report_on_exception = false
     end
@@ -516,6 +517,7 @@ module Heapscope
       log "writing heap dump #{final} (#{reason}) in child #{child}"
       finished = @finished
       AgentThread.new do
+        Native.profiler_own(true) # the agent's own thread (pruned once it ends)
         status = begin
           Process.wait2(child)[1]
         rescue SystemCallError

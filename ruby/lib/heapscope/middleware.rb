@@ -17,13 +17,15 @@ module Heapscope
 
     def initialize(app)
       @app = app
-      Heapscope.counting[:requests] = true
+      Heapscope.own { Heapscope.counting[:requests] = true }
     end
 
+    # The middleware's own bookkeeping runs as the agent's own (left out of
+    # the heap profiler's profiles); the app it calls is the app's.
     def call(env)
-      return @app.call(env) if env[ENV_KEY]
+      return @app.call(env) if Heapscope.own { env[ENV_KEY] }
 
-      env[ENV_KEY] = true
+      Heapscope.own { env[ENV_KEY] = true }
       begin
         @app.call(env)
       ensure
@@ -37,7 +39,7 @@ module Heapscope
   # is on (`chain.add Heapscope::SidekiqMiddleware` also works).
   class SidekiqMiddleware
     def initialize(*)
-      Heapscope.counting[:jobs] = true
+      Heapscope.own { Heapscope.counting[:jobs] = true }
     end
 
     def call(_worker, _job, _queue)

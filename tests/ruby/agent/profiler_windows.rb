@@ -28,5 +28,5 @@ rounds.times do
   churn(5000)
   Heapscope::Native.profiler_tick
 end
-GC.start # garbage not yet collected would show as retained
+GC.start # garbage not yet collected would show as in use
 Heapscope::Native.profiler_flush(out)

@@ -16,9 +16,12 @@ pub const LONG_ABOUT: &str = "\
 A gzipped pprof profile (profile.proto) of the live objects by allocation site, for
 `go tool pprof`, Pyroscope and other pprof viewers.
 
-Sample types: inuse_objects (count) and inuse_space (bytes, the default). Each sample is one
-allocation site (file, line, method) and carries `type` and `class` labels. Objects allocated
-before allocation tracing started share the function `(untraced)`.
+Sample types, the same as in the agent's profiles: alloc_objects and inuse_objects (count),
+alloc_space and inuse_space (bytes, the default); so `go tool pprof -inuse_space` and the like
+work. A dump holds only live objects, so alloc_* equal inuse_* here. Each sample is one allocation
+site (file, line, method) and carries a `type` label (STRING, OBJECT, as dumps spell types) and a
+`class` label (the class name). Objects allocated before allocation tracing started share the
+function `(untraced)`. The profile's mapping is named after the dump.
 
 Examples:
     heapscope pprof heap.dump -o heap.pb.gz
@@ -63,6 +66,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             time_nanos: modified_nanos(&a.input.dump),
         },
         &comment,
+        &dump.source.to_string(),
     );
     if let Some(line) = agent_line.filter(|_| !a.input.read.quiet) {
         eprintln!("heapscope: {line}");

@@ -16,6 +16,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 pub mod agent;
+pub mod gopprof;
 pub mod process;
 pub mod protoc;
 pub mod rubies;

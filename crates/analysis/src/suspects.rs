@@ -377,14 +377,6 @@ pub fn find_suspects(g: &Graph<'_>, dom: &Dominators, opts: SuspectOptions) -> S
     }
 }
 
-fn is_class_like(g: &Graph<'_>, v: ObjId) -> bool {
-    use heapscope_heap::types;
-    matches!(
-        g.heap.otype[v as usize],
-        types::CLASS | types::MODULE | types::ICLASS
-    )
-}
-
 /// For each suspect, the object that directly references the most of its
 /// top-level members' retained memory, if that is at least
 /// [`CONTAINER_SHARE`] of it; classes and modules (namespaces: constants,
@@ -427,7 +419,7 @@ fn find_containers(
             .preds(v)
             .iter()
             .copied()
-            .filter(|&p| p != root && !is_class_like(g, p))
+            .filter(|&p| p != root && !g.heap.is_class_like(p))
             .collect();
         preds.sort_unstable();
         preds.dedup();
@@ -450,7 +442,7 @@ fn find_containers(
         let ci = *index.entry(c).or_insert_with(|| {
             let mut held = Vec::new();
             g.for_each_succ(c, |x| {
-                if dom.idom(x) == Some(root) && !is_class_like(g, x) {
+                if dom.idom(x) == Some(root) && !g.heap.is_class_like(x) {
                     held.push(x);
                 }
             });

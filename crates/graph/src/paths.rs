@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use heapscope_heap::{types, ObjId, StrId};
+use heapscope_heap::{ObjId, StrId};
 
 use crate::Graph;
 
@@ -44,7 +44,9 @@ pub fn shortest_paths(g: &Graph<'_>, target: ObjId, max: usize) -> Vec<RootPath>
     let mut queue = VecDeque::new();
     let mut precise = Vec::new();
     let mut conservative = Vec::new();
-    // Where each kept path's meaningful part starts (see `distinct_anchor`).
+    // Where each kept path's meaningful part starts (see `distinct_anchor`),
+    // by trust: a conservative path found first must not hide a precise one.
+    let mut precise_anchors: Vec<ObjId> = Vec::new();
     let mut anchors: Vec<ObjId> = Vec::new();
     next[target as usize] = target;
     queue.push_back(target);
@@ -64,9 +66,15 @@ pub fn shortest_paths(g: &Graph<'_>, target: ObjId, max: usize) -> Vec<RootPath>
         if rooted {
             let is_precise = g.has_precise_root(v);
             if is_precise || conservative.len() < max {
-                if let Some(anchor) = distinct_anchor(g, &next, target, v, is_precise, &anchors) {
+                let kept = if is_precise {
+                    &precise_anchors
+                } else {
+                    &anchors
+                };
+                if let Some(anchor) = distinct_anchor(g, &next, target, v, is_precise, kept) {
                     anchors.push(anchor);
                     if is_precise {
+                        precise_anchors.push(anchor);
                         precise.push(v);
                     } else {
                         conservative.push(v);
@@ -94,13 +102,6 @@ pub fn shortest_paths(g: &Graph<'_>, target: ObjId, max: usize) -> Vec<RootPath>
         .collect()
 }
 
-fn is_class_like(g: &Graph<'_>, v: ObjId) -> bool {
-    matches!(
-        g.heap.otype[v as usize],
-        types::CLASS | types::MODULE | types::ICLASS
-    )
-}
-
 /// The first object of the path from `v` that matters (the last class of the
 /// leading run of classes and modules, else `v`), or `None` when the path
 /// repeats one already kept: its anchor was kept before, or a later object on
@@ -115,11 +116,11 @@ fn distinct_anchor(
 ) -> Option<ObjId> {
     let root = g.root();
     let mut anchor = v;
-    let mut leading = is_class_like(g, v);
+    let mut leading = g.heap.is_class_like(v);
     let mut x = v;
     while x != target {
         x = next[x as usize];
-        if leading && is_class_like(g, x) {
+        if leading && g.heap.is_class_like(x) {
             anchor = x;
         } else {
             leading = false;

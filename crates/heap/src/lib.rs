@@ -380,6 +380,15 @@ impl Heap {
         self.tracer == Some(id)
     }
 
+    /// A class, module or included module: a namespace whose constants,
+    /// class variables and methods hold objects for the whole program.
+    pub fn is_class_like(&self, id: ObjId) -> bool {
+        matches!(
+            self.otype[id as usize],
+            types::CLASS | types::MODULE | types::ICLASS
+        )
+    }
+
     /// Bytes of memory the model holds (capacity of every column and table).
     pub fn memory_bytes(&self) -> usize {
         fn v<T>(v: &Vec<T>) -> usize {

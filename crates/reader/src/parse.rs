@@ -844,18 +844,15 @@ fn hex_digit(c: u8) -> Option<u8> {
 mod tests {
     use super::*;
 
+    const ALL_REFERENCES: ParseWants = ParseWants {
+        references: true,
+        shared_strings: false,
+    };
+
     fn parse(line: &str) -> (PResult<()>, Vec<u64>) {
         let mut f = Fields::default();
         let mut scratch = Scratch::default();
-        let r = parse_line(
-            line.as_bytes(),
-            ParseWants {
-                references: true,
-                shared_strings: false,
-            },
-            &mut f,
-            &mut scratch,
-        );
+        let r = parse_line(line.as_bytes(), ALL_REFERENCES, &mut f, &mut scratch);
         (r, scratch.refs)
     }
 
@@ -864,16 +861,7 @@ mod tests {
         let line = br#"{"address":"0x7f4bb31a2268", "type":"STRING", "class":"0x7f4bb667e428", "embedded":true, "bytesize":1, "value":"x", "encoding":"UTF-8", "file":"-e", "line":1, "method":"initialize", "generation":9, "memsize":40, "flags":{"wb_protected":true}}"#;
         let mut f = Fields::default();
         let mut refs = Scratch::default();
-        parse_line(
-            line,
-            ParseWants {
-                references: true,
-                shared_strings: false,
-            },
-            &mut f,
-            &mut refs,
-        )
-        .unwrap();
+        parse_line(line, ALL_REFERENCES, &mut f, &mut refs).unwrap();
         assert_eq!(f.address, Some(0x7f4bb31a2268));
         assert_eq!(f.type_name.as_deref(), Some(&b"STRING"[..]));
         assert_eq!(f.class, Some(0x7f4bb667e428));
@@ -904,42 +892,15 @@ mod tests {
         let mut f = Fields::default();
         let mut refs = Scratch::default();
         let line = br#"{"address":"0x10", "type":"OBJECT", "file":"/app/we"ird.rb", "line":3}"#;
-        parse_line(
-            line,
-            ParseWants {
-                references: true,
-                shared_strings: false,
-            },
-            &mut f,
-            &mut refs,
-        )
-        .unwrap();
+        parse_line(line, ALL_REFERENCES, &mut f, &mut refs).unwrap();
         assert_eq!(f.file.as_deref(), Some(&br#"/app/we"ird.rb"#[..]));
         assert!(f.recovered);
         assert_eq!(f.line, Some(3));
         let line = br#"{"address":"0x10", "type":"OBJECT", "file":"C:\app\x.rb", "line":3}"#;
-        parse_line(
-            line,
-            ParseWants {
-                references: true,
-                shared_strings: false,
-            },
-            &mut f,
-            &mut refs,
-        )
-        .unwrap();
+        parse_line(line, ALL_REFERENCES, &mut f, &mut refs).unwrap();
         assert_eq!(f.file.as_deref(), Some(&br#"C:\app\x.rb"#[..]));
         let line = br#"{"address":"0x10", "type":"OBJECT", "file":"/a\"b.rb", "line":3}"#;
-        parse_line(
-            line,
-            ParseWants {
-                references: true,
-                shared_strings: false,
-            },
-            &mut f,
-            &mut refs,
-        )
-        .unwrap();
+        parse_line(line, ALL_REFERENCES, &mut f, &mut refs).unwrap();
         assert_eq!(f.file.as_deref(), Some(&br#"/a"b.rb"#[..]));
     }
 
@@ -948,16 +909,7 @@ mod tests {
         let mut f = Fields::default();
         let mut refs = Scratch::default();
         let line = r#"{"type":"STRING","address":"0x1","value":"a\"b\\c\u00e9\ud83d\ude00\n"}"#;
-        parse_line(
-            line.as_bytes(),
-            ParseWants {
-                references: true,
-                shared_strings: false,
-            },
-            &mut f,
-            &mut refs,
-        )
-        .unwrap();
+        parse_line(line.as_bytes(), ALL_REFERENCES, &mut f, &mut refs).unwrap();
         assert_eq!(f.value.as_deref(), Some("a\"b\\cé😀\n".as_bytes()));
     }
 
@@ -966,16 +918,7 @@ mod tests {
         let mut f = Fields::default();
         let mut refs = Scratch::default();
         let line = br#"{"address":"0x1", "type":"OBJECT", "flags":{"age":3, "object_id":123, "old":true, "shareable":true}}"#;
-        parse_line(
-            line,
-            ParseWants {
-                references: true,
-                shared_strings: false,
-            },
-            &mut f,
-            &mut refs,
-        )
-        .unwrap();
+        parse_line(line, ALL_REFERENCES, &mut f, &mut refs).unwrap();
         assert!(f.integer_flags);
         assert_eq!(f.object_id, Some(123));
         assert_eq!(f.flags, heapscope_heap::flags::OLD);

@@ -18,18 +18,10 @@ while key < CAPACITY
   cache[key] = value(key)
   key += 1
 end
-deadline = Time.now + RUN_SECONDS
-next_gc = Time.now
-while Time.now < deadline
+run_workload do
   1_500.times do
     cache[key % CAPACITY] = value(key)
     key += 1
   end
   5_000.times { |i| "temp #{i}".upcase }
-  if Time.now >= next_gc
-    GC.start
-    next_gc = Time.now + 0.5
-  end
-  sleep 0.01
 end
-puts memory_line

@@ -22,5 +22,21 @@ def log_memory_every(interval)
   end
 end
 
+# Runs the block every 10 ms for RUN_SECONDS, with a full GC every 0.5 s,
+# then prints a last memory line.
+def run_workload
+  deadline = Time.now + RUN_SECONDS
+  next_gc = Time.now + 0.5
+  while Time.now < deadline
+    yield
+    if Time.now >= next_gc
+      GC.start
+      next_gc = Time.now + 0.5
+    end
+    sleep 0.01
+  end
+  puts memory_line
+end
+
 RUN_SECONDS = Float(ENV.fetch("RUN_SECONDS", "4"))
 log_memory_every(Float(ENV.fetch("SAMPLE_INTERVAL", "0.05")))

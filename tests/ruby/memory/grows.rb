@@ -4,15 +4,7 @@
 require_relative "common"
 
 $leak = []
-deadline = Time.now + RUN_SECONDS
-next_gc = Time.now + 0.5
-while Time.now < deadline
+run_workload do
   1_000.times { |i| $leak << "leaked entry #{i} #{'x' * 80}" }
   5_000.times { |i| "temporary #{i} #{'y' * 40}".upcase }
-  if Time.now >= next_gc
-    GC.start
-    next_gc = Time.now + 0.5
-  end
-  sleep 0.01
 end
-puts memory_line

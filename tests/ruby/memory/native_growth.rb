@@ -8,15 +8,7 @@ require_relative "common"
 
 CHUNK = 256 * 1024
 FILL = ("n" * CHUNK).freeze
-deadline = Time.now + RUN_SECONDS
-next_gc = Time.now + 0.5
-while Time.now < deadline
+run_workload do
   Fiddle::Pointer.new(Fiddle.malloc(CHUNK), CHUNK)[0, CHUNK] = FILL
   1_000.times { |i| "temporary #{i}".upcase }
-  if Time.now >= next_gc
-    GC.start
-    next_gc = Time.now + 0.5
-  end
-  sleep 0.01
 end
-puts memory_line

@@ -157,6 +157,9 @@ module Heapscope
         end
         File.unlink(cur[:tmp]) if File.exist?(cur[:tmp])
         @current = nil
+        # A dump that was renamed into place just before the kill is kept:
+        # retention still applies to it.
+        prune_after_shutdown if File.exist?(cur[:path])
       end
       return unless final
 
@@ -526,6 +529,12 @@ module Heapscope
         finished << [child, status]
         Native.wake(119) # "w"
       end
+    end
+
+    def prune_after_shutdown
+      Native.prune_dumps(@dump_dir, @pid, @settings[:dump_keep])
+    rescue StandardError => e
+      log_error(e)
     end
 
     def fork_dump_child(tmp, final, err_w)

@@ -38,22 +38,9 @@ print :done
         )
         .unwrap();
         let dump_dir = dir.path().join("dumps");
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_heapscope"))
-            .current_dir(dir.path())
-            .args(["run", "--no-profile", "--no-stats", "--trace-allocations"])
-            .arg("--dump-dir")
-            .arg(&dump_dir)
-            .arg("--runtime-dir")
-            .arg(dir.path().join("run"))
-            .args(["--", "ruby"])
-            .arg(&app)
-            .env("HEAPSCOPE_RUBY_LIB", common::agent::ruby_lib())
-            .env_remove("RUBYOPT")
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "{err}");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "done", "{err}");
+        let app = app.to_str().unwrap();
+        let out = run_agent(dir.path(), &["--trace-allocations"], &["ruby", app]);
+        assert_eq!(out, "done");
         let mut names: Vec<String> = common::file_names(&dump_dir)
             .into_iter()
             .filter(|n| n.ends_with(".dump"))
@@ -69,6 +56,29 @@ print :done
         let paths = names.iter().map(|n| dump_dir.join(n)).collect();
         (dir, paths)
     })
+}
+
+/// Runs `command` in `dir` under `heapscope run` (no profile, no
+/// statistics, dumps in `dir/dumps`) plus `flags`; it must exit 0. Its
+/// standard output.
+fn run_agent(dir: &Path, flags: &[&str], command: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_heapscope"))
+        .current_dir(dir)
+        .args(["run", "--no-profile", "--no-stats"])
+        .args(flags)
+        .arg("--dump-dir")
+        .arg(dir.join("dumps"))
+        .arg("--runtime-dir")
+        .arg(dir.join("run"))
+        .arg("--")
+        .args(command)
+        .env("HEAPSCOPE_RUBY_LIB", common::agent::ruby_lib())
+        .env_remove("RUBYOPT")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn first() -> &'static Path {
@@ -328,26 +338,15 @@ fn timer_dumps_without_tracing_leave_the_agent_threads_out() {
     let dump_dir = dir.path().join("dumps");
     // Dumps by timer; no allocation tracing, so only classes tell the
     // agent's objects apart.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_heapscope"))
-        .current_dir(dir.path())
-        .args(["run", "--no-profile", "--no-stats", "--dump-every-seconds", "0.5"])
-        .arg("--dump-dir")
-        .arg(&dump_dir)
-        .arg("--runtime-dir")
-        .arg(dir.path().join("run"))
-        .args([
-            "--",
+    run_agent(
+        dir.path(),
+        &["--dump-every-seconds", "0.5"],
+        &[
             "ruby",
             "-e",
-            "$keep = Array.new(1000) { |i| i.to_s * 4 }; sleep 0.1 until Dir.glob(ARGV[0] + '/*.dump').size >= 2",
-        ])
-        .arg(&dump_dir)
-        .env("HEAPSCOPE_RUBY_LIB", common::agent::ruby_lib())
-        .env_remove("RUBYOPT")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
+            "$keep = Array.new(1000) { |i| i.to_s * 4 }; sleep 0.1 until Dir.glob('dumps/*.dump').size >= 2",
+        ],
+    );
     let dump = common::file_names(&dump_dir)
         .into_iter()
         .find(|n| n.ends_with(".dump"))

@@ -555,6 +555,54 @@ pub fn check_dump_signal(n: i32) -> Result<(), String> {
     }
 }
 
+/// Requests other than a dump, sent on the dump signal with `sigqueue(3)`:
+/// the value tells the handler which byte to write to the agent's pipe. A
+/// plain `kill` (no value) still asks for a dump, as does a queued value
+/// that is not one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceRequest {
+    On,
+    Off,
+    /// Probe and announce the current state.
+    Status,
+}
+
+/// High bits of every request value ("hs"), so a stray queued value is
+/// never mistaken for one.
+const REQUEST_TAG: u32 = 0x6873_0000;
+
+impl TraceRequest {
+    /// The `sigval` the CLI queues.
+    pub const fn value(self) -> u32 {
+        REQUEST_TAG
+            | match self {
+                TraceRequest::On => 1,
+                TraceRequest::Off => 2,
+                TraceRequest::Status => 3,
+            }
+    }
+
+    /// The request a queued value stands for (async-signal-safe: no
+    /// allocation).
+    pub const fn from_value(v: u32) -> Option<TraceRequest> {
+        match v {
+            x if x == REQUEST_TAG | 1 => Some(TraceRequest::On),
+            x if x == REQUEST_TAG | 2 => Some(TraceRequest::Off),
+            x if x == REQUEST_TAG | 3 => Some(TraceRequest::Status),
+            _ => None,
+        }
+    }
+
+    /// The byte written to the agent's pipe (`agent.rb`'s `TRACE_BYTES`).
+    pub const fn byte(self) -> u8 {
+        match self {
+            TraceRequest::On => b'T',
+            TraceRequest::Off => b'U',
+            TraceRequest::Status => b'Q',
+        }
+    }
+}
+
 /// The named signals [`check_dump_signal`] allows, for messages and docs.
 pub fn allowed_signal_names() -> String {
     SIGNALS

@@ -64,6 +64,42 @@ pub struct AgentState {
     /// The most recent dump, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_dump: Option<DumpStatus>,
+    /// Allocation tracing (absent in announcements of agents that cannot
+    /// switch it, which `heapscope trace` then refuses to signal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceState>,
+}
+
+/// Whether allocations are traced (`ObjectSpace.trace_object_allocations`),
+/// and who turned it on. Rewritten after each `heapscope trace` request, so
+/// the CLI can wait for `seq` to grow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceState {
+    /// Trace requests handled so far (on, off and status alike).
+    pub seq: u64,
+    /// Whether new objects get file, line and generation now, whoever
+    /// turned it on (the agent probes with an allocation of its own).
+    pub active: bool,
+    /// Whether the agent turned it on (`trace on`, or `trace_allocations`
+    /// at start); `off` stops only what the agent started.
+    pub by_agent: bool,
+    /// Unix seconds when the agent turned it on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<f64>,
+    /// What the latest request did, in a sentence for the CLI to print.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl TraceState {
+    /// One line for `heapscope dump` and `heapscope trace`.
+    pub fn describe(&self) -> String {
+        match (self.active, self.by_agent) {
+            (true, true) => "allocation tracing on (started by heapscope)".into(),
+            (true, false) => "allocation tracing on (started by the app, not by heapscope)".into(),
+            (false, _) => "allocation tracing off".into(),
+        }
+    }
 }
 
 /// `HEAPSCOPE_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/heapscope`, else
@@ -254,6 +290,13 @@ mod tests {
                 error: None,
                 reason: "signal".into(),
             }),
+            trace: Some(TraceState {
+                seq: 2,
+                active: true,
+                by_agent: true,
+                since: Some(3.0),
+                message: Some("on".into()),
+            }),
         };
         let p = s.write(dir.path()).unwrap();
         assert_eq!(p, dir.path().join("agent-42.json"));
@@ -273,6 +316,7 @@ mod tests {
             stats_path: None,
             profile_path: None,
             last_dump: None,
+            trace: None,
         };
         Announcement { state, start_time }.write(dir).unwrap()
     }

@@ -90,6 +90,10 @@ Examples:
     /// Ask a process running the agent for a heap dump; prints its path when complete.
     #[command(long_about = crate::cmd::dump::LONG_ABOUT)]
     Dump(crate::cmd::dump::Args),
+    /// Start or stop allocation tracing (file, line, generation in later dumps) in a process
+    /// running the agent, or print whether it is on.
+    #[command(long_about = crate::cmd::trace::LONG_ABOUT)]
+    Trace(crate::cmd::trace::Args),
     /// Sample a process's memory (RSS, PSS, USS) over time, live in the terminal and to a file.
     #[command(long_about = crate::cmd::watch::LONG_ABOUT)]
     Watch(crate::cmd::watch::Args),

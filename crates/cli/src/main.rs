@@ -50,6 +50,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Pprof(a) => cmd::pprof::run(a),
         Command::Run(a) => cmd::run::run(a),
         Command::Dump(a) => cmd::dump::run(a),
+        Command::Trace(a) => cmd::trace::run(a),
         Command::Watch(a) => cmd::watch::run(a),
         Command::Plot(a) => cmd::plot::run(a),
         Command::Trend(a) => cmd::trend::run(a),

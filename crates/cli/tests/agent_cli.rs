@@ -184,6 +184,7 @@ fn dump_refuses_a_stale_announcement() {
         stats_path: None,
         profile_path: None,
         last_dump: None,
+        trace: None,
     };
     let path = state.write(dir.path()).unwrap();
     let r = heapscope(&[

@@ -321,6 +321,7 @@ fn announcement(pid: u32, signal: i32, start_time: Option<u64>) -> Announcement 
             stats_path: None,
             profile_path: None,
             last_dump: None,
+            trace: None,
         },
         start_time,
     }

@@ -195,6 +195,7 @@ mod tests {
             stats_path: Some(stats),
             profile_path: None,
             last_dump: None,
+            trace: None,
         };
         state.write(dir.path()).unwrap();
         let mut t = StatsTail::new(99, dir.path());

@@ -12,7 +12,7 @@ use heapscope_agent::config::{self, Settings, Value as Setting};
 use heapscope_agent::dumpfiles::{self, DumpName};
 use heapscope_agent::procmem;
 use heapscope_agent::secure;
-use heapscope_agent::state::{self, AgentState, Announcement, DumpState, DumpStatus};
+use heapscope_agent::state::{self, AgentState, Announcement, DumpState, DumpStatus, TraceState};
 use heapscope_agent::stats::{self, GC_STAT_KEYS};
 use magnus::{function, prelude::*, Error, IntoValue, RArray, RHash, RModule, Ruby, Symbol, Value};
 
@@ -186,7 +186,8 @@ fn get<T: magnus::TryConvert>(ruby: &Ruby, h: RHash, key: &str) -> Result<T, Err
 
 /// `write_state(runtime_dir, {pid:, started_at:, dump_signal:, dump_dir:,
 /// stats_path:, profile_path:, last_dump: {seq:, path:, state:, error:,
-/// reason:} | nil})`: writes `agent-<pid>.json` atomically; returns its path.
+/// reason:} | nil, trace: {seq:, active:, by_agent:, since:, message:}})`:
+/// writes `agent-<pid>.json` atomically; returns its path.
 fn write_state(ruby: &Ruby, dir: PathBuf, h: RHash) -> Result<PathBuf, Error> {
     let last: Option<RHash> = get(ruby, h, "last_dump")?;
     let last_dump = match last {
@@ -222,6 +223,16 @@ fn write_state(ruby: &Ruby, dir: PathBuf, h: RHash) -> Result<PathBuf, Error> {
         stats_path: get(ruby, h, "stats_path")?,
         profile_path: get(ruby, h, "profile_path")?,
         last_dump,
+        trace: match get::<Option<RHash>>(ruby, h, "trace")? {
+            None => None,
+            Some(t) => Some(TraceState {
+                seq: get(ruby, t, "seq")?,
+                active: get(ruby, t, "active")?,
+                by_agent: get(ruby, t, "by_agent")?,
+                since: get(ruby, t, "since")?,
+                message: get(ruby, t, "message")?,
+            }),
+        },
     };
     Announcement::for_this_process(s)
         .write(&dir)

@@ -25,6 +25,9 @@ module Heapscope
       "j" => :jobs,
       "a" => :api,
     }.freeze
+    # Bytes of `heapscope trace` requests (queued on the dump signal with a
+    # value; see TraceRequest in crates/agent/src/config.rs).
+    TRACE_BYTES = { "T" => :on, "U" => :off, "Q" => :status }.freeze
     # Reasons that are not queued twice while waiting for their turn.
     COALESCED = %i[signal api timer].freeze
     # How many request/job dumps may wait while one is being written.
@@ -45,6 +48,9 @@ module Heapscope
       @gc_library = settings[:profile] ? Agent.gc_library : nil
       @thread = nil
       @started = {}
+      # Allocation tracing: process-wide, so kept across fork (a child
+      # inherits Ruby's tracing too). `seq` counts trace requests handled.
+      @trace = { seq: 0, by_agent: false, since: nil, message: nil }
       reset_process_state
       @established = true
       @establish_at = nil
@@ -224,6 +230,7 @@ module Heapscope
       if @settings[:trace_allocations]
         ObjectSpace.trace_object_allocations_start
         @started[:trace] = true
+        @trace.merge!(by_agent: true, since: Time.now.to_f)
       end
       begin
         removed = Native.remove_stale_temps(@dump_dir)
@@ -386,6 +393,7 @@ module Heapscope
                            stats_path: @stats_path,
                            profile_path: profiler? ? File.expand_path(@settings[:profile_path], @base) : nil,
                            last_dump: @last_dump,
+                           trace: @trace.merge(active: Agent.tracing?),
                          })
     rescue StandardError => e
       raise if raise_errors
@@ -427,9 +435,72 @@ module Heapscope
         break if bytes.nil? || bytes == :wait_readable
 
         bytes.each_char do |c|
+          if (op = TRACE_BYTES[c])
+            trace_request(op)
+            next
+          end
           reason = WAKE_REASONS[c]
           enqueue(reason) if reason && reason != :api
         end
+      end
+    end
+
+    # Whether new objects get file, line and generation now, whoever turned
+    # tracing on: Ruby has no query for it, so an object of our own is
+    # allocated and asked where it came from.
+    def self.tracing?
+      !ObjectSpace.allocation_sourcefile(Object.new).nil?
+    end
+
+    # `heapscope trace PID on|off` (or a status request): turns tracing on
+    # or off, stopping only tracing the agent started (Ruby counts starts,
+    # so the app's own tracing is never undone), and announces the outcome
+    # with a new `seq`, which the CLI waits for.
+    def trace_request(op)
+      establish unless @established
+      message =
+        case op
+        when :on then trace_on
+        when :off then trace_off
+        end
+      @trace[:seq] += 1
+      @trace[:message] = message
+      write_state
+      log message if message
+    rescue StandardError => e
+      @trace[:seq] += 1
+      @trace[:message] = "the trace request failed: #{e.class}: #{Heapscope.one_line(e.message)}"
+      write_state
+      log_error(e)
+    end
+
+    def trace_on
+      if @trace[:by_agent]
+        "allocation tracing was already on (started by heapscope)"
+      elsif Agent.tracing?
+        "allocation tracing was already on, started by the app; heapscope leaves it to the app"
+      else
+        ObjectSpace.trace_object_allocations_start
+        @started[:trace] = true
+        @trace.merge!(by_agent: true, since: Time.now.to_f)
+        "allocation tracing started"
+      end
+    end
+
+    def trace_off
+      if @trace[:by_agent]
+        ObjectSpace.trace_object_allocations_stop
+        @started[:trace] = false
+        @trace.merge!(by_agent: false, since: nil)
+        if Agent.tracing?
+          "heapscope's allocation tracing stopped, but the app traces allocations too: still on"
+        else
+          "allocation tracing stopped"
+        end
+      elsif Agent.tracing?
+        "allocation tracing was started by the app, not by heapscope; heapscope leaves it on"
+      else
+        "allocation tracing was already off"
       end
     end
 

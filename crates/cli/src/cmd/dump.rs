@@ -67,19 +67,31 @@ pub struct Args {
     pub quiet: bool,
 }
 
-pub fn run(a: Args) -> Result<ExitCode> {
-    let configured = match &a.runtime_dir {
+/// A process whose announcement passed every check: safe to signal.
+pub struct Target {
+    /// Its announcement file.
+    pub path: PathBuf,
+    pub state: AgentState,
+    /// The dump signal, allowed and handled by the process.
+    pub signal: i32,
+}
+
+/// Finds `pid`'s announcement and checks everything that must hold before
+/// it may be sent its dump signal (see the module comment); also used by
+/// `heapscope trace`, which sends the same signal with a value.
+pub fn checked_target(pid: u32, runtime_dir_flag: Option<&Path>) -> Result<Target> {
+    let configured = match runtime_dir_flag {
         Some(d) => d.to_string_lossy().into_owned(),
         None => std::env::var("HEAPSCOPE_RUNTIME_DIR").unwrap_or_default(),
     };
     let dir = runtime_dir(&configured);
-    let path = state_path(&dir, a.pid);
-    let alive = process_alive(a.pid);
+    let path = state_path(&dir, pid);
+    let alive = process_alive(pid);
     let me = secure::euid();
     // Whose files to trust: the caller's; root also trusts the target's user.
     let mut owners = vec![me];
     if me == 0 {
-        if let Some(uid) = secure::proc_euid(a.pid) {
+        if let Some(uid) = secure::proc_euid(pid) {
             owners.push(uid);
         }
     }
@@ -96,14 +108,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if !alive {
-                bail!("no process {} is running", a.pid);
+                bail!("no process {} is running", pid);
             }
             bail!(
                 "process {} has no heapscope agent ({} does not exist). Start it with \
                  `heapscope run -- CMD`, or give --runtime-dir if the agent was started \
                  with another HEAPSCOPE_RUNTIME_DIR. A process that daemonised itself \
                  announces itself under its new pid",
-                a.pid,
+                pid,
                 path.display()
             );
         }
@@ -130,13 +142,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
             }
         );
     }
-    if let Some(target) = secure::proc_euid(a.pid).filter(|uid| *uid != read.owner) {
+    if let Some(target) = secure::proc_euid(pid).filter(|uid| *uid != read.owner) {
         bail!(
             "refusing {}: it belongs to uid {}, but process {} runs as uid {target}; \
              no signal sent",
             path.display(),
             read.owner,
-            a.pid
+            pid
         );
     }
     if read.mode & 0o022 != 0 {
@@ -146,25 +158,25 @@ pub fn run(a: Args) -> Result<ExitCode> {
             read.mode & 0o7777
         );
     }
-    if announcement.state.pid != a.pid {
+    if announcement.state.pid != pid {
         bail!(
             "refusing {}: it announces process {}, not {}; no signal sent",
             path.display(),
             announcement.state.pid,
-            a.pid
+            pid
         );
     }
     if !alive {
         bail!(
             "process {} is not running ({} is left over from it)",
-            a.pid,
+            pid,
             path.display()
         );
     }
     let Some(signal) = announcement.state.dump_signal else {
         bail!(
             "process {} has dumps on signal turned off (HEAPSCOPE_DUMP_SIGNAL=off)",
-            a.pid
+            pid
         );
     };
     if let Err(why) = check_dump_signal(signal) {
@@ -175,29 +187,41 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "refusing {}: it does not record the process's start time (written by an older \
              agent?), so pid {} may now be another process; no signal sent",
             path.display(),
-            a.pid
+            pid
         );
     };
-    if secure::proc_start_time(a.pid) != Some(start_time) {
+    if secure::proc_start_time(pid) != Some(start_time) {
         // The caller's own stale file goes (another user's stays).
         let removed = read.owner == me && std::fs::remove_file(&path).is_ok();
         bail!(
             "refusing to signal {}: the process running under that pid did not start when \
              {} says (a stale announcement of a process that is gone; {}); no signal sent",
-            a.pid,
+            pid,
             path.display(),
             if removed { "removed it" } else { "left it" }
         );
     }
-    if secure::proc_catches(a.pid, signal) == Some(false) {
+    if secure::proc_catches(pid, signal) == Some(false) {
         bail!(
             "process {} does not handle {} (its agent is not running, or stopped); \
              no signal sent",
-            a.pid,
+            pid,
             signal_name(signal)
         );
     }
-    let state: AgentState = announcement.state;
+    Ok(Target {
+        path,
+        state: announcement.state,
+        signal,
+    })
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let Target {
+        path,
+        state,
+        signal,
+    } = checked_target(a.pid, a.runtime_dir.as_deref())?;
     let before = state.last_dump.as_ref().map_or(0, |d| d.seq);
     // SAFETY: kill has no memory-safety preconditions.
     if unsafe { libc::kill(a.pid as libc::pid_t, signal) } != 0 {
@@ -212,14 +236,21 @@ pub fn run(a: Args) -> Result<ExitCode> {
         // The file is replaced atomically; a read can still miss it between
         // the agent's exit and here, which the liveness check covers.
         if let Ok(s) = AgentState::read(&path) {
-            if let Some(d) = s.last_dump.filter(|d| d.seq > before) {
+            if let Some(d) = s.last_dump.clone().filter(|d| d.seq > before) {
                 match d.state {
                     DumpState::Done => {
                         bar.finish_and_clear();
                         let size = std::fs::metadata(&d.path).map(|m| m.len()).unwrap_or(0);
                         if !a.quiet {
+                            // The tracing state says whether new objects in
+                            // this dump carry file and line.
+                            let trace = s
+                                .trace
+                                .as_ref()
+                                .map(|t| format!("; {}", t.describe()))
+                                .unwrap_or_default();
                             eprintln!(
-                                "heapscope: dump of {} complete: {} in {:.1} s",
+                                "heapscope: dump of {} complete: {} in {:.1} s{trace}",
                                 a.pid,
                                 heapscope_report::human_bytes(size),
                                 started.elapsed().as_secs_f64()
@@ -287,7 +318,7 @@ fn written(final_path: &Path) -> String {
 }
 
 /// Running and not a zombie (an exited child its parent has not reaped).
-fn process_alive(pid: u32) -> bool {
+pub fn process_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state letter follows the parenthesised command name.
         Ok(stat) => stat

@@ -12,5 +12,6 @@ pub mod require_mem;
 pub mod retained;
 pub mod run;
 pub mod suspects;
+pub mod trace;
 pub mod trend;
 pub mod watch;

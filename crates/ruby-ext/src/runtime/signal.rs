@@ -1,8 +1,10 @@
 //! The dump signal and the self-pipe.
 //!
 //! The handler installed with `sigaction` does one async-signal-safe thing:
-//! it writes the byte `s` to the non-blocking write end of a pipe (and
-//! restores `errno`). The agent's Ruby thread waits on the read end with
+//! it writes one byte to the non-blocking write end of a pipe (and restores
+//! `errno`): `s` (a dump) for a plain `kill`, or the byte of a
+//! [`TraceRequest`] when the signal was queued with its value
+//! (`heapscope trace`). The agent's Ruby thread waits on the read end with
 //! `IO.select`; Rack and Sidekiq middleware wake it the same way through
 //! [`wake`]. A forked child gets a pipe of its own ([`pipe_open`] again), so
 //! a signal to one process never wakes another.
@@ -10,6 +12,7 @@
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Mutex;
 
+use heapscope_agent::config::TraceRequest;
 use magnus::{Error, Ruby};
 
 /// Write end of the current self-pipe (-1: none).
@@ -26,7 +29,11 @@ unsafe impl Send for Installed {}
 
 static INSTALLED: Mutex<Option<Installed>> = Mutex::new(None);
 
-extern "C" fn on_signal(_signum: libc::c_int) {
+extern "C" fn on_signal(
+    _signum: libc::c_int,
+    info: *mut libc::siginfo_t,
+    _context: *mut libc::c_void,
+) {
     // Only async-signal-safe calls here: errno access and write(2). No
     // allocation, no locks, no panics.
     unsafe {
@@ -34,7 +41,14 @@ extern "C" fn on_signal(_signum: libc::c_int) {
         let saved = *errno;
         let fd = WRITE_FD.load(Ordering::Relaxed);
         if fd >= 0 {
-            let byte = b's';
+            let mut byte = b's';
+            if !info.is_null() && (*info).si_code == libc::SI_QUEUE {
+                // The value's int member (the low half of the pointer).
+                let value = (*info).si_value().sival_ptr as usize as u32;
+                if let Some(request) = TraceRequest::from_value(value) {
+                    byte = request.byte();
+                }
+            }
             libc::write(fd, (&byte as *const u8).cast(), 1);
         }
         *errno = saved;
@@ -91,8 +105,10 @@ pub fn install(ruby: &Ruby, signum: i32) -> Result<(), Error> {
     // then filled as sigaction(2) documents.
     unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        action.sa_flags = libc::SA_RESTART;
+        action.sa_sigaction = on_signal
+            as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
+            as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART | libc::SA_SIGINFO;
         libc::sigemptyset(&mut action.sa_mask);
         let mut previous: libc::sigaction = std::mem::zeroed();
         if libc::sigaction(signum, &action, &mut previous) != 0 {

@@ -178,7 +178,8 @@ pub const OPTIONS: &[OptionSpec] = &[
         kind: Kind::Bool,
         default: "0",
         help: "Start ObjectSpace allocation tracing at boot, so dumps carry file, line and \
-               generation (costs time and memory on every allocation).",
+               generation (costs time and memory on every allocation; `heapscope trace PID on|off` \
+               switches it later).",
     },
     OptionSpec {
         key: "runtime_dir",

@@ -152,7 +152,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     {
         bail!(
             "{}",
-            answer.message.as_deref().unwrap_or("the trace request failed")
+            answer
+                .message
+                .as_deref()
+                .unwrap_or("the trace request failed")
         );
     }
     let wanted = match a.switch {

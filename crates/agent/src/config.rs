@@ -699,6 +699,23 @@ pub fn expand_path(pattern: &str, base: &Path, pid: u32, time: &str, seq: u64) -
 mod tests {
     use super::*;
 
+    #[test]
+    fn trace_requests_round_trip_and_stray_values_are_dumps() {
+        for r in [TraceRequest::On, TraceRequest::Off, TraceRequest::Status] {
+            assert_eq!(TraceRequest::from_value(r.value()), Some(r));
+        }
+        // What a queued value that is not ours (0, a bare op) stands for: a dump.
+        for v in [0, 1, 2, 3, 0x6873_0000, 0x6873_0004, u32::MAX] {
+            assert_eq!(TraceRequest::from_value(v), None, "{v:#x}");
+        }
+        let bytes: Vec<u8> = [TraceRequest::On, TraceRequest::Off, TraceRequest::Status]
+            .iter()
+            .map(|r| r.byte())
+            .collect();
+        // Distinct from each other and from the dump reasons (s, r, j, a, w).
+        assert_eq!(bytes, b"TUQ");
+    }
+
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()

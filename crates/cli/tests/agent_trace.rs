@@ -312,6 +312,30 @@ fn agent_trace_off_stops_trace_allocations_from_heapscope_run() {
 }
 
 #[test]
+fn agent_trace_uses_whichever_dump_signal_the_agent_announces() {
+    // A classic signal: sigqueue carries the value just the same.
+    let mut app = App::start(&["--dump-signal", "USR2"]);
+    let out = app.trace(&["on"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    app.send("TraceDuring");
+    // A plain kill of that signal is still a dump.
+    let (dump, _) = app.dump();
+    assert_eq!(traced_by_class(&dump)["TraceDuring"], (300, 300));
+    app.finish();
+
+    let app = App::start(&["--dump-signal", "off"]);
+    let out = app.trace(&["on"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("dump signal turned off (HEAPSCOPE_DUMP_SIGNAL=off)"),
+        "{err}"
+    );
+    assert_eq!(app.announcement()["trace"]["seq"], 0);
+    app.finish();
+}
+
+#[test]
 fn agent_trace_refuses_processes_without_an_agent_and_bad_arguments() {
     let runtime = tempfile::tempdir().unwrap();
     let mut sleeper = Command::new("sleep");

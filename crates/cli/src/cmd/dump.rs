@@ -175,7 +175,8 @@ pub fn checked_target(pid: u32, runtime_dir_flag: Option<&Path>) -> Result<Targe
     }
     let Some(signal) = announcement.state.dump_signal else {
         bail!(
-            "process {} has dumps on signal turned off (HEAPSCOPE_DUMP_SIGNAL=off)",
+            "process {} has its dump signal turned off (HEAPSCOPE_DUMP_SIGNAL=off), which \
+             `heapscope dump` and `heapscope trace` need",
             pid
         );
     };

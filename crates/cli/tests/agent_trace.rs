@@ -37,6 +37,9 @@ while (line = $stdin.gets)
   when "exit" then break
   when "app_start" then ObjectSpace.trace_object_allocations_start
   when "app_stop" then ObjectSpace.trace_object_allocations_stop
+  when "agent_stop" then Heapscope.stop
+  when "probe"
+    puts "tracing #{!ObjectSpace.allocation_sourcefile(Object.new).nil?}"
   else
     klass = Object.const_get(cmd)
     300.times { $keep << klass.new }
@@ -92,6 +95,17 @@ impl App {
         writeln!(stdin, "{cmd}").unwrap();
         stdin.flush().unwrap();
         assert_eq!(self.line(), format!("ok {cmd}"));
+    }
+
+    /// Sends a command that prints one line before its acknowledgement;
+    /// returns that line.
+    fn ask(&mut self, cmd: &str) -> String {
+        let stdin = self.proc.child().stdin.as_mut().unwrap();
+        writeln!(stdin, "{cmd}").unwrap();
+        stdin.flush().unwrap();
+        let answer = self.line();
+        assert_eq!(self.line(), format!("ok {cmd}"));
+        answer
     }
 
     fn run_dir(&self) -> PathBuf {
@@ -246,6 +260,16 @@ fn agent_trace_on_then_off_marks_only_what_was_allocated_meanwhile() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["active"], false);
     assert_eq!(v["by_agent"], false);
+    app.finish();
+}
+
+#[test]
+fn agent_trace_started_by_the_agent_ends_with_heapscope_stop() {
+    let mut app = App::start(&[]);
+    assert_eq!(app.trace(&["on"]).status.code(), Some(0));
+    assert_eq!(app.ask("probe"), "tracing true");
+    app.send("agent_stop");
+    assert_eq!(app.ask("probe"), "tracing false");
     app.finish();
 }
 

@@ -169,6 +169,10 @@ module Heapscope
       end
       return unless final
 
+      # Tracing the agent started ends with it (not at exit: pointless), so
+      # a later agent does not take it for the app's and nothing is left on
+      # that no `heapscope trace off` can reach.
+      stop_own_tracing unless at_exit
       begin
         write_stats if @stats_io
         @stats_io&.close
@@ -485,6 +489,16 @@ module Heapscope
         @trace.merge!(by_agent: true, since: Time.now.to_f)
         "allocation tracing started"
       end
+    end
+
+    def stop_own_tracing
+      return unless @trace[:by_agent]
+
+      ObjectSpace.trace_object_allocations_stop
+      @started[:trace] = false
+      @trace.merge!(by_agent: false, since: nil)
+    rescue StandardError => e
+      log_error(e)
     end
 
     def trace_off

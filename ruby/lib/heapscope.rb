@@ -10,6 +10,7 @@
 require "heapscope/heapscope_native"
 require "heapscope/agent"
 require "heapscope/middleware"
+require "heapscope/rack_tools"
 require "heapscope/integrations"
 require "heapscope/fork_hook"
 

@@ -463,6 +463,8 @@ module Heapscope
       end
 
       def each
+        return enum_for(:each) unless block_given?
+
         File.open(@path, "rb") do |f|
           while (chunk = f.read(1 << 16))
             yield chunk

@@ -140,10 +140,7 @@ fn tools_are_off_by_default_and_any_refused_request_passes_through_untouched() {
     let mut with_token = local();
     with_token["HTTP_X_HEAPSCOPE_TOKEN"] = TOKEN.into();
     for r in run_cases(
-        &[
-            ("RACK_ENV", "development"),
-            ("HEAPSCOPE_RACK_TOKEN", TOKEN),
-        ],
+        &[("RACK_ENV", "development"), ("HEAPSCOPE_RACK_TOKEN", TOKEN)],
         &every_page(with_token),
     ) {
         assert_passed_through(&r);
@@ -268,7 +265,10 @@ fn help_lists_the_pages_and_bad_parameters_get_a_400_page() {
     }
     assert_page(&rows[1], 200, "loopback in development");
     let text = rows[1]["body"].as_str().unwrap();
-    assert!(text.contains("hs_top ") && text.contains("rows per table"), "{text}");
+    assert!(
+        text.contains("hs_top ") && text.contains("rows per table"),
+        "{text}"
+    );
     for (r, says) in rows[2..7].iter().zip([
         "hs_top must be a whole number from 1 to 1000 (got &quot;abc&quot;)",
         "hs_top must be a whole number from 1 to 1000 (got &quot;0&quot;)",
@@ -314,12 +314,21 @@ fn profile_gc_shows_the_gc_runs_of_a_churning_request() {
     );
     assert!(d["objects_freed"].as_u64().unwrap() > 0, "{v}");
     assert!(d["stats"]["heap_live_slots"]["after"].as_u64().is_some());
-    assert!(d["live_objects_by_type"]["STRING"]["change"].is_i64(), "{v}");
+    assert!(
+        d["live_objects_by_type"]["STRING"]["change"].is_i64(),
+        "{v}"
+    );
     assert!(d["largest_new_objects"].is_null());
     let text = rows[1]["body"].as_str().unwrap();
     assert!(text.contains("GC runs"), "{text}");
-    assert!(text.contains("Largest new objects are not listed"), "{text}");
-    assert!(rows[2]["body"].as_str().unwrap().contains("<h2>This request</h2>"));
+    assert!(
+        text.contains("Largest new objects are not listed"),
+        "{text}"
+    );
+    assert!(rows[2]["body"]
+        .as_str()
+        .unwrap()
+        .contains("<h2>This request</h2>"));
 }
 
 #[test]
@@ -337,7 +346,10 @@ fn analyze_memory_finds_a_script_string_held_by_the_app_escaped() {
     let html = r["body"].as_str().unwrap();
     let escaped = "&lt;script&gt;alert(&#39;held by the app&#39;)&lt;/script&gt;";
     assert!(html.contains(escaped), "{html}");
-    assert!(!html.contains("<script>"), "an unescaped heap string: {html}");
+    assert!(
+        !html.contains("<script>"),
+        "an unescaped heap string: {html}"
+    );
     assert!(html.contains("<h2>By class</h2>"));
     // The dump behind it downloads, to this authorized request only.
     let dl = &r["download"];
@@ -483,7 +495,11 @@ fn concurrent_requests_through_puma_stay_separate() {
             let token = token.clone();
             std::thread::spawn(move || {
                 if i != 3 {
-                    http_get(port, &format!("/?n={i}&hs=profile-gc&hs_format=json"), &token)
+                    http_get(
+                        port,
+                        &format!("/?n={i}&hs=profile-gc&hs_format=json"),
+                        &token,
+                    )
                 } else {
                     http_get(port, &format!("/?n={i}"), "")
                 }
@@ -506,11 +522,17 @@ fn concurrent_requests_through_puma_stay_separate() {
         }
         if headers.contains("x-heapscope: skipped: another request is being profiled") {
             // One profiled request at a time: this one went through unprofiled.
-            assert_eq!(body, &format!("app n={i}&hs=profile-gc&hs_format=json 5000"));
+            assert_eq!(
+                body,
+                &format!("app n={i}&hs=profile-gc&hs_format=json 5000")
+            );
             skipped += 1;
             continue;
         }
-        assert!(headers.contains("x-heapscope: authorized by token"), "{headers}");
+        assert!(
+            headers.contains("x-heapscope: authorized by token"),
+            "{headers}"
+        );
         assert!(headers.contains("cache-control: no-store"), "{headers}");
         let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
         assert_eq!(v["data"]["request"], "GET /", "{v}");
@@ -523,6 +545,9 @@ fn concurrent_requests_through_puma_stay_separate() {
         reports += 1;
     }
     assert!(reports >= 1, "no report among {results:?}");
-    assert!(skipped >= 1, "3 overlapping profiles were all profiled: {results:?}");
+    assert!(
+        skipped >= 1,
+        "3 overlapping profiles were all profiled: {results:?}"
+    );
     assert_eq!(reports + skipped, 3);
 }

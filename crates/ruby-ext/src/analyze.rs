@@ -8,7 +8,7 @@
 //! app's other threads keep running; only the request that asked waits.
 
 use std::ffi::c_void;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use heapscope_analysis::group::{group_objects, GroupKey, KeyValue, SortBy};
 use heapscope_analysis::summary::ObjectFilter;
@@ -47,7 +47,7 @@ fn text(v: &KeyValue, key: GroupKey) -> Vec<u8> {
     v.display(key).into_bytes()
 }
 
-fn analyze(path: &PathBuf, top: usize) -> Result<Analysis, String> {
+fn analyze(path: &Path, top: usize) -> Result<Analysis, String> {
     let opts = ReadOptions {
         references: false,
         string_values: true,
@@ -154,10 +154,9 @@ struct Job {
 unsafe extern "C" fn run_job(data: *mut c_void) -> *mut c_void {
     // SAFETY: `data` is the `Job` that `analyze_dump` owns and waits for.
     let job = unsafe { &mut *(data as *mut Job) };
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        analyze(&job.path, job.top)
-    }))
-    .unwrap_or_else(|_| Err("the analysis failed (a panic in heapscope)".into()));
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| analyze(&job.path, job.top)))
+            .unwrap_or_else(|_| Err("the analysis failed (a panic in heapscope)".into()));
     job.result = Some(result);
     std::ptr::null_mut()
 }

@@ -551,3 +551,25 @@ fn concurrent_requests_through_puma_stay_separate() {
     );
     assert_eq!(reports + skipped, 3);
 }
+
+#[test]
+fn a_failure_inside_the_agent_sends_the_apps_response_with_the_reason() {
+    // The kernel refuses new files in /proc, so the dump behind
+    // analyze-memory fails: the app answers, and a header says why.
+    let rows = run_cases(
+        &[
+            ("RACK_ENV", "development"),
+            ("HEAPSCOPE_RACK_TOOLS", "1"),
+            ("HEAPSCOPE_DUMP_DIR", "/proc"),
+        ],
+        &[case("/?hs=analyze-memory", local())],
+    );
+    let r = &rows[0];
+    assert_eq!(r["status"], 200, "{r}");
+    assert_eq!(r["body"], r["bare"]["body"], "{r}");
+    let why = r["headers"]["x-heapscope"].as_str().unwrap();
+    assert!(
+        why.starts_with("failed: Heapscope::Error: heap dump failed"),
+        "{why}"
+    );
+}

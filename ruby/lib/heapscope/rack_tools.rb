@@ -51,8 +51,18 @@ module Heapscope
         end)
       end
 
+      # `enabled: false` leaves the app untouched, the pages included.
       def enabled?
-        settings[:rack_tools] == true
+        s = settings
+        s[:rack_tools] == true && s[:enabled] != false
+      end
+
+      # In a forked child (a Puma worker): no request of the parent is in
+      # flight or being profiled here.
+      def after_fork
+        @busy_lock = Mutex.new
+        @busy_pid = nil
+        @in_flight = 0
       end
 
       # Requests inside the middleware right now (the profiled one
@@ -307,8 +317,10 @@ module Heapscope
         render(env, 200, "heapscope Rack tools", sections, why, data: { pages: PAGES })
       end
 
-      # The report of Heapscope.report is not in this version: the page is
-      # answered, after checking its parameters, as not implemented.
+      # Heapscope.report is not in this version: the page is answered, after
+      # its parameters are checked, as not implemented. When it lands, the
+      # app call in profile_request runs inside Heapscope.report(threads:
+      # :current) for this page, and this method renders that report.
       def profile_memory(env, why)
         render(env, 501, "profile-memory is not available in this version",
                [[:para, "The per-request allocation report needs Heapscope.report, which this version " \

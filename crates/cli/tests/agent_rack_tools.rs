@@ -512,6 +512,7 @@ fn concurrent_requests_through_puma_stay_separate() {
         .collect();
     let mut reports = 0;
     let mut skipped = 0;
+    let mut overlapping = Vec::new();
     for (i, (status, headers, body)) in results.iter().enumerate() {
         assert!(status.contains(" 200 "), "{status}\n{}", log());
         if i == 3 {
@@ -537,11 +538,7 @@ fn concurrent_requests_through_puma_stay_separate() {
         let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
         assert_eq!(v["data"]["request"], "GET /", "{v}");
         assert!(v["data"]["wall_ms"].as_f64().unwrap() >= 1000.0, "{v}");
-        // The other requests running meanwhile are counted, not hidden.
-        assert!(
-            v["data"]["other_requests_in_flight"].as_u64().unwrap() >= 1,
-            "{v}"
-        );
+        overlapping.push(v["data"]["other_requests_overlapping"].as_u64().unwrap());
         reports += 1;
     }
     assert!(reports >= 1, "no report among {results:?}");
@@ -550,6 +547,11 @@ fn concurrent_requests_through_puma_stay_separate() {
         "3 overlapping profiles were all profiled: {results:?}"
     );
     assert_eq!(reports + skipped, 3);
+    // The requests that ran during a profile are counted, not hidden: at
+    // least the ones it made skip (with one report, all of them).
+    if reports == 1 {
+        assert!(overlapping[0] >= skipped, "{overlapping:?} {results:?}");
+    }
 }
 
 #[test]

@@ -1,7 +1,5 @@
 # frozen_string_literal: true
 
-require "uri"
-
 module Heapscope
   # The Rack profiling pages (`?hs=help`, `?hs=profile-gc`,
   # `?hs=analyze-memory`, `?hs=profile-memory`), served by the Rack middleware
@@ -31,6 +29,7 @@ module Heapscope
     @busy_pid = nil
     @busy_lock = Mutex.new
     @in_flight = 0
+    @overlap = 0
     @env_settings = nil
 
     class << self
@@ -63,21 +62,25 @@ module Heapscope
         @busy_lock = Mutex.new
         @busy_pid = nil
         @in_flight = 0
+        @overlap = 0
       end
 
-      # Requests inside the middleware right now (the profiled one
-      # included): counters are process-wide, so the page says how many
-      # others ran meanwhile.
+      # Requests inside the middleware (the profiled one included), and how
+      # many others ran at any moment during the profiled one: counters are
+      # process-wide, so the page says so.
       def enter
-        @busy_lock.synchronize { @in_flight += 1 }
+        @busy_lock.synchronize do
+          @in_flight += 1
+          @overlap += 1 if @busy_pid == Process.pid
+        end
       end
 
       def leave
         @busy_lock.synchronize { @in_flight -= 1 }
       end
 
-      def in_flight
-        @in_flight
+      def overlap
+        @overlap
       end
 
       # The middleware's entry for a request that names a tool.
@@ -165,10 +168,10 @@ module Heapscope
         end
       end
 
+      # Form decoding (`+` and `%XX`), done here so that loading the agent
+      # does not load URI into every app.
       def unescape(text)
-        URI.decode_www_form_component(text)
-      rescue ArgumentError
-        text
+        text.tr("+", " ").gsub(/%\h\h/) { |m| m[1, 2].hex.chr }.force_encoding(Encoding::UTF_8).scrub
       end
 
       # Runs the app (which may call Heapscope.authorize_request), measuring
@@ -212,7 +215,7 @@ module Heapscope
           end
           response = [status, headers, parts]
           after = GcSnapshot.take
-          report = GcReport.new(before, after, env, status, in_flight)
+          report = GcReport.new(before, after, env, status, overlap)
           return respond_safely(env, why) { page_response(env, why, report) }
         end
         page = respond_safely(env, why) { page_response(env, why, nil) }
@@ -227,6 +230,7 @@ module Heapscope
           return false if @busy_pid == Process.pid
 
           @busy_pid = Process.pid
+          @overlap = @in_flight - 1
           true
         end
       end
@@ -512,12 +516,12 @@ module Heapscope
                  heap_live_slots heap_free_slots heap_available_slots heap_eden_pages heap_allocated_pages
                  malloc_increase_bytes oldmalloc_increase_bytes].freeze
 
-      def initialize(before, after, env, status, in_flight)
+      def initialize(before, after, env, status, overlap)
         @b = before
         @a = after
         @request = "#{env['REQUEST_METHOD']} #{env['PATH_INFO']}"
         @status = status
-        @others = [in_flight - 1, 0].max
+        @others = [overlap, 0].max
         @latest = GC.latest_gc_info
       end
 
@@ -532,7 +536,7 @@ module Heapscope
           request: @request,
           app_status: @status,
           wall_ms: ((@a.time - @b.time) * 1000).round(3),
-          other_requests_in_flight: @others,
+          other_requests_overlapping: @others,
           gc_runs: delta(:count),
           minor_gc_runs: delta(:minor_gc_count),
           major_gc_runs: delta(:major_gc_count),
@@ -556,8 +560,8 @@ module Heapscope
         h = to_h
         [
           [:para, "#{h[:request]} answered #{h[:app_status]} in #{h[:wall_ms]} ms."],
-          [:para, "GC counters are process-wide: #{h[:other_requests_in_flight]} other request(s) were running " \
-                  "meanwhile, and their work (and any other thread's) is counted too."],
+          [:para, "GC counters are process-wide: #{h[:other_requests_overlapping]} other request(s) ran at some point " \
+                  "during this one, and their work (and any other thread's) is counted too."],
           [:table, "This request", %w[measure value], [
             ["GC runs", h[:gc_runs].to_i], ["minor GC runs", h[:minor_gc_runs].to_i],
             ["major GC runs", h[:major_gc_runs].to_i],

@@ -389,10 +389,12 @@ module Heapscope
         value.to_s.gsub(/[&<>"']/, "&" => "&amp;", "<" => "&lt;", ">" => "&gt;", '"' => "&quot;", "'" => "&#39;")
       end
 
-      # Control characters shown as \xNN in text output, so a heap string
-      # cannot drive the terminal that reads the page.
+      # Control and bidi-override characters shown as escapes in text
+      # output, so a heap string cannot drive the terminal that reads it.
       def escape_text(value)
-        value.to_s.gsub(/[\x00-\x1f\x7f]/) { |c| format("\\x%02X", c.ord) }
+        value.to_s.gsub(/[\x00-\x1f\x7f\u0080-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/) do |c|
+          c.ord < 0x100 ? Kernel.format("\\x%02X", c.ord) : Kernel.format("\\u{%X}", c.ord)
+        end
       end
 
       # One page in the requested format. `fallback`: a format error on the

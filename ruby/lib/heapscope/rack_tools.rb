@@ -258,8 +258,9 @@ module Heapscope
 
       # A bad parameter is a 400 page; any other error propagates to the
       # caller, which sends the app's response marked with the reason.
-      def respond_safely(env, why)
-        yield
+      # Pages are the agent's own work: the heap profiler leaves them out.
+      def respond_safely(env, why, &block)
+        Heapscope.own(&block)
       rescue BadRequest => e
         render(env, 400, "Bad request", [[:para, e.message]], why, fallback: true)
       end

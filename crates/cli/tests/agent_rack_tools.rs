@@ -63,6 +63,13 @@ out.close
 /// Runs the harness with these cases in a process with `env` (on top of
 /// the tests' base environment); one response per case.
 fn run_cases(env: &[(&str, &str)], cases: &[Value]) -> Vec<Value> {
+    run_cases_in(true, env, cases)
+}
+
+/// [`run_cases`], with the agent started by `-rheapscope/autostart` or
+/// only loaded (`-rheapscope`: the app uses the middleware, nothing starts
+/// the agent).
+fn run_cases_in(autostart: bool, env: &[(&str, &str)], cases: &[Value]) -> Vec<Value> {
     let dir = tempfile::tempdir().unwrap();
     let mut full = base_env(dir.path());
     for (k, v) in env {
@@ -71,7 +78,20 @@ fn run_cases(env: &[(&str, &str)], cases: &[Value]) -> Vec<Value> {
     full.push(("CASES", Value::Array(cases.to_vec()).to_string()));
     let out_path = dir.path().join("responses.jsonl");
     full.push(("OUT", out_path.display().to_string()));
-    let mut cmd = autostart_ruby(dir.path(), HARNESS, &full);
+    let mut cmd = if autostart {
+        autostart_ruby(dir.path(), HARNESS, &full)
+    } else {
+        let mut c = common::agent::ruby();
+        c.current_dir(dir.path())
+            .args(["-rheapscope", "-e", HARNESS])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &full {
+            c.env(k, v);
+        }
+        c
+    };
     cmd.env_remove("RACK_ENV").env_remove("RAILS_ENV");
     for (k, v) in env {
         if !k.starts_with("HEAPSCOPE_") {
@@ -395,6 +415,38 @@ fn analyze_memory_finds_a_script_string_held_by_the_app_escaped() {
     assert!(text.contains("Most duplicated strings"));
     assert!(text.contains("clear \\x1B[2J\\x07 held"), "{text}");
     assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'));
+}
+
+#[test]
+fn the_middleware_works_in_an_app_that_never_starts_the_agent() {
+    // `use Heapscope::Rack::Profiler` with only `require "heapscope"`:
+    // settings come from the environment; pages that need no agent work,
+    // analyze-memory says what it needs.
+    let rows = run_cases_in(
+        false,
+        &dev_tools(),
+        &[
+            case("/?hs=help", local()),
+            case("/churn?hs=profile-gc&hs_format=json", local()),
+            case("/?hs=analyze-memory", local()),
+            case("/?hs=help", remote()),
+        ],
+    );
+    assert_page(&rows[0], 200, "loopback in development");
+    assert_page(&rows[1], 200, "loopback in development");
+    assert_page(&rows[2], 503, "loopback in development");
+    assert!(rows[2]["body"]
+        .as_str()
+        .unwrap()
+        .contains("analyze-memory needs the agent"));
+    assert_passed_through(&rows[3]);
+    // Off unless enabled, here too.
+    let rows = run_cases_in(
+        false,
+        &[("RACK_ENV", "development")],
+        &[case("/?hs=help", local())],
+    );
+    assert_passed_through(&rows[0]);
 }
 
 #[test]

@@ -336,10 +336,15 @@ fn profile_gc_shows_the_gc_runs_of_a_churning_request() {
     );
     assert!(d["objects_freed"].as_u64().unwrap() > 0, "{v}");
     assert!(d["stats"]["heap_live_slots"]["after"].as_u64().is_some());
-    assert!(
-        d["live_objects_by_type"]["STRING"]["change"].is_i64(),
-        "{v}"
-    );
+    // Types whose live count changed (which ones depends on when GC ran).
+    for t in d["live_objects_by_type"].as_object().unwrap().values() {
+        let (b, a, c) = (
+            t["before"].as_i64(),
+            t["after"].as_i64(),
+            t["change"].as_i64(),
+        );
+        assert!(c != Some(0) && a.unwrap() - b.unwrap() == c.unwrap(), "{v}");
+    }
     assert!(d["largest_new_objects"].is_null());
     let text = rows[1]["body"].as_str().unwrap();
     assert!(text.contains("GC runs"), "{text}");

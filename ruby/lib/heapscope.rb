@@ -10,6 +10,7 @@
 require "heapscope/heapscope_native"
 require "heapscope/agent"
 require "heapscope/middleware"
+require "heapscope/rack_tools"
 require "heapscope/integrations"
 require "heapscope/fork_hook"
 
@@ -162,6 +163,7 @@ module Heapscope
     # Called by the fork hook in every forked child (not in dump children).
     def after_fork_in_child
       @lock = Mutex.new
+      RackTools.after_fork
       own { @agent&.after_fork }
     rescue StandardError => e
       warn "heapscope: the agent could not restart in forked process #{Process.pid} " \

@@ -23,6 +23,8 @@ pub enum Kind {
     Path,
     /// A signal name (`USR2`, `SIGPWR`, `RTMIN+7`), a number, or `off`.
     Signal,
+    /// Free text (a secret): any value without a NUL byte.
+    Text,
 }
 
 /// One option: its key (the `Heapscope.start` keyword and, with `-` for `_`,
@@ -201,6 +203,23 @@ pub const OPTIONS: &[OptionSpec] = &[
         kind: Kind::Bool,
         default: "0",
         help: "Log each dump and profile flush to stderr.",
+    },
+    OptionSpec {
+        key: "rack_tools",
+        kind: Kind::Bool,
+        default: "0",
+        help: "Serve the Rack profiling pages (`?hs=help`, `?hs=profile-gc`, \
+               `?hs=analyze-memory`) to authorized requests: from loopback in a development or \
+               test RACK_ENV/RAILS_ENV, allowed by Heapscope.authorize_request(env), or with \
+               the rack token. Any other request passes through untouched.",
+    },
+    OptionSpec {
+        key: "rack_token",
+        kind: Kind::Text,
+        default: "",
+        help: "Secret that authorizes a request to the Rack profiling pages when sent in an \
+               X-Heapscope-Token header (empty: no token works). Prefer the environment \
+               variable: a flag shows in the process list.",
     },
 ];
 
@@ -484,6 +503,13 @@ fn parse_value(o: &OptionSpec, text: &str) -> Result<Value, String> {
             }
         }
         Kind::Signal => parse_signal(text).map(Value::Signal),
+        Kind::Text => {
+            if text.contains('\0') {
+                Err("the value cannot contain a NUL byte".into())
+            } else {
+                Ok(Value::Text(text.to_string()))
+            }
+        }
     }
 }
 

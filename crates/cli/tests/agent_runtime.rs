@@ -643,6 +643,7 @@ fn every_documented_variable_is_exercised() {
         include_str!("agent_servers.rs"),
         include_str!("agent_safety.rs"),
         include_str!("agent_profiler.rs"),
+        include_str!("agent_rack_tools.rs"),
     ]
     .concat();
     for o in options {

@@ -5,6 +5,8 @@
 //! - [`profiler`]: the sampling heap profiler (allocation and free hooks,
 //!   stacks, flushes to pprof).
 //! - [`runtime`]: settings, the dump signal, fork handling, process memory.
+//! - [`analyze`]: the live-heap summary of a dump for the Rack
+//!   `?hs=analyze-memory` page (heapscope's reader, without the GVL).
 //!
 //! Rules for everything here: no panic crosses into Ruby (magnus turns a
 //! panic in a method into a Ruby exception; raw hooks catch their own), and
@@ -13,6 +15,7 @@
 
 use magnus::{prelude::*, Error, Ruby};
 
+mod analyze;
 mod profiler;
 mod runtime;
 
@@ -22,5 +25,6 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     let native = heapscope.define_module("Native")?;
     runtime::init(ruby, native)?;
     profiler::init(ruby, native)?;
+    analyze::init(ruby, native)?;
     Ok(())
 }

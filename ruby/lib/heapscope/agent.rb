@@ -265,7 +265,7 @@ module Heapscope
       end
       open_stats
       @started[:stats] = true
-      Integrations.want(requests: @settings[:dump_every_requests].positive?,
+      Integrations.want(requests: @settings[:dump_every_requests].positive? || @settings[:rack_tools],
                         jobs: @settings[:dump_every_jobs].positive?)
       write_state(raise_errors: true)
       @started[:state] = true

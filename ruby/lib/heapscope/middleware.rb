@@ -22,16 +22,29 @@ module Heapscope
 
     # The middleware's own bookkeeping runs as the agent's own (left out of
     # the heap profiler's profiles); the app it calls is the app's.
+    # With `rack_tools` on, a request naming a page (`?hs=...`) goes
+    # through RackTools, which answers it only when authorized.
     def call(env)
       return @app.call(env) if Heapscope.own { env[ENV_KEY] }
 
-      Heapscope.own { env[ENV_KEY] = true }
+      tools = Heapscope.own do
+        env[ENV_KEY] = true
+        RackTools.enabled? && (RackTools.enter || true)
+      end
       begin
-        @app.call(env)
+        tools && Heapscope.own { RackTools.wanted?(env) } ? RackTools.call(env, @app) : @app.call(env)
       ensure
+        Heapscope.own { RackTools.leave } if tools
         Heapscope.note(:requests)
       end
     end
+  end
+
+  # The name to `use` in a config.ru or Rails middleware stack:
+  # `use Heapscope::Rack::Profiler` (the same middleware `heapscope run`
+  # installs; a request through both is handled once).
+  module Rack
+    Profiler = RackMiddleware
   end
 
   # Sidekiq server middleware counting jobs; with `dump_every_jobs: N` every

@@ -122,6 +122,7 @@ fn value_name(kind: Kind) -> &'static str {
         Kind::Seconds => "SECONDS",
         Kind::Path => "PATH",
         Kind::Signal => "SIGNAL",
+        Kind::Text => "TEXT",
     }
 }
 

@@ -4,6 +4,7 @@
 //!
 //! - [`profiler`]: the sampling heap profiler (allocation and free hooks,
 //!   stacks, flushes to pprof).
+//! - [`report`]: exact allocation reports of a block (`Heapscope.report`).
 //! - [`runtime`]: settings, the dump signal, fork handling, process memory.
 //!
 //! Rules for everything here: no panic crosses into Ruby (magnus turns a
@@ -14,6 +15,7 @@
 use magnus::{prelude::*, Error, Ruby};
 
 mod profiler;
+mod report;
 mod runtime;
 
 #[magnus::init(name = "heapscope_native")]
@@ -22,5 +24,6 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     let native = heapscope.define_module("Native")?;
     runtime::init(ruby, native)?;
     profiler::init(ruby, native)?;
+    report::init(ruby, native)?;
     Ok(())
 }

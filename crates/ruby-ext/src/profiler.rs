@@ -945,6 +945,16 @@ unsafe fn on_own_thread() -> bool {
     own.iter().any(|&(t, _)| t == current)
 }
 
+/// Whether `thread` runs the agent's own code (whatever `profile_agent`
+/// says): the exact report always leaves it out. Safe in hooks.
+pub(crate) fn is_agent_thread(thread: VALUE) -> bool {
+    match OWN_THREADS.try_lock() {
+        Ok(g) => g.iter().any(|&(t, _)| t == thread),
+        Err(TryLockError::Poisoned(e)) => e.into_inner().iter().any(|&(t, _)| t == thread),
+        Err(TryLockError::WouldBlock) => false,
+    }
+}
+
 fn own_threads() -> MutexGuard<'static, Vec<(VALUE, u32)>> {
     OWN_THREADS.lock().unwrap_or_else(|e| e.into_inner())
 }

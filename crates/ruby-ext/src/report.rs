@@ -10,7 +10,9 @@
 //! - FREEOBJ, which Ruby runs before it frees anything of the object, folds
 //!   a freed object into its site: real class read from the object then,
 //!   size from `rb_obj_memsize_of` for the types whose size is their own
-//!   memory (`measurable_at_free`, else the slot size), and a String's
+//!   memory (`measurable_at_free`; DATA, classes and FILE, whose size may
+//!   depend on memory freed earlier in the same sweep, were measured at the
+//!   last GC start, when they were alive: a GC_START hook), and a String's
 //!   value (first 200 characters) unless it shares another string's
 //!   buffer, which the same sweep may already have freed.
 //! - At the end: NEWOBJ off, a full GC (`GC.start` from the Ruby layer, FREEOBJ
@@ -40,7 +42,7 @@ use rb_sys::{
     rb_gc_register_address, rb_thread_current, rb_tracearg_event_flag, rb_tracearg_from_tracepoint,
     rb_tracearg_lineno, rb_tracearg_object, rb_tracearg_path, rb_tracepoint_disable,
     rb_tracepoint_enable, rb_tracepoint_new, ruby_value_type, Qnil, Qtrue,
-    RUBY_INTERNAL_EVENT_FREEOBJ, RUBY_INTERNAL_EVENT_NEWOBJ, VALUE,
+    RUBY_INTERNAL_EVENT_FREEOBJ, RUBY_INTERNAL_EVENT_GC_START, RUBY_INTERNAL_EVENT_NEWOBJ, VALUE,
 };
 
 extern "C" {
@@ -102,6 +104,9 @@ impl Interner {
 
 struct State {
     objs: AddrMap<Rec>,
+    /// Recorded objects not measurable at free (DATA, classes, FILE): their
+    /// size at the last GC start, when they were surely alive (0: none yet).
+    later: AddrMap<u64>,
     /// File 0 is "no Ruby frame".
     files: Interner,
     sites: HashMap<SiteKey, Totals>,
@@ -137,6 +142,7 @@ impl GcRoot {
 
 static NEWOBJ_TP: GcRoot = GcRoot::new();
 static FREEOBJ_TP: GcRoot = GcRoot::new();
+static GCSTART_TP: GcRoot = GcRoot::new();
 static KEEPER: GcRoot = GcRoot::new();
 static ROOTS: Once = Once::new();
 
@@ -160,7 +166,7 @@ static KEEPER_TAG: u8 = 0;
 
 pub fn init(_ruby: &Ruby, native: RModule) -> Result<(), Error> {
     ROOTS.call_once(|| unsafe {
-        for root in [&NEWOBJ_TP, &FREEOBJ_TP, &KEEPER] {
+        for root in [&NEWOBJ_TP, &FREEOBJ_TP, &GCSTART_TP, &KEEPER] {
             rb_gc_register_address(root.0.get());
         }
         KEEPER.set(rb_data_typed_object_wrap(
@@ -177,6 +183,12 @@ pub fn init(_ruby: &Ruby, native: RModule) -> Result<(), Error> {
         FREEOBJ_TP.set(rb_tracepoint_new(
             Qnil as VALUE,
             RUBY_INTERNAL_EVENT_FREEOBJ,
+            Some(hook),
+            std::ptr::null_mut(),
+        ));
+        GCSTART_TP.set(rb_tracepoint_new(
+            Qnil as VALUE,
+            RUBY_INTERNAL_EVENT_GC_START,
             Some(hook),
             std::ptr::null_mut(),
         ));
@@ -223,6 +235,7 @@ fn start(ruby: &Ruby, current_only: bool) -> Result<bool, Error> {
     files.intern(b"");
     *lock() = Some(State {
         objs: AddrMap::default(),
+        later: AddrMap::default(),
         files,
         sites: HashMap::new(),
         strings: Interner::default(),
@@ -237,6 +250,7 @@ fn start(ruby: &Ruby, current_only: bool) -> Result<bool, Error> {
         recording: true,
     });
     unsafe {
+        rb_tracepoint_enable(GCSTART_TP.get());
         rb_tracepoint_enable(FREEOBJ_TP.get());
         rb_tracepoint_enable(NEWOBJ_TP.get());
     }
@@ -265,6 +279,7 @@ fn abort() {
     unsafe {
         rb_tracepoint_disable(NEWOBJ_TP.get());
         rb_tracepoint_disable(FREEOBJ_TP.get());
+        rb_tracepoint_disable(GCSTART_TP.get());
     }
     *lock() = None;
     ACTIVE.store(false, Relaxed);
@@ -291,6 +306,7 @@ fn stop(ruby: &Ruby) -> Result<RArray, Error> {
     let was_disabled = unsafe { rb_gc_disable() } == Qtrue as VALUE;
     unsafe {
         rb_tracepoint_disable(FREEOBJ_TP.get());
+        rb_tracepoint_disable(GCSTART_TP.get());
     }
     let taken = lock().take();
     let Some(mut st) = taken else {
@@ -316,6 +332,7 @@ fn stop(ruby: &Ruby) -> Result<RArray, Error> {
     // Keep the classes marked until the rows hold them.
     *lock() = Some(State {
         objs: AddrMap::default(),
+        later: AddrMap::default(),
         files: Interner::default(),
         sites: st.sites,
         strings: Interner::default(),
@@ -410,10 +427,12 @@ unsafe fn fold(st: &mut State, obj: VALUE, rec: Rec, retained: bool) {
         return;
     }
     let klass = rb_class_real(klass) as u64;
+    let later = st.later.remove(&(obj as u64));
     let size = if retained || measurable_at_free(ty) {
         rb_obj_memsize_of(obj) as u64
     } else {
-        SLOT_SIZE
+        // Measured at the last GC start (alive then), else the slot.
+        later.filter(|&n| n > 0).unwrap_or(SLOT_SIZE)
     };
     let t = st
         .sites
@@ -483,6 +502,8 @@ unsafe extern "C" fn hook(tpval: VALUE, _data: *mut c_void) {
             on_free(rb_tracearg_object(arg));
         } else if event & RUBY_INTERNAL_EVENT_NEWOBJ != 0 {
             on_new(arg);
+        } else if event & RUBY_INTERNAL_EVENT_GC_START != 0 {
+            on_gc_start();
         }
     });
     if caught.is_err() {
@@ -526,8 +547,21 @@ unsafe fn on_new(arg: *mut rb_sys::rb_trace_arg_t) {
             (0, 0)
         };
     st.objs.insert(obj as u64, Rec { file, line, ty });
+    if !measurable_at_free(ty) {
+        st.later.insert(obj as u64, 0);
+    }
     st.live += 1;
     st.peak = st.peak.max(st.live);
+}
+
+/// A GC starts: every recorded object is alive (FREEOBJ said which died),
+/// so those whose size cannot be taken at free are measured now.
+unsafe fn on_gc_start() {
+    let Some(mut g) = hook_lock() else { return };
+    let Some(st) = g.as_mut() else { return };
+    for (&addr, size) in st.later.iter_mut() {
+        *size = rb_obj_memsize_of(addr as VALUE) as u64;
+    }
 }
 
 unsafe fn on_free(obj: VALUE) {
@@ -561,6 +595,11 @@ unsafe extern "C" fn keeper_compact(_: *mut c_void) {
         st.objs = objs
             .into_iter()
             .map(|(a, r)| (rb_gc_location(a as VALUE) as u64, r))
+            .collect();
+        let later = std::mem::take(&mut st.later);
+        st.later = later
+            .into_iter()
+            .map(|(a, n)| (rb_gc_location(a as VALUE) as u64, n))
             .collect();
     }
 }

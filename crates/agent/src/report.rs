@@ -2,8 +2,8 @@
 //! with `.pb.gz`): one sample per site (allocation line, class, type) with
 //! the conventional sample types, `alloc_*` for what the block allocated and
 //! `inuse_*` for what it retained. The report records the allocating line
-//! only (as memory_profiler does), so each stack is one frame, named
-//! `file:line` under the file's function.
+//! only (as memory_profiler does), so each stack is one frame: a function
+//! named `file:line` (so `go tool pprof -top` lists allocation sites).
 
 use std::collections::HashMap;
 use std::io;
@@ -34,20 +34,13 @@ pub fn report_profile(rows: &[SiteRow], program: &str) -> Profile {
     set_sample_types(&mut profile, &mut strings, 1);
     profile.mapping = vec![mapping(strings.get(program))];
     let mut locations: HashMap<(&str, i64), u64> = HashMap::new();
-    let mut functions: HashMap<&str, u64> = HashMap::new();
     for r in rows {
-        let fid = match functions.get(r.file.as_str()) {
-            Some(&id) => id,
-            None => {
-                let id = profile.function.len() as u64 + 1;
-                let name = strings.get(&r.file);
-                profile.function.push(function(id, name, name, 0));
-                functions.insert(&r.file, id);
-                id
-            }
-        };
         let lid = *locations.entry((&r.file, r.line)).or_insert_with(|| {
             let id = profile.location.len() as u64 + 1;
+            let fid = id;
+            let name = strings.get(&format!("{}:{}", r.file, r.line));
+            let file = strings.get(&r.file);
+            profile.function.push(function(fid, name, file, r.line));
             profile.location.push(Location {
                 id,
                 mapping_id: MAPPING_ID,
@@ -111,7 +104,8 @@ mod tests {
         let p = report_profile(&[row(3, "String"), row(3, "Sub"), row(4, "")], "ruby");
         assert_eq!(p.sample.len(), 3);
         assert_eq!(p.location.len(), 2, "two lines of one file");
-        assert_eq!(p.function.len(), 1);
+        assert_eq!(p.function.len(), 2, "one function per line");
+        assert_eq!(p.string_table[p.function[0].name as usize], "app.rb:3");
         assert_eq!(p.sample[0].value, vec![3, 120, 1, 40]);
         assert_eq!(p.sample[2].label.len(), 1, "no class label without a class");
         let names: Vec<&str> = p

@@ -35,7 +35,7 @@ module Heapscope
       gems = {}
       @rows = []
       sites.each do |klass, file, line, type, count, bytes, retained, retained_bytes|
-        file ||= "(no name)"
+        file = file ? file.force_encoding(Encoding::UTF_8) : "(no name)"
         next unless keep_file.call(file)
         next if trace && !trace.include?(klass)
 
@@ -46,7 +46,8 @@ module Heapscope
       end
       @string_rows = []
       strings.each do |value, file, line, allocated, retained|
-        file ||= "(no name)"
+        file = file ? file.force_encoding(Encoding::UTF_8) : "(no name)"
+        value&.force_encoding(Encoding::UTF_8)
         next unless keep_file.call(file)
         next if trace && !trace.include?(String)
 

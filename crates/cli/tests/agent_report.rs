@@ -144,7 +144,7 @@ fn matches_memory_profiler_on_deterministic_blocks() {
             );
         }
     }
-    for block in ["strings", "hashes", "json", "graph"] {
+    for block in ["strings", "hashes", "json", "rack", "graph"] {
         assert!(all.get(block).is_some(), "no {block} block");
     }
     assert!(

@@ -76,6 +76,9 @@ struct SiteKey {
     ty: u8,
 }
 
+/// (string id + 1, or 0 when unreadable; file; line).
+type StringSite = (u32, u32, u32);
+
 #[derive(Default, Clone, Copy)]
 struct Totals {
     count: u64,
@@ -111,8 +114,8 @@ struct State {
     files: Interner,
     sites: HashMap<SiteKey, Totals>,
     strings: Interner,
-    /// (string id + 1, or 0 when unreadable; file; line) → (allocated, retained).
-    string_sites: HashMap<(u32, u32, u32), (u64, u64)>,
+    /// → (allocated, retained).
+    string_sites: HashMap<StringSite, (u64, u64)>,
     /// Only this thread's allocations (`threads: :current`), else 0.
     thread: VALUE,
     live: u64,
@@ -325,7 +328,7 @@ fn stop(ruby: &Ruby) -> Result<RArray, Error> {
     // copy the totals out, then build Ruby objects without the lock.
     let peak = st.peak;
     let sites: Vec<(SiteKey, Totals)> = st.sites.iter().map(|(k, v)| (*k, *v)).collect();
-    let string_sites: Vec<((u32, u32, u32), (u64, u64))> =
+    let string_sites: Vec<(StringSite, (u64, u64))> =
         st.string_sites.iter().map(|(k, v)| (*k, *v)).collect();
     let files = std::mem::take(&mut st.files.values);
     let strings = std::mem::take(&mut st.strings.values);

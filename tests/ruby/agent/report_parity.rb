@@ -4,10 +4,17 @@
 require "heapscope"
 require "memory_profiler"
 require "json"
+require "rack"
+require "rack/mock"
 
 KEPT = []
 
 Node = Struct.new(:name, :children)
+
+APP = lambda do |env|
+  req = Rack::Request.new(env)
+  [200, { "content-type" => "text/plain" }, ["hello #{req.params["name"]}"]]
+end
 
 BLOCKS = {
   "strings" => lambda do
@@ -31,6 +38,10 @@ BLOCKS = {
     back = JSON.parse(text)
     KEPT << back["users"].last
     back.size
+  end,
+  "rack" => lambda do
+    res = Rack::MockRequest.new(APP).get("/greet?name=world&x=1", "HTTP_ACCEPT" => "text/plain")
+    res.body
   end,
   "graph" => lambda do
     root = Node.new("root", [])
@@ -86,7 +97,7 @@ end
 
 out = {}
 BLOCKS.each do |name, block|
-  block.call # warm up: constants, caches, lazily loaded code
+  2.times { block.call } # warm up: constants, caches, lazily made objects (Rack's mock env needs two)
   mp = MemoryProfiler.report(top: BIG) { block.call }
   hs = Heapscope.report(top: BIG) { block.call }
   out[name] = { "memory_profiler" => mp_tables(mp), "heapscope" => hs_tables(hs) }

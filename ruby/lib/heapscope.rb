@@ -251,6 +251,8 @@ module Heapscope
         GC.start
         data = begin
           Native.report_stop
+        rescue RuntimeError => e
+          raise Error, e.message
         ensure
           @report_lock.synchronize { @report = nil }
         end

@@ -428,3 +428,32 @@ fn filters_and_trace_restrict_the_report() {
     assert_eq!(v["none"], 0, "{v}");
     assert!(v["allowed"].as_u64().unwrap() >= 30, "{v}");
 }
+
+#[test]
+fn a_ractor_started_during_a_report_fails_it_clearly() {
+    let dir = common::scratch_dir("report-ractor");
+    let out = ruby_e(
+        dir.path(),
+        r#"
+        $stderr.reopen(File::NULL) # Ruby warns that Ractors are experimental
+        msg = begin
+          Heapscope.report { Ractor.new { 1 + 1 }.take }
+          nil
+        rescue Heapscope::Error => e
+          e.message
+        end
+        later = begin
+          Heapscope.report { 1 }
+          nil
+        rescue Heapscope::Error => e
+          e.message
+        end
+        require "json"
+        puts JSON.generate(msg: msg, later: later, active: Heapscope::Native.report_active?)
+        "#,
+    );
+    let v = last_json(&out);
+    assert!(v["msg"].as_str().unwrap_or("").contains("Ractor"), "{v}");
+    assert!(v["later"].as_str().unwrap_or("").contains("Ractor"), "{v}");
+    assert_eq!(v["active"], false, "{v}");
+}

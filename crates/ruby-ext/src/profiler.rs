@@ -246,7 +246,7 @@ fn arg_error(ruby: &Ruby, msg: String) -> Error {
 }
 
 /// Whether only the main Ractor has ever run (as far as we can tell).
-fn single_ractor() -> bool {
+pub(crate) fn single_ractor() -> bool {
     if RACTORS.load(Relaxed) {
         return false;
     }
@@ -1098,6 +1098,12 @@ fn note_ractors() {
 /// `profiler_ractor_started` → nil: called by `heapscope/ractor_guard.rb`
 /// just before `Ractor.new` makes a Ractor. Turns the hooks off for good.
 fn ractor_started() {
+    crate::report::ractor_started();
+    if !RUNNING.load(Relaxed) {
+        // Loaded for a report only: no profiler hook to speak of.
+        RACTORS.store(true, Relaxed);
+        return;
+    }
     note_ractors();
     if RUNNING.load(Relaxed) {
         let _guard = RubyCalls::begin();

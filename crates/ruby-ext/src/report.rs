@@ -127,6 +127,9 @@ static STATE: Mutex<Option<State>> = Mutex::new(None);
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 /// Hook calls that could not record (busy lock, a caught panic).
 static MISSED: AtomicU64 = AtomicU64::new(0);
+/// A Ractor started during the report: its hooks went off, its numbers are
+/// incomplete.
+static BROKEN: AtomicBool = AtomicBool::new(false);
 
 struct GcRoot(UnsafeCell<VALUE>);
 unsafe impl Sync for GcRoot {}
@@ -233,7 +236,22 @@ fn start(ruby: &Ruby, current_only: bool) -> Result<bool, Error> {
             "a heapscope report is already running in this process",
         ));
     }
+    // Ruby's allocation hooks are not Ractor-safe: the guard turns them off
+    // before a Ractor starts (`ractor_started`), and none may run now.
+    if let Err(e) = ruby.require("heapscope/ractor_guard") {
+        ACTIVE.store(false, Relaxed);
+        return Err(e);
+    }
+    if !crate::profiler::single_ractor() {
+        ACTIVE.store(false, Relaxed);
+        return Err(Error::new(
+            ruby.exception_runtime_error(),
+            "Heapscope.report cannot run once a Ractor has started (Ruby's allocation hooks \
+             are not Ractor-safe)",
+        ));
+    }
     MISSED.store(0, Relaxed);
+    BROKEN.store(false, Relaxed);
     let mut files = Interner::default();
     files.intern(b"");
     *lock() = Some(State {
@@ -274,6 +292,17 @@ fn pause() {
     }
 }
 
+/// Called before a Ractor is made: every hook off; the report will fail.
+pub(crate) fn ractor_started() {
+    if ACTIVE.load(Relaxed) && !BROKEN.swap(true, Relaxed) {
+        unsafe {
+            rb_tracepoint_disable(NEWOBJ_TP.get());
+            rb_tracepoint_disable(FREEOBJ_TP.get());
+            rb_tracepoint_disable(GCSTART_TP.get());
+        }
+    }
+}
+
 /// Turns both hooks off and forgets everything (a block that raised).
 fn abort() {
     if !ACTIVE.load(Relaxed) {
@@ -297,6 +326,14 @@ fn stop(ruby: &Ruby) -> Result<RArray, Error> {
         return Err(Error::new(
             ruby.exception_runtime_error(),
             "no heapscope report is running",
+        ));
+    }
+    if BROKEN.load(Relaxed) {
+        abort();
+        return Err(Error::new(
+            ruby.exception_runtime_error(),
+            "a Ractor started during the report: Ruby's allocation hooks are not \
+             Ractor-safe, so the report was abandoned",
         ));
     }
     pause();

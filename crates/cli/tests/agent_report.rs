@@ -457,3 +457,59 @@ fn a_ractor_started_during_a_report_fails_it_clearly() {
     assert!(v["later"].as_str().unwrap_or("").contains("Ractor"), "{v}");
     assert_eq!(v["active"], false, "{v}");
 }
+
+#[test]
+fn pretty_print_options_shape_the_text() {
+    let dir = common::scratch_dir("report-print");
+    let out = ruby_e(
+        dir.path(),
+        r#"
+        require "stringio"
+        require "json"
+        r = Heapscope.report { 5.times.map { |i| "v#{i}" * 2000 } }
+        text = ->(**o) { io = StringIO.new; r.pretty_print(io, **o); io.string }
+        full = text.call
+        short = text.call(detailed: false, allocated_strings: 2, scale_bytes: true)
+        gem_path = Heapscope::Report.normalize_path("/x/gems/3.1.0/gems/rack-2.2.22/lib/rack.rb")
+        require "pp"
+        shown = PP.pp(r, +"")
+        puts JSON.generate(full: full, short: short, gem_path: gem_path, pp: shown,
+                           h: r.to_h.keys, guess: Heapscope::Report.guess_gem("/x/gems/3.1.0/gems/rack-2.2.22/lib/rack.rb"))
+        "#,
+    );
+    let v = last_json(&out);
+    let full = v["full"].as_str().unwrap();
+    let short = v["short"].as_str().unwrap();
+    assert!(full.contains("allocated memory by location\n"), "{full}");
+    assert!(full.contains(" bytes ("), "{full}");
+    assert!(!full.contains('\u{1b}'), "no color when not a terminal");
+    assert!(!short.contains("allocated memory by location"), "{short}");
+    assert!(short.contains(" kB ("), "{short}");
+    let section = short.split("Allocated String Report").nth(1).unwrap();
+    let section = section.split("Retained String Report").next().unwrap();
+    // A group's first line: its count, then the quoted value.
+    let groups = section.lines().filter(|l| l.contains("  \"")).count();
+    assert_eq!(groups, 2, "allocated_strings: 2\n{short}");
+    assert_eq!(v["gem_path"], "rack-2.2.22/lib/rack.rb");
+    assert_eq!(v["guess"], "rack-2.2.22");
+    assert!(
+        v["pp"]
+            .as_str()
+            .unwrap()
+            .starts_with("#<Heapscope::Report allocated: "),
+        "{v}"
+    );
+    for key in [
+        "total_allocated",
+        "tables",
+        "strings",
+        "allocated_by_type",
+        "gc",
+        "peak_live_objects",
+    ] {
+        assert!(
+            v["h"].as_array().unwrap().iter().any(|k| k == key),
+            "{key}: {v}"
+        );
+    }
+}

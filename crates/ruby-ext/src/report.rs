@@ -54,12 +54,14 @@ type AddrMap<V> = HashMap<u64, V, BuildHasherDefault<AddrHasher>>;
 /// Characters of a String's value kept for the string report (as
 /// memory_profiler shows).
 const STRING_CHARS: usize = 200;
-/// `FL_SINGLETON` (`FL_USER0`), `STR_NOEMBED` (`FL_USER1`) and `STR_SHARED`
-/// (`FL_USER2`, only meaningful with `STR_NOEMBED`: before 3.2 an embedded
-/// string keeps its length in those bits).
-const FL_SINGLETON: VALUE = 1 << 12;
-const STR_NOEMBED: VALUE = 1 << 13;
-const STR_SHARED: VALUE = 1 << 14;
+/// Flag bits from the headers of the Ruby being built against (they move:
+/// `FL_SINGLETON` is `FL_USER0` up to 3.3, `FL_USER1` in 3.4). A string
+/// shares another's buffer when `ELTS_SHARED` (`STR_SHARED`) is set on a
+/// non-embedded string (before 3.2 an embedded string keeps its length in
+/// those bits).
+const FL_SINGLETON: VALUE = rb_sys::ruby_fl_type::RUBY_FL_SINGLETON as VALUE;
+const STR_NOEMBED: VALUE = rb_sys::ruby_rstring_flags::RSTRING_NOEMBED as VALUE;
+const STR_SHARED: VALUE = rb_sys::ruby_fl_type::RUBY_ELTS_SHARED as VALUE;
 
 #[derive(Clone, Copy)]
 struct Rec {

@@ -208,9 +208,17 @@ module Heapscope
       io.string
     end
 
+    def inspect
+      "#<#{self.class} allocated: #{total_allocated} objects (#{total_allocated_memsize} bytes), " \
+        "retained: #{total_retained} objects (#{total_retained_memsize} bytes)>"
+    end
+
     # memory_profiler's layout, then what it lacks (by type, GC, peak).
     def pretty_print(io = $stdout, scale_bytes: false, normalize_paths: false, color: nil,
                      detailed: true, allocated_strings: nil, retained_strings: nil, **)
+      # `pp report` calls this with a PP object: show the summary there.
+      return io.text(inspect) if defined?(::PP) && io.is_a?(::PP)
+
       color = io.respond_to?(:tty?) && io.tty? if color.nil?
       fmt_bytes = ->(n) { scale_bytes ? Report.scale(n) : "#{n} bytes" }
       hl = color ? ->(s) { "\e[1m#{s}\e[0m" } : ->(s) { s }

@@ -206,6 +206,9 @@ fn nested_and_concurrent_reports_get_a_clear_error() {
         end
         done << 1
         t.join
+        Heapscope.start_report(threads: :current)
+        $held = Array.new(7) { +"" }
+        pair = Heapscope.stop_report
         after = Heapscope.report { "z" * 3 }.total_allocated
         stop_without = begin
           Heapscope.stop_report
@@ -215,7 +218,7 @@ fn nested_and_concurrent_reports_get_a_clear_error() {
         end
         require "json"
         puts JSON.generate(nested: nested, concurrent: concurrent, after: after,
-                           stop_without: stop_without)
+                           stop_without: stop_without, pair: [pair.total_allocated, pair.total_retained])
         "#,
     );
     let v = last_json(&out);
@@ -226,6 +229,8 @@ fn nested_and_concurrent_reports_get_a_clear_error() {
         assert!(msg.contains("already running"), "{key}: {msg}");
     }
     assert!(v["after"].as_u64().unwrap() >= 1, "{v}");
+    // start_report / stop_report: 7 strings and their Array, all kept.
+    assert_eq!(v["pair"], serde_json::json!([8, 8]), "{v}");
     assert!(v["stop_without"]
         .as_str()
         .unwrap()

@@ -68,25 +68,60 @@ fn matches_memory_profiler_on_deterministic_blocks() {
         String::from_utf8_lossy(&out.stderr)
     );
     let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Retained = alive after the last full GC, which scans the machine stack
+    // and the VM stack conservatively: a stale word left there by the
+    // block's last temporaries keeps them alive for whichever tool's GC
+    // finds it. On Ruby 3.1 neither finds any and retained counts are
+    // equal; on 3.3 and 3.4 each tool's GC runs from different frames, and
+    // either may keep one iteration's temporaries (memory_profiler kept one
+    // extra hash entry of 6 objects on 3.4, heapscope a Rack body and its
+    // Array). There the retained tables may differ by that much per location.
+    let exact_retained = all["_ruby"].as_str().unwrap_or("").starts_with("3.1.");
+    let slack = if exact_retained { 0 } else { 8 };
     for (block, v) in all.as_object().unwrap() {
+        if block.starts_with('_') {
+            continue;
+        }
         let (mp, hs) = (&v["memory_profiler"], &v["heapscope"]);
         // Objects: memory_profiler counts every visible object allocated in
         // the block (GC off); heapscope every one, freed or not (GC on).
         // Same sets, so counts by location, class and gem are equal.
         for key in [
             "allocated_objects",
-            "retained_objects",
             "allocated_by_location",
             "allocated_by_class",
             "allocated_by_gem",
-            "retained_by_location",
-            "retained_by_class",
-            "retained_by_gem",
         ] {
             if mp[key].is_object() {
                 assert_eq!(counts(&mp[key]), counts(&hs[key]), "{block}: {key}");
             } else {
                 assert_eq!(mp[key], hs[key], "{block}: {key}");
+            }
+        }
+        let near = |a: u64, b: u64| a.abs_diff(b) <= slack;
+        let (a, b) = (
+            mp["retained_objects"].as_u64().unwrap(),
+            hs["retained_objects"].as_u64().unwrap(),
+        );
+        assert!(
+            near(a, b),
+            "{block}: retained objects: memory_profiler {a}, heapscope {b}"
+        );
+        for key in [
+            "retained_by_location",
+            "retained_by_class",
+            "retained_by_gem",
+        ] {
+            let (m, h) = (counts(&mp[key]), counts(&hs[key]));
+            for k in m.keys().chain(h.keys()) {
+                let (x, y) = (
+                    m.get(k).copied().unwrap_or(0),
+                    h.get(k).copied().unwrap_or(0),
+                );
+                assert!(
+                    near(x, y),
+                    "{block}: {key} {k}: memory_profiler {x}, heapscope {y}"
+                );
             }
         }
         assert!(
@@ -99,17 +134,37 @@ fn matches_memory_profiler_on_deterministic_blocks() {
         // differ slightly.
         for key in ["allocated_bytes", "retained_bytes"] {
             let (a, b) = (mp[key].as_f64().unwrap(), hs[key].as_f64().unwrap());
+            // Stale stack words (above): up to `slack` objects of 80 bytes.
+            let extra = if key == "retained_bytes" {
+                slack as f64 * 80.0
+            } else {
+                0.0
+            };
             assert!(
-                (a - b).abs() <= 0.05 * a.max(1.0),
+                (a - b).abs() <= 0.05 * a.max(1.0) + extra,
                 "{block}: {key}: memory_profiler {a}, heapscope {b}"
             );
         }
-        // Retained strings are read alive at the end by both: equal.
-        assert_eq!(
+        // Retained strings are read alive at the end by both: equal (up to
+        // the stale stack words above).
+        let (m, h) = (
             string_counts(&mp["retained_strings"]),
             string_counts(&hs["retained_strings"]),
-            "{block}: retained strings"
         );
+        if exact_retained {
+            assert_eq!(m, h, "{block}: retained strings");
+        } else {
+            for k in m.keys().chain(h.keys()) {
+                let (x, y) = (
+                    m.get(k).copied().unwrap_or(0),
+                    h.get(k).copied().unwrap_or(0),
+                );
+                assert!(
+                    near(x, y),
+                    "{block}: retained string {k:?}: memory_profiler {x}, heapscope {y}"
+                );
+            }
+        }
         // Allocated strings: equal, except that heapscope cannot read the
         // value of a shared string (a `dup` or slice pointing into another
         // string's buffer) freed in the block: the same sweep may already
@@ -207,7 +262,7 @@ fn nested_and_concurrent_reports_get_a_clear_error() {
         done << 1
         t.join
         Heapscope.start_report(threads: :current)
-        $held = Array.new(7) { +"" }
+        $held = Array.new(7) { [] }
         pair = Heapscope.stop_report
         after = Heapscope.report { "z" * 3 }.total_allocated
         stop_without = begin
@@ -229,7 +284,7 @@ fn nested_and_concurrent_reports_get_a_clear_error() {
         assert!(msg.contains("already running"), "{key}: {msg}");
     }
     assert!(v["after"].as_u64().unwrap() >= 1, "{v}");
-    // start_report / stop_report: 7 strings and their Array, all kept.
+    // start_report / stop_report: 7 Arrays and the Array holding them, all kept.
     assert_eq!(v["pair"], serde_json::json!([8, 8]), "{v}");
     assert!(v["stop_without"]
         .as_str()
@@ -316,7 +371,7 @@ fn works_under_heapscope_run_with_the_profiler_on_and_leaves_agent_objects_out()
     let program = r#"
         LINE = __LINE__ + 2
         r = Heapscope.report do
-          $keep = Array.new(100) { +"" }
+          $keep = Array.new(100) { [] }
         end
         Heapscope.dump(timeout: 60)
         require "json"
@@ -336,7 +391,7 @@ fn works_under_heapscope_run_with_the_profiler_on_and_leaves_agent_objects_out()
     );
     let v = last_json(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(v["profiler"], true, "{v}");
-    // 100 strings and their Array, all kept.
+    // 100 Arrays and the Array holding them, all kept.
     assert_eq!(v["at_line"], 101, "{v}");
     assert_eq!(v["retained"], 101, "{v}");
     for f in v["files"].as_array().unwrap() {
@@ -422,7 +477,8 @@ fn filters_and_trace_restrict_the_report() {
         require "json"
         puts JSON.generate(all: all.table("allocated", "objects", "class").to_h,
                            only_str: only_str.table("allocated", "objects", "class").to_h,
-                           none: none.total_allocated, allowed: allowed.total_allocated)
+                           none: none.table("allocated", "objects", "file").map(&:first),
+                           allowed: allowed.total_allocated)
         "#,
     );
     let v = last_json(&out);
@@ -430,7 +486,11 @@ fn filters_and_trace_restrict_the_report() {
     assert_eq!(v["all"]["Hash"], 10, "{v}");
     assert_eq!(counts(&v["only_str"]).len(), 1, "{v}");
     assert_eq!(v["only_str"]["String"], 10, "{v}");
-    assert_eq!(v["none"], 0, "{v}");
+    // Ruby 3.4 allocates some of these in its own `<internal:...>` files.
+    assert!(
+        !v["none"].as_array().unwrap().iter().any(|f| f == "-e"),
+        "{v}"
+    );
     assert!(v["allowed"].as_u64().unwrap() >= 30, "{v}");
 }
 

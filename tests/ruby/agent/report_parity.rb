@@ -102,4 +102,5 @@ BLOCKS.each do |name, block|
   hs = Heapscope.report(top: BIG) { block.call }
   out[name] = { "memory_profiler" => mp_tables(mp), "heapscope" => hs_tables(hs) }
 end
+out["_ruby"] = RUBY_VERSION
 puts JSON.generate(out)

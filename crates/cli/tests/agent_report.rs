@@ -165,39 +165,14 @@ fn matches_memory_profiler_on_deterministic_blocks() {
                 );
             }
         }
-        // Allocated strings: equal, except that heapscope cannot read the
-        // value of a shared string (a `dup` or slice pointing into another
-        // string's buffer) freed in the block: the same sweep may already
-        // have freed that buffer. Those are counted under no value at their
-        // location, so per location the totals still agree.
-        let (m, h) = (
+        // Allocated strings: equal, shared ones (slices pointing into
+        // another string's buffer, freed in the block) included: heapscope
+        // reads those at the GC start before their free.
+        assert_eq!(
             string_counts(&mp["allocated_strings"]),
             string_counts(&hs["allocated_strings"]),
+            "{block}: allocated strings"
         );
-        let per_loc = |s: &BTreeMap<(Option<String>, String), u64>| {
-            let mut out: BTreeMap<String, u64> = BTreeMap::new();
-            for ((_, loc), n) in s {
-                *out.entry(loc.clone()).or_default() += n;
-            }
-            out
-        };
-        assert_eq!(
-            per_loc(&m),
-            per_loc(&h),
-            "{block}: allocated strings per location"
-        );
-        for ((value, loc), n) in &h {
-            let Some(value) = value else { continue };
-            let theirs = m
-                .get(&(Some(value.clone()), loc.clone()))
-                .copied()
-                .unwrap_or(0);
-            let unreadable_here = h.contains_key(&(None, loc.clone()));
-            assert!(
-                *n == theirs || (unreadable_here && *n <= theirs),
-                "{block}: string {value:?} at {loc}: heapscope {n}, memory_profiler {theirs}"
-            );
-        }
     }
     for block in ["strings", "hashes", "json", "rack", "graph"] {
         assert!(all.get(block).is_some(), "no {block} block");

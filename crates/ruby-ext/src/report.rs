@@ -13,8 +13,8 @@
 //!   memory (`measurable_at_free`; DATA, classes and FILE, whose size may
 //!   depend on memory freed earlier in the same sweep, were measured at the
 //!   last GC start, when they were alive: a GC_START hook), and a String's
-//!   value (first 200 characters) unless it shares another string's
-//!   buffer, which the same sweep may already have freed.
+//!   value (first 200 characters); a String sharing another's buffer, which
+//!   the same sweep may already have freed, was read at that GC start.
 //! - At the end: NEWOBJ off, a full GC (`GC.start` from the Ruby layer, FREEOBJ
 //!   still on), then GC off and
 //!   FREEOBJ off: every object still recorded is alive, so it is read and
@@ -112,6 +112,10 @@ struct State {
     /// Recorded objects not measurable at free (DATA, classes, FILE): their
     /// size at the last GC start, when they were surely alive (0: none yet).
     later: AddrMap<u64>,
+    /// Value ids (+1) of recorded Strings that shared another's buffer at a
+    /// GC start (read then, when both were alive): read at free, the buffer
+    /// may already be gone.
+    shared: AddrMap<u32>,
     /// File 0 is "no Ruby frame".
     files: Interner,
     sites: HashMap<SiteKey, Totals>,
@@ -259,6 +263,7 @@ fn start(ruby: &Ruby, current_only: bool) -> Result<bool, Error> {
     *lock() = Some(State {
         objs: AddrMap::default(),
         later: AddrMap::default(),
+        shared: AddrMap::default(),
         files,
         sites: HashMap::new(),
         strings: Interner::default(),
@@ -375,6 +380,7 @@ fn stop(ruby: &Ruby) -> Result<RArray, Error> {
     *lock() = Some(State {
         objs: AddrMap::default(),
         later: AddrMap::default(),
+        shared: AddrMap::default(),
         files: Interner::default(),
         sites: st.sites,
         strings: Interner::default(),
@@ -493,19 +499,14 @@ unsafe fn fold(st: &mut State, obj: VALUE, rec: Rec, retained: bool) {
     }
     if klass == rb_cString as u64 && ty == ruby_value_type::RUBY_T_STRING as u8 {
         // A shared string's buffer belongs to another string, which this
-        // sweep may have freed already: its value is not read at free.
-        let shared = flags & STR_NOEMBED != 0 && flags & STR_SHARED != 0;
-        let sid = if retained || !shared {
-            let ptr = rb_sys::RSTRING_PTR(obj) as *const u8;
-            let len = rb_sys::RSTRING_LEN(obj) as usize;
-            let bytes = if ptr.is_null() {
-                &[][..]
-            } else {
-                std::slice::from_raw_parts(ptr, len)
-            };
-            st.strings.intern(prefix(bytes)) + 1
+        // sweep may have freed already: its value is not read at free but
+        // taken from the GC start before (a shared string's contents cannot
+        // change without unsharing it first).
+        let shared_id = st.shared.remove(&(obj as u64));
+        let sid = if retained || !is_shared(flags) {
+            string_id(st, obj)
         } else {
-            0
+            shared_id.unwrap_or(0)
         };
         let e = st
             .string_sites
@@ -516,6 +517,22 @@ unsafe fn fold(st: &mut State, obj: VALUE, rec: Rec, retained: bool) {
             e.1 += 1;
         }
     }
+}
+
+fn is_shared(flags: VALUE) -> bool {
+    flags & STR_NOEMBED != 0 && flags & STR_SHARED != 0
+}
+
+/// The value id (+1) of a String known alive with its buffer.
+unsafe fn string_id(st: &mut State, obj: VALUE) -> u32 {
+    let ptr = rb_sys::RSTRING_PTR(obj) as *const u8;
+    let len = rb_sys::RSTRING_LEN(obj) as usize;
+    let bytes = if ptr.is_null() {
+        &[][..]
+    } else {
+        std::slice::from_raw_parts(ptr, len)
+    };
+    st.strings.intern(prefix(bytes)) + 1
 }
 
 /// The first `STRING_CHARS` characters of UTF-8 text (counting lead bytes;
@@ -601,8 +618,31 @@ unsafe fn on_new(arg: *mut rb_sys::rb_trace_arg_t) {
 unsafe fn on_gc_start() {
     let Some(mut g) = hook_lock() else { return };
     let Some(st) = g.as_mut() else { return };
+    if MISSED.load(Relaxed) != 0 {
+        // A free may have gone unrecorded: an address may be dead.
+        return;
+    }
     for (&addr, size) in st.later.iter_mut() {
         *size = rb_obj_memsize_of(addr as VALUE) as u64;
+    }
+    // Shared Strings not read yet: read now, while their buffer's owner is
+    // alive too (it is referenced by them).
+    let string = ruby_value_type::RUBY_T_STRING as u8;
+    let found: Vec<u64> = st
+        .objs
+        .iter()
+        .filter(|(addr, rec)| rec.ty == string && !st.shared.contains_key(addr))
+        .map(|(&addr, _)| addr)
+        .filter(|&addr| {
+            let p = addr as *const VALUE;
+            let flags = std::ptr::read_volatile(p);
+            let klass = std::ptr::read_volatile(p.add(1));
+            is_shared(flags) && klass != 0 && rb_class_real(klass) == rb_cString
+        })
+        .collect();
+    for addr in found {
+        let id = string_id(st, addr as VALUE);
+        st.shared.insert(addr, id);
     }
 }
 
@@ -640,6 +680,11 @@ unsafe extern "C" fn keeper_compact(_: *mut c_void) {
             .collect();
         let later = std::mem::take(&mut st.later);
         st.later = later
+            .into_iter()
+            .map(|(a, n)| (rb_gc_location(a as VALUE) as u64, n))
+            .collect();
+        let shared = std::mem::take(&mut st.shared);
+        st.shared = shared
             .into_iter()
             .map(|(a, n)| (rb_gc_location(a as VALUE) as u64, n))
             .collect();

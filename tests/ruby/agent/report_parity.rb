@@ -23,6 +23,9 @@ BLOCKS = {
       s = "item-#{i}"
       out << s.upcase << (s * 3) << s.sub("item", "thing")
     end
+    long = "0123456789abcdef" * 8
+    slices = Array.new(10) { |i| long[i, 40] } # shared: they point into long's buffer
+    out << slices.last
     KEPT << out.first(5)
     out.size
   end,

@@ -124,8 +124,9 @@ module Heapscope
     end
 
     # [[value, count, [[location, count], ...]], ...] for "allocated" or
-    # "retained": Strings grouped by value (nil: a shared string freed in
-    # the block, whose value could not be read), the most frequent first.
+    # "retained": Strings grouped by value (nil: a shared String whose value
+    # could not be read because the hooks missed a free), the most frequent
+    # first.
     def strings(type, top: @top)
       field = type == "allocated" ? :allocated : :retained
       groups = Hash.new { |h, k| h[k] = Hash.new(0) }
@@ -250,7 +251,7 @@ module Heapscope
         io.puts hl.call("#{type.capitalize} String Report")
         io.puts "-----------------------------------"
         list.each do |value, n, locs|
-          shown = value.nil? ? "(value unavailable: shared string freed in the block)" : value.inspect
+          shown = value.nil? ? "(value unavailable)" : value.inspect
           io.puts "#{n.to_s.rjust(10)}  #{Report.escape(shown)}"
           locs.each do |loc, c|
             loc = Report.normalize_path(loc) if normalize_paths

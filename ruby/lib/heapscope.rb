@@ -13,6 +13,7 @@ require "heapscope/middleware"
 require "heapscope/rack_tools"
 require "heapscope/integrations"
 require "heapscope/fork_hook"
+require "heapscope/report"
 
 module Heapscope
   VERSION = "0.1.0"
@@ -25,6 +26,8 @@ module Heapscope
 
   @agent = nil
   @lock = Mutex.new
+  @report_lock = Mutex.new
+  @report = nil
   @at_exit_installed = false
 
   class << self
@@ -184,11 +187,110 @@ module Heapscope
       @agent = nil
     end
 
+    # The exact allocation report of the block: every allocation of all
+    # threads (threads: :current for the calling thread's only), with GC
+    # left on; what is still alive after a full GC at the end is retained.
+    # Returns a Heapscope::Report. A block that raises leaves every hook
+    # off and its exception propagates unchanged.
+    def report(top: 50, allow_files: nil, ignore_files: nil, trace: nil, threads: :all)
+      raise ArgumentError, "Heapscope.report needs a block" unless block_given?
+
+      start_report(top: top, allow_files: allow_files, ignore_files: ignore_files,
+                   trace: trace, threads: threads)
+      begin
+        yield
+      rescue Exception # rubocop:disable Lint/RescueException
+        abort_report
+        raise
+      end
+      stop_report
+    end
+
+    # Starts an exact allocation report (see `report`) for code that cannot
+    # wrap a block; `stop_report` ends it. Raises Heapscope::Error when a
+    # report is already running in this process.
+    def start_report(top: 50, allow_files: nil, ignore_files: nil, trace: nil, threads: :all)
+      unless top.is_a?(Integer) && top.positive?
+        raise ArgumentError, "top must be a positive Integer, not #{top.inspect}"
+      end
+      unless %i[all current].include?(threads)
+        raise ArgumentError, "threads must be :all or :current, not #{threads.inspect}"
+      end
+      if trace && !Array(trace).all? { |c| c.is_a?(Module) }
+        raise ArgumentError, "trace must be an Array of classes, not #{trace.inspect}"
+      end
+
+      opts = { top: top, allow_files: allow_files, ignore_files: ignore_files, trace: trace }
+      @report_lock.synchronize do
+        if @report
+          raise Error, "a Heapscope report is already running in this process " \
+                       "(nested or concurrent Heapscope.report calls are not supported)"
+        end
+        @report = { opts: opts, thread: Thread.current }
+      end
+      begin
+        own do
+          @report[:gc] = gc_figures
+          Native.report_start(threads == :current)
+        end
+      rescue RuntimeError => e
+        @report_lock.synchronize { @report = nil }
+        raise Error, e.message
+      end
+      nil
+    end
+
+    # Ends the report begun by `start_report` and returns it.
+    def stop_report
+      state = @report_lock.synchronize { @report }
+      raise Error, "no Heapscope report is running (call Heapscope.start_report first)" unless state
+
+      own do
+        after = gc_figures
+        # No more allocations are recorded; frees still are: what this full
+        # GC frees was not retained.
+        Native.report_pause
+        GC.start
+        data = begin
+          Native.report_stop
+        rescue RuntimeError => e
+          raise Error, e.message
+        ensure
+          @report_lock.synchronize { @report = nil }
+        end
+        before = state[:gc]
+        gc = {
+          count: after[:count] - before[:count],
+          minor: after[:minor] - before[:minor],
+          major: after[:major] - before[:major],
+          time_ms: after[:time_ns] && ((after[:time_ns] - before[:time_ns]) / 1e6).round(3)
+        }
+        Report.new(data, gc: gc, **state[:opts])
+      end
+    end
+
+    # Turns a running report's hooks off and forgets it.
+    def abort_report
+      own { Native.report_abort }
+    ensure
+      @report_lock.synchronize { @report = nil }
+    end
+
     def one_line(text)
       text.to_s.gsub(/\s*\n\s*/, " ")
     end
 
     private
+
+    # GC counters read without allocating (single-key GC.stat).
+    def gc_figures
+      {
+        count: GC.count,
+        minor: GC.stat(:minor_gc_count),
+        major: GC.stat(:major_gc_count),
+        time_ns: GC.respond_to?(:total_time) ? GC.total_time : nil
+      }
+    end
 
     def setting_text(value)
       case value

@@ -11,6 +11,7 @@ pub mod config;
 pub mod dumpfiles;
 pub mod procmem;
 pub mod profiler;
+pub mod report;
 pub mod secure;
 pub mod state;
 pub mod stats;

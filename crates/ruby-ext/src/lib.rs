@@ -4,6 +4,7 @@
 //!
 //! - [`profiler`]: the sampling heap profiler (allocation and free hooks,
 //!   stacks, flushes to pprof).
+//! - [`report`]: exact allocation reports of a block (`Heapscope.report`).
 //! - [`runtime`]: settings, the dump signal, fork handling, process memory.
 //! - [`analyze`]: the live-heap summary of a dump for the Rack
 //!   `?hs=analyze-memory` page (heapscope's reader, without the GVL).
@@ -17,6 +18,7 @@ use magnus::{prelude::*, Error, Ruby};
 
 mod analyze;
 mod profiler;
+mod report;
 mod runtime;
 
 #[magnus::init(name = "heapscope_native")]
@@ -26,5 +28,6 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     runtime::init(ruby, native)?;
     profiler::init(ruby, native)?;
     analyze::init(ruby, native)?;
+    report::init(ruby, native)?;
     Ok(())
 }

@@ -246,7 +246,7 @@ fn arg_error(ruby: &Ruby, msg: String) -> Error {
 }
 
 /// Whether only the main Ractor has ever run (as far as we can tell).
-fn single_ractor() -> bool {
+pub(crate) fn single_ractor() -> bool {
     if RACTORS.load(Relaxed) {
         return false;
     }
@@ -945,6 +945,16 @@ unsafe fn on_own_thread() -> bool {
     own.iter().any(|&(t, _)| t == current)
 }
 
+/// Whether `thread` runs the agent's own code (whatever `profile_agent`
+/// says): the exact report always leaves it out. Safe in hooks.
+pub(crate) fn is_agent_thread(thread: VALUE) -> bool {
+    match OWN_THREADS.try_lock() {
+        Ok(g) => g.iter().any(|&(t, _)| t == thread),
+        Err(TryLockError::Poisoned(e)) => e.into_inner().iter().any(|&(t, _)| t == thread),
+        Err(TryLockError::WouldBlock) => false,
+    }
+}
+
 fn own_threads() -> MutexGuard<'static, Vec<(VALUE, u32)>> {
     OWN_THREADS.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -1088,6 +1098,12 @@ fn note_ractors() {
 /// `profiler_ractor_started` → nil: called by `heapscope/ractor_guard.rb`
 /// just before `Ractor.new` makes a Ractor. Turns the hooks off for good.
 fn ractor_started() {
+    crate::report::ractor_started();
+    if !RUNNING.load(Relaxed) {
+        // Loaded for a report only: no profiler hook to speak of.
+        RACTORS.store(true, Relaxed);
+        return;
+    }
     note_ractors();
     if RUNNING.load(Relaxed) {
         let _guard = RubyCalls::begin();

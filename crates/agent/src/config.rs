@@ -214,6 +214,32 @@ pub const OPTIONS: &[OptionSpec] = &[
                the rack token. Any other request passes through untouched.",
     },
     OptionSpec {
+        key: "bench_report",
+        kind: Kind::Text,
+        default: "",
+        help: "Set by `heapscope bench --report`: `memory` (an exact allocation report, as \
+               Heapscope.report) or `gc` (GC counters) over the Rack requests that follow the \
+               bench_report_skip first ones, bench_report_requests of them (empty: off).",
+    },
+    OptionSpec {
+        key: "bench_report_dir",
+        kind: Kind::Path,
+        default: "",
+        help: "Directory the bench report's files are written into (`heapscope bench` reads them).",
+    },
+    OptionSpec {
+        key: "bench_report_skip",
+        kind: Kind::Count,
+        default: "0",
+        help: "Rack requests (the bench's warm-up) the bench report leaves out before it starts.",
+    },
+    OptionSpec {
+        key: "bench_report_requests",
+        kind: Kind::Count,
+        default: "0",
+        help: "Rack requests the bench report covers; it is written when the last one ends.",
+    },
+    OptionSpec {
         key: "rack_token",
         kind: Kind::Text,
         default: "",

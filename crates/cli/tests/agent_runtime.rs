@@ -662,6 +662,22 @@ fn every_documented_variable_is_exercised() {
     assert_eq!(resolved_settings(&env, Path::new("."))["dump_keep"], 3);
 }
 
+/// What `heapscope bench --report` sets (agent_bench_report.rs runs it end to end).
+#[test]
+fn bench_report_settings_resolve() {
+    let env: Vec<(&str, String)> = vec![
+        ("HEAPSCOPE_BENCH_REPORT", "gc".into()),
+        ("HEAPSCOPE_BENCH_REPORT_DIR", "/tmp/x".into()),
+        ("HEAPSCOPE_BENCH_REPORT_SKIP", "5".into()),
+        ("HEAPSCOPE_BENCH_REPORT_REQUESTS", "20".into()),
+    ];
+    let s = resolved_settings(&env, Path::new("."));
+    assert_eq!(s["bench_report"], "gc");
+    assert_eq!(s["bench_report_dir"], "/tmp/x");
+    assert_eq!(s["bench_report_skip"], 5);
+    assert_eq!(s["bench_report_requests"], 20);
+}
+
 #[test]
 fn a_failed_dump_is_reported_and_the_app_keeps_running() {
     let dir = tempfile::tempdir().unwrap();

@@ -265,7 +265,8 @@ module Heapscope
       end
       open_stats
       @started[:stats] = true
-      Integrations.want(requests: @settings[:dump_every_requests].positive? || @settings[:rack_tools],
+      Integrations.want(requests: @settings[:dump_every_requests].positive? || @settings[:rack_tools] ||
+                                  !@settings[:bench_report].to_s.empty?,
                         jobs: @settings[:dump_every_jobs].positive?)
       write_state(raise_errors: true)
       @started[:state] = true

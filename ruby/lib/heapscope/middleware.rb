@@ -23,18 +23,22 @@ module Heapscope
     # The middleware's own bookkeeping runs as the agent's own (left out of
     # the heap profiler's profiles); the app it calls is the app's.
     # With `rack_tools` on, a request naming a page (`?hs=...`) goes
-    # through RackTools, which answers it only when authorized.
+    # through RackTools, which answers it only when authorized. Under
+    # `heapscope bench --report` each request is counted into BenchReport.
     def call(env)
       return @app.call(env) if Heapscope.own { env[ENV_KEY] }
 
+      bench = false
       tools = Heapscope.own do
         env[ENV_KEY] = true
+        bench = BenchReport.enabled? && (BenchReport.enter || true)
         RackTools.enabled? && (RackTools.enter || true)
       end
       begin
         tools && Heapscope.own { RackTools.wanted?(env) } ? RackTools.call(env, @app) : @app.call(env)
       ensure
         Heapscope.own { RackTools.leave } if tools
+        Heapscope.own { BenchReport.leave } if bench
         Heapscope.note(:requests)
       end
     end

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::IsTerminal;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -49,8 +50,18 @@ With --agent, Puma runs under `heapscope run`, so the agent's GC statistics (liv
 merged into the records, and --dump-every K writes a heap dump every K requests into OUT/dumps,
 with allocation tracing on, ready for `heapscope leaks`.
 
+With --report memory, the app runs under the agent and bench prints the exact allocation
+report (Heapscope.report, like derailed's perf:objects) over the measured requests, warm-up
+excluded: allocated and retained memory and objects in total and per request (total / requests),
+the top gems, locations and classes. It spans the first measured request's arrival to the last
+one's end on every thread, so Puma's own work for those requests is counted. The full report is
+written into OUT/report (memory.txt, .json, .html, .pb.gz); --report-out FILE copies one by
+extension. --report gc gives GC runs (minor, major), GC time, objects allocated and freed, heap
+slots and pages, and live objects by type, in total and per request (like perf:gc). --report
+needs --rackup in single mode (no --url: an app bench did not start cannot be instrumented).
+
 Exit status: 0, or 1 with --fail-if-growing when a process's memory is growing; 2 on errors
-(including every request failing).
+(including every request failing, and a --report that could not be made).
 
 Examples:
     heapscope bench --rackup config.ru -n 5000 --warmup 500
@@ -59,7 +70,9 @@ Examples:
     heapscope bench --url http://127.0.0.1:3000/users -H 'Authorization: Bearer x' --fail-if-growing
     PATH_TO_HIT=/users TEST_COUNT=10000 heapscope bench --rackup config.ru
     heapscope bench --rackup config.ru --agent --dump-every 1000 -o tmp/bench
-    heapscope leaks tmp/bench/dumps/heap-*.dump";
+    heapscope leaks tmp/bench/dumps/heap-*.dump
+    heapscope bench --rackup config.ru -n 200 --warmup 20 --report memory --report-out mem.html
+    heapscope bench --rackup config.ru -n 200 --report gc";
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
@@ -157,6 +170,18 @@ pub struct Args {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub dump_every: Option<u64>,
 
+    /// Report over the measured requests (not the warm-up), in total and per request: `memory`
+    /// (every allocation, as derailed's perf:objects: allocated and retained memory and objects
+    /// by gem, file, location and class) or `gc` (GC runs, GC time, objects allocated and freed,
+    /// as perf:gc). Starts the app under the agent; not with --url or --workers.
+    #[arg(long, value_name = "memory|gc", value_enum)]
+    pub report: Option<ReportKind>,
+
+    /// With --report: also write the full report to FILE, by extension (memory: .txt, .json,
+    /// .html or .pb.gz; gc: .txt or .json).
+    #[arg(long, value_name = "FILE", requires = "report")]
+    pub report_out: Option<PathBuf>,
+
     /// With --url: where the app's agent announces itself (as for `heapscope dump`).
     #[arg(long, value_name = "DIR")]
     pub runtime_dir: Option<PathBuf>,
@@ -164,6 +189,22 @@ pub struct Args {
     /// No progress bar.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+}
+
+/// What `--report` measures.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportKind {
+    Memory,
+    Gc,
+}
+
+impl ReportKind {
+    fn name(self) -> &'static str {
+        match self {
+            ReportKind::Memory => "memory",
+            ReportKind::Gc => "gc",
+        }
+    }
 }
 
 /// The request settings after the environment's defaults.
@@ -309,7 +350,21 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if a.interval < 0.01 {
         bail!("--interval must be at least 10ms");
     }
-    let agent = a.agent || a.dump_every.is_some();
+    if let Some(kind) = a.report {
+        if a.url.is_some() || a.rackup.is_none() {
+            bail!(
+                "--report needs --rackup: only an app that bench starts can run under the agent \
+                 that measures it (for an app already running, use its Rack pages, ?hs=profile-gc)"
+            );
+        }
+        if a.workers > 0 {
+            bail!("--report needs Puma in single mode (--workers 0): one process to measure");
+        }
+        if let Some(f) = &a.report_out {
+            report_extension(kind, f)?;
+        }
+    }
+    let agent = a.agent || a.dump_every.is_some() || a.report.is_some();
     let out = a.output.clone().unwrap_or_else(default_output);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let out = std::fs::canonicalize(&out).unwrap_or(out);
@@ -318,6 +373,18 @@ pub fn run(a: Args) -> Result<ExitCode> {
     // The app.
     let agent_dir = out.join("agent");
     let dumps_dir = out.join("dumps");
+    let report_dir = out.join("report");
+    if a.report.is_some() {
+        // A fresh, private directory: the report quotes the app's strings.
+        if report_dir.exists() {
+            std::fs::remove_dir_all(&report_dir)
+                .with_context(|| format!("cannot clear {}", report_dir.display()))?;
+        }
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&report_dir)
+            .with_context(|| format!("cannot create {}", report_dir.display()))?;
+    }
     let mut puma = None;
     let (origin, roots, rt_dir): (Origin, Vec<u32>, PathBuf) = match (&a.rackup, url) {
         (Some(rackup), _) => {
@@ -349,6 +416,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
                     "HEAPSCOPE_PROFILE_PATH",
                     path_str(&out.join("profiles/mem-%{pid}-%{time}.pprof.gz")),
                 );
+                if let Some(kind) = a.report {
+                    env.push(("HEAPSCOPE_BENCH_REPORT".into(), kind.name().into()));
+                    env.push(("HEAPSCOPE_BENCH_REPORT_DIR".into(), path_str(&report_dir)));
+                    env.push(("HEAPSCOPE_BENCH_REPORT_SKIP".into(), a.warmup.to_string()));
+                    env.push((
+                        "HEAPSCOPE_BENCH_REPORT_REQUESTS".into(),
+                        req.count.to_string(),
+                    ));
+                }
                 if let Some(k) = a.dump_every {
                     env.push(("HEAPSCOPE_DUMP_EVERY_REQUESTS".into(), k.to_string()));
                     env.push(("HEAPSCOPE_DUMP_DIR".into(), path_str(&dumps_dir)));
@@ -523,6 +599,20 @@ pub fn run(a: Args) -> Result<ExitCode> {
         let expected = if a.workers == 0 { sent / k } else { 0 };
         dumps_note = Some(wait_for_dumps(&dumps_dir, expected, &stop, a.quiet));
     }
+    // The report is written before the last measured response goes out; a run cut short
+    // never completes it.
+    let report_files = match a.report {
+        Some(kind) if report.reason == heapscope_live::load::StopReason::Completed => Some(
+            wait_for_report(&report_dir, kind, &stop)
+                .map(|()| kind)
+                .map_err(|e| format!("{e:#}")),
+        ),
+        Some(_) => Some(Err(format!(
+            "not written: the run did not complete its {} requests",
+            req.count
+        ))),
+        None => None,
+    };
     let mut puma_status = None;
     if let Some(mut p) = puma.take() {
         puma_status = p.stop(Duration::from_secs(10));
@@ -600,6 +690,23 @@ pub fn run(a: Args) -> Result<ExitCode> {
         text.push_str(&note);
         text.push('\n');
     }
+    let mut report_failed = false;
+    match report_files {
+        Some(Ok(kind)) => {
+            match report_section(kind, &report_dir, req.count, a.report_out.as_deref()) {
+                Ok(section) => text.push_str(&section),
+                Err(e) => {
+                    report_failed = true;
+                    text.push_str(&format!("report: {e:#}\n"));
+                }
+            }
+        }
+        Some(Err(e)) => {
+            report_failed = true;
+            text.push_str(&format!("report: {e}\n"));
+        }
+        None => {}
+    }
     if let Some(p) = puma_status.filter(|s| !s.success() && s.code().is_some()) {
         text.push_str(&format!("note: Puma exited with {p}\n"));
     }
@@ -618,10 +725,239 @@ pub fn run(a: Args) -> Result<ExitCode> {
             }
         );
     }
+    if report_failed {
+        bail!(
+            "the {} report was not made; see above and {}",
+            a.report.map(ReportKind::name).unwrap_or(""),
+            out.join("puma.log").display()
+        );
+    }
     if a.fail_if_growing && growing {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The extension `--report-out` names, checked before anything starts.
+fn report_extension(kind: ReportKind, path: &Path) -> Result<&'static str> {
+    let name = path.to_string_lossy();
+    let allowed: &[&'static str] = match kind {
+        ReportKind::Memory => &["txt", "json", "html", "pb.gz"],
+        ReportKind::Gc => &["txt", "json"],
+    };
+    allowed
+        .iter()
+        .copied()
+        .find(|ext| name.ends_with(&format!(".{ext}")))
+        .with_context(|| {
+            format!(
+                "--report-out {}: give a file ending in .{} for the {} report",
+                path.display(),
+                allowed.join(", ."),
+                kind.name()
+            )
+        })
+}
+
+/// Waits for the agent's report file (or its error file).
+fn wait_for_report(
+    dir: &Path,
+    kind: ReportKind,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<()> {
+    let file = dir.join(format!("{}.json", kind.name()));
+    let error = dir.join("error.txt");
+    let started = Instant::now();
+    loop {
+        if file.exists() {
+            return Ok(());
+        }
+        if let Ok(e) = std::fs::read_to_string(&error) {
+            bail!("{}", e.trim());
+        }
+        if started.elapsed() >= Duration::from_secs(60) || stop.load(Ordering::SeqCst) {
+            bail!(
+                "the agent wrote no report into {} (did every request go through Rack?)",
+                dir.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `1,234 (12.34 per request)`.
+fn per_request(total: f64, requests: u64, bytes: bool) -> (String, String) {
+    let per = total / requests.max(1) as f64;
+    if bytes {
+        (
+            human_bytes(total.max(0.0) as u64),
+            human_bytes(per.max(0.0).round() as u64),
+        )
+    } else {
+        let sign = if total < 0.0 { "-" } else { "" };
+        let per = if per.abs() >= 1000.0 {
+            let sign = if per < 0.0 { "-" } else { "" };
+            format!("{sign}{}", thousands(per.abs().round() as u64))
+        } else {
+            format!("{per:.2}")
+        };
+        (
+            format!("{sign}{}", thousands(total.abs().round() as u64)),
+            per,
+        )
+    }
+}
+
+/// The report's lines for bench's output, and `--report-out`.
+fn report_section(
+    kind: ReportKind,
+    dir: &Path,
+    requests: u64,
+    out: Option<&Path>,
+) -> Result<String> {
+    let path = dir.join(format!("{}.json", kind.name()));
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
+    )
+    .with_context(|| format!("{} is not JSON", path.display()))?;
+    let num = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+    let mut s = format!(
+        "{} report over the {} measured requests (warm-up not counted):\n",
+        kind.name(),
+        thousands(requests)
+    );
+    let row = |s: &mut String, label: &str, total: f64, bytes: bool| {
+        let (t, p) = per_request(total, requests, bytes);
+        s.push_str(&format!(
+            "  {label:<26} {t:>14} total {p:>12} per request\n"
+        ));
+    };
+    match kind {
+        ReportKind::Memory => {
+            row(
+                &mut s,
+                "allocated memory",
+                num(&json["total_allocated_memsize"]),
+                true,
+            );
+            row(
+                &mut s,
+                "allocated objects",
+                num(&json["total_allocated"]),
+                false,
+            );
+            row(
+                &mut s,
+                "retained memory",
+                num(&json["total_retained_memsize"]),
+                true,
+            );
+            row(
+                &mut s,
+                "retained objects",
+                num(&json["total_retained"]),
+                false,
+            );
+            row(&mut s, "GC runs", num(&json["gc"]["count"]), false);
+            for (table, title, bytes) in [
+                ("allocated/memory/gem", "allocated memory by gem", true),
+                (
+                    "allocated/objects/location",
+                    "allocated objects by location",
+                    false,
+                ),
+                (
+                    "allocated/objects/class",
+                    "allocated objects by class",
+                    false,
+                ),
+                (
+                    "retained/objects/location",
+                    "retained objects by location",
+                    false,
+                ),
+            ] {
+                let mut v = &json["tables"];
+                for k in table.split('/') {
+                    v = &v[k];
+                }
+                let Some(rows) = v.as_object().filter(|o| !o.is_empty()) else {
+                    continue;
+                };
+                let mut rows: Vec<(&String, f64)> = rows.iter().map(|(k, v)| (k, num(v))).collect();
+                rows.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+                s.push_str(&format!("  {title} (top 10):\n"));
+                for (name, total) in rows.into_iter().take(10) {
+                    let (t, p) = per_request(total, requests, bytes);
+                    s.push_str(&format!("    {t:>14} {p:>12}/req  {name}\n"));
+                }
+            }
+            s.push_str(&format!(
+                "  full report: {} (also .json, .html, .pb.gz)\n",
+                dir.join("memory.txt").display()
+            ));
+        }
+        ReportKind::Gc => {
+            let stat = &json["stat"];
+            let delta = |k: &str| num(&stat[k]["after"]) - num(&stat[k]["before"]);
+            row(&mut s, "GC runs", delta("count"), false);
+            row(&mut s, "minor GC runs", delta("minor_gc_count"), false);
+            row(&mut s, "major GC runs", delta("major_gc_count"), false);
+            if stat.get("time").is_some() {
+                let t = delta("time");
+                s.push_str(&format!(
+                    "  {:<26} {:>11.0} ms total {:>9.3} ms per request\n",
+                    "GC time",
+                    t,
+                    t / requests.max(1) as f64
+                ));
+            }
+            row(
+                &mut s,
+                "objects allocated",
+                delta("total_allocated_objects"),
+                false,
+            );
+            row(&mut s, "objects freed", delta("total_freed_objects"), false);
+            for k in ["heap_live_slots", "heap_allocated_pages"] {
+                if stat.get(k).is_some() {
+                    s.push_str(&format!(
+                        "  {k:<26} {:>14} before {:>12} after\n",
+                        thousands(num(&stat[k]["before"]) as u64),
+                        thousands(num(&stat[k]["after"]) as u64)
+                    ));
+                }
+            }
+            if let Some(types) = json["count_objects"].as_object() {
+                let mut rows: Vec<(&String, f64)> = types
+                    .iter()
+                    .filter(|(k, _)| k.starts_with("T_"))
+                    .map(|(k, v)| (k, num(&v["after"]) - num(&v["before"])))
+                    .filter(|(_, d)| *d != 0.0)
+                    .collect();
+                rows.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then(a.0.cmp(b.0)));
+                if !rows.is_empty() {
+                    s.push_str("  live objects by type, change (ObjectSpace.count_objects):\n");
+                    for (name, d) in rows.into_iter().take(10) {
+                        let (t, p) = per_request(d, requests, false);
+                        s.push_str(&format!("    {t:>14} {p:>12}/req  {name}\n"));
+                    }
+                }
+            }
+            s.push_str(&format!("  full report: {}\n", path.display()));
+        }
+    }
+    if let Some(out) = out {
+        let ext = report_extension(kind, out)?;
+        let written = if kind == ReportKind::Gc && ext == "txt" {
+            std::fs::write(out, &s)
+        } else {
+            std::fs::copy(dir.join(format!("{}.{ext}", kind.name())), out).map(|_| ())
+        };
+        written.with_context(|| format!("cannot write {}", out.display()))?;
+        s.push_str(&format!("  written to {}\n", out.display()));
+    }
+    Ok(s)
 }
 
 fn path_str(p: &Path) -> String {

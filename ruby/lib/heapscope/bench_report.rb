@@ -18,6 +18,7 @@ module Heapscope
     @left = 0
     @gc_before = nil
     @failed = false
+    @running = false
 
     class << self
       def enabled?
@@ -53,6 +54,7 @@ module Heapscope
       def begin_report(settings)
         if settings[:bench_report] == "memory"
           Heapscope.start_report(threads: :all, top: 50)
+          @running = true
         else
           @gc_before = RackTools::GcSnapshot.take
         end
@@ -61,6 +63,7 @@ module Heapscope
       def end_report(settings)
         dir = settings[:bench_report_dir]
         if settings[:bench_report] == "memory"
+          @running = false
           report = Heapscope.stop_report
           # JSON last: bench waits for it, so the other formats are there too.
           %w[txt html pb.gz json].each { |ext| report.write(File.join(dir, "memory.#{ext}")) }
@@ -92,7 +95,9 @@ module Heapscope
         return if @failed
 
         @failed = true
-        Heapscope.abort_report if settings && settings[:bench_report] == "memory"
+        # Only a report this module started (never the app's own).
+        Heapscope.abort_report if @running
+        @running = false
         msg = "heapscope: the bench report failed: #{err.class}: #{Heapscope.one_line(err.message)}"
         warn msg
         dir = settings && settings[:bench_report_dir]

@@ -225,3 +225,39 @@ fn a_report_needs_an_app_bench_starts() {
     );
     assert!(!out_dir.exists());
 }
+
+/// An app that holds a report of its own: bench's cannot start, says why and exits 2, and no
+/// report (the app's, stopped by mistake) is passed off as the bench's.
+#[test]
+fn a_report_that_cannot_start_is_an_error_not_a_wrong_answer() {
+    let dir = scratch_dir("heapscope-bench-report-");
+    write_app(dir.path());
+    std::fs::write(
+        dir.path().join("config.ru"),
+        "require_relative \"app\"\nHeapscope.start_report\nrun APP\n",
+    )
+    .unwrap();
+    let config = dir.path().join("config.ru");
+    let out_dir = dir.path().join("out");
+    let (out, stdout, stderr) = bench(&[
+        "--rackup",
+        config.to_str().unwrap(),
+        "-n",
+        "5",
+        "--report",
+        "memory",
+        "-o",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("report: heapscope: the bench report failed")
+            && stdout.contains("already running"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("the memory report was not made"),
+        "{stderr}"
+    );
+    assert!(!out_dir.join("report/memory.json").exists());
+}

@@ -43,7 +43,9 @@ module Heapscope
         s = Heapscope.settings
         @lock.synchronize do
           @left += 1
-          end_report(s) if @left == s[:bench_report_skip] + s[:bench_report_requests]
+          # After a failure there is nothing to end (and a report running
+          # now would be the app's own).
+          end_report(s) if @left == s[:bench_report_skip] + s[:bench_report_requests] && !@failed
         end
       rescue StandardError => e
         fail_with(s, e)
@@ -63,6 +65,8 @@ module Heapscope
       def end_report(settings)
         dir = settings[:bench_report_dir]
         if settings[:bench_report] == "memory"
+          return unless @running
+
           @running = false
           report = Heapscope.stop_report
           # JSON last: bench waits for it, so the other formats are there too.

@@ -769,11 +769,12 @@ fn wait_for_report(
     let error = dir.join("error.txt");
     let started = Instant::now();
     loop {
-        if file.exists() {
-            return Ok(());
-        }
+        // The error first: a failed report must never pass for a complete one.
         if let Ok(e) = std::fs::read_to_string(&error) {
             bail!("{}", e.trim());
+        }
+        if file.exists() {
+            return Ok(());
         }
         if started.elapsed() >= Duration::from_secs(60) || stop.load(Ordering::SeqCst) {
             bail!(

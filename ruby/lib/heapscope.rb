@@ -270,6 +270,11 @@ module Heapscope
       end
     end
 
+    # Whether a report (start_report .. stop_report) is running.
+    def reporting?
+      @report_lock.synchronize { !@report.nil? }
+    end
+
     # Turns a running report's hooks off and forgets it.
     def abort_report
       own { Native.report_abort }

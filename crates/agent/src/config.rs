@@ -263,6 +263,13 @@ pub const OTHER_VARIABLES: &[&str] = &[
     "BIN",
     "RUNS",
     "WARNED_PID",
+    // `heapscope profile`'s report of a whole run (ruby/lib/heapscope/profile_run.rb).
+    "REPORT_PID",
+    "REPORT_TOP",
+    "REPORT_ALLOW_FILES",
+    "REPORT_IGNORE_FILES",
+    "REPORT_THREADS",
+    "REPORT_OUT",
 ];
 
 /// The variable through which a process remembers that it has warned about

@@ -87,6 +87,10 @@ Examples:
     /// demand, without code changes.
     #[command(long_about = crate::cmd::run::LONG_ABOUT)]
     Run(crate::cmd::run::Args),
+    /// The exact memory report of a whole Ruby program run (memory_profiler's `run -- CMD`):
+    /// allocated and retained by gem, file, location and class, strings, GC.
+    #[command(long_about = crate::cmd::profile::LONG_ABOUT)]
+    Profile(crate::cmd::profile::Args),
     /// Ask a process running the agent for a heap dump; prints its path when complete.
     #[command(long_about = crate::cmd::dump::LONG_ABOUT)]
     Dump(crate::cmd::dump::Args),

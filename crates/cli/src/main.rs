@@ -49,6 +49,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Flamegraph(a) => cmd::flamegraph::run(a),
         Command::Pprof(a) => cmd::pprof::run(a),
         Command::Run(a) => cmd::run::run(a),
+        Command::Profile(a) => cmd::profile::run(a),
         Command::Dump(a) => cmd::dump::run(a),
         Command::Trace(a) => cmd::trace::run(a),
         Command::Watch(a) => cmd::watch::run(a),

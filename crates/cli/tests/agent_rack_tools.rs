@@ -301,12 +301,12 @@ fn help_lists_the_pages_and_bad_parameters_get_a_400_page() {
         assert_page(r, 400, "loopback in development");
         assert!(r["body"].as_str().unwrap().contains(says), "{r}");
     }
-    // profile-memory is answered, parameters checked, as not available yet.
-    assert_page(&rows[7], 501, "loopback in development");
+    // profile-memory with good parameters: the request's report.
+    assert_page(&rows[7], 200, "loopback in development");
     assert!(rows[7]["body"]
         .as_str()
         .unwrap()
-        .contains("not available in this version"));
+        .contains("<h1>heapscope report</h1>"));
     assert_page(&rows[8], 400, "loopback in development");
 }
 
@@ -635,4 +635,226 @@ fn a_failure_inside_the_agent_sends_the_apps_response_with_the_reason() {
         why.starts_with("failed: Heapscope::Error: heap dump failed"),
         "{why}"
     );
+}
+
+/// The report of one request: its own allocation site (the app's
+/// `/churn` line) in each format, `hs_allow_files`/`hs_ignore_files`
+/// applied, and a `<script>` string the request allocates escaped in HTML.
+#[test]
+fn profile_memory_reports_the_requests_own_allocations() {
+    let rows = run_cases(
+        &dev_tools(),
+        &[
+            case("/churn?hs=profile-memory&hs_format=json&hs_top=5", local()),
+            case("/churn?hs=profile-memory&hs_format=text", local()),
+            case("/churn?hs=profile-memory", local()),
+            case(
+                "/churn?hs=profile-memory&hs_format=json&hs_ignore_files=%5C-e",
+                local(),
+            ),
+            case("/?hs=profile-memory&hs_top=abc", local()),
+        ],
+    );
+    // The app's lines are in `-e`; the churn allocates 200,000 strings.
+    assert_page(&rows[0], 200, "loopback in development");
+    assert!(rows[0]["headers"]["content-type"]
+        .as_str()
+        .unwrap()
+        .starts_with("application/json"));
+    let v: Value = serde_json::from_str(rows[0]["body"].as_str().unwrap()).unwrap();
+    let by_loc = v["tables"]["allocated"]["objects"]["location"]
+        .as_object()
+        .unwrap();
+    assert!(by_loc.len() <= 5, "{v}");
+    let churn = by_loc
+        .iter()
+        .filter(|(k, _)| k.starts_with("-e:"))
+        .map(|(_, n)| n.as_u64().unwrap())
+        .max()
+        .unwrap_or(0);
+    assert!(churn >= 200_000, "{by_loc:?}");
+    assert!(v["total_allocated"].as_u64().unwrap() >= 200_000, "{v}");
+    let text = rows[1]["body"].as_str().unwrap();
+    assert_page(&rows[1], 200, "loopback in development");
+    assert!(text.starts_with("Total allocated: "), "{text}");
+    assert!(text.contains("allocated objects by location"), "{text}");
+    assert!(text.contains("  -e:"), "{text}");
+    let html = rows[2]["body"].as_str().unwrap();
+    assert_page(&rows[2], 200, "loopback in development");
+    assert!(html.contains("allocated objects by location"), "{html}");
+    // Ignoring the app's file leaves none of its sites.
+    let v: Value = serde_json::from_str(rows[3]["body"].as_str().unwrap()).unwrap();
+    let by_loc = v["tables"]["allocated"]["objects"]["location"]
+        .as_object()
+        .unwrap();
+    assert!(by_loc.keys().all(|k| !k.starts_with("-e:")), "{by_loc:?}");
+    assert_page(&rows[4], 400, "loopback in development");
+    assert!(rows[4]["body"]
+        .as_str()
+        .unwrap()
+        .contains("hs_top must be a whole number"));
+}
+
+#[test]
+fn profile_memory_escapes_a_script_string_the_request_allocates() {
+    // The app allocates `<script>` strings only on /script.
+    let program = HARNESS.replace(
+        "n = env[\"PATH_INFO\"] == \"/churn\"",
+        "$kept = Array.new(3) { \"<script>alert(#{1 + 1})</script>\" } if env[\"PATH_INFO\"] == \"/script\"\n  n = env[\"PATH_INFO\"] == \"/churn\"",
+    );
+    assert_ne!(program, HARNESS);
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("responses.jsonl");
+    let mut full = base_env(dir.path());
+    full.push(("RACK_ENV", "development".into()));
+    full.push(("HEAPSCOPE_RACK_TOOLS", "1".into()));
+    full.push((
+        "CASES",
+        json!([case("/script?hs=profile-memory", local())]).to_string(),
+    ));
+    full.push(("OUT", out_path.display().to_string()));
+    let mut cmd = autostart_ruby(dir.path(), &program, &full);
+    cmd.env("RACK_ENV", "development");
+    let out = Proc::spawn(cmd).wait(Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_str(
+        std::fs::read_to_string(&out_path)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_page(&r, 200, "loopback in development");
+    let html = r["body"].as_str().unwrap();
+    assert!(
+        html.contains("&quot;&lt;script&gt;alert(2)&lt;/script&gt;&quot;"),
+        "{html}"
+    );
+    assert!(!html.contains("<script>alert"), "{html}");
+    // Retained: $kept holds all 3 after the request.
+    assert!(html.contains("retained strings"), "{html}");
+}
+
+#[test]
+fn concurrent_profile_memory_requests_through_puma_keep_to_their_own_thread() {
+    if !which("puma") {
+        eprintln!("SKIPPED: puma is not installed");
+        return;
+    }
+    let loads = Command::new("ruby")
+        .args(["-e", "require 'puma'; require 'puma/puma_http11'"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !loads {
+        eprintln!("SKIPPED: Puma's extension does not load on this Ruby");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // Each request allocates strings and an instance of a class named by
+    // its own marker, spread over a second so that the 4 requests overlap.
+    std::fs::write(
+        dir.join("config.ru"),
+        "run ->(env) { m = env['QUERY_STRING'][/m=(\\w+)/, 1]; \
+         k = Object.const_defined?(\"Mark#{m}\") ? Object.const_get(\"Mark#{m}\") : Object.const_set(\"Mark#{m}\", Class.new); \
+         a = []; 10.times { a << \"marker-#{m}-x\" << k.new; sleep 0.1 }; \
+         [200, {\"content-type\" => \"text/plain\"}, [\"app #{m} #{a.size}\"]] }\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let bind = format!("tcp://127.0.0.1:{port}");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_heapscope"));
+    cmd.current_dir(dir)
+        .env("HEAPSCOPE_RUBY_LIB", common::agent::ruby_lib())
+        .args(["run", "--no-profile", "--no-stats", "--rack-tools"])
+        .args(["--dump-dir", "dumps", "--runtime-dir", "run", "--"])
+        .args(["puma", "-t", "4:4", "-b", &bind, "config.ru"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("server.log")).unwrap());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HEAPSCOPE_") && k != "HEAPSCOPE_RUBY_LIB" || k == "RUBYOPT" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("HEAPSCOPE_RACK_TOKEN", TOKEN)
+        .env("RACK_ENV", "production");
+    let _server = Proc::spawn(cmd);
+    let log = || std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_get(port, "/?m=warm", "").is_none() {
+        assert!(Instant::now() < deadline, "puma did not answer\n{}", log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let token = format!("X-Heapscope-Token: {TOKEN}\r\n");
+    let marks = ["alpha", "bravo", "charlie", "delta"];
+    let mut reports = 0;
+    // A few rounds, so that more than one request gets profiled while the
+    // others run beside it.
+    for round in 0..3 {
+        let handles: Vec<_> = marks
+            .iter()
+            .map(|m| {
+                let token = token.clone();
+                let m = m.to_string();
+                std::thread::spawn(move || {
+                    let got = http_get(
+                        port,
+                        &format!("/?m={m}&r={round}&hs=profile-memory&hs_format=json&hs_top=1000"),
+                        &token,
+                    );
+                    (m, got)
+                })
+            })
+            .collect();
+        for h in handles {
+            let (m, got) = h.join().unwrap();
+            let (status, headers, body) = got.unwrap_or_else(|| panic!("{}", log()));
+            assert!(status.contains(" 200 "), "{status}\n{}", log());
+            if headers.contains("x-heapscope: skipped: another request is being profiled") {
+                assert_eq!(body, format!("app {m} 20"));
+                continue;
+            }
+            assert!(
+                headers.contains("x-heapscope: authorized by token"),
+                "{headers}\n{body}"
+            );
+            assert!(headers.contains("cache-control: no-store"), "{headers}");
+            let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+            let classes = v["tables"]["allocated"]["objects"]["class"]
+                .as_object()
+                .unwrap();
+            let strings: Vec<&str> = v["strings"]["allocated"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|s| s["value"].as_str())
+                .collect();
+            for other in marks {
+                let own = other == m;
+                assert_eq!(
+                    classes
+                        .get(&format!("Mark{other}"))
+                        .and_then(|n| n.as_u64()),
+                    own.then_some(10),
+                    "{m}: {classes:?}"
+                );
+                assert_eq!(
+                    strings
+                        .iter()
+                        .filter(|s| **s == format!("marker-{other}-x"))
+                        .count(),
+                    usize::from(own),
+                    "{m}: {strings:?}"
+                );
+            }
+            reports += 1;
+        }
+    }
+    assert!(reports >= 1, "no report\n{}", log());
 }

@@ -41,6 +41,7 @@ pub const AGENT_FILES: &[&[u8]] = &[
     b"/heapscope/middleware.rb",
     b"/heapscope/ractor_guard.rb",
     b"/heapscope/require_mem.rb",
+    b"/heapscope/profile_run.rb",
 ];
 
 /// DATA structs of the native extension (its profiler's hidden keeper).

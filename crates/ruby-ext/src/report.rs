@@ -35,7 +35,7 @@ use std::sync::{Mutex, MutexGuard, Once, TryLockError};
 
 use heapscope_agent::profiler::{measurable_at_free, type_name, AddrHasher, SLOT_SIZE};
 use heapscope_agent::report::{write_report_profile, SiteRow};
-use magnus::{function, prelude::*, Error, RArray, RModule, RString, Ruby, Value};
+use magnus::{function, prelude::*, Error, RArray, RModule, Ruby, Value};
 use rb_sys::{
     rb_cString, rb_class_real, rb_data_type_struct__bindgen_ty_1, rb_data_type_t,
     rb_data_typed_object_wrap, rb_gc_disable, rb_gc_enable, rb_gc_location, rb_gc_mark,
@@ -396,16 +396,16 @@ fn stop(ruby: &Ruby) -> Result<RArray, Error> {
         }
     }
     let result = (|| -> Result<RArray, Error> {
-        let file_strs: Vec<Value> = files
-            .iter()
-            .map(|f| {
-                if f.is_empty() {
-                    ruby.qnil().as_value()
-                } else {
-                    ruby.str_from_slice(f).as_value()
-                }
-            })
-            .collect();
+        // Ruby arrays, not Vecs: a Vec on the Rust heap is invisible to the
+        // GC, which may run while the rows below are built and free them.
+        let file_strs = ruby.ary_new_capa(files.len());
+        for f in &files {
+            if f.is_empty() {
+                file_strs.push(ruby.qnil())?;
+            } else {
+                file_strs.push(ruby.str_from_slice(f))?;
+            }
+        }
         let rows = ruby.ary_new_capa(sites.len());
         for (k, t) in &sites {
             let klass: Value = if k.klass == 0 {
@@ -415,7 +415,7 @@ fn stop(ruby: &Ruby) -> Result<RArray, Error> {
             };
             let row = ruby.ary_new_capa(8);
             row.push(klass)?;
-            row.push(file_strs[k.file as usize])?;
+            row.push(file_strs.entry::<Value>(k.file as isize)?)?;
             row.push(k.line)?;
             row.push(type_name(k.ty))?;
             row.push(t.count)?;
@@ -425,15 +425,18 @@ fn stop(ruby: &Ruby) -> Result<RArray, Error> {
             rows.push(row)?;
         }
         let srows = ruby.ary_new_capa(string_sites.len());
-        let values: Vec<RString> = strings.iter().map(|s| ruby.str_from_slice(s)).collect();
+        let values = ruby.ary_new_capa(strings.len());
+        for v in &strings {
+            values.push(ruby.str_from_slice(v))?;
+        }
         for ((s, f, l), (a, r)) in &string_sites {
             let row = ruby.ary_new_capa(5);
             if *s == 0 {
                 row.push(ruby.qnil())?;
             } else {
-                row.push(values[*s as usize - 1])?;
+                row.push(values.entry::<Value>(*s as isize - 1)?)?;
             }
-            row.push(file_strs[*f as usize])?;
+            row.push(file_strs.entry::<Value>(*f as isize)?)?;
             row.push(*l)?;
             row.push(*a)?;
             row.push(*r)?;
@@ -446,6 +449,7 @@ fn stop(ruby: &Ruby) -> Result<RArray, Error> {
         out.push(rows)?;
         out.push(srows)?;
         out.push(stats)?;
+        std::hint::black_box((file_strs, values));
         Ok(out)
     })();
     *lock() = None;

@@ -14,8 +14,8 @@ module Heapscope
       "profile-gc" => "this request's GC runs, GC time, objects and heap pages before and after",
       "analyze-memory" => "the live heap after a full GC (by type, by class, largest and duplicated strings), " \
                           "from a dump written by a forked child, with a link to download it",
-      "profile-memory" => "what this request allocates and retains, by gem, file, location and class " \
-                          "(not available in this version yet)"
+      "profile-memory" => "what this request allocates and retains (its own thread only), by gem, file, " \
+                          "location, class and string value: Heapscope.report around the app call"
     }.freeze
     FORMATS = %w[html text json].freeze
     MAX_TOP = 1000
@@ -178,6 +178,8 @@ module Heapscope
       # it when this process is not profiling another request.
       def profile_request(env, app, why)
         page = params(env)["hs"]
+        return profile_memory_request(env, app, why) if page == "profile-memory"
+
         mine = page == "profile-gc" && claim
         begin
           failure = nil
@@ -192,6 +194,92 @@ module Heapscope
         ensure
           release if mine
         end
+      end
+
+      # profile-memory: the app call (and the reading of its body) inside
+      # Heapscope.report(threads: :current), so other requests' threads never
+      # count. Parameters are checked first: a bad one is not profiled and
+      # gets its 400 page once the request turns out to be authorized.
+      def profile_memory_request(env, app, why)
+        opts = begin
+          page_format(env)
+          { top: top(env), allow_files: regexp(env, "hs_allow_files"), ignore_files: regexp(env, "hs_ignore_files") }
+        rescue BadRequest
+          nil
+        end
+        mine = opts && claim
+        begin
+          failure = nil
+          running = false
+          if mine
+            begin
+              Heapscope.start_report(threads: :current, **opts)
+              running = true
+            rescue StandardError => e
+              failure = e
+            end
+          end
+          begin
+            response = app.call(env)
+          rescue Exception # rubocop:disable Lint/RescueException
+            Heapscope.abort_report if running
+            raise
+          end
+          finish_memory(env, why, opts, mine, running, failure, response)
+        ensure
+          release if mine
+        end
+      end
+
+      def finish_memory(env, why, opts, mine, running, failure, response)
+        status, headers, body = response
+        why ||= "Heapscope.authorize_request" if env[ENV_AUTHORIZED] == true
+        unless why
+          Heapscope.abort_report if running
+          return response
+        end
+        unless opts
+          page = respond_safely(env, why) { page_response(env, why, nil) }
+          close(body)
+          return page
+        end
+        return mark(response, "skipped: another request is being profiled") unless mine
+        return mark(response, "failed: #{one_line(failure)}") if failure
+
+        parts = []
+        begin
+          begin
+            body.each { |part| parts << part }
+          ensure
+            close(body)
+          end
+        rescue Exception # rubocop:disable Lint/RescueException
+          Heapscope.abort_report
+          raise
+        end
+        response = [status, headers, parts]
+        report = begin
+          Heapscope.stop_report
+        rescue StandardError => e
+          return mark(response, "failed: #{one_line(e)}")
+        end
+        respond_safely(env, why) { memory_page(env, why, report) }
+      rescue StandardError => e
+        Heapscope.abort_report if running && Heapscope.reporting?
+        mark(response, "failed: #{one_line(e)}")
+      end
+
+      # The report in the asked format: Report's own HTML page, its
+      # memory_profiler-style text, or its JSON.
+      def memory_page(env, why, report)
+        body, type = case page_format(env)
+                     when "json" then [report.to_json + "\n", "application/json"]
+                     when "text" then [report.text(color: false), "text/plain; charset=utf-8"]
+                     else [report.to_html, "text/html; charset=utf-8"]
+                     end
+        headers = { "content-type" => type, "cache-control" => "no-store", "content-length" => body.bytesize.to_s,
+                    "x-heapscope" => "authorized by #{why}" }
+        [200, headers, [body]]
       end
 
       # After the app: the app's response untouched unless the request is
@@ -322,15 +410,10 @@ module Heapscope
         render(env, 200, "heapscope Rack tools", sections, why, data: { pages: PAGES })
       end
 
-      # Heapscope.report is not in this version: the page is answered, after
-      # its parameters are checked, as not implemented. When it lands, the
-      # app call in profile_request runs inside Heapscope.report(threads:
-      # :current) for this page, and this method renders that report.
-      def profile_memory(env, why)
-        render(env, 501, "profile-memory is not available in this version",
-               [[:para, "The per-request allocation report needs Heapscope.report, which this version " \
-                        "of the agent does not have yet. Use ?hs=profile-gc or ?hs=analyze-memory."]],
-               why)
+      # Reached only when the request's parameters are bad (see
+      # profile_memory_request), which page_response has already refused.
+      def profile_memory(_env, _why)
+        raise BadRequest, "profile-memory could not be profiled"
       end
 
       def analyze(env, why)

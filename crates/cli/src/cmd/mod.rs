@@ -8,6 +8,7 @@ pub mod leaks;
 pub mod path;
 pub mod plot;
 pub mod pprof;
+pub mod profile;
 pub mod require_mem;
 pub mod retained;
 pub mod run;

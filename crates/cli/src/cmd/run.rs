@@ -206,7 +206,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
 /// program, not executable), heapscope's own exit status 2 and a message:
 /// any other status is the program's own.
 #[cfg(unix)]
-fn exec(mut child: Process, program: &std::ffi::OsStr) -> Result<ExitCode> {
+pub(crate) fn exec(mut child: Process, program: &std::ffi::OsStr) -> Result<ExitCode> {
     use std::os::unix::process::CommandExt;
     // exec only returns on failure.
     let err = child.exec();

@@ -74,6 +74,9 @@ fn row<'a>(stdout: &'a str, section: &str, what: &str) -> Vec<&'a str> {
 
 #[test]
 fn memory_report_counts_the_measured_requests_per_location() {
+    if !common::agent::puma_usable() {
+        return;
+    }
     let dir = scratch_dir("heapscope-bench-report-");
     let config = write_app(dir.path());
     let out_dir = dir.path().join("out");
@@ -139,6 +142,9 @@ fn memory_report_counts_the_measured_requests_per_location() {
 
 #[test]
 fn gc_report_counts_gc_runs_and_allocations_per_request() {
+    if !common::agent::puma_usable() {
+        return;
+    }
     let dir = scratch_dir("heapscope-bench-report-");
     let config = write_app(dir.path());
     let out_dir = dir.path().join("out");
@@ -230,6 +236,9 @@ fn a_report_needs_an_app_bench_starts() {
 /// report (the app's, stopped by mistake) is passed off as the bench's.
 #[test]
 fn a_report_that_cannot_start_is_an_error_not_a_wrong_answer() {
+    if !common::agent::puma_usable() {
+        return;
+    }
     let dir = scratch_dir("heapscope-bench-report-");
     write_app(dir.path());
     std::fs::write(

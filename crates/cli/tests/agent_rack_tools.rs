@@ -471,15 +471,6 @@ fn a_download_is_refused_like_any_other_page() {
 
 // --- Puma ---------------------------------------------------------------
 
-fn which(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -502,17 +493,7 @@ fn http_get(port: u16, path: &str, headers: &str) -> Option<(String, String, Str
 
 #[test]
 fn concurrent_requests_through_puma_stay_separate() {
-    if !which("puma") {
-        eprintln!("SKIPPED: puma is not installed");
-        return;
-    }
-    // Debian builds Puma's C extension for its default Ruby only.
-    let loads = Command::new("ruby")
-        .args(["-e", "require 'puma'; require 'puma/puma_http11'"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !loads {
-        eprintln!("SKIPPED: Puma's extension does not load on this Ruby");
+    if !common::agent::puma_usable() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -742,16 +723,7 @@ fn profile_memory_escapes_a_script_string_the_request_allocates() {
 
 #[test]
 fn concurrent_profile_memory_requests_through_puma_keep_to_their_own_thread() {
-    if !which("puma") {
-        eprintln!("SKIPPED: puma is not installed");
-        return;
-    }
-    let loads = Command::new("ruby")
-        .args(["-e", "require 'puma'; require 'puma/puma_http11'"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !loads {
-        eprintln!("SKIPPED: Puma's extension does not load on this Ruby");
+    if !common::agent::puma_usable() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -27,15 +27,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn which(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
 /// `heapscope run [flags] -- CMD...` in `dir`, the staged agent library.
 fn heapscope_run(dir: &Path, flags: &[&str], cmd: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_heapscope"));
@@ -107,18 +98,7 @@ fn get(port: u16) -> Option<u32> {
 
 #[test]
 fn puma_cluster_workers_dump_periodically_and_on_signal() {
-    if !which("puma") {
-        eprintln!("SKIPPED: puma is not installed");
-        return;
-    }
-    // Debian builds Puma's C extension for its default Ruby only (3.3 in
-    // sid); the 3.4 chroot of the version matrix has none.
-    let loads = Command::new("ruby")
-        .args(["-e", "require 'puma'; require 'puma/puma_http11'"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !loads {
-        eprintln!("SKIPPED: Puma's extension does not load on this Ruby");
+    if !common::agent::puma_usable() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -303,7 +283,7 @@ fn puma_cluster_workers_dump_periodically_and_on_signal() {
 #[test]
 fn sidekiq_jobs_trigger_dumps_with_dump_keep() {
     for program in ["redis-server", "sidekiq"] {
-        if !which(program) {
+        if !common::agent::which(program) {
             eprintln!("SKIPPED: {program} is not installed");
             return;
         }

@@ -141,3 +141,30 @@ pub fn autostart_ruby(dir: &std::path::Path, program: &str, env: &[(&str, String
     }
     cmd
 }
+
+/// Whether `program` is on PATH.
+pub fn which(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Whether Puma can serve here; prints why a test skips itself when not.
+/// Debian builds Puma's C extension for its default Ruby only (3.3 in sid),
+/// so the 3.4 chroot of the version matrix has none.
+pub fn puma_usable() -> bool {
+    if !which("puma") {
+        eprintln!("SKIPPED: puma is not installed");
+        return false;
+    }
+    let loads = Command::new("ruby")
+        .args(["-e", "require 'puma'; require 'puma/puma_http11'"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !loads {
+        eprintln!("SKIPPED: Puma's extension does not load on this Ruby");
+    }
+    loads
+}

@@ -345,11 +345,27 @@ fn profile_gc_shows_the_gc_runs_of_a_churning_request() {
         );
         assert!(c != Some(0) && a.unwrap() - b.unwrap() == c.unwrap(), "{v}");
     }
-    assert!(d["largest_new_objects"].is_null());
+    // The largest new objects by allocation site, from the request thread's
+    // own allocations: the churning line first, nothing of it still alive.
+    let allocated = d["largest_new_objects"]["allocated"].as_array().unwrap();
+    assert!(allocated[0]["objects"].as_u64().unwrap() >= 200_000, "{v}");
+    assert!(
+        allocated[0]["bytes"].as_u64().unwrap() >= 200_000 * 40,
+        "{v}"
+    );
+    let site = allocated[0]["site"].as_str().unwrap();
+    assert!(
+        d["largest_new_objects"]["retained"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["site"] != site || r["objects"].as_u64().unwrap() < 1_000),
+        "{v}"
+    );
     let text = rows[1]["body"].as_str().unwrap();
     assert!(text.contains("GC runs"), "{text}");
     assert!(
-        text.contains("Largest new objects are not listed"),
+        text.contains("Largest allocations, by allocation site"),
         "{text}"
     );
     assert!(rows[2]["body"]

@@ -181,6 +181,7 @@ module Heapscope
         return profile_memory_request(env, app, why) if page == "profile-memory"
 
         mine = page == "profile-gc" && claim
+        sites = nil
         begin
           failure = nil
           before = begin
@@ -189,9 +190,11 @@ module Heapscope
             failure = e
             nil
           end
+          sites = SiteReport.start if mine && !failure
           status, headers, body = app.call(env)
-          finish(env, why, page, mine, before, failure, [status, headers, body])
+          finish(env, why, page, mine, before, failure, [status, headers, body], sites)
         ensure
+          sites&.abort
           release if mine
         end
       end
@@ -284,7 +287,7 @@ module Heapscope
 
       # After the app: the app's response untouched unless the request is
       # authorized (now, or by the app through Heapscope.authorize_request).
-      def finish(env, why, page, mine, before, failure, response)
+      def finish(env, why, page, mine, before, failure, response, sites = nil)
         status, headers, body = response
         why ||= "Heapscope.authorize_request" if env[ENV_AUTHORIZED] == true
         return response unless why
@@ -303,7 +306,7 @@ module Heapscope
           end
           response = [status, headers, parts]
           after = GcSnapshot.take
-          report = GcReport.new(before, after, env, status, overlap)
+          report = GcReport.new(before, after, env, status, overlap, sites&.stop)
           return respond_safely(env, why) { page_response(env, why, report) }
         end
         page = respond_safely(env, why) { page_response(env, why, nil) }
@@ -596,13 +599,55 @@ module Heapscope
       end
     end
 
+    # The largest new objects of a profile-gc request, by allocation site:
+    # the request thread's allocations recorded by Heapscope.report's hooks
+    # (no heap walk, no object ids). Its closing full GC runs after the
+    # "after" snapshot, so the page's counters do not include it.
+    class SiteReport
+      TOP = 10
+
+      # Nil (and the page says why) when the app is running a report itself.
+      def self.start
+        return nil if Heapscope.reporting?
+
+        Heapscope.start_report(threads: :current, top: TOP)
+        new
+      rescue StandardError
+        nil
+      end
+
+      def initialize
+        @running = true
+      end
+
+      # `{retained:, allocated:}`: rows of [site, bytes, objects], largest first.
+      def stop
+        @running = false
+        report = Heapscope.stop_report
+        %w[retained allocated].to_h do |kind|
+          counts = report.table(kind, "objects", "location", top: 1 << 30).to_h
+          [kind.to_sym, report.table(kind, "memory", "location", top: TOP).map { |site, b| [site, b, counts[site].to_i] }]
+        end
+      rescue StandardError
+        nil
+      end
+
+      def abort
+        return unless @running
+
+        @running = false
+        Heapscope.abort_report if Heapscope.reporting?
+      end
+    end
+
     # What changed between two snapshots around one request.
     class GcReport
       STATS = %i[count minor_gc_count major_gc_count time total_allocated_objects total_freed_objects
                  heap_live_slots heap_free_slots heap_available_slots heap_eden_pages heap_allocated_pages
                  malloc_increase_bytes oldmalloc_increase_bytes].freeze
 
-      def initialize(before, after, env, status, overlap)
+      def initialize(before, after, env, status, overlap, sites = nil)
+        @sites = sites
         @b = before
         @a = after
         @request = "#{env['REQUEST_METHOD']} #{env['PATH_INFO']}"
@@ -632,7 +677,9 @@ module Heapscope
           stats: STATS.select { |k| @b.stat.key?(k) }.to_h { |k| [k, { before: @b.stat[k], after: @a.stat[k] }] },
           live_objects_by_type: types.to_h { |t, b, a| [t, { before: b, after: a, change: a - b }] },
           latest_gc: @latest.transform_values { |v| v.is_a?(Symbol) ? v.to_s : v },
-          largest_new_objects: nil
+          largest_new_objects: @sites && @sites.transform_values do |rows|
+            rows.map { |site, bytes, objects| { site: site, bytes: bytes, objects: objects } }
+          end
         }
       end
 
@@ -660,8 +707,19 @@ module Heapscope
            %w[type before after change], types.map { |t, b, a| [t, b, a, a - b] }],
           [:table, "Latest GC (GC.latest_gc_info)", %w[key value],
            h[:latest_gc].map { |k, v| [k.to_s, v.to_s] }],
-          [:para, "Largest new objects are not listed: finding them needs a walk of the heap, " \
-                  "which this page avoids. Use ?hs=analyze-memory for the live heap."]
+        ] + largest_sections
+      end
+
+      def largest_sections
+        unless @sites
+          return [[:para, "Largest new objects are not listed: the app was running a Heapscope.report of its own."]]
+        end
+
+        [
+          [:table, "Largest new objects still alive after a full GC, by allocation site (this request's thread)",
+           %w[site bytes objects], @sites[:retained]],
+          [:table, "Largest allocations, by allocation site (this request's thread)",
+           %w[site bytes objects], @sites[:allocated]]
         ]
       end
     end

@@ -507,20 +507,10 @@ fn http_get(port: u16, path: &str, headers: &str) -> Option<(String, String, Str
     Some((status.into(), headers.to_ascii_lowercase(), body.into()))
 }
 
-#[test]
-fn concurrent_requests_through_puma_stay_separate() {
-    if !common::agent::puma_usable() {
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    // Every request sleeps, so the 4 requests below overlap on 4 threads.
-    std::fs::write(
-        dir.join("config.ru"),
-        "run ->(env) { sleep 1; a = Array.new(5_000) { |i| \"r#{i}\" }; \
-         [200, {\"content-type\" => \"text/plain\"}, [\"app #{env['QUERY_STRING']} #{a.size}\"]] }\n",
-    )
-    .unwrap();
+/// Puma with 4 threads serving `dir/config.ru` under `heapscope run
+/// --rack-tools` (token auth only: RACK_ENV=production), once it answers
+/// `warm_path`; its log goes to `dir/server.log`. The server and its port.
+fn start_puma(dir: &std::path::Path, warm_path: &str) -> (Proc, u16) {
     let port = free_port();
     let bind = format!("tcp://127.0.0.1:{port}");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_heapscope"));
@@ -539,13 +529,32 @@ fn concurrent_requests_through_puma_stay_separate() {
     }
     cmd.env("HEAPSCOPE_RACK_TOKEN", TOKEN)
         .env("RACK_ENV", "production");
-    let _server = Proc::spawn(cmd);
+    let server = Proc::spawn(cmd);
     let log = || std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while http_get(port, "/", "").is_none() {
+    while http_get(port, warm_path, "").is_none() {
         assert!(Instant::now() < deadline, "puma did not answer\n{}", log());
         std::thread::sleep(Duration::from_millis(200));
     }
+    (server, port)
+}
+
+#[test]
+fn concurrent_requests_through_puma_stay_separate() {
+    if !common::agent::puma_usable() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // Every request sleeps, so the 4 requests below overlap on 4 threads.
+    std::fs::write(
+        dir.join("config.ru"),
+        "run ->(env) { sleep 1; a = Array.new(5_000) { |i| \"r#{i}\" }; \
+         [200, {\"content-type\" => \"text/plain\"}, [\"app #{env['QUERY_STRING']} #{a.size}\"]] }\n",
+    )
+    .unwrap();
+    let (_server, port) = start_puma(dir, "/");
+    let log = || std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
     let token = format!("X-Heapscope-Token: {TOKEN}\r\n");
     // Three profile requests and a plain one, all at once.
     let handles: Vec<_> = (0..4)
@@ -754,31 +763,8 @@ fn concurrent_profile_memory_requests_through_puma_keep_to_their_own_thread() {
          [200, {\"content-type\" => \"text/plain\"}, [\"app #{m} #{a.size}\"]] }\n",
     )
     .unwrap();
-    let port = free_port();
-    let bind = format!("tcp://127.0.0.1:{port}");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_heapscope"));
-    cmd.current_dir(dir)
-        .env("HEAPSCOPE_RUBY_LIB", common::agent::ruby_lib())
-        .args(["run", "--no-profile", "--no-stats", "--rack-tools"])
-        .args(["--dump-dir", "dumps", "--runtime-dir", "run", "--"])
-        .args(["puma", "-t", "4:4", "-b", &bind, "config.ru"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("server.log")).unwrap());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("HEAPSCOPE_") && k != "HEAPSCOPE_RUBY_LIB" || k == "RUBYOPT" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("HEAPSCOPE_RACK_TOKEN", TOKEN)
-        .env("RACK_ENV", "production");
-    let _server = Proc::spawn(cmd);
+    let (_server, port) = start_puma(dir, "/?m=warm");
     let log = || std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http_get(port, "/?m=warm", "").is_none() {
-        assert!(Instant::now() < deadline, "puma did not answer\n{}", log());
-        std::thread::sleep(Duration::from_millis(200));
-    }
     let token = format!("X-Heapscope-Token: {TOKEN}\r\n");
     let marks = ["alpha", "bravo", "charlie", "delta"];
     let mut reports = 0;

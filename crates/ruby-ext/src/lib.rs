@@ -19,6 +19,7 @@ use magnus::{prelude::*, Error, Ruby};
 mod analyze;
 mod profiler;
 mod report;
+mod roots;
 mod runtime;
 
 #[magnus::init(name = "heapscope_native")]

@@ -48,7 +48,6 @@
 // where an address crosses between Ruby and the core tables.
 #![allow(clippy::unnecessary_cast)]
 
-use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::ffi::CStr;
 use std::os::raw::{c_int, c_void};
@@ -57,20 +56,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, Once, TryLockError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::roots::{new_keeper, DataType, GcRoot};
 use heapscope_agent::profiler::{
     check_settings, measurable_at_free, type_has_class, write_profile, FrameName, HookWindows,
     Measured, ProfileMeta, Profiler, Slot, Tracked,
 };
 use magnus::{function, prelude::*, Error, RHash, RModule, RString, Ruby, Value};
 use rb_sys::{
-    rb_class2name, rb_class_real, rb_data_type_struct__bindgen_ty_1, rb_data_type_t,
-    rb_data_typed_object_wrap, rb_funcallv, rb_gc_disable, rb_gc_enable, rb_gc_location,
-    rb_gc_mark, rb_gc_register_address, rb_intern, rb_profile_frame_first_lineno,
-    rb_profile_frame_full_label, rb_profile_frame_path, rb_profile_frames, rb_protect,
-    rb_set_errinfo, rb_thread_current, rb_tracearg_event_flag, rb_tracearg_from_tracepoint,
-    rb_tracearg_object, rb_tracepoint_disable, rb_tracepoint_enable, rb_tracepoint_new,
-    ruby_value_type, Qnil, Qtrue, ID, RUBY_INTERNAL_EVENT_FREEOBJ, RUBY_INTERNAL_EVENT_NEWOBJ,
-    VALUE,
+    rb_class2name, rb_class_real, rb_funcallv, rb_gc_disable, rb_gc_enable, rb_gc_location,
+    rb_gc_mark, rb_intern, rb_profile_frame_first_lineno, rb_profile_frame_full_label,
+    rb_profile_frame_path, rb_profile_frames, rb_protect, rb_set_errinfo, rb_thread_current,
+    rb_tracearg_event_flag, rb_tracearg_from_tracepoint, rb_tracearg_object, rb_tracepoint_disable,
+    rb_tracepoint_enable, rb_tracepoint_new, ruby_value_type, Qnil, Qtrue, ID,
+    RUBY_INTERNAL_EVENT_FREEOBJ, RUBY_INTERNAL_EVENT_NEWOBJ, VALUE,
 };
 
 extern "C" {
@@ -124,27 +122,6 @@ static RACTORS: AtomicBool = AtomicBool::new(false);
 /// main Ractor exists), found with dlsym; 0 on a Ruby without it.
 static SINGLE_MAIN_RACTOR: AtomicUsize = AtomicUsize::new(0);
 
-/// A VALUE slot registered as a GC root with `rb_gc_register_address` (the
-/// one registration API every Ruby from 3.1 to 4.0 keeps). Written only with
-/// the GVL held.
-struct GcRoot(UnsafeCell<VALUE>);
-unsafe impl Sync for GcRoot {}
-
-impl GcRoot {
-    const fn new() -> GcRoot {
-        GcRoot(UnsafeCell::new(Qnil as VALUE))
-    }
-    fn get(&self) -> VALUE {
-        unsafe { *self.0.get() }
-    }
-    fn set(&self, v: VALUE) {
-        unsafe { *self.0.get() = v }
-    }
-    fn is_set(&self) -> bool {
-        self.get() != Qnil as VALUE
-    }
-}
-
 /// The NEWOBJ and FREEOBJ tracepoints, made on first start.
 static NEWOBJ_TP: GcRoot = GcRoot::new();
 static FREEOBJ_TP: GcRoot = GcRoot::new();
@@ -165,39 +142,15 @@ static OWN_THREADS: Mutex<Vec<(VALUE, u32)>> = Mutex::new(Vec::new());
 /// the app's.
 static COUNT_AGENT: AtomicBool = AtomicBool::new(false);
 
-/// `rb_data_type_t` holds raw pointers; this one is immutable and static.
-struct DataType(rb_data_type_t);
-unsafe impl Sync for DataType {}
-
-static KEEPER_TYPE: DataType = DataType(rb_data_type_t {
-    wrap_struct_name: c"heapscope_profiler".as_ptr(),
-    function: rb_data_type_struct__bindgen_ty_1 {
-        dmark: Some(keeper_mark),
-        dfree: None,
-        dsize: None,
-        dcompact: Some(keeper_compact),
-        reserved: [std::ptr::null_mut()],
-    },
-    parent: std::ptr::null(),
-    data: std::ptr::null_mut(),
-    flags: 0,
-});
-
-/// The keeper's data pointer: Ruby skips mark and compact functions of
-/// DATA objects whose pointer is NULL, so it points at this.
-static KEEPER_TAG: u8 = 0;
+static KEEPER_TYPE: DataType = DataType::keeper(c"heapscope_profiler", keeper_mark, keeper_compact);
 
 pub fn init(_ruby: &Ruby, native: RModule) -> Result<(), Error> {
     ROOTS.call_once(|| unsafe {
         for root in [&NEWOBJ_TP, &FREEOBJ_TP, &WEAK_MAP, &KEEPER] {
-            rb_gc_register_address(root.0.get());
+            root.register();
         }
         // The keeper lives for the whole process; the profiler's data is global.
-        KEEPER.set(rb_data_typed_object_wrap(
-            0,
-            &KEEPER_TAG as *const u8 as *mut c_void,
-            &KEEPER_TYPE.0,
-        ));
+        KEEPER.set(new_keeper(&KEEPER_TYPE));
         let sym = libc::dlsym(libc::RTLD_DEFAULT, c"ruby_single_main_ractor".as_ptr());
         SINGLE_MAIN_RACTOR.store(sym as usize, Relaxed);
     });

@@ -26,23 +26,22 @@
 
 #![allow(clippy::unnecessary_cast)]
 
-use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::os::raw::c_void;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, Once, TryLockError};
 
+use crate::roots::{new_keeper, DataType, GcRoot};
 use heapscope_agent::profiler::{measurable_at_free, type_name, AddrHasher, SLOT_SIZE};
 use heapscope_agent::report::{write_report_profile, SiteRow};
 use magnus::{function, prelude::*, Error, RArray, RModule, Ruby, Value};
 use rb_sys::{
-    rb_cString, rb_class_real, rb_data_type_struct__bindgen_ty_1, rb_data_type_t,
-    rb_data_typed_object_wrap, rb_gc_disable, rb_gc_enable, rb_gc_location, rb_gc_mark,
-    rb_gc_register_address, rb_thread_current, rb_tracearg_event_flag, rb_tracearg_from_tracepoint,
-    rb_tracearg_lineno, rb_tracearg_object, rb_tracearg_path, rb_tracepoint_disable,
-    rb_tracepoint_enable, rb_tracepoint_new, ruby_value_type, Qnil, Qtrue,
-    RUBY_INTERNAL_EVENT_FREEOBJ, RUBY_INTERNAL_EVENT_GC_START, RUBY_INTERNAL_EVENT_NEWOBJ, VALUE,
+    rb_cString, rb_class_real, rb_gc_disable, rb_gc_enable, rb_gc_location, rb_gc_mark,
+    rb_thread_current, rb_tracearg_event_flag, rb_tracearg_from_tracepoint, rb_tracearg_lineno,
+    rb_tracearg_object, rb_tracearg_path, rb_tracepoint_disable, rb_tracepoint_enable,
+    rb_tracepoint_new, ruby_value_type, Qnil, Qtrue, RUBY_INTERNAL_EVENT_FREEOBJ,
+    RUBY_INTERNAL_EVENT_GC_START, RUBY_INTERNAL_EVENT_NEWOBJ, VALUE,
 };
 
 extern "C" {
@@ -137,55 +136,20 @@ static MISSED: AtomicU64 = AtomicU64::new(0);
 /// incomplete.
 static BROKEN: AtomicBool = AtomicBool::new(false);
 
-struct GcRoot(UnsafeCell<VALUE>);
-unsafe impl Sync for GcRoot {}
-
-impl GcRoot {
-    const fn new() -> GcRoot {
-        GcRoot(UnsafeCell::new(Qnil as VALUE))
-    }
-    fn get(&self) -> VALUE {
-        unsafe { *self.0.get() }
-    }
-    fn set(&self, v: VALUE) {
-        unsafe { *self.0.get() = v }
-    }
-}
-
 static NEWOBJ_TP: GcRoot = GcRoot::new();
 static FREEOBJ_TP: GcRoot = GcRoot::new();
 static GCSTART_TP: GcRoot = GcRoot::new();
 static KEEPER: GcRoot = GcRoot::new();
 static ROOTS: Once = Once::new();
 
-struct DataType(rb_data_type_t);
-unsafe impl Sync for DataType {}
-
-static KEEPER_TYPE: DataType = DataType(rb_data_type_t {
-    wrap_struct_name: c"heapscope_report".as_ptr(),
-    function: rb_data_type_struct__bindgen_ty_1 {
-        dmark: Some(keeper_mark),
-        dfree: None,
-        dsize: None,
-        dcompact: Some(keeper_compact),
-        reserved: [std::ptr::null_mut()],
-    },
-    parent: std::ptr::null(),
-    data: std::ptr::null_mut(),
-    flags: 0,
-});
-static KEEPER_TAG: u8 = 0;
+static KEEPER_TYPE: DataType = DataType::keeper(c"heapscope_report", keeper_mark, keeper_compact);
 
 pub fn init(_ruby: &Ruby, native: RModule) -> Result<(), Error> {
     ROOTS.call_once(|| unsafe {
         for root in [&NEWOBJ_TP, &FREEOBJ_TP, &GCSTART_TP, &KEEPER] {
-            rb_gc_register_address(root.0.get());
+            root.register();
         }
-        KEEPER.set(rb_data_typed_object_wrap(
-            0,
-            &KEEPER_TAG as *const u8 as *mut c_void,
-            &KEEPER_TYPE.0,
-        ));
+        KEEPER.set(new_keeper(&KEEPER_TYPE));
         NEWOBJ_TP.set(rb_tracepoint_new(
             Qnil as VALUE,
             RUBY_INTERNAL_EVENT_NEWOBJ,

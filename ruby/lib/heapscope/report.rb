@@ -365,8 +365,7 @@ module Heapscope
       samples = @rows.map do |r|
         [r.file, r.line, r.class_name, r.type, r.count, r.bytes, r.retained, r.retained_bytes]
       end
-      Native.report_pprof(path, samples)
-      File.chmod(0o600, path)
+      Native.report_pprof(path, samples) # written 0600, atomically, by heapscope-pprof
       path
     end
 

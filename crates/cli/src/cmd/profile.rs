@@ -116,19 +116,6 @@ pub fn run(a: Args) -> Result<ExitCode> {
     };
     set(&mut child, "THREADS", Some(threads.into()));
     set(&mut child, "OUT", output.map(Into::into));
-    if let Some(dir) = &lib {
-        let mut rubylib = dir.as_os_str().to_owned();
-        if let Some(old) = std::env::var_os("RUBYLIB").filter(|v| !v.is_empty()) {
-            rubylib.push(":");
-            rubylib.push(old);
-        }
-        child.env("RUBYLIB", rubylib);
-    }
-    let mut rubyopt = OsString::from("-rheapscope/profile_run");
-    if let Some(old) = std::env::var_os("RUBYOPT").filter(|v| !v.is_empty()) {
-        rubyopt.push(" ");
-        rubyopt.push(old);
-    }
-    child.env("RUBYOPT", rubyopt);
+    super::run::require_agent(&mut child, lib.as_deref(), "heapscope/profile_run");
     super::run::exec(child, &a.command[0])
 }

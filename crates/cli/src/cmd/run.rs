@@ -180,20 +180,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         let o = config::option(key).expect("flags come from the option table");
         child.env(o.env_name(), value);
     }
-    if let Some(dir) = &lib {
-        let mut rubylib = dir.as_os_str().to_owned();
-        if let Some(old) = std::env::var_os("RUBYLIB").filter(|v| !v.is_empty()) {
-            rubylib.push(":");
-            rubylib.push(old);
-        }
-        child.env("RUBYLIB", rubylib);
-    }
-    let mut rubyopt = OsString::from("-rheapscope/autostart");
-    if let Some(old) = std::env::var_os("RUBYOPT").filter(|v| !v.is_empty()) {
-        rubyopt.push(" ");
-        rubyopt.push(old);
-    }
-    child.env("RUBYOPT", rubyopt);
+    super::run::require_agent(&mut child, lib.as_deref(), "heapscope/autostart");
     // exec keeps this pid: the agent in the program then knows the warnings
     // above were given in its process and does not repeat them.
     if warned {
@@ -296,4 +283,24 @@ fn gem_installed() -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
+}
+
+/// Makes `child`'s Ruby load `feature` first (`-r` at the front of RUBYOPT),
+/// from the staged agent library `lib` when there is one (at the front of
+/// RUBYLIB); what the user had set is kept after it.
+pub(crate) fn require_agent(child: &mut Process, lib: Option<&Path>, feature: &str) {
+    if let Some(dir) = lib {
+        let mut rubylib = dir.as_os_str().to_owned();
+        if let Some(old) = std::env::var_os("RUBYLIB").filter(|v| !v.is_empty()) {
+            rubylib.push(":");
+            rubylib.push(old);
+        }
+        child.env("RUBYLIB", rubylib);
+    }
+    let mut rubyopt = OsString::from(format!("-r{feature}"));
+    if let Some(old) = std::env::var_os("RUBYOPT").filter(|v| !v.is_empty()) {
+        rubyopt.push(" ");
+        rubyopt.push(old);
+    }
+    child.env("RUBYOPT", rubyopt);
 }

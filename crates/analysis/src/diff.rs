@@ -207,6 +207,31 @@ impl IdentitySet {
         }
     }
 
+    /// The identity columns, for [`crate::leaks::SeriesBuilder::save`].
+    pub(crate) fn columns(&self) -> [&Vec<u64>; 4] {
+        [
+            &self.object_ids,
+            &self.plain,
+            &self.identified,
+            &self.addresses,
+        ]
+    }
+
+    /// A set from saved columns (each already sorted).
+    pub(crate) fn from_columns(columns: [Vec<u64>; 4], objects: u64) -> IdentitySet {
+        let [object_ids, plain, identified, addresses] = columns;
+        IdentitySet {
+            object_ids,
+            plain,
+            identified,
+            addresses,
+            objects,
+            memsize: 0,
+            traced_objects: 0,
+            max_generation: None,
+        }
+    }
+
     /// Objects that had an object_id.
     pub fn with_object_ids(&self) -> u64 {
         self.object_ids.len() as u64

@@ -23,8 +23,13 @@ use crate::group::{GroupKey, Grouper, KeyValue, MAX_KEYS};
 use crate::paths::{label_path, object_ref, LabeledPath, Labeler, ObjectRef};
 use crate::trend::{classify, Trend, Verdict};
 
+mod state;
+
 /// Sites that level off below this many objects are not listed as caches.
 pub const MIN_CACHE_OBJECTS: u64 = 10;
+
+/// The default of `--min-growth`: objects per dump a site must grow by to be a leak.
+pub const DEFAULT_MIN_GROWTH: f64 = 1.0;
 
 /// With fewer dumps no series can show a trend, so nothing can be called a
 /// leak, a cache, or stable: the report says it cannot judge.

@@ -98,6 +98,13 @@ Examples:
     /// running the agent, or print whether it is on.
     #[command(long_about = crate::cmd::trace::LONG_ABOUT)]
     Trace(crate::cmd::trace::Args),
+    /// Import dumps, memory logs and pprof profiles into a store (SQLite or PostgreSQL) for the
+    /// web UI.
+    #[command(long_about = crate::cmd::import::LONG_ABOUT)]
+    Import(crate::cmd::import::Args),
+    /// Serve the web UI over a store: processes, leak reports, dumps, objects, diffs, profiles.
+    #[command(long_about = crate::cmd::serve::LONG_ABOUT)]
+    Serve(crate::cmd::serve::Args),
     /// Sample a process's memory (RSS, PSS, USS) over time, live in the terminal and to a file.
     #[command(long_about = crate::cmd::watch::LONG_ABOUT)]
     Watch(crate::cmd::watch::Args),

@@ -52,6 +52,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Profile(a) => cmd::profile::run(a),
         Command::Dump(a) => cmd::dump::run(a),
         Command::Trace(a) => cmd::trace::run(a),
+        Command::Import(a) => cmd::import::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
         Command::Watch(a) => cmd::watch::run(a),
         Command::Plot(a) => cmd::plot::run(a),
         Command::Trend(a) => cmd::trend::run(a),

@@ -69,7 +69,7 @@ pub struct Args {
     pub top: usize,
 
     /// A site must grow by at least this many objects per dump to be a leak.
-    #[arg(long, value_name = "OBJECTS", default_value_t = 1.0)]
+    #[arg(long, value_name = "OBJECTS", default_value_t = heapscope_analysis::leaks::DEFAULT_MIN_GROWTH)]
     pub min_growth: f64,
 
     #[command(flatten)]

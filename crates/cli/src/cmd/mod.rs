@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod dump;
 pub mod flamegraph;
+pub mod import;
 pub mod inspect;
 pub mod leaks;
 pub mod path;
@@ -12,6 +13,7 @@ pub mod profile;
 pub mod require_mem;
 pub mod retained;
 pub mod run;
+pub mod serve;
 pub mod suspects;
 pub mod trace;
 pub mod trend;

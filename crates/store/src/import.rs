@@ -1,0 +1,1078 @@
+//! `heapscope import`: what goes into the store for each kind of file.
+//!
+//! Every file is one transaction: a dump's rows, documents, objects and its
+//! process's leak report land together or not at all, so a failed or killed
+//! import leaves the store as it was. A file already in the store (same
+//! fingerprint: size plus a hash of its first and last MiB) is skipped.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use heapscope_analysis::group::GroupKey;
+use heapscope_analysis::group::SortBy;
+use heapscope_analysis::leaks::{parse_file_name, LeakOptions, SeriesBuilder};
+use heapscope_analysis::memseries::parse_log;
+use heapscope_analysis::retained::{
+    reachable_app_objects, top_groups, top_objects, unreachable_groups,
+};
+use heapscope_analysis::summary::{summarize, ObjectFilter, SummaryOptions, Totals};
+use heapscope_analysis::suspects::{find_suspects, SuspectOptions};
+use heapscope_graph::{Dominators, Graph, GraphOptions};
+use heapscope_heap::Heap;
+use heapscope_reader::{read_input, Dump, Input, ReadOptions};
+use heapscope_report::leaks::{leaks_json, ProcessReport};
+use heapscope_report::retained::{retained_json, RetainedReport};
+use heapscope_report::suspects::suspects_json;
+use serde_json::{json, Value as Json};
+
+use crate::db::{Db, DbError, Value};
+use crate::Store;
+
+/// The groupings each dump page shows, in tab order.
+pub const DIMENSIONS: &[(&str, GroupKey)] = &[
+    ("generation", GroupKey::Generation),
+    ("type", GroupKey::Type),
+    ("class", GroupKey::Class),
+    ("location", GroupKey::Location),
+    ("file", GroupKey::File),
+    ("gem", GroupKey::Gem),
+    ("string", GroupKey::String),
+];
+
+/// Rows kept per grouping (the largest by bytes); the page says when a
+/// grouping had more.
+pub const MAX_ROWS: usize = 20_000;
+/// Objects and groups kept in each retained-size list.
+pub const TOP_RETAINED: usize = 100;
+/// Leak sites listed (and given root paths) per process.
+pub const TOP_LEAKS: usize = 20;
+/// Depth of the stored dominator flame graph.
+pub const FLAME_DEPTH: usize = 40;
+
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// Also store every object, reference and root (`--objects`).
+    pub objects: bool,
+    /// Put every dump under this process instead of the one its name gives.
+    pub process: Option<String>,
+    /// Parser threads (0: one per core).
+    pub threads: usize,
+}
+
+/// What became of one input file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Imported {
+        path: PathBuf,
+        kind: Kind,
+        id: i64,
+        detail: String,
+        warnings: Vec<String>,
+    },
+    AlreadyThere {
+        path: PathBuf,
+        kind: Kind,
+        id: i64,
+    },
+    Failed {
+        path: PathBuf,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dump,
+    Series,
+    Profile,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Dump => "dump",
+            Kind::Series => "memory log",
+            Kind::Profile => "pprof profile",
+        }
+    }
+}
+
+/// Lists the files named: files as they are, directories' files (sorted,
+/// not recursing), glob patterns expanded. Names that match nothing come
+/// back as failures.
+pub fn expand(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Outcome>) {
+    let mut files = Vec::new();
+    let mut failed = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            match std::fs::read_dir(p) {
+                Ok(rd) => {
+                    let mut inside: Vec<PathBuf> = rd
+                        .filter_map(|e| e.ok())
+                        .map(|e| e.path())
+                        .filter(|p| p.is_file() && !is_hidden(p))
+                        .collect();
+                    inside.sort();
+                    files.extend(inside);
+                }
+                Err(e) => failed.push(Outcome::Failed {
+                    path: p.clone(),
+                    reason: format!("cannot list the directory: {e}"),
+                }),
+            }
+        } else if p.exists() {
+            files.push(p.clone());
+        } else if let Some(pattern) = p.to_str().filter(|s| s.contains(['*', '?', '['])) {
+            match glob_files(pattern) {
+                Ok(v) if !v.is_empty() => files.extend(v),
+                Ok(_) => failed.push(Outcome::Failed {
+                    path: p.clone(),
+                    reason: "no file matches this pattern".into(),
+                }),
+                Err(e) => failed.push(Outcome::Failed {
+                    path: p.clone(),
+                    reason: e,
+                }),
+            }
+        } else {
+            failed.push(Outcome::Failed {
+                path: p.clone(),
+                reason: "no such file or directory".into(),
+            });
+        }
+    }
+    files.dedup();
+    (files, failed)
+}
+
+fn is_hidden(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'))
+}
+
+/// A small glob: `*` and `?` in the last component only (the shell expands
+/// the rest; quoted patterns reach us when there are too many files).
+fn glob_files(pattern: &str) -> Result<Vec<PathBuf>, String> {
+    let path = Path::new(pattern);
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| "bad pattern".to_string())?;
+    if dir.to_str().is_some_and(|d| d.contains(['*', '?', '['])) {
+        return Err("only the file name may hold * or ?".into());
+    }
+    let rd = std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    let mut out: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| wildcard(name.as_bytes(), n.as_bytes()))
+        })
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+fn wildcard(p: &[u8], s: &[u8]) -> bool {
+    match (p.first(), s.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => wildcard(&p[1..], s) || (!s.is_empty() && wildcard(p, &s[1..])),
+        (Some(b'?'), Some(_)) => wildcard(&p[1..], &s[1..]),
+        (Some(a), Some(b)) if a == b => wildcard(&p[1..], &s[1..]),
+        _ => false,
+    }
+}
+
+/// Size plus a hash of the first and last MiB: cheap on a 6 GB dump, and a
+/// changed dump (another run written to the same name) differs in both.
+pub fn fingerprint(path: &Path) -> std::io::Result<(String, u64, Option<i64>)> {
+    let mut f = std::fs::File::open(path)?;
+    let meta = f.metadata()?;
+    let size = meta.len();
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64);
+    const SPAN: u64 = 1 << 20;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(&size.to_le_bytes());
+    let mut buf = Vec::with_capacity(SPAN as usize);
+    (&mut f).take(SPAN).read_to_end(&mut buf)?;
+    hasher.update(&buf);
+    if size > SPAN {
+        buf.clear();
+        f.seek(SeekFrom::Start(size.saturating_sub(SPAN).max(SPAN)))?;
+        f.take(SPAN).read_to_end(&mut buf)?;
+        hasher.update(&buf);
+    }
+    Ok((format!("{size}-{:032x}", hasher.digest128()), size, mtime))
+}
+
+/// What a file looks like from its first bytes.
+enum Sniffed {
+    Dump,
+    Profile,
+    Log,
+}
+
+fn sniff(path: &Path) -> std::io::Result<Sniffed> {
+    let mut head = Vec::new();
+    std::fs::File::open(path)?
+        .take(64 << 10)
+        .read_to_end(&mut head)?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        // gzip: a pprof profile, or a compressed dump.
+        let bytes = std::fs::read(path)?;
+        if heapscope_pprof::read_gz(&bytes).is_ok_and(|p| !p.sample_type.is_empty()) {
+            return Ok(Sniffed::Profile);
+        }
+        return Ok(Sniffed::Dump);
+    }
+    if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) || head.starts_with(&[0x50, 0x2a, 0x4d, 0x18]) {
+        return Ok(Sniffed::Dump);
+    }
+    let first = head
+        .split(|&b| b == b'\n')
+        .map(|l| l.trim_ascii())
+        .find(|l| !l.is_empty())
+        .unwrap_or(&[]);
+    let looks_like_record = first.starts_with(b"{")
+        && (memchr_find(first, b"\"address\"")
+            || memchr_find(first, b"\"type\":\"ROOT\"")
+            || memchr_find(first, b"\"type\": \"ROOT\""));
+    if looks_like_record {
+        return Ok(Sniffed::Dump);
+    }
+    Ok(Sniffed::Log)
+}
+
+fn memchr_find(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// One dump, analysed: everything its pages need.
+pub struct DumpRecord {
+    pub objects: u64,
+    pub bytes: u64,
+    pub traced_objects: u64,
+    pub ruby: Option<String>,
+    pub meta: Json,
+    pub rows: Vec<(&'static str, String, u64, u64, Option<String>)>,
+    pub docs: Vec<(&'static str, String)>,
+}
+
+/// A hint at the Ruby version from what the dump's records look like.
+fn ruby_hint(heap: &Heap) -> Option<String> {
+    let f = &heap.facts;
+    Some(if f.integer_flags {
+        "4.0+".into()
+    } else if f.has_shapes || f.has_slot_size {
+        "3.2 to 3.4".into()
+    } else {
+        "before 3.2".into()
+    })
+}
+
+/// Everything a dump's pages show, computed once at import.
+pub fn analyse(dump: &Dump, threads_hint: usize) -> DumpRecord {
+    let _ = threads_hint;
+    let heap = &dump.heap;
+    // The groupings and the graph are independent: on two cores, half the
+    // time.
+    let (rows, (graph_docs, reach)) = std::thread::scope(|s| {
+        let rows = s.spawn(|| group_rows(heap));
+        let graph = graph_docs(dump);
+        (rows.join().expect("grouping thread"), graph)
+    });
+    let (rows, row_counts, totals) = rows;
+    let meta = json!({
+        "source": dump.source,
+        "totals": {
+            "objects": totals.objects,
+            "bytes": totals.memsize,
+            "dump_objects": totals.dump_objects,
+            "roots": totals.roots,
+            "shapes": totals.shapes,
+            "traced_objects": totals.traced_objects,
+            "tracer_bytes": totals.tracer_memsize,
+            "agent_objects": totals.agent.objects,
+            "agent_bytes": totals.agent.bytes,
+            "free_slots": totals.free_slots,
+            "reachable_objects": reach.0,
+            "reachable_bytes": reach.1,
+        },
+        "facts": {
+            "has_shapes": heap.facts.has_shapes,
+            "integer_flags": heap.facts.integer_flags,
+            "max_generation": heap.facts.max_generation,
+            "dangling_refs": heap.facts.dangling_refs,
+            "duplicate_addresses": heap.facts.duplicate_addresses,
+        },
+        "diagnostics": heapscope_report::diagnostics_json(&dump.diagnostics),
+        "warnings": dump.diagnostics.structure_warnings(&dump.source),
+        "row_counts": row_counts,
+    });
+    DumpRecord {
+        objects: totals.objects,
+        bytes: totals.memsize,
+        traced_objects: totals.traced_objects,
+        ruby: ruby_hint(heap),
+        meta,
+        rows,
+        docs: graph_docs,
+    }
+}
+
+type Rows = (
+    Vec<(&'static str, String, u64, u64, Option<String>)>,
+    Json,
+    Totals,
+);
+
+fn group_rows(heap: &Heap) -> Rows {
+    let mut rows = Vec::new();
+    let mut counts = serde_json::Map::new();
+    let mut totals = None;
+    for &(dim, key) in DIMENSIONS {
+        let s = summarize(
+            heap,
+            &SummaryOptions {
+                by: vec![key],
+                filter: ObjectFilter::default(),
+                sort: SortBy::Memsize,
+                top: Some(MAX_ROWS),
+            },
+        );
+        counts.insert(dim.into(), json!(s.total_groups));
+        if totals.is_none() {
+            totals = Some(s.totals.clone());
+        }
+        for g in s.groups {
+            let label = g.key[0].display(key);
+            let extra = (!g.locations.is_empty()).then(|| {
+                json!(g
+                    .locations
+                    .iter()
+                    .map(|(l, c)| json!([l, c]))
+                    .collect::<Vec<_>>())
+                .to_string()
+            });
+            rows.push((dim, label, g.count, g.memsize, extra));
+        }
+    }
+    (rows, Json::Object(counts), totals.unwrap_or_default())
+}
+
+fn graph_docs(dump: &Dump) -> (Vec<(&'static str, String)>, (u64, u64)) {
+    let heap = &dump.heap;
+    let graph = Graph::new(heap, GraphOptions::default());
+    let dom = Dominators::compute(&graph);
+    let mut docs = Vec::new();
+    let unreachable = unreachable_groups(&graph, &dom);
+    let objects = top_objects(&graph, &dom, TOP_RETAINED);
+    let reach = (reachable_app_objects(&graph, &dom), dom.reachable_bytes());
+    let report = |by: &[GroupKey],
+                  groups: &[heapscope_analysis::retained::RetainedGroup],
+                  total_groups,
+                  objects: &[heapscope_analysis::retained::RetainedObject]| {
+        retained_json(&RetainedReport {
+            source: &dump.source,
+            reachable_objects: reach.0,
+            reachable_bytes: reach.1,
+            unreachable_objects: unreachable.iter().map(|u| u.1).sum(),
+            unreachable_bytes: unreachable.iter().map(|u| u.2).sum(),
+            unreachable: &unreachable,
+            objects,
+            by,
+            groups,
+            total_groups,
+            coverage: graph.root_coverage(),
+            agent: graph.agent_share(),
+            agent_included: false,
+        })
+        .to_string()
+    };
+    docs.push(("retained", report(&[], &[], 0, &objects)));
+    for (name, key) in [
+        ("retained_class", GroupKey::Class),
+        ("retained_location", GroupKey::Location),
+    ] {
+        let (groups, total) = top_groups(&graph, &dom, &[key], Some(TOP_RETAINED));
+        docs.push((name, report(&[key], &groups, total, &[])));
+    }
+    let suspects = find_suspects(
+        &graph,
+        &dom,
+        SuspectOptions {
+            path_ends: Some(10),
+            ..SuspectOptions::default()
+        },
+    );
+    docs.push((
+        "suspects",
+        suspects_json(&dump.source, &suspects).to_string(),
+    ));
+    let folded = heapscope_export::flame::folded_stacks(&graph, &dom, FLAME_DEPTH);
+    let mut text = Vec::new();
+    // Stacks under 1/20,000 of the heap are too narrow to see in a flame
+    // graph; leaving them out keeps the document small.
+    let min = folded.total() / 20_000;
+    let kept = heapscope_export::flame::Folded {
+        lines: folded
+            .lines
+            .into_iter()
+            .filter(|l| l.1 >= min.max(1))
+            .collect(),
+    };
+    let _ = kept.write_text(&mut text);
+    docs.push(("folded", String::from_utf8_lossy(&text).into_owned()));
+    (docs, reach)
+}
+
+/// The process a dump belongs to: `--process`, else its directory and the
+/// pid in its name (`heap-<pid>-<unixtime>-<seq>.dump`), else its directory.
+pub fn process_of(path: &Path, forced: Option<&str>) -> (String, Option<u32>, String) {
+    if let Some(name) = forced {
+        return (format!("name:{name}"), None, name.to_string());
+    }
+    let dir = std::fs::canonicalize(path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| path.parent().map(Path::to_path_buf).unwrap_or_default());
+    let (_, pid) = parse_file_name(path);
+    let dir_text = dir.display().to_string();
+    match pid {
+        Some(pid) => (
+            format!("pid:{pid}:{dir_text}"),
+            Some(pid),
+            format!("pid {pid} ({dir_text})"),
+        ),
+        None => (format!("dir:{dir_text}"), None, dir_text),
+    }
+}
+
+fn sql_err(e: DbError) -> String {
+    e.0
+}
+
+impl Store {
+    /// Imports files and directories; `progress` hears of each file as it is
+    /// done. Dumps go in time order within each process, so each folds into
+    /// its process's leak analysis.
+    pub fn import(
+        &mut self,
+        inputs: &[PathBuf],
+        opts: &ImportOptions,
+        progress: &mut dyn FnMut(&Outcome),
+    ) -> Vec<Outcome> {
+        let (files, mut outcomes) = expand(inputs);
+        for o in &outcomes {
+            progress(o);
+        }
+        let mut dumps = Vec::new();
+        let mut others = Vec::new();
+        for f in files {
+            match sniff(&f) {
+                Ok(Sniffed::Dump) => dumps.push(f),
+                Ok(Sniffed::Profile) => others.push((f, Kind::Profile)),
+                Ok(Sniffed::Log) => others.push((f, Kind::Series)),
+                Err(e) => {
+                    let o = Outcome::Failed {
+                        path: f,
+                        reason: format!("cannot read: {e}"),
+                    };
+                    progress(&o);
+                    outcomes.push(o);
+                }
+            }
+        }
+        // Time order: the name's timestamp, else the modification time.
+        let mut keyed: Vec<(i64, PathBuf)> = dumps
+            .into_iter()
+            .map(|p| {
+                let t = parse_file_name(&p).0.or_else(|| mtime(&p)).unwrap_or(0);
+                (t, p)
+            })
+            .collect();
+        keyed.sort();
+        for (_, path) in keyed {
+            let o = self.import_dump(&path, opts);
+            progress(&o);
+            outcomes.push(o);
+        }
+        for (path, kind) in others {
+            let o = match kind {
+                Kind::Profile => self.import_profile(&path, opts),
+                _ => self.import_log(&path, opts),
+            };
+            progress(&o);
+            outcomes.push(o);
+        }
+        outcomes
+    }
+
+    fn import_dump(&mut self, path: &Path, opts: &ImportOptions) -> Outcome {
+        let failed = |reason: String| Outcome::Failed {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let (fp, size, mtime) = match fingerprint(path) {
+            Ok(f) => f,
+            Err(e) => return failed(format!("cannot read: {e}")),
+        };
+        match self.db.query_int(
+            "SELECT id FROM dumps WHERE fingerprint = ?",
+            &[fp.clone().into()],
+        ) {
+            Ok(0) => {}
+            Ok(id) => {
+                return Outcome::AlreadyThere {
+                    path: path.to_path_buf(),
+                    kind: Kind::Dump,
+                    id,
+                }
+            }
+            Err(e) => return failed(sql_err(e)),
+        }
+        let input = match Input::open(path) {
+            Ok(i) => i,
+            Err(e) => return failed(format!("cannot read: {e}")),
+        };
+        let read = ReadOptions {
+            references: true,
+            string_values: true,
+            threads: opts.threads,
+            ..ReadOptions::default()
+        };
+        let dump = match read_input(input, &read) {
+            Ok(d) => d,
+            Err(e) => return failed(e.to_string()),
+        };
+        let record = analyse(&dump, opts.threads);
+        let (name_time, seq) = {
+            let (t, _) = parse_file_name(path);
+            (t, seq_of(path))
+        };
+        let (taken_at, time_source) = match name_time {
+            Some(t) => (Some(t), "file name"),
+            None => (mtime, "modification time"),
+        };
+        let mut warnings: Vec<String> = dump.diagnostics.structure_warnings(&dump.source);
+        if dump.diagnostics.malformed > 0 {
+            warnings.push(format!(
+                "{} malformed line{} skipped{}",
+                dump.diagnostics.malformed,
+                if dump.diagnostics.malformed == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+                dump.diagnostics
+                    .first_malformed
+                    .first()
+                    .map(|p| format!(" (first at line {}: {})", p.line, p.message))
+                    .unwrap_or_default()
+            ));
+        }
+        let (key, pid, label) = process_of(path, opts.process.as_deref());
+        let stored = self.in_transaction(|db| {
+            let process_id = ensure_process(db, &key, pid, &label)?;
+            let file_name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            let id = db
+                .query(
+                    "INSERT INTO dumps (process_id, path, file_name, fingerprint, file_size, file_mtime, taken_at, time_source, seq, imported_at, objects, bytes, traced_objects, ruby, has_objects, meta) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    &[
+                        process_id.into(),
+                        abs.display().to_string().into(),
+                        file_name.into(),
+                        fp.clone().into(),
+                        size.into(),
+                        mtime.into(),
+                        taken_at.into(),
+                        time_source.into(),
+                        seq.map(i64::from).into(),
+                        now().into(),
+                        record.objects.into(),
+                        record.bytes.into(),
+                        record.traced_objects.into(),
+                        record.ruby.clone().into(),
+                        i64::from(opts.objects).into(),
+                        record.meta.to_string().into(),
+                    ],
+                )?
+                .first()
+                .and_then(|r| r.first())
+                .and_then(Value::int)
+                .ok_or_else(|| DbError("no id for the new dump".into()))?;
+            let mut rows = record.rows.iter().map(|(dim, key, count, bytes, extra)| {
+                vec![
+                    id.into(),
+                    (*dim).into(),
+                    key.clone().into(),
+                    (*count).into(),
+                    (*bytes).into(),
+                    extra.clone().into(),
+                ]
+            });
+            db.bulk_insert("dump_rows", &["dump_id", "dim", "key", "count", "bytes", "extra"], &mut rows)?;
+            for (kind, body) in &record.docs {
+                db.exec(
+                    "INSERT INTO dump_docs (dump_id, kind, body) VALUES (?, ?, ?)",
+                    &[id.into(), (*kind).into(), body.clone().into()],
+                )?;
+            }
+            if opts.objects {
+                crate::objects::store_objects(db, id, &dump.heap)?;
+            }
+            fold_leaks(db, process_id, pid, id, &dump.heap, taken_at)?;
+            Ok(id)
+        });
+        match stored {
+            Ok(id) => Outcome::Imported {
+                path: path.to_path_buf(),
+                kind: Kind::Dump,
+                id,
+                detail: format!(
+                    "{} objects, {}{}",
+                    heapscope_report::thousands(record.objects),
+                    heapscope_report::human_bytes(record.bytes),
+                    if opts.objects {
+                        ", with every object"
+                    } else {
+                        ""
+                    }
+                ),
+                warnings,
+            },
+            Err(e) => failed(e),
+        }
+    }
+
+    fn import_log(&mut self, path: &Path, opts: &ImportOptions) -> Outcome {
+        let failed = |reason: String| Outcome::Failed {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let (fp, _, _) = match fingerprint(path) {
+            Ok(f) => f,
+            Err(e) => return failed(format!("cannot read: {e}")),
+        };
+        match self.db.query_int(
+            "SELECT id FROM series WHERE fingerprint = ?",
+            &[fp.clone().into()],
+        ) {
+            Ok(0) => {}
+            Ok(id) => {
+                return Outcome::AlreadyThere {
+                    path: path.to_path_buf(),
+                    kind: Kind::Series,
+                    id,
+                }
+            }
+            Err(e) => return failed(sql_err(e)),
+        }
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => return failed(format!("cannot read: {e}")),
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let log = parse_log(&name, &bytes);
+        if log.is_empty() {
+            let why = log
+                .skipped
+                .first()
+                .map(|(line, why)| format!(" (line {line}: {why})"))
+                .unwrap_or_default();
+            return failed(format!(
+                "not a heap dump, a memory log (heapscope watch, agent statistics, Rails, Heroku, derailed) or a pprof profile{why}"
+            ));
+        }
+        let samples = log.sample_count();
+        let format = log.format.name();
+        let dir = std::fs::canonicalize(path)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        let stored = self.in_transaction(|db| {
+            let mut first = 0;
+            for s in &log.series {
+                let process_id = match (&opts.process, s.pid) {
+                    (Some(name), _) => Some(ensure_process(db, &format!("name:{name}"), None, name)?),
+                    (None, Some(pid)) => {
+                        let key = format!("pid:{pid}:{}", dir.display());
+                        Some(ensure_process(db, &key, Some(pid), &format!("pid {pid} ({})", dir.display()))?)
+                    }
+                    (None, None) => None,
+                };
+                let id = db
+                    .query(
+                        "INSERT INTO series (process_id, fingerprint, path, format, label, pid, imported_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                        &[
+                            process_id.into(),
+                            fp.clone().into(),
+                            path.display().to_string().into(),
+                            format.into(),
+                            s.label.clone().into(),
+                            s.pid.map(i64::from).into(),
+                            now().into(),
+                        ],
+                    )?
+                    .first()
+                    .and_then(|r| r.first())
+                    .and_then(Value::int)
+                    .unwrap_or(0);
+                if first == 0 {
+                    first = id;
+                }
+                let mut rows = s.samples.iter().map(|p| {
+                    vec![
+                        id.into(),
+                        p.time.into(),
+                        p.rss_bytes.into(),
+                        p.live_objects.into(),
+                        p.requests.into(),
+                        p.major_gc_count.into(),
+                        p.minor_gc_count.into(),
+                    ]
+                });
+                db.bulk_insert(
+                    "series_points",
+                    &["series_id", "t", "rss", "live_objects", "requests", "major_gc", "minor_gc"],
+                    &mut rows,
+                )?;
+            }
+            Ok(first)
+        });
+        match stored {
+            Ok(id) => Outcome::Imported {
+                path: path.to_path_buf(),
+                kind: Kind::Series,
+                id,
+                detail: format!("{samples} samples, {format}"),
+                warnings: log
+                    .skipped
+                    .iter()
+                    .take(3)
+                    .map(|(line, why)| format!("line {line} skipped: {why}"))
+                    .collect(),
+            },
+            Err(e) => failed(e),
+        }
+    }
+
+    fn import_profile(&mut self, path: &Path, opts: &ImportOptions) -> Outcome {
+        let failed = |reason: String| Outcome::Failed {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let (fp, _, _) = match fingerprint(path) {
+            Ok(f) => f,
+            Err(e) => return failed(format!("cannot read: {e}")),
+        };
+        match self.db.query_int(
+            "SELECT id FROM profiles WHERE fingerprint = ?",
+            &[fp.clone().into()],
+        ) {
+            Ok(0) => {}
+            Ok(id) => {
+                return Outcome::AlreadyThere {
+                    path: path.to_path_buf(),
+                    kind: Kind::Profile,
+                    id,
+                }
+            }
+            Err(e) => return failed(sql_err(e)),
+        }
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => return failed(format!("cannot read: {e}")),
+        };
+        let summary = match crate::profile::summarize(&bytes) {
+            Ok(s) => s,
+            Err(e) => return failed(e),
+        };
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let process = match &opts.process {
+            Some(name) => Some((format!("name:{name}"), None, name.clone())),
+            None => crate::profile::pid_in_name(&file_name).map(|pid| {
+                let dir = std::fs::canonicalize(path)
+                    .ok()
+                    .and_then(|p| p.parent().map(Path::to_path_buf))
+                    .unwrap_or_default();
+                (
+                    format!("pid:{pid}:{}", dir.display()),
+                    Some(pid),
+                    format!("pid {pid} ({})", dir.display()),
+                )
+            }),
+        };
+        let detail = format!(
+            "{} samples, {} sites",
+            summary["samples"].as_u64().unwrap_or(0),
+            summary["sites"].as_array().map_or(0, Vec::len)
+        );
+        let stored = self.in_transaction(|db| {
+            let process_id = match &process {
+                Some((key, pid, label)) => Some(ensure_process(db, key, *pid, label)?),
+                None => None,
+            };
+            db.query(
+                "INSERT INTO profiles (process_id, fingerprint, path, file_name, imported_at, summary, body) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                &[
+                    process_id.into(),
+                    fp.clone().into(),
+                    path.display().to_string().into(),
+                    file_name.clone().into(),
+                    now().into(),
+                    summary.to_string().into(),
+                    Value::Blob(bytes.clone()),
+                ],
+            )?
+            .first()
+            .and_then(|r| r.first())
+            .and_then(Value::int)
+            .ok_or_else(|| DbError("no id for the new profile".into()))
+        });
+        match stored {
+            Ok(id) => Outcome::Imported {
+                path: path.to_path_buf(),
+                kind: Kind::Profile,
+                id,
+                detail,
+                warnings: Vec::new(),
+            },
+            Err(e) => failed(e),
+        }
+    }
+
+    /// Runs `f` in a transaction: committed when it returns Ok, rolled back
+    /// otherwise.
+    fn in_transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut Db) -> Result<T, DbError>,
+    ) -> Result<T, String> {
+        self.db.begin().map_err(sql_err)?;
+        match f(&mut self.db) {
+            Ok(v) => {
+                self.db.commit().map_err(sql_err)?;
+                Ok(v)
+            }
+            Err(e) => {
+                self.db.rollback();
+                Err(e.0)
+            }
+        }
+    }
+}
+
+fn mtime(p: &Path) -> Option<i64> {
+    std::fs::metadata(p)
+        .ok()?
+        .modified()
+        .ok()?
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs() as i64)
+}
+
+/// The agent's sequence number (`heap-<pid>-<unixtime>-<seq>.dump`).
+fn seq_of(path: &Path) -> Option<u32> {
+    let name = path.file_name()?.to_str()?;
+    let stem = name.split('.').next()?;
+    let parts: Vec<&str> = stem.split('-').collect();
+    (parts.len() == 4 && parts[0] == "heap").then(|| parts[3].parse().ok())?
+}
+
+fn ensure_process(db: &mut Db, key: &str, pid: Option<u32>, label: &str) -> Result<i64, DbError> {
+    let id = db.query_int("SELECT id FROM processes WHERE key = ?", &[key.into()])?;
+    if id != 0 {
+        return Ok(id);
+    }
+    db.query(
+        "INSERT INTO processes (key, pid, label) VALUES (?, ?, ?) RETURNING id",
+        &[key.into(), pid.map(i64::from).into(), label.into()],
+    )?
+    .first()
+    .and_then(|r| r.first())
+    .and_then(Value::int)
+    .ok_or_else(|| DbError("no id for the new process".into()))
+}
+
+/// Folds a new dump into its process's leak analysis and stores the report.
+/// The saved state only moves forward in time: a dump older than the last
+/// one folded in (or a state that cannot be read) makes the series start
+/// again from the files of the process's other dumps.
+fn fold_leaks(
+    db: &mut Db,
+    process_id: i64,
+    pid: Option<u32>,
+    new_id: i64,
+    heap: &Heap,
+    taken_at: Option<i64>,
+) -> Result<(), DbError> {
+    let rows = db.query(
+        "SELECT id, path, taken_at FROM dumps WHERE process_id = ? ORDER BY taken_at, id",
+        &[process_id.into()],
+    )?;
+    let ids: Vec<i64> = rows.iter().map(|r| r[0].int().unwrap_or(0)).collect();
+    let paths: Vec<String> = rows
+        .iter()
+        .map(|r| r[1].text().unwrap_or("").to_string())
+        .collect();
+    let times: Vec<Option<i64>> = rows.iter().map(|r| r[2].int()).collect();
+    let state = db
+        .query_row(
+            "SELECT leak_state, leak_last_time FROM processes WHERE id = ?",
+            &[process_id.into()],
+        )?
+        .unwrap_or_default();
+    let last_time = state.get(1).and_then(Value::int);
+    let saved = state.into_iter().next().and_then(Value::into_blob);
+    let in_order = match (last_time, taken_at) {
+        (Some(last), Some(t)) => t >= last,
+        _ => true,
+    };
+    let restored = saved.as_deref().and_then(SeriesBuilder::restore);
+    let fast = match restored {
+        Some(b) if in_order && b.dumps() + 1 == ids.len() => Some(b),
+        None if ids.len() == 1 => Some(SeriesBuilder::new(false, false)),
+        _ => None,
+    };
+    if let Some(mut builder) = fast {
+        builder.add_dump(heap);
+        let saved = builder.save();
+        let report = builder.finish(heap, &times, &leak_options());
+        return store_leaks(
+            db,
+            process_id,
+            pid,
+            &paths,
+            report,
+            Some(saved),
+            &times,
+            Vec::new(),
+        );
+    }
+    // Start again from the files, in time order; the new dump from memory.
+    let mut warnings = Vec::new();
+    let mut builder = SeriesBuilder::new(false, false);
+    let mut last: Option<Dump> = None;
+    let mut kept_paths = Vec::new();
+    let mut kept_times = Vec::new();
+    let n = ids.len();
+    for i in 0..n {
+        let is_last = i + 1 == n;
+        if ids[i] == new_id {
+            builder.add_dump(heap);
+        } else {
+            let opts = ReadOptions {
+                references: is_last,
+                string_values: false,
+                ..ReadOptions::default()
+            };
+            let read = Input::open(Path::new(&paths[i]))
+                .map_err(|e| e.to_string())
+                .and_then(|inp| read_input(inp, &opts).map_err(|e| e.to_string()));
+            match read {
+                Ok(d) => {
+                    builder.add_dump(&d.heap);
+                    if is_last {
+                        last = Some(d);
+                    }
+                }
+                Err(e) => {
+                    warnings.push(format!("left out of the leak analysis: {}: {e}", paths[i]));
+                    continue;
+                }
+            }
+        }
+        kept_paths.push(paths[i].clone());
+        kept_times.push(times[i]);
+    }
+    let saved = builder.save();
+    let last_heap = last.as_ref().map_or(heap, |d| &d.heap);
+    let report = builder.finish(last_heap, &kept_times, &leak_options());
+    store_leaks(
+        db,
+        process_id,
+        pid,
+        &kept_paths,
+        report,
+        Some(saved),
+        &kept_times,
+        warnings,
+    )
+}
+
+fn leak_options() -> LeakOptions {
+    LeakOptions {
+        min_growth: heapscope_analysis::leaks::DEFAULT_MIN_GROWTH,
+        paths: TOP_LEAKS,
+        path_ends: Some(10),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn store_leaks(
+    db: &mut Db,
+    process_id: i64,
+    pid: Option<u32>,
+    paths: &[String],
+    mut report: heapscope_analysis::leaks::LeakReport,
+    state: Option<Vec<u8>>,
+    times: &[Option<i64>],
+    warnings: Vec<String>,
+) -> Result<(), DbError> {
+    report.warnings.extend(warnings);
+    let view = ProcessReport {
+        pid,
+        dumps: paths,
+        report: &report,
+        top: TOP_LEAKS,
+    };
+    let body = leaks_json("the dumps' times", std::slice::from_ref(&view));
+    let body = body["processes"].get(0).cloned().unwrap_or(body);
+    let first = times.iter().flatten().min().copied();
+    let last = times.iter().flatten().max().copied();
+    db.exec(
+        "UPDATE processes SET dumps = ?, first_time = ?, last_time = ?, verdict = ?, leak_report = ?, leak_state = ?, leak_last_time = ? WHERE id = ?",
+        &[
+            (paths.len() as i64).into(),
+            first.into(),
+            last.into(),
+            report.verdict().into(),
+            body.to_string().into(),
+            state.map_or(Value::Null, Value::Blob),
+            last.into(),
+            process_id.into(),
+        ],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! The store's tables, and moving an older store forward.
+//!
+//! Each entry of [`MIGRATIONS`] takes a store from version `i` to `i + 1`;
+//! `hs_meta.schema_version` says where a store is. A store written by a
+//! newer heapscope is refused rather than misread. The tables are
+//! documented, with example SQL, in docs/store.md.
+
+use crate::db::{Db, DbError, Result, Value};
+
+/// Portable DDL: `{id}` and `{blob}` become each database's own types.
+pub const MIGRATIONS: &[&str] = &[
+    // Version 1.
+    "
+CREATE TABLE processes (
+    id {id},
+    key TEXT NOT NULL UNIQUE,
+    pid BIGINT,
+    label TEXT NOT NULL,
+    dumps BIGINT NOT NULL DEFAULT 0,
+    first_time BIGINT,
+    last_time BIGINT,
+    verdict TEXT,
+    leak_report TEXT,
+    leak_state {blob},
+    leak_last_time BIGINT
+);
+CREATE TABLE dumps (
+    id {id},
+    process_id BIGINT NOT NULL REFERENCES processes(id),
+    path TEXT NOT NULL,
+    file_name TEXT NOT NULL,
+    fingerprint TEXT NOT NULL UNIQUE,
+    file_size BIGINT NOT NULL,
+    file_mtime BIGINT,
+    taken_at BIGINT,
+    time_source TEXT NOT NULL,
+    seq BIGINT,
+    imported_at BIGINT NOT NULL,
+    objects BIGINT NOT NULL,
+    bytes BIGINT NOT NULL,
+    traced_objects BIGINT NOT NULL,
+    ruby TEXT,
+    has_objects BIGINT NOT NULL DEFAULT 0,
+    meta TEXT NOT NULL
+);
+CREATE INDEX dumps_by_process ON dumps (process_id, taken_at);
+CREATE TABLE dump_rows (
+    dump_id BIGINT NOT NULL REFERENCES dumps(id),
+    dim TEXT NOT NULL,
+    key TEXT NOT NULL,
+    count BIGINT NOT NULL,
+    bytes BIGINT NOT NULL,
+    extra TEXT
+);
+CREATE INDEX dump_rows_by_dim ON dump_rows (dump_id, dim, bytes);
+CREATE TABLE dump_docs (
+    dump_id BIGINT NOT NULL REFERENCES dumps(id),
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (dump_id, kind)
+);
+CREATE TABLE series (
+    id {id},
+    process_id BIGINT REFERENCES processes(id),
+    fingerprint TEXT NOT NULL,
+    path TEXT NOT NULL,
+    format TEXT NOT NULL,
+    label TEXT NOT NULL,
+    pid BIGINT,
+    imported_at BIGINT NOT NULL,
+    UNIQUE (fingerprint, label)
+);
+CREATE TABLE series_points (
+    series_id BIGINT NOT NULL REFERENCES series(id),
+    t DOUBLE PRECISION NOT NULL,
+    rss BIGINT,
+    live_objects BIGINT,
+    requests BIGINT,
+    major_gc BIGINT,
+    minor_gc BIGINT
+);
+CREATE INDEX series_points_by_series ON series_points (series_id, t);
+CREATE TABLE profiles (
+    id {id},
+    process_id BIGINT REFERENCES processes(id),
+    fingerprint TEXT NOT NULL UNIQUE,
+    path TEXT NOT NULL,
+    file_name TEXT NOT NULL,
+    imported_at BIGINT NOT NULL,
+    summary TEXT NOT NULL,
+    body {blob} NOT NULL
+);
+CREATE TABLE objects (
+    dump_id BIGINT NOT NULL REFERENCES dumps(id),
+    address BIGINT NOT NULL,
+    type TEXT NOT NULL,
+    class_address BIGINT,
+    class_name TEXT,
+    memsize BIGINT NOT NULL,
+    generation BIGINT,
+    file TEXT,
+    line BIGINT,
+    method TEXT,
+    value TEXT
+);
+CREATE TABLE refs (
+    dump_id BIGINT NOT NULL REFERENCES dumps(id),
+    from_address BIGINT NOT NULL,
+    to_address BIGINT NOT NULL
+);
+CREATE INDEX objects_by_address ON objects (dump_id, address);
+CREATE INDEX refs_from ON refs (dump_id, from_address);
+CREATE INDEX refs_to ON refs (dump_id, to_address);
+CREATE TABLE roots (
+    dump_id BIGINT NOT NULL REFERENCES dumps(id),
+    root TEXT NOT NULL,
+    address BIGINT NOT NULL
+);
+",
+];
+
+/// The version this heapscope writes.
+pub fn current_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// Brings the store to the current version, each step in a transaction.
+pub fn migrate(db: &mut Db) -> Result<()> {
+    db.batch("CREATE TABLE IF NOT EXISTS hs_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")?;
+    loop {
+        let version = version(db)?;
+        if version > current_version() {
+            return Err(DbError(format!(
+                "the store {} has schema version {version}, written by a newer heapscope \
+                 (this one knows up to {}): upgrade heapscope, or use another --store",
+                db.location.describe(),
+                current_version()
+            )));
+        }
+        if version == current_version() {
+            return Ok(());
+        }
+        db.begin()?;
+        // Another importer may have migrated meanwhile: look again inside
+        // the transaction.
+        let step = match self::version(db) {
+            Ok(v) if v == version => {
+                let sql = MIGRATIONS[version as usize];
+                db.batch(sql).and_then(|_| {
+                    let next = (version + 1).to_string();
+                    db.exec("DELETE FROM hs_meta WHERE key = 'schema_version'", &[])?;
+                    db.exec(
+                        "INSERT INTO hs_meta (key, value) VALUES ('schema_version', ?)",
+                        &[Value::Text(next)],
+                    )
+                    .map(|_| ())
+                })
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        match step {
+            Ok(()) => db.commit()?,
+            Err(e) => {
+                db.rollback();
+                return Err(e);
+            }
+        }
+    }
+}
+
+fn version(db: &mut Db) -> Result<i64> {
+    Ok(db
+        .query_row(
+            "SELECT value FROM hs_meta WHERE key = 'schema_version'",
+            &[],
+        )?
+        .and_then(|r| r.into_iter().next())
+        .and_then(|v| v.text().and_then(|t| t.parse().ok()))
+        .unwrap_or(0))
+}

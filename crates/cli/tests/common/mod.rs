@@ -17,6 +17,7 @@ use tempfile::TempDir;
 
 pub mod agent;
 pub mod gopprof;
+pub mod pg;
 pub mod process;
 pub mod protoc;
 pub mod rubies;

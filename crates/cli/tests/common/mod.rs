@@ -16,6 +16,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 pub mod agent;
+pub mod browser;
 pub mod gopprof;
 pub mod pg;
 pub mod process;

@@ -22,6 +22,7 @@ pub mod pg;
 pub mod process;
 pub mod protoc;
 pub mod rubies;
+pub mod webprograms;
 
 /// The workspace root (two levels above `crates/cli`).
 pub fn repo_root() -> PathBuf {

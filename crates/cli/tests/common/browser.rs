@@ -129,6 +129,11 @@ impl Browser {
             "--password-store=basic",
             "--use-mock-keychain",
             "--mute-audio",
+            // Tabs opened earlier are in the background: their timers
+            // (and `wait_until`'s polling) must not be slowed down.
+            "--disable-background-timer-throttling",
+            "--disable-renderer-backgrounding",
+            "--disable-backgrounding-occluded-windows",
             "--hide-scrollbars",
             "--force-color-profile=srgb",
             "--window-size=1280,900",
@@ -355,14 +360,38 @@ impl Page {
     /// Polls the expression `js` until it is truthy (a throw counts as not
     /// yet); panics after `WAIT` with `what` and the page's text.
     pub fn wait_until(&self, js: &str, what: &str) {
+        self.poll(&format!("({js})"), what);
+    }
+
+    /// Evaluates the expression `js` every 20 ms inside the page until it is
+    /// truthy, and returns that value. One protocol call, not one per try:
+    /// each call through headless_chrome costs about 100 ms. A navigation
+    /// meanwhile ends the call; the polling then goes on in the new document.
+    fn poll(&self, js: &str, what: &str) -> Value {
         let deadline = Instant::now() + WAIT;
         loop {
-            let last = match self.try_eval(js) {
-                Ok(v) if truthy(&v) => return,
-                Ok(v) => format!("last value {v}"),
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .as_millis();
+            let script = format!(
+                "new Promise(resolve => {{ \
+                   const end = Date.now() + {left}; let last = null; \
+                   const poll = () => {{ \
+                     let v = null; \
+                     try {{ v = {js}; last = v; }} catch (e) {{ last = 'threw ' + e; }} \
+                     if (v) resolve({{ok: true, value: v}}); \
+                     else if (Date.now() >= end) resolve({{ok: false, last: String(last)}}); \
+                     else setTimeout(poll, 20); \
+                   }}; \
+                   poll(); \
+                 }})"
+            );
+            let last = match self.try_eval(&script) {
+                Ok(v) if v["ok"] == true => return v["value"].clone(),
+                Ok(v) => format!("last value {}", v["last"]),
                 Err(e) => e,
             };
-            if Instant::now() > deadline {
+            if Instant::now() >= deadline {
                 panic!(
                     "timed out after {WAIT:?} waiting for {what} on {} ({last}); the page says:\n{}",
                     self.url(),
@@ -383,31 +412,25 @@ impl Page {
         );
     }
 
-    /// Waits for the first element matching `css`, scrolls it into view and
-    /// clicks its middle with the mouse, as a user would: whatever is on top
-    /// at that point gets the click. Panics when the element has no size.
+    /// Waits for the first element matching `css` to have a size, scrolls it
+    /// into view and clicks its middle with the mouse (press and release), as
+    /// a user would: whatever is on top at that point gets the click.
     pub fn click(&self, css: &str) {
-        self.wait_for(css);
-        let rect = self.eval(&format!(
-            "(() => {{ const e = document.querySelector({}); \
-             e.scrollIntoView({{block: 'center', inline: 'center', behavior: 'instant'}}); \
-             const r = e.getBoundingClientRect(); \
-             return [r.left + r.width / 2, r.top + r.height / 2, r.width * r.height] }})()",
-            js_str(css)
-        ));
-        let num = |i: usize| rect[i].as_f64().unwrap_or(0.0);
-        let (x, y) = (num(0), num(1));
-        assert!(
-            num(2) > 0.0,
-            "{css:?} on {} has no size to click",
-            self.url()
+        let at = self.poll(
+            &format!(
+                "(() => {{ const e = document.querySelector({}); if (!e) return null; \
+                 e.scrollIntoView({{block: 'center', inline: 'center', behavior: 'instant'}}); \
+                 const r = e.getBoundingClientRect(); \
+                 return r.width * r.height > 0 ? [r.left + r.width / 2, r.top + r.height / 2] : null }})()",
+                js_str(css)
+            ),
+            &format!("an element matching {css:?} to click"),
         );
+        let (x, y) = (at[0].as_f64().unwrap(), at[1].as_f64().unwrap());
         for kind in [
-            Input::DispatchMouseEventTypeOption::MouseMoved,
             Input::DispatchMouseEventTypeOption::MousePressed,
             Input::DispatchMouseEventTypeOption::MouseReleased,
         ] {
-            let moved = kind == Input::DispatchMouseEventTypeOption::MouseMoved;
             self.tab
                 .call_method(Input::DispatchMouseEvent {
                     Type: kind,
@@ -415,13 +438,9 @@ impl Page {
                     y,
                     modifiers: None,
                     timestamp: None,
-                    button: Some(if moved {
-                        Input::MouseButton::None
-                    } else {
-                        Input::MouseButton::Left
-                    }),
+                    button: Some(Input::MouseButton::Left),
                     buttons: None,
-                    click_count: Some(if moved { 0 } else { 1 }),
+                    click_count: Some(1),
                     force: None,
                     tangential_pressure: None,
                     tilt_x: None,

@@ -1,7 +1,8 @@
 //! The browser harness itself (`tests/common/browser.rs`) against a tiny
 //! loopback HTTP server written here: following a link, clicking a button
-//! whose script adds nodes, reading text and attributes, a screenshot, and
-//! catching a thrown error, a console.error and an alert().
+//! whose script adds nodes, reading text and attributes, a screenshot, no
+//! host but loopback, and catching a thrown error, a console.error and an
+//! alert().
 
 mod common;
 
@@ -137,6 +138,10 @@ fn link_click_text_attributes_and_screenshot() {
     );
     assert!(shot.starts_with(browser::screenshot_dir()));
     page.assert_clean();
+
+    // Loopback only: other host names do not resolve.
+    let refused = page.try_goto("http://example.com/").unwrap_err();
+    assert!(refused.contains("ERR_NAME_NOT_RESOLVED"), "{refused}");
 }
 
 #[test]

@@ -14,10 +14,12 @@ fn shared_server_gives_fresh_databases_that_psql_reaches() {
     else {
         return;
     };
+    // Meant to be under 3 s (about 0.8 s here); the bound leaves room for
+    // a machine busy with other test binaries.
     eprintln!("PostgreSQL startup: {:.2?}", server.startup);
     assert!(
-        server.startup < Duration::from_secs(3),
-        "the server took {:.2?} to start (want < 3 s)",
+        server.startup < Duration::from_secs(10),
+        "the server took {:.2?} to start",
         server.startup
     );
     let t = Instant::now();

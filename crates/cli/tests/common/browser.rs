@@ -288,6 +288,14 @@ impl Page {
     /// and waits until it has loaded (readyState "complete"). Not the crate's
     /// `wait_until_navigated`, which waits for the network to idle 500 ms.
     pub fn goto(&self, url: &str) {
+        if let Err(e) = self.try_goto(url) {
+            panic!("cannot load {url}: {e}");
+        }
+    }
+
+    /// `goto`, with a navigation that fails (a refused connection, a name
+    /// that does not resolve) as Err with Chromium's error text.
+    pub fn try_goto(&self, url: &str) -> Result<(), String> {
         // A new document lacks the mark the old one gets here.
         let _ = self.try_eval("window.__heapscopeOldDocument = true");
         let r = self
@@ -299,14 +307,15 @@ impl Page {
                 frame_id: None,
                 referrer_policy: None,
             })
-            .unwrap_or_else(|e| panic!("cannot load {url}: {e:#}"));
+            .map_err(|e| format!("{e:#}"))?;
         if let Some(error) = r.error_text {
-            panic!("cannot load {url}: {error}");
+            return Err(error);
         }
         self.wait_until(
             "!window.__heapscopeOldDocument && document.readyState === 'complete'",
             &format!("{url} to load"),
         );
+        Ok(())
     }
 
     pub fn url(&self) -> String {

@@ -108,6 +108,12 @@ pub fn server_or_skip(test: &str) -> Option<&'static PgServer> {
     }
 }
 
+/// A postgres:// URL on a loopback port nothing listens on (free a moment
+/// ago), for the "unreachable server" error paths. Needs no PostgreSQL.
+pub fn unreachable_url() -> String {
+    format!("postgres://postgres@127.0.0.1:{}/heapscope", free_port())
+}
+
 /// A running server; stopped (and its data directory removed) when dropped.
 pub struct PgServer {
     port: u16,
@@ -301,6 +307,7 @@ impl PgServer {
     /// connected to `url`.
     pub fn psql_command(&self, url: &str) -> Command {
         let mut cmd = Command::new(self.bin.join("psql"));
+        remove_pg_env(&mut cmd);
         cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url])
             .env("PGCONNECT_TIMEOUT", "10")
             .stdin(Stdio::null());
@@ -349,14 +356,19 @@ fn as_server_user(inst: &Install, mut cmd: Command) -> Command {
     if let Some((uid, gid)) = inst.user {
         cmd.uid(uid).gid(gid).env("HOME", "/var/lib/postgresql");
     }
-    // A user's PG* variables would change what psql and the server do.
+    remove_pg_env(&mut cmd);
+    cmd.env("LC_ALL", "C");
+    cmd
+}
+
+/// A user's PG* variables (PGHOST, PGSSLMODE, ...) would change what psql
+/// and the server do.
+fn remove_pg_env(cmd: &mut Command) {
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("PG") {
             cmd.env_remove(k);
         }
     }
-    cmd.env("LC_ALL", "C");
-    cmd
 }
 
 /// A shell that waits for end of file on its stdin (this process keeps the

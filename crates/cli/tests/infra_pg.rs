@@ -60,6 +60,16 @@ fn shared_server_gives_fresh_databases_that_psql_reaches() {
         server.port()
     );
     assert_eq!(server.psql(&socket, "select 2").trim(), "2");
+
+    // unreachable_url refuses connections.
+    let out = server
+        .psql_command(&pg::unreachable_url())
+        .args(["-c", "select 1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Connection refused"), "{err}");
 }
 
 #[test]

@@ -41,14 +41,18 @@ ensure_cargo() {
 # decoding), a TTF font (plots), and Puma, Rack, Sidekiq and Redis (the
 # agent's end-to-end tests), `go tool pprof` and memory_profiler (profiles read by
 # the real go tool pprof, allocated bytes checked against memory_profiler), derailed_benchmarks and Rails (require-mem is checked against
-# `derailed bundle:mem` on `require "rails/all"`).
+# `derailed bundle:mem` on `require "rails/all"`), Chromium and the PostgreSQL
+# server (the web UI tests drive a headless browser and start their own
+# server from /usr/lib/postgresql/*/bin; docs/testing.md). Chromium draws text
+# with the DejaVu font above.
 ensure_test_packages() {
   ensure_packages ruby:ruby deb:ruby-dev deb:libclang-dev heapy:ruby-heapy \
     protoc:protobuf-compiler go:golang-go deb:ruby-memory-profiler \
     /usr/share/gocode/src/github.com/google/pprof/proto/profile.proto:golang-github-google-pprof-dev \
     /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:fonts-dejavu-core \
     puma:puma deb:ruby-rack sidekiq:ruby-sidekiq redis-server:redis-server \
-    derailed:ruby-derailed-benchmarks deb:ruby-rails
+    derailed:ruby-derailed-benchmarks deb:ruby-rails \
+    /usr/bin/chromium:chromium deb:postgresql
 }
 
 # cargo-fuzz and a C++ compiler (libFuzzer is C++), for the reader's fuzz

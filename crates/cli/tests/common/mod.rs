@@ -16,10 +16,13 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 pub mod agent;
+pub mod browser;
 pub mod gopprof;
+pub mod pg;
 pub mod process;
 pub mod protoc;
 pub mod rubies;
+pub mod webprograms;
 
 /// The workspace root (two levels above `crates/cli`).
 pub fn repo_root() -> PathBuf {

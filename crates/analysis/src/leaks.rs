@@ -411,6 +411,18 @@ impl SeriesBuilder {
     /// Classifies every site and ranks the leaks; `last` is the last dump,
     /// read with its references, for paths from roots to survivors.
     pub fn finish(self, last: &Heap, times: &[Option<i64>], opts: &LeakOptions) -> LeakReport {
+        self.finish_with(last, None, times, opts)
+    }
+
+    /// [`SeriesBuilder::finish`] with the last dump's graph already built
+    /// (it must leave out the tracer and the agent as this builder does).
+    pub fn finish_with(
+        self,
+        last: &Heap,
+        graph: Option<&Graph<'_>>,
+        times: &[Option<i64>],
+        opts: &LeakOptions,
+    ) -> LeakReport {
         let secs: Option<Vec<f64>> = times.iter().map(|t| t.map(|t| t as f64)).collect();
         let secs = secs.as_deref();
         let mut survivors: Vec<u64> = self
@@ -506,14 +518,21 @@ impl SeriesBuilder {
 
         let mut containers: Vec<Container> = Vec::new();
         if opts.paths > 0 && !leaks.is_empty() && last.references_loaded {
-            let graph = Graph::new(
-                last,
-                heapscope_graph::GraphOptions {
-                    include_tracer: self.include_tracer,
-                    include_agent: self.include_agent,
-                },
-            );
-            let labeler = Labeler::new(&graph);
+            let owned;
+            let graph = match graph {
+                Some(g) => g,
+                None => {
+                    owned = Graph::new(
+                        last,
+                        heapscope_graph::GraphOptions {
+                            include_tracer: self.include_tracer,
+                            include_agent: self.include_agent,
+                        },
+                    );
+                    &owned
+                }
+            };
+            let labeler = Labeler::new(graph);
             let facts = FastMap::default();
             let is_survivor = |id: ObjId| survivors.binary_search(&identities.of(id).key()).is_ok();
             let mut by_container: FastMap<ObjId, usize> = FastMap::default();
@@ -521,7 +540,7 @@ impl SeriesBuilder {
                 let Some(&id) = representative.get(&site.key) else {
                     continue;
                 };
-                let Some(p) = shortest_paths(&graph, id, 1).into_iter().next() else {
+                let Some(p) = shortest_paths(graph, id, 1).into_iter().next() else {
                     continue;
                 };
                 site.path = Some(label_path(&labeler, &p, &facts, opts.path_ends));

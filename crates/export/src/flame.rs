@@ -170,6 +170,18 @@ impl Frames {
 /// The folded stacks of the dominator tree. Objects deeper than `max_depth`
 /// (at least 1) are counted in their ancestor at that depth.
 pub fn folded_stacks(g: &Graph<'_>, dom: &Dominators, max_depth: usize) -> Folded {
+    folded_stacks_above(g, dom, max_depth, 0)
+}
+
+/// [`folded_stacks`], where objects retaining less than `min_bytes` are
+/// also counted in their dominator's frame: too narrow to see, and skipping
+/// them spares a frame per small object (the web UI's stored graph).
+pub fn folded_stacks_above(
+    g: &Graph<'_>,
+    dom: &Dominators,
+    max_depth: usize,
+    min_bytes: u64,
+) -> Folded {
     let heap = g.heap;
     let max_depth = max_depth.max(1) as u32;
     let root = dom.root();
@@ -195,7 +207,7 @@ pub fn folded_stacks(g: &Graph<'_>, dom: &Dominators, max_depth: usize) -> Folde
         let dv = depth[d as usize].saturating_add(1);
         depth[v as usize] = dv;
         let up = node_of[d as usize];
-        let node = if dv > max_depth {
+        let node = if dv > max_depth || dom.retained(v) < min_bytes {
             up
         } else {
             let f = frames.id(heap, v);

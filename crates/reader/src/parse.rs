@@ -643,7 +643,8 @@ impl<'a> Scanner<'a> {
                     self.skip_value(0)?;
                 }
             }
-            Key::Name => f.name = Some(self.string()?),
+            // Ruby writes class names unescaped, as it does file names.
+            Key::Name => f.name = Some(self.raw_string(&mut f.recovered)?),
             Key::Struct => f.struct_name = Some(self.raw_string(&mut f.recovered)?),
             Key::RealClassName => f.real_class_name = Some(self.raw_string(&mut f.recovered)?),
             Key::ImemoType => f.imemo_type = Some(self.string()?),
@@ -902,6 +903,20 @@ mod tests {
         let line = br#"{"address":"0x10", "type":"OBJECT", "file":"/a\"b.rb", "line":3}"#;
         parse_line(line, ALL_REFERENCES, &mut f, &mut refs).unwrap();
         assert_eq!(f.file.as_deref(), Some(&br#"/a"b.rb"#[..]));
+    }
+
+    #[test]
+    fn recovers_unescaped_quote_in_class_name() {
+        let mut f = Fields::default();
+        let mut refs = Scratch::default();
+        let line = br#"{"address":"0x10", "type":"CLASS", "name":"Evil"><img src=x onerror=alert(1)>", "memsize":40}"#;
+        parse_line(line, ALL_REFERENCES, &mut f, &mut refs).unwrap();
+        assert_eq!(
+            f.name.as_deref(),
+            Some(&br#"Evil"><img src=x onerror=alert(1)>"#[..])
+        );
+        assert!(f.recovered);
+        assert_eq!(f.memsize, Some(40));
     }
 
     #[test]

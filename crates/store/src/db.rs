@@ -209,12 +209,36 @@ impl Db {
     /// database's own.
     pub fn dialect(&self, sql: &str) -> String {
         match self.conn {
+            // SQLite keeps objects in address order inside their key (no
+            // second index to maintain: bulk loads stay fast); a repeated
+            // address in a dump keeps its first record there.
             Conn::Sqlite(_) => sql
                 .replace("{id}", "INTEGER PRIMARY KEY")
-                .replace("{blob}", "BLOB"),
+                .replace("{blob}", "BLOB")
+                .replace(
+                    "{objects_end}",
+                    ",\n    PRIMARY KEY (dump_id, address)\n) WITHOUT ROWID;",
+                )
+                .replace("{objects_index}", "")
+                .replace(
+                    "{refs_view}",
+                    "CREATE VIEW refs AS SELECT o.dump_id AS dump_id, o.address AS from_address, \
+                     r.value AS to_address FROM objects o, json_each(o.refs) r WHERE o.refs IS NOT NULL;",
+                ),
             Conn::Postgres(_) => sql
                 .replace("{id}", "BIGSERIAL PRIMARY KEY")
-                .replace("{blob}", "BYTEA"),
+                .replace("{blob}", "BYTEA")
+                .replace("{objects_end}", "\n);")
+                .replace(
+                    "{objects_index}",
+                    "CREATE INDEX objects_by_address ON objects (dump_id, address);",
+                )
+                .replace(
+                    "{refs_view}",
+                    "CREATE VIEW refs AS SELECT o.dump_id AS dump_id, o.address AS from_address, \
+                     r::BIGINT AS to_address FROM objects o, json_array_elements_text(o.refs::json) r \
+                     WHERE o.refs IS NOT NULL;",
+                ),
         }
     }
 
@@ -343,6 +367,191 @@ impl Db {
     }
 }
 
+/// Where [`Db::bulk_write`] puts rows: values in column order, then
+/// [`RowSink::end_row`]. Nothing is allocated per row.
+pub trait RowSink {
+    fn int(&mut self, v: i64);
+    fn text(&mut self, v: &str);
+    fn null(&mut self);
+    fn end_row(&mut self);
+    fn opt_int(&mut self, v: Option<i64>) {
+        match v {
+            Some(v) => self.int(v),
+            None => self.null(),
+        }
+    }
+    fn opt_text(&mut self, v: Option<&str>) {
+        match v {
+            Some(v) => self.text(v),
+            None => self.null(),
+        }
+    }
+}
+
+/// SQLite: binds each value to the prepared insert, runs it at the row's
+/// end. The first error stops the rest.
+struct SqliteSink<'s, 'c> {
+    st: &'s mut rusqlite::CachedStatement<'c>,
+    col: usize,
+    rows: u64,
+    error: Option<rusqlite::Error>,
+}
+
+impl SqliteSink<'_, '_> {
+    fn bind<T: rusqlite::ToSql>(&mut self, v: T) {
+        if self.error.is_none() {
+            self.col += 1;
+            if let Err(e) = self.st.raw_bind_parameter(self.col, v) {
+                self.error = Some(e);
+            }
+        }
+    }
+}
+
+impl RowSink for SqliteSink<'_, '_> {
+    fn int(&mut self, v: i64) {
+        self.bind(v);
+    }
+    fn text(&mut self, v: &str) {
+        self.bind(v);
+    }
+    fn null(&mut self) {
+        self.bind(rusqlite::types::Null);
+    }
+    fn end_row(&mut self) {
+        self.col = 0;
+        if self.error.is_none() {
+            match self.st.raw_execute() {
+                Ok(_) => self.rows += 1,
+                Err(e) => self.error = Some(e),
+            }
+        }
+    }
+}
+
+/// PostgreSQL: COPY's text format into a buffer, sent in 256 KiB pieces.
+struct CopySink<'w, 'c> {
+    w: &'w mut postgres::CopyInWriter<'c>,
+    buf: Vec<u8>,
+    first: bool,
+    rows: u64,
+    error: Option<std::io::Error>,
+}
+
+impl CopySink<'_, '_> {
+    fn sep(&mut self) {
+        if !self.first {
+            self.buf.push(b'\t');
+        }
+        self.first = false;
+    }
+}
+
+impl RowSink for CopySink<'_, '_> {
+    fn int(&mut self, v: i64) {
+        self.sep();
+        self.buf.extend_from_slice(itoa(v, &mut [0u8; 20]));
+    }
+    fn text(&mut self, v: &str) {
+        self.sep();
+        copy_text(&mut self.buf, v);
+    }
+    fn null(&mut self) {
+        self.sep();
+        self.buf.extend_from_slice(b"\\N");
+    }
+    fn end_row(&mut self) {
+        use std::io::Write;
+        self.buf.push(b'\n');
+        self.first = true;
+        self.rows += 1;
+        if self.buf.len() >= 256 << 10 && self.error.is_none() {
+            if let Err(e) = self.w.write_all(&self.buf) {
+                self.error = Some(e);
+            }
+            self.buf.clear();
+        }
+    }
+}
+
+/// Decimal digits of `v` without allocating.
+fn itoa(v: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut n = v.unsigned_abs();
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        // i64::MIN has 19 digits: there is always room for the sign.
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
+}
+
+impl Db {
+    /// Appends rows that `fill` writes into a [`RowSink`]: COPY on
+    /// PostgreSQL, one prepared insert on SQLite (`OR IGNORE` when
+    /// `ignore_duplicates`, for tables keyed by address). Must run inside a
+    /// transaction.
+    pub fn bulk_write(
+        &mut self,
+        table: &str,
+        columns: &[&str],
+        ignore_duplicates: bool,
+        fill: &mut dyn FnMut(&mut dyn RowSink),
+    ) -> Result<u64> {
+        match &mut self.conn {
+            Conn::Sqlite(c) => {
+                let marks = vec!["?"; columns.len()].join(",");
+                let or_ignore = if ignore_duplicates { " OR IGNORE" } else { "" };
+                let sql = format!(
+                    "INSERT{or_ignore} INTO {table} ({}) VALUES ({marks})",
+                    columns.join(",")
+                );
+                let mut st = c.prepare_cached(&sql)?;
+                let mut sink = SqliteSink {
+                    st: &mut st,
+                    col: 0,
+                    rows: 0,
+                    error: None,
+                };
+                fill(&mut sink);
+                match sink.error {
+                    Some(e) => Err(e.into()),
+                    None => Ok(sink.rows),
+                }
+            }
+            Conn::Postgres(c) => {
+                use std::io::Write;
+                let sql = format!("COPY {table} ({}) FROM STDIN", columns.join(","));
+                let mut w = c.copy_in(sql.as_str())?;
+                let mut sink = CopySink {
+                    w: &mut w,
+                    buf: Vec::with_capacity(300 << 10),
+                    first: true,
+                    rows: 0,
+                    error: None,
+                };
+                fill(&mut sink);
+                let (rows, buf, error) = (sink.rows, std::mem::take(&mut sink.buf), sink.error);
+                if let Some(e) = error {
+                    return Err(DbError(format!("PostgreSQL COPY: {e}")));
+                }
+                w.write_all(&buf)
+                    .map_err(|e| DbError(format!("PostgreSQL COPY: {e}")))?;
+                w.finish()?;
+                Ok(rows)
+            }
+        }
+    }
+}
+
 /// Why a connection failed, in a sentence.
 fn pg_reason(e: &postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
@@ -391,6 +600,9 @@ fn open_sqlite(path: &Path) -> Result<rusqlite::Connection> {
         .map_err(|e| fail(e.to_string()))?;
     c.pragma_update(None, "foreign_keys", "ON")
         .map_err(|e| fail(e.to_string()))?;
+    // 256 MiB of page cache: `--objects` loads touch index pages all over.
+    c.pragma_update(None, "cache_size", -262_144)
+        .map_err(|e| fail(e.to_string()))?;
     Ok(c)
 }
 
@@ -430,19 +642,7 @@ fn copy_line(buf: &mut Vec<u8>, row: &[Value]) {
             Value::Null => buf.extend_from_slice(b"\\N"),
             Value::Int(n) => buf.extend_from_slice(n.to_string().as_bytes()),
             Value::Real(r) => buf.extend_from_slice(r.to_string().as_bytes()),
-            Value::Text(s) => {
-                for &b in s.as_bytes() {
-                    match b {
-                        b'\\' => buf.extend_from_slice(b"\\\\"),
-                        b'\t' => buf.extend_from_slice(b"\\t"),
-                        b'\n' => buf.extend_from_slice(b"\\n"),
-                        b'\r' => buf.extend_from_slice(b"\\r"),
-                        // NUL cannot be in a PostgreSQL text value at all.
-                        0 => buf.extend_from_slice(b"\\\\0"),
-                        _ => buf.push(b),
-                    }
-                }
-            }
+            Value::Text(s) => copy_text(buf, s),
             Value::Blob(bytes) => {
                 buf.extend_from_slice(b"\\\\x");
                 for b in bytes {
@@ -452,6 +652,21 @@ fn copy_line(buf: &mut Vec<u8>, row: &[Value]) {
         }
     }
     buf.push(b'\n');
+}
+
+/// A text value in COPY's text format.
+fn copy_text(buf: &mut Vec<u8>, s: &str) {
+    for &b in s.as_bytes() {
+        match b {
+            b'\\' => buf.extend_from_slice(b"\\\\"),
+            b'\t' => buf.extend_from_slice(b"\\t"),
+            b'\n' => buf.extend_from_slice(b"\\n"),
+            b'\r' => buf.extend_from_slice(b"\\r"),
+            // NUL cannot be in a PostgreSQL text value at all.
+            0 => buf.extend_from_slice(b"\\\\0"),
+            _ => buf.push(b),
+        }
+    }
 }
 
 impl rusqlite::ToSql for Value {

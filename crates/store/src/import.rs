@@ -260,6 +260,17 @@ fn memchr_find(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
+/// Stage timings on stderr when `HEAPSCOPE_TIMINGS` is set (for the
+/// benchmarks), as the analysis commands print them.
+fn lap(start: std::time::Instant, what: &str) {
+    if std::env::var_os("HEAPSCOPE_TIMINGS").is_some() {
+        eprintln!(
+            "heapscope: timing: {what} done at {:.3} s",
+            start.elapsed().as_secs_f64()
+        );
+    }
+}
+
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -290,14 +301,21 @@ fn ruby_hint(heap: &Heap) -> Option<String> {
 }
 
 /// Everything a dump's pages show, computed once at import.
-pub fn analyse(dump: &Dump, threads_hint: usize) -> DumpRecord {
-    let _ = threads_hint;
+pub fn analyse(
+    dump: &Dump,
+    start: std::time::Instant,
+    plan: Option<LeakPlan>,
+) -> (DumpRecord, Option<LeakUpdate>) {
     let heap = &dump.heap;
     // The groupings and the graph are independent: on two cores, half the
     // time.
-    let (rows, (graph_docs, reach)) = std::thread::scope(|s| {
-        let rows = s.spawn(|| group_rows(heap));
-        let graph = graph_docs(dump);
+    let (rows, (graph_docs, reach, leaks)) = std::thread::scope(|s| {
+        let rows = s.spawn(|| {
+            let r = group_rows(heap);
+            lap(start, "groupings");
+            r
+        });
+        let graph = graph_docs(dump, start, plan);
         (rows.join().expect("grouping thread"), graph)
     });
     let (rows, row_counts, totals) = rows;
@@ -328,7 +346,7 @@ pub fn analyse(dump: &Dump, threads_hint: usize) -> DumpRecord {
         "warnings": dump.diagnostics.structure_warnings(&dump.source),
         "row_counts": row_counts,
     });
-    DumpRecord {
+    let record = DumpRecord {
         objects: totals.objects,
         bytes: totals.memsize,
         traced_objects: totals.traced_objects,
@@ -336,7 +354,115 @@ pub fn analyse(dump: &Dump, threads_hint: usize) -> DumpRecord {
         meta,
         rows,
         docs: graph_docs,
+    };
+    (record, leaks)
+}
+
+/// A process's leak series as a new dump finds it: the saved state to fold
+/// the dump into, read before the dump is analysed so the fold can run
+/// beside the other analyses.
+pub struct LeakPlan {
+    /// The process's dumps before this one (checked again in the
+    /// transaction: another importer may have added one meanwhile).
+    dumps_before: usize,
+    builder: SeriesBuilder,
+    pid: Option<u32>,
+    paths: Vec<String>,
+    times: Vec<Option<i64>>,
+}
+
+/// What a fold gives, ready to store.
+pub struct LeakUpdate {
+    dumps_before: usize,
+    dumps: i64,
+    first: Option<i64>,
+    last: Option<i64>,
+    verdict: &'static str,
+    body: String,
+    state: Option<Vec<u8>>,
+}
+
+impl LeakPlan {
+    fn fold(mut self, heap: &Heap, graph: &Graph<'_>) -> LeakUpdate {
+        self.builder.add_dump(heap);
+        let state = self.builder.save();
+        let report = self
+            .builder
+            .finish_with(heap, Some(graph), &self.times, &leak_options());
+        let mut u = leak_update(
+            self.pid,
+            &self.paths,
+            report,
+            &self.times,
+            Vec::new(),
+            Some(state),
+        );
+        u.dumps_before = self.dumps_before;
+        u
     }
+}
+
+/// The plan for a dump of process `key` taken at `taken_at`, when its
+/// state can simply move forward (the process is new, or the dump is later
+/// than all its others); `None` when the series must be rebuilt.
+fn leak_plan(
+    db: &mut Db,
+    key: &str,
+    pid: Option<u32>,
+    path: &str,
+    taken_at: Option<i64>,
+) -> Result<Option<LeakPlan>, DbError> {
+    let row = db.query_row(
+        "SELECT id, leak_state, leak_last_time FROM processes WHERE key = ?",
+        &[key.into()],
+    )?;
+    let Some(row) = row else {
+        return Ok(Some(LeakPlan {
+            dumps_before: 0,
+            builder: SeriesBuilder::new(false, false),
+            pid,
+            paths: vec![path.to_string()],
+            times: vec![taken_at],
+        }));
+    };
+    let mut it = row.into_iter();
+    let process_id = it.next().and_then(|v| v.int()).unwrap_or(0);
+    let state = it.next().and_then(Value::into_blob);
+    let last_time = it.next().and_then(|v| v.int());
+    let in_order = match (last_time, taken_at) {
+        (Some(last), Some(t)) => t >= last,
+        _ => true,
+    };
+    let rows = db.query(
+        "SELECT path, taken_at FROM dumps WHERE process_id = ? ORDER BY taken_at, id",
+        &[process_id.into()],
+    )?;
+    let Some(builder) = state.as_deref().and_then(SeriesBuilder::restore) else {
+        return Ok(rows.is_empty().then(|| LeakPlan {
+            dumps_before: 0,
+            builder: SeriesBuilder::new(false, false),
+            pid,
+            paths: vec![path.to_string()],
+            times: vec![taken_at],
+        }));
+    };
+    if !in_order || builder.dumps() != rows.len() {
+        return Ok(None);
+    }
+    let mut paths: Vec<String> = rows
+        .iter()
+        .map(|r| r[0].text().unwrap_or("").to_string())
+        .collect();
+    let mut times: Vec<Option<i64>> = rows.iter().map(|r| r[1].int()).collect();
+    paths.push(path.to_string());
+    times.push(taken_at);
+    Ok(Some(LeakPlan {
+        dumps_before: rows.len(),
+        builder,
+        pid,
+        paths,
+        times,
+    }))
 }
 
 type Rows = (
@@ -379,70 +505,92 @@ fn group_rows(heap: &Heap) -> Rows {
     (rows, Json::Object(counts), totals.unwrap_or_default())
 }
 
-fn graph_docs(dump: &Dump) -> (Vec<(&'static str, String)>, (u64, u64)) {
+/// What the graph stages give: documents, reachable objects and bytes, and
+/// the leak series' update when the dump could be folded in here.
+type GraphDocs = (Vec<(&'static str, String)>, (u64, u64), Option<LeakUpdate>);
+
+fn graph_docs(dump: &Dump, start: std::time::Instant, plan: Option<LeakPlan>) -> GraphDocs {
     let heap = &dump.heap;
     let graph = Graph::new(heap, GraphOptions::default());
+    lap(start, "graph");
     let dom = Dominators::compute(&graph);
-    let mut docs = Vec::new();
-    let unreachable = unreachable_groups(&graph, &dom);
-    let objects = top_objects(&graph, &dom, TOP_RETAINED);
-    let reach = (reachable_app_objects(&graph, &dom), dom.reachable_bytes());
-    let report = |by: &[GroupKey],
-                  groups: &[heapscope_analysis::retained::RetainedGroup],
-                  total_groups,
-                  objects: &[heapscope_analysis::retained::RetainedObject]| {
-        retained_json(&RetainedReport {
-            source: &dump.source,
-            reachable_objects: reach.0,
-            reachable_bytes: reach.1,
-            unreachable_objects: unreachable.iter().map(|u| u.1).sum(),
-            unreachable_bytes: unreachable.iter().map(|u| u.2).sum(),
-            unreachable: &unreachable,
-            objects,
-            by,
-            groups,
-            total_groups,
-            coverage: graph.root_coverage(),
-            agent: graph.agent_share(),
-            agent_included: false,
-        })
-        .to_string()
-    };
-    docs.push(("retained", report(&[], &[], 0, &objects)));
-    for (name, key) in [
-        ("retained_class", GroupKey::Class),
-        ("retained_location", GroupKey::Location),
-    ] {
-        let (groups, total) = top_groups(&graph, &dom, &[key], Some(TOP_RETAINED));
-        docs.push((name, report(&[key], &groups, total, &[])));
+    lap(start, "dominators");
+    let (graph, dom) = (&graph, &dom);
+    // Independent readers of the graph and the dominator tree: the leak
+    // fold and the suspects on their own threads, the retained lists and
+    // the flame graph here.
+    std::thread::scope(|s| {
+        let leaks = plan.map(|plan| s.spawn(move || plan.fold(heap, graph)));
+        let suspects = s.spawn(|| {
+            let found = find_suspects(
+                graph,
+                dom,
+                SuspectOptions {
+                    path_ends: Some(10),
+                    ..SuspectOptions::default()
+                },
+            );
+            let doc = suspects_json(&dump.source, &found).to_string();
+            lap(start, "suspects");
+            doc
+        });
+        let mut docs = Vec::new();
+        let unreachable = unreachable_groups(graph, dom);
+        let objects = top_objects(graph, dom, TOP_RETAINED);
+        let reach = (reachable_app_objects(graph, dom), dom.reachable_bytes());
+        let report =
+            |by: &[GroupKey],
+             groups: &[heapscope_analysis::retained::RetainedGroup],
+             total_groups,
+             objects: &[heapscope_analysis::retained::RetainedObject]| {
+                retained_json(&RetainedReport {
+                    source: &dump.source,
+                    reachable_objects: reach.0,
+                    reachable_bytes: reach.1,
+                    unreachable_objects: unreachable.iter().map(|u| u.1).sum(),
+                    unreachable_bytes: unreachable.iter().map(|u| u.2).sum(),
+                    unreachable: &unreachable,
+                    objects,
+                    by,
+                    groups,
+                    total_groups,
+                    coverage: graph.root_coverage(),
+                    agent: graph.agent_share(),
+                    agent_included: false,
+                })
+                .to_string()
+            };
+        docs.push(("retained", report(&[], &[], 0, &objects)));
+        for (name, key) in [
+            ("retained_class", GroupKey::Class),
+            ("retained_location", GroupKey::Location),
+        ] {
+            let (groups, total) = top_groups(graph, dom, &[key], Some(TOP_RETAINED));
+            docs.push((name, report(&[key], &groups, total, &[])));
+        }
+        lap(start, "retained");
+        docs.push(("folded", folded_text(graph, dom)));
+        lap(start, "flame graph");
+        docs.push(("suspects", suspects.join().expect("suspects thread")));
+        let leaks = leaks.map(|h| h.join().expect("leak thread"));
+        (docs, reach, leaks)
+    })
+}
+
+/// The dominator flame graph's stacks, as text. Objects retaining under
+/// 1/20,000 of the heap are too narrow to see: they count in their
+/// dominator's frame, and those only the roots dominate in one
+/// "(smaller objects)" frame.
+fn folded_text(graph: &Graph<'_>, dom: &Dominators) -> String {
+    let min = (dom.reachable_bytes() / 20_000).max(1);
+    let mut folded = heapscope_export::flame::folded_stacks_above(graph, dom, FLAME_DEPTH, min);
+    let rest = dom.reachable_bytes().saturating_sub(folded.total());
+    if rest > 0 {
+        folded.lines.push(("(smaller objects)".to_string(), rest));
     }
-    let suspects = find_suspects(
-        &graph,
-        &dom,
-        SuspectOptions {
-            path_ends: Some(10),
-            ..SuspectOptions::default()
-        },
-    );
-    docs.push((
-        "suspects",
-        suspects_json(&dump.source, &suspects).to_string(),
-    ));
-    let folded = heapscope_export::flame::folded_stacks(&graph, &dom, FLAME_DEPTH);
     let mut text = Vec::new();
-    // Stacks under 1/20,000 of the heap are too narrow to see in a flame
-    // graph; leaving them out keeps the document small.
-    let min = folded.total() / 20_000;
-    let kept = heapscope_export::flame::Folded {
-        lines: folded
-            .lines
-            .into_iter()
-            .filter(|l| l.1 >= min.max(1))
-            .collect(),
-    };
-    let _ = kept.write_text(&mut text);
-    docs.push(("folded", String::from_utf8_lossy(&text).into_owned()));
-    (docs, reach)
+    let _ = folded.write_text(&mut text);
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 /// The process a dump belongs to: `--process`, else its directory and the
@@ -550,6 +698,7 @@ impl Store {
             }
             Err(e) => return failed(sql_err(e)),
         }
+        let start = std::time::Instant::now();
         let input = match Input::open(path) {
             Ok(i) => i,
             Err(e) => return failed(format!("cannot read: {e}")),
@@ -564,7 +713,15 @@ impl Store {
             Ok(d) => d,
             Err(e) => return failed(e.to_string()),
         };
-        let record = analyse(&dump, opts.threads);
+        lap(start, "load");
+        let (key, pid, label) = process_of(path, opts.process.as_deref());
+        let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let abs_text = abs.display().to_string();
+        let plan = match leak_plan(&mut self.db, &key, pid, &abs_text, taken_at_of(path, mtime)) {
+            Ok(p) => p,
+            Err(e) => return failed(sql_err(e)),
+        };
+        let (record, leak) = analyse(&dump, start, plan);
         let (name_time, seq) = {
             let (t, _) = parse_file_name(path);
             (t, seq_of(path))
@@ -590,21 +747,21 @@ impl Store {
                     .unwrap_or_default()
             ));
         }
-        let (key, pid, label) = process_of(path, opts.process.as_deref());
         let stored = self.in_transaction(|db| {
             let process_id = ensure_process(db, &key, pid, &label)?;
             let file_name = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            let dumps_before =
+                db.query_int("SELECT COUNT(*) FROM dumps WHERE process_id = ?", &[process_id.into()])?;
             let id = db
                 .query(
                     "INSERT INTO dumps (process_id, path, file_name, fingerprint, file_size, file_mtime, taken_at, time_source, seq, imported_at, objects, bytes, traced_objects, ruby, has_objects, meta) \
                      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     &[
                         process_id.into(),
-                        abs.display().to_string().into(),
+                        abs_text.clone().into(),
                         file_name.into(),
                         fp.clone().into(),
                         size.into(),
@@ -644,8 +801,17 @@ impl Store {
             }
             if opts.objects {
                 crate::objects::store_objects(db, id, &dump.heap)?;
+                lap(start, "objects written");
             }
-            fold_leaks(db, process_id, pid, id, &dump.heap, taken_at)?;
+            lap(start, "rows written");
+            match &leak {
+                // Folded beside the analyses, and no other dump came meanwhile.
+                Some(u) if u.dumps_before as i64 == dumps_before => {
+                    write_leak_update(db, process_id, u)?
+                }
+                _ => fold_leaks(db, process_id, pid, id, &dump.heap, taken_at)?,
+            }
+            lap(start, "leak analysis");
             Ok(id)
         });
         match stored {
@@ -892,6 +1058,12 @@ impl Store {
     }
 }
 
+/// When a dump was taken: the unix time in its name, else its file's
+/// modification time.
+fn taken_at_of(path: &Path, mtime: Option<i64>) -> Option<i64> {
+    parse_file_name(path).0.or(mtime)
+}
+
 fn mtime(p: &Path) -> Option<i64> {
     std::fs::metadata(p)
         .ok()?
@@ -1045,11 +1217,26 @@ fn store_leaks(
     process_id: i64,
     pid: Option<u32>,
     paths: &[String],
-    mut report: heapscope_analysis::leaks::LeakReport,
+    report: heapscope_analysis::leaks::LeakReport,
     state: Option<Vec<u8>>,
     times: &[Option<i64>],
     warnings: Vec<String>,
 ) -> Result<(), DbError> {
+    write_leak_update(
+        db,
+        process_id,
+        &leak_update(pid, paths, report, times, warnings, state),
+    )
+}
+
+fn leak_update(
+    pid: Option<u32>,
+    paths: &[String],
+    mut report: heapscope_analysis::leaks::LeakReport,
+    times: &[Option<i64>],
+    warnings: Vec<String>,
+    state: Option<Vec<u8>>,
+) -> LeakUpdate {
     report.warnings.extend(warnings);
     let view = ProcessReport {
         pid,
@@ -1059,18 +1246,28 @@ fn store_leaks(
     };
     let body = leaks_json("the dumps' times", std::slice::from_ref(&view));
     let body = body["processes"].get(0).cloned().unwrap_or(body);
-    let first = times.iter().flatten().min().copied();
-    let last = times.iter().flatten().max().copied();
+    LeakUpdate {
+        dumps_before: 0,
+        dumps: paths.len() as i64,
+        first: times.iter().flatten().min().copied(),
+        last: times.iter().flatten().max().copied(),
+        verdict: report.verdict(),
+        body: body.to_string(),
+        state,
+    }
+}
+
+fn write_leak_update(db: &mut Db, process_id: i64, u: &LeakUpdate) -> Result<(), DbError> {
     db.exec(
         "UPDATE processes SET dumps = ?, first_time = ?, last_time = ?, verdict = ?, leak_report = ?, leak_state = ?, leak_last_time = ? WHERE id = ?",
         &[
-            (paths.len() as i64).into(),
-            first.into(),
-            last.into(),
-            report.verdict().into(),
-            body.to_string().into(),
-            state.map_or(Value::Null, Value::Blob),
-            last.into(),
+            u.dumps.into(),
+            u.first.into(),
+            u.last.into(),
+            u.verdict.into(),
+            u.body.clone().into(),
+            u.state.clone().map_or(Value::Null, Value::Blob),
+            u.last.into(),
             process_id.into(),
         ],
     )?;

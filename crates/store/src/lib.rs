@@ -475,23 +475,37 @@ impl Store {
         outgoing: bool,
         limit: i64,
     ) -> Result<Vec<u64>, DbError> {
-        let sql = if outgoing {
-            "SELECT to_address FROM refs WHERE dump_id = ? AND from_address = ? LIMIT ?"
-        } else {
-            "SELECT from_address FROM refs WHERE dump_id = ? AND to_address = ? LIMIT ?"
+        let parse = |text: &str| -> Vec<u64> {
+            serde_json::from_str::<Vec<i64>>(text)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|a| a as u64)
+                .collect()
         };
-        Ok(self
-            .db
-            .query(
-                sql,
-                &[
-                    dump_id.into(),
-                    objects::address_value(address),
-                    limit.into(),
-                ],
-            )?
+        if outgoing {
+            let row = self.db.query_row(
+                "SELECT refs FROM objects WHERE dump_id = ? AND address = ?",
+                &[dump_id.into(), objects::address_value(address)],
+            )?;
+            let mut out = row
+                .and_then(|r| r.into_iter().next())
+                .and_then(Value::into_text)
+                .map(|t| parse(&t))
+                .unwrap_or_default();
+            out.truncate(limit.max(0) as usize);
+            return Ok(out);
+        }
+        // Referrers: the address's digits narrow the scan, the parse checks.
+        let digits = (address as i64).to_string();
+        let rows = self.db.query(
+            "SELECT address, refs FROM objects WHERE dump_id = ? AND refs LIKE ?",
+            &[dump_id.into(), format!("%{digits}%").into()],
+        )?;
+        Ok(rows
             .into_iter()
-            .filter_map(|r| r.first().and_then(Value::int).map(|i| i as u64))
+            .filter(|r| r[1].text().is_some_and(|t| parse(t).contains(&address)))
+            .filter_map(|r| r[0].int().map(|a| a as u64))
+            .take(limit.max(0) as usize)
             .collect())
     }
 }

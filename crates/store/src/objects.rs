@@ -1,10 +1,13 @@
-//! `--objects`: every object, reference and root of a dump in the `objects`,
-//! `refs` and `roots` tables, as the Postgres heap dump analyzer kept them
-//! (COPY on PostgreSQL). docs/store.md documents the columns, with SQL.
+//! `--objects`: every object (with its references) and root of a dump in the
+//! `objects` and `roots` tables (`refs` is a view of one row per reference), as the Postgres heap dump analyzer kept them
+//! (COPY on PostgreSQL, one prepared insert on SQLite, nothing allocated per
+//! row). docs/store.md documents the columns, with SQL.
+
+use std::fmt::Write;
 
 use heapscope_heap::Heap;
 
-use crate::db::{Db, Result, Row, Value};
+use crate::db::{Db, Result, RowSink, Value};
 
 /// Addresses as BIGINT: the same 64 bits, read as signed. Heap addresses
 /// of 64-bit Linux are below 2^47, so they stay positive.
@@ -12,39 +15,21 @@ pub fn address_value(a: u64) -> Value {
     Value::Int(a as i64)
 }
 
-fn text(b: Option<&[u8]>) -> Value {
-    b.map_or(Value::Null, |b| {
-        Value::Text(String::from_utf8_lossy(b).into_owned())
-    })
+fn lossy(b: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(b)
 }
 
 pub fn store_objects(db: &mut Db, dump_id: i64, heap: &Heap) -> Result<()> {
-    let mut objects = heap.ids().map(|id| -> Row {
-        let class = heap.class_of(id);
-        let loc = heap.location(id);
-        let value = match heap.type_name(id) {
-            "STRING" | "SYMBOL" | "FLOAT" => text(heap.string_value(id)),
-            "CLASS" | "MODULE" | "DATA" | "IMEMO" => text(heap.detail_str(id)),
-            _ => Value::Null,
-        };
-        vec![
-            Value::Int(dump_id),
-            address_value(heap.address[id as usize]),
-            heap.type_name(id).into(),
-            class.map_or(Value::Null, |c| address_value(c.address)),
-            class.map_or(Value::Null, |_| {
-                Value::Text(heap.class_display(heap.class[id as usize]))
-            }),
-            Value::Int(heap.memsize(id) as i64),
-            heap.generation(id)
-                .map_or(Value::Null, |g| Value::Int(g.into())),
-            loc.map_or(Value::Null, |l| text(Some(heap.strings.get(l.file)))),
-            loc.map_or(Value::Null, |l| Value::Int(l.line.into())),
-            text(heap.method_name(id)),
-            value,
-        ]
-    });
-    db.bulk_insert(
+    // Names per class and per interned string, made once (a dump has
+    // millions of objects and thousands of classes).
+    let class_names: Vec<String> = (0..heap.classes.len() as u32)
+        .map(|c| heap.class_display(c))
+        .collect();
+    // In address order, the tables' keys only ever grow: their B-trees are
+    // appended to instead of split all over (three times faster on SQLite).
+    let mut order: Vec<u32> = heap.ids().collect();
+    order.sort_unstable_by_key(|&id| heap.address[id as usize]);
+    db.bulk_write(
         "objects",
         &[
             "dump_id",
@@ -58,34 +43,83 @@ pub fn store_objects(db: &mut Db, dump_id: i64, heap: &Heap) -> Result<()> {
             "line",
             "method",
             "value",
+            "refs",
         ],
-        &mut objects,
+        true,
+        &mut |sink: &mut dyn RowSink| {
+            let mut refs_text = String::new();
+            for &id in &order {
+                let i = id as usize;
+                sink.int(dump_id);
+                sink.int(heap.address[i] as i64);
+                let t = heap.type_name(id);
+                sink.text(t);
+                let class = heap.class[i];
+                match heap.class_of(id) {
+                    Some(c) => {
+                        sink.int(c.address as i64);
+                        sink.text(&class_names[class as usize]);
+                    }
+                    None => {
+                        sink.null();
+                        sink.null();
+                    }
+                }
+                sink.int(heap.memsize(id) as i64);
+                sink.opt_int(heap.generation(id).map(i64::from));
+                match heap.location(id) {
+                    Some(l) => {
+                        sink.text(&lossy(heap.strings.get(l.file)));
+                        sink.int(l.line.into());
+                    }
+                    None => {
+                        sink.null();
+                        sink.null();
+                    }
+                }
+                sink.opt_text(heap.method_name(id).map(lossy).as_deref());
+                let value = match t {
+                    "STRING" | "SYMBOL" | "FLOAT" => heap.string_value(id),
+                    "CLASS" | "MODULE" | "DATA" | "IMEMO" => heap.detail_str(id),
+                    _ => None,
+                };
+                sink.opt_text(value.map(lossy).as_deref());
+                // References as a JSON array of addresses (the `refs` view
+                // unpacks them): one row per object keeps loads fast.
+                let refs = heap.refs(id);
+                if refs.is_empty() {
+                    sink.null();
+                } else {
+                    refs_text.clear();
+                    refs_text.push('[');
+                    for (k, &to) in refs.iter().enumerate() {
+                        if k > 0 {
+                            refs_text.push(',');
+                        }
+                        let _ = write!(refs_text, "{}", heap.address[to as usize] as i64);
+                    }
+                    refs_text.push(']');
+                    sink.text(&refs_text);
+                }
+                sink.end_row();
+            }
+        },
     )?;
-    let mut refs = heap.ids().flat_map(|id| {
-        let from = heap.address[id as usize];
-        heap.refs(id).iter().map(move |&to| -> Row {
-            vec![
-                Value::Int(dump_id),
-                address_value(from),
-                address_value(heap.address[to as usize]),
-            ]
-        })
-    });
-    db.bulk_insert(
-        "refs",
-        &["dump_id", "from_address", "to_address"],
-        &mut refs,
+    db.bulk_write(
+        "roots",
+        &["dump_id", "root", "address"],
+        false,
+        &mut |sink: &mut dyn RowSink| {
+            for r in &heap.roots {
+                let name = lossy(heap.strings.get(r.category));
+                for &to in heap.root_refs(r) {
+                    sink.int(dump_id);
+                    sink.text(&name);
+                    sink.int(heap.address[to as usize] as i64);
+                    sink.end_row();
+                }
+            }
+        },
     )?;
-    let mut roots = heap.roots.iter().flat_map(|r| {
-        let name = String::from_utf8_lossy(heap.strings.get(r.category)).into_owned();
-        heap.root_refs(r).iter().map(move |&to| -> Row {
-            vec![
-                Value::Int(dump_id),
-                name.clone().into(),
-                address_value(heap.address[to as usize]),
-            ]
-        })
-    });
-    db.bulk_insert("roots", &["dump_id", "root", "address"], &mut roots)?;
     Ok(())
 }

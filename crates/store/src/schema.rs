@@ -101,16 +101,10 @@ CREATE TABLE objects (
     file TEXT,
     line BIGINT,
     method TEXT,
-    value TEXT
-);
-CREATE TABLE refs (
-    dump_id BIGINT NOT NULL REFERENCES dumps(id),
-    from_address BIGINT NOT NULL,
-    to_address BIGINT NOT NULL
-);
-CREATE INDEX objects_by_address ON objects (dump_id, address);
-CREATE INDEX refs_from ON refs (dump_id, from_address);
-CREATE INDEX refs_to ON refs (dump_id, to_address);
+    value TEXT,
+    refs TEXT{objects_end}
+{objects_index}
+{refs_view}
 CREATE TABLE roots (
     dump_id BIGINT NOT NULL REFERENCES dumps(id),
     root TEXT NOT NULL,

@@ -359,6 +359,11 @@ fn pg_reason(e: &postgres::Error) -> String {
 
 fn open_sqlite(path: &Path) -> Result<rusqlite::Connection> {
     let fail = |what: String| DbError(format!("cannot open the store {}: {what}", path.display()));
+    if path.is_dir() {
+        return Err(fail(
+            "it is a directory: give a file in it, as DIR/store.sqlite".into(),
+        ));
+    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {
             create_private_dir(dir)

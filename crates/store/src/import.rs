@@ -564,6 +564,19 @@ impl Store {
             Ok(d) => d,
             Err(e) => return failed(e.to_string()),
         };
+        // A cut-off dump would join its process's series and wipe out the
+        // leak analysis' survivors: refuse it, so a complete copy can be
+        // imported later (it has another fingerprint).
+        if let Some(p) = &dump.diagnostics.truncated_last_line {
+            return failed(format!(
+                "cut off: line {} is an incomplete record at the end of the file (still being \
+                 written, or truncated); import it again once complete",
+                p.line
+            ));
+        }
+        if let Some(e) = &dump.diagnostics.input_error {
+            return failed(format!("cut off: {e}"));
+        }
         let record = analyse(&dump, opts.threads);
         let (name_time, seq) = {
             let (t, _) = parse_file_name(path);
@@ -702,14 +715,7 @@ impl Store {
             .unwrap_or_default();
         let log = parse_log(&name, &bytes);
         if log.is_empty() {
-            let why = log
-                .skipped
-                .first()
-                .map(|(line, why)| format!(" (line {line}: {why})"))
-                .unwrap_or_default();
-            return failed(format!(
-                "not a heap dump, a memory log (heapscope watch, agent statistics, Rails, Heroku, derailed) or a pprof profile{why}"
-            ));
+            return failed(unrecognised(&bytes, &log.skipped));
         }
         let samples = log.sample_count();
         let format = log.format.name();
@@ -890,6 +896,32 @@ impl Store {
             }
         }
     }
+}
+
+/// Why a file is neither a dump, a memory log nor a profile, in words
+/// (binary bytes are not quoted back).
+fn unrecognised(bytes: &[u8], skipped: &[(usize, String)]) -> String {
+    const WHAT: &str =
+        "a heap dump, a memory log (heapscope watch, agent statistics, Rails, Heroku, derailed) or a pprof profile";
+    let head = &bytes[..bytes.len().min(4096)];
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return format!("empty file: not {WHAT}");
+    }
+    let text = std::str::from_utf8(head).is_ok()
+        || std::str::from_utf8(head).is_err_and(|e| e.error_len().is_none());
+    if !text || head.contains(&0) {
+        return format!("binary data: not {WHAT}");
+    }
+    if head.trim_ascii_start().starts_with(b"[") {
+        return format!(
+            "a JSON array: not {WHAT} (ObjectSpace.dump_all writes one JSON object per line)"
+        );
+    }
+    let why = skipped
+        .first()
+        .map(|(line, why)| format!(" (line {line}: {why})"))
+        .unwrap_or_default();
+    format!("not {WHAT}{why}")
 }
 
 fn mtime(p: &Path) -> Option<i64> {

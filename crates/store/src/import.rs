@@ -481,7 +481,19 @@ impl Store {
         opts: &ImportOptions,
         progress: &mut dyn FnMut(&Outcome),
     ) -> Vec<Outcome> {
-        let (files, mut outcomes) = expand(inputs);
+        let (mut files, mut outcomes) = expand(inputs);
+        // The store's own files, when the directory holding them is imported.
+        if let crate::db::Location::Sqlite(db) = &self.db.location {
+            let own: Vec<PathBuf> = ["", "-wal", "-shm", "-journal"]
+                .iter()
+                .filter_map(|suffix| {
+                    let mut p = db.clone().into_os_string();
+                    p.push(suffix);
+                    std::fs::canonicalize(p).ok()
+                })
+                .collect();
+            files.retain(|f| std::fs::canonicalize(f).map_or(true, |c| !own.contains(&c)));
+        }
         for o in &outcomes {
             progress(o);
         }
@@ -907,8 +919,12 @@ fn unrecognised(bytes: &[u8], skipped: &[(usize, String)]) -> String {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return format!("empty file: not {WHAT}");
     }
-    let text = std::str::from_utf8(head).is_ok()
-        || std::str::from_utf8(head).is_err_and(|e| e.error_len().is_none());
+    // Invalid UTF-8 or NUL in the first 4 KiB (a character cut at the end
+    // of that window does not count).
+    let text = match std::str::from_utf8(head) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none(),
+    };
     if !text || head.contains(&0) {
         return format!("binary data: not {WHAT}");
     }

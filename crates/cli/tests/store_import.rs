@@ -673,7 +673,7 @@ fn objects_tables_hold_every_object_reference_and_root() {
         }
         let all = results.join("\n");
         assert!(
-            all.contains(&format!("{}", entries)),
+            all.contains(&format!("Int({entries})]")),
             "{}: no example counts the RequestLog array's {entries} referents:\n{all}",
             b.name
         );
@@ -837,9 +837,45 @@ fn broken_and_foreign_files_are_listed_with_their_reasons() {
         for p in &bad {
             std::fs::copy(p, only.path().join(p.file_name().unwrap())).unwrap();
         }
-        let fresh = only.path().join("store.sqlite");
-        let run = import(fresh.to_str().unwrap(), &[only.path()]);
+        let fresh = match b.name {
+            "sqlite" => only.path().join("store.sqlite").display().to_string(),
+            _ => icu_database(pg::server_or_skip(test).unwrap(), test),
+        };
+        // The SQLite store sits in the directory imported: its own files
+        // are not inputs.
+        let run = import(&fresh, &[only.path()]);
+        assert!(!run.stderr.contains("store.sqlite:"), "{}", run.stderr);
         assert_eq!(run.code, Some(2), "{}: {}", b.name, run.stderr);
         assert!(run.stdout.is_empty());
+        assert!(
+            run.stderr.ends_with(&format!(
+                "0 imported, 0 already in the store, {} failed",
+                bad.len()
+            )) || imported_count(&run)
+                == format!("0 imported, 0 already in the store, {} failed", bad.len()),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(open(&fresh).all_dumps().unwrap().len(), 0);
     }
+}
+
+#[test]
+fn every_import_option_is_in_docs_store_md() {
+    let help = heapscope(&["import", "--help"]);
+    help.ok();
+    let doc = std::fs::read_to_string(common::repo_root().join("docs/store.md")).unwrap();
+    let text = help.stdout_text();
+    let mut seen = 0;
+    for word in text.split(|c: char| c.is_whitespace() || c == ',') {
+        let opt = word.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+        if opt.starts_with("--") && opt.len() > 3 && opt != "--help" {
+            seen += 1;
+            assert!(
+                doc.contains(&format!("`{opt}")),
+                "docs/store.md does not describe {opt}"
+            );
+        }
+    }
+    assert!(seen >= 5, "{text}");
 }

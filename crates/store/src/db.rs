@@ -174,6 +174,10 @@ enum Conn {
     Postgres(Box<postgres::Client>),
 }
 
+/// The PostgreSQL advisory lock key of heapscope's writers ("hscope" in
+/// ASCII).
+pub const WRITER_LOCK: i64 = 0x68_73_63_6f_70_65;
+
 /// An open connection.
 pub struct Db {
     conn: Conn,
@@ -283,7 +287,14 @@ impl Db {
             // IMMEDIATE: take the write lock now, so two importers queue
             // rather than one failing halfway with SQLITE_BUSY.
             Conn::Sqlite(c) => c.execute_batch("BEGIN IMMEDIATE")?,
-            Conn::Postgres(c) => c.batch_execute("BEGIN")?,
+            // The same on PostgreSQL: a transaction-long advisory lock makes
+            // writers take turns. Without it two importers of one series
+            // both insert its process (a unique violation) or fold their
+            // dumps into the same saved leak state, losing one; two
+            // opening a new database both create the tables.
+            Conn::Postgres(c) => c.batch_execute(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK})"
+            ))?,
         }
         Ok(())
     }

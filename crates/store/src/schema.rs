@@ -126,7 +126,29 @@ pub fn current_version() -> i64 {
 
 /// Brings the store to the current version, each step in a transaction.
 pub fn migrate(db: &mut Db) -> Result<()> {
-    db.batch("CREATE TABLE IF NOT EXISTS hs_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")?;
+    const META: &str =
+        "CREATE TABLE IF NOT EXISTS hs_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
+    if !db.is_postgres() {
+        // SQLite serialises schema changes itself.
+        db.batch(META)?;
+    } else if db.query_int(
+        "SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'hs_meta'",
+        &[],
+    )? == 0
+    {
+        // Two importers creating a new database at once: IF NOT EXISTS alone
+        // still races in PostgreSQL (a unique violation in its catalog), so
+        // under the writers' lock. Only then: opening an existing store
+        // must not wait for an import to commit.
+        db.begin()?;
+        match db.batch(META) {
+            Ok(()) => db.commit()?,
+            Err(e) => {
+                db.rollback();
+                return Err(e);
+            }
+        }
+    }
     loop {
         let version = version(db)?;
         if version > current_version() {

@@ -879,3 +879,63 @@ fn every_import_option_is_in_docs_store_md() {
     }
     assert!(seen >= 5, "{text}");
 }
+
+#[test]
+fn concurrent_importers_of_one_series_all_succeed() {
+    let test = "concurrent_importers_of_one_series_all_succeed";
+    let input = inputs(false);
+    for b in backends(test) {
+        // Five importers at once, one dump each, into a new store: they
+        // race to create the schema, the process and its leak report.
+        let children: Vec<_> = input
+            .dumps
+            .iter()
+            .map(|d| {
+                std::process::Command::new(env!("CARGO_BIN_EXE_heapscope"))
+                    .args(["import", "--store", &b.url])
+                    .arg(d)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}: a concurrent import failed: {}",
+                b.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let together = match b.name {
+            "sqlite" => b
+                ._dir
+                .as_ref()
+                .unwrap()
+                .path()
+                .join("together.sqlite")
+                .display()
+                .to_string(),
+            _ => icu_database(pg::server_or_skip(test).unwrap(), test),
+        };
+        import(&together, &[&input.dir]).ok();
+        let mut s = open(&b.url);
+        let procs = s.processes().unwrap();
+        assert_eq!(procs.len(), 1, "{}: {procs:?}", b.name);
+        assert_eq!(procs[0].dumps, 5, "{}", b.name);
+        let got = s.leak_report(procs[0].id).unwrap().unwrap();
+        let mut t = open(&together);
+        let id = t.processes().unwrap()[0].id;
+        assert_same(
+            &format!(
+                "{}: the leak report of concurrent and of one import",
+                b.name
+            ),
+            &t.leak_report(id).unwrap().unwrap(),
+            &got,
+        );
+    }
+}

@@ -690,7 +690,9 @@ impl Store {
                 ),
                 warnings,
             },
-            Err(e) => failed(e),
+            Err(e) => self
+                .stored_meanwhile("dumps", &fp, path, Kind::Dump)
+                .unwrap_or_else(|| failed(e)),
         }
     }
 
@@ -798,7 +800,9 @@ impl Store {
                     .map(|(line, why)| format!("line {line} skipped: {why}"))
                     .collect(),
             },
-            Err(e) => failed(e),
+            Err(e) => self
+                .stored_meanwhile("series", &fp, path, Kind::Series)
+                .unwrap_or_else(|| failed(e)),
         }
     }
 
@@ -886,8 +890,33 @@ impl Store {
                 detail,
                 warnings: Vec::new(),
             },
-            Err(e) => failed(e),
+            Err(e) => self
+                .stored_meanwhile("profiles", &fp, path, Kind::Profile)
+                .unwrap_or_else(|| failed(e)),
         }
+    }
+
+    /// The same file imported by another importer while this one read it
+    /// (its fingerprint was checked before the transaction): a no-op too.
+    fn stored_meanwhile(
+        &mut self,
+        table: &str,
+        fp: &str,
+        path: &Path,
+        kind: Kind,
+    ) -> Option<Outcome> {
+        let id = self
+            .db
+            .query_int(
+                &format!("SELECT MIN(id) FROM {table} WHERE fingerprint = ?"),
+                &[fp.into()],
+            )
+            .ok()?;
+        (id != 0).then(|| Outcome::AlreadyThere {
+            path: path.to_path_buf(),
+            kind,
+            id,
+        })
     }
 
     /// Runs `f` in a transaction: committed when it returns Ok, rolled back

@@ -939,3 +939,40 @@ fn concurrent_importers_of_one_series_all_succeed() {
         );
     }
 }
+
+#[test]
+fn two_importers_of_the_same_files_at_once_store_each_once() {
+    let test = "two_importers_of_the_same_files_at_once_store_each_once";
+    let input = inputs(false);
+    for b in backends(test) {
+        import(&b.url, &[&input.dumps[0]]).ok(); // the schema exists
+        let children: Vec<_> = (0..2)
+            .map(|_| {
+                std::process::Command::new(env!("CARGO_BIN_EXE_heapscope"))
+                    .args(["import", "--store", &b.url])
+                    .arg(&input.dir)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut imported = 0;
+        let mut already = 0;
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{}: {err}", b.name);
+            imported += err.lines().filter(|l| l.starts_with("imported ")).count();
+            already += err
+                .lines()
+                .filter(|l| l.starts_with("already in the store: "))
+                .count();
+        }
+        assert_eq!((imported, already), (4, 6), "{}", b.name);
+        let mut s = open(&b.url);
+        assert_eq!(s.all_dumps().unwrap().len(), 5, "{}", b.name);
+        assert_eq!(s.processes().unwrap()[0].dumps, 5, "{}", b.name);
+    }
+}

@@ -179,9 +179,11 @@ fn process_info(r: Vec<Value>) -> ProcessInfo {
 }
 
 /// `%` and `_` taken literally in a LIKE pattern (with `ESCAPE '\'`).
+/// Only ASCII letters are folded, as SQLite's LOWER folds them: folding
+/// more here made "Ärger" miss its own row in SQLite.
 fn like_pattern(text: &str) -> String {
     let mut p = String::from("%");
-    for c in text.to_lowercase().chars() {
+    for c in text.to_ascii_lowercase().chars() {
         if matches!(c, '%' | '_' | '\\') {
             p.push('\\');
         }
@@ -278,11 +280,18 @@ impl Store {
         offset: i64,
         limit: i64,
     ) -> Result<(Vec<GroupRow>, i64), DbError> {
+        // ASCII-only case folding in both: PostgreSQL's LOWER folds every
+        // letter (by its locale), SQLite's only A-Z.
+        let folded = if self.db.is_postgres() {
+            " AND TRANSLATE(key, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') LIKE ? ESCAPE '\\'"
+        } else {
+            " AND LOWER(key) LIKE ? ESCAPE '\\'"
+        };
         let (cond, mut params): (&str, Vec<Value>) = if filter.is_empty() {
             ("", vec![dump_id.into(), dim.into()])
         } else {
             (
-                " AND LOWER(key) LIKE ? ESCAPE '\\'",
+                folded,
                 vec![dump_id.into(), dim.into(), like_pattern(filter).into()],
             )
         };

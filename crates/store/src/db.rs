@@ -473,6 +473,15 @@ fn copy_line(buf: &mut Vec<u8>, row: &[Value]) {
 impl rusqlite::ToSql for Value {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
         use rusqlite::types::{ToSqlOutput, ValueRef};
+        // NUL as PostgreSQL stores it (`\0`, two characters): the same text
+        // in both databases.
+        if let Value::Text(s) = self {
+            if s.contains('\0') {
+                return Ok(ToSqlOutput::Owned(rusqlite::types::Value::Text(
+                    s.replace('\0', "\\0"),
+                )));
+            }
+        }
         Ok(ToSqlOutput::Borrowed(match self {
             Value::Null => ValueRef::Null,
             Value::Int(i) => ValueRef::Integer(*i),

@@ -1070,3 +1070,58 @@ fn the_filter_finds_the_same_rows_in_both_databases() {
         );
     }
 }
+
+#[test]
+fn a_real_watch_log_imports_the_same_in_both_databases() {
+    let test = "a_real_watch_log_imports_the_same_in_both_databases";
+    common::require_ruby();
+    let dir = scratch_dir("heapscope-store-watch-");
+    // A Ruby process that grows for about 2 s, watched every 100 ms until
+    // it exits.
+    let mut ruby = std::process::Command::new("ruby")
+        .args([
+            "-e",
+            "a = []; 40.times { a << ('x' * 200_000); sleep 0.05 }",
+        ])
+        .spawn()
+        .unwrap();
+    let log = dir.path().join(format!("watch-{}.jsonl", ruby.id()));
+    let watch = heapscope(&[
+        OsStr::new("watch"),
+        OsStr::new(&ruby.id().to_string()),
+        OsStr::new("--interval"),
+        OsStr::new("100ms"),
+        OsStr::new("-o"),
+        log.as_os_str(),
+    ]);
+    ruby.wait().unwrap();
+    watch.ok();
+    let lines = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count();
+    assert!(lines >= 5, "watch wrote {lines} records");
+    let mut seen = Vec::new();
+    for b in backends(test) {
+        let run = import(&b.url, &[&log]);
+        run.ok();
+        assert!(run.stderr.contains("memory log"), "{}", run.stderr);
+        let snap = store_json(&b.url);
+        let procs = snap["processes"].as_array().unwrap();
+        assert_eq!(procs.len(), 1, "{}: {snap:#}", b.name);
+        assert_eq!(procs[0]["pid"], json!(ruby.id()), "{}", b.name);
+        let points = procs[0]["series"][0]["points"].as_array().unwrap();
+        assert_eq!(points.len(), lines, "{}", b.name);
+        let rss: Vec<i64> = points.iter().map(|p| p[1].as_i64().unwrap()).collect();
+        assert!(
+            rss.last() > rss.first(),
+            "{}: the RSS of a growing process: {rss:?}",
+            b.name
+        );
+        seen.push(snap);
+    }
+    if let [a, b] = &seen[..] {
+        assert_same("the SQLite and PostgreSQL stores of a watch log", a, b);
+    }
+}

@@ -174,6 +174,10 @@ enum Conn {
     Postgres(Box<postgres::Client>),
 }
 
+/// The PostgreSQL advisory lock key of heapscope's writers ("hscope" in
+/// ASCII).
+pub const WRITER_LOCK: i64 = 0x68_73_63_6f_70_65;
+
 /// An open connection.
 pub struct Db {
     conn: Conn,
@@ -307,7 +311,14 @@ impl Db {
             // IMMEDIATE: take the write lock now, so two importers queue
             // rather than one failing halfway with SQLITE_BUSY.
             Conn::Sqlite(c) => c.execute_batch("BEGIN IMMEDIATE")?,
-            Conn::Postgres(c) => c.batch_execute("BEGIN")?,
+            // The same on PostgreSQL: a transaction-long advisory lock makes
+            // writers take turns. Without it two importers of one series
+            // both insert its process (a unique violation) or fold their
+            // dumps into the same saved leak state, losing one; two
+            // opening a new database both create the tables.
+            Conn::Postgres(c) => c.batch_execute(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK})"
+            ))?,
         }
         Ok(())
     }
@@ -413,7 +424,12 @@ impl RowSink for SqliteSink<'_, '_> {
         self.bind(v);
     }
     fn text(&mut self, v: &str) {
-        self.bind(v);
+        // NUL as PostgreSQL stores it, as `Value`'s binding does.
+        if v.contains('\0') {
+            self.bind(v.replace('\0', "\\0"));
+        } else {
+            self.bind(v);
+        }
     }
     fn null(&mut self) {
         self.bind(rusqlite::types::Null);
@@ -568,6 +584,11 @@ fn pg_reason(e: &postgres::Error) -> String {
 
 fn open_sqlite(path: &Path) -> Result<rusqlite::Connection> {
     let fail = |what: String| DbError(format!("cannot open the store {}: {what}", path.display()));
+    if path.is_dir() {
+        return Err(fail(
+            "it is a directory: give a file in it, as DIR/store.sqlite".into(),
+        ));
+    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {
             create_private_dir(dir)
@@ -672,6 +693,15 @@ fn copy_text(buf: &mut Vec<u8>, s: &str) {
 impl rusqlite::ToSql for Value {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
         use rusqlite::types::{ToSqlOutput, ValueRef};
+        // NUL as PostgreSQL stores it (`\0`, two characters): the same text
+        // in both databases.
+        if let Value::Text(s) = self {
+            if s.contains('\0') {
+                return Ok(ToSqlOutput::Owned(rusqlite::types::Value::Text(
+                    s.replace('\0', "\\0"),
+                )));
+            }
+        }
         Ok(ToSqlOutput::Borrowed(match self {
             Value::Null => ValueRef::Null,
             Value::Int(i) => ValueRef::Integer(*i),

@@ -629,7 +629,19 @@ impl Store {
         opts: &ImportOptions,
         progress: &mut dyn FnMut(&Outcome),
     ) -> Vec<Outcome> {
-        let (files, mut outcomes) = expand(inputs);
+        let (mut files, mut outcomes) = expand(inputs);
+        // The store's own files, when the directory holding them is imported.
+        if let crate::db::Location::Sqlite(db) = &self.db.location {
+            let own: Vec<PathBuf> = ["", "-wal", "-shm", "-journal"]
+                .iter()
+                .filter_map(|suffix| {
+                    let mut p = db.clone().into_os_string();
+                    p.push(suffix);
+                    std::fs::canonicalize(p).ok()
+                })
+                .collect();
+            files.retain(|f| std::fs::canonicalize(f).map_or(true, |c| !own.contains(&c)));
+        }
         for o in &outcomes {
             progress(o);
         }
@@ -713,6 +725,19 @@ impl Store {
             Ok(d) => d,
             Err(e) => return failed(e.to_string()),
         };
+        // A cut-off dump would join its process's series and wipe out the
+        // leak analysis' survivors: refuse it, so a complete copy can be
+        // imported later (it has another fingerprint).
+        if let Some(p) = &dump.diagnostics.truncated_last_line {
+            return failed(format!(
+                "cut off: line {} is an incomplete record at the end of the file (still being \
+                 written, or truncated); import it again once complete",
+                p.line
+            ));
+        }
+        if let Some(e) = &dump.diagnostics.input_error {
+            return failed(format!("cut off: {e}"));
+        }
         lap(start, "load");
         let (key, pid, label) = process_of(path, opts.process.as_deref());
         let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
@@ -831,7 +856,9 @@ impl Store {
                 ),
                 warnings,
             },
-            Err(e) => failed(e),
+            Err(e) => self
+                .stored_meanwhile("dumps", &fp, path, Kind::Dump)
+                .unwrap_or_else(|| failed(e)),
         }
     }
 
@@ -868,14 +895,7 @@ impl Store {
             .unwrap_or_default();
         let log = parse_log(&name, &bytes);
         if log.is_empty() {
-            let why = log
-                .skipped
-                .first()
-                .map(|(line, why)| format!(" (line {line}: {why})"))
-                .unwrap_or_default();
-            return failed(format!(
-                "not a heap dump, a memory log (heapscope watch, agent statistics, Rails, Heroku, derailed) or a pprof profile{why}"
-            ));
+            return failed(unrecognised(&bytes, &log.skipped));
         }
         let samples = log.sample_count();
         let format = log.format.name();
@@ -946,7 +966,9 @@ impl Store {
                     .map(|(line, why)| format!("line {line} skipped: {why}"))
                     .collect(),
             },
-            Err(e) => failed(e),
+            Err(e) => self
+                .stored_meanwhile("series", &fp, path, Kind::Series)
+                .unwrap_or_else(|| failed(e)),
         }
     }
 
@@ -1034,8 +1056,33 @@ impl Store {
                 detail,
                 warnings: Vec::new(),
             },
-            Err(e) => failed(e),
+            Err(e) => self
+                .stored_meanwhile("profiles", &fp, path, Kind::Profile)
+                .unwrap_or_else(|| failed(e)),
         }
+    }
+
+    /// The same file imported by another importer while this one read it
+    /// (its fingerprint was checked before the transaction): a no-op too.
+    fn stored_meanwhile(
+        &mut self,
+        table: &str,
+        fp: &str,
+        path: &Path,
+        kind: Kind,
+    ) -> Option<Outcome> {
+        let id = self
+            .db
+            .query_int(
+                &format!("SELECT MIN(id) FROM {table} WHERE fingerprint = ?"),
+                &[fp.into()],
+            )
+            .ok()?;
+        (id != 0).then(|| Outcome::AlreadyThere {
+            path: path.to_path_buf(),
+            kind,
+            id,
+        })
     }
 
     /// Runs `f` in a transaction: committed when it returns Ok, rolled back
@@ -1062,6 +1109,36 @@ impl Store {
 /// modification time.
 fn taken_at_of(path: &Path, mtime: Option<i64>) -> Option<i64> {
     parse_file_name(path).0.or(mtime)
+}
+
+/// Why a file is neither a dump, a memory log nor a profile, in words
+/// (binary bytes are not quoted back).
+fn unrecognised(bytes: &[u8], skipped: &[(usize, String)]) -> String {
+    const WHAT: &str =
+        "a heap dump, a memory log (heapscope watch, agent statistics, Rails, Heroku, derailed) or a pprof profile";
+    let head = &bytes[..bytes.len().min(4096)];
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return format!("empty file: not {WHAT}");
+    }
+    // Invalid UTF-8 or NUL in the first 4 KiB (a character cut at the end
+    // of that window does not count).
+    let text = match std::str::from_utf8(head) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none(),
+    };
+    if !text || head.contains(&0) {
+        return format!("binary data: not {WHAT}");
+    }
+    if head.trim_ascii_start().starts_with(b"[") {
+        return format!(
+            "a JSON array: not {WHAT} (ObjectSpace.dump_all writes one JSON object per line)"
+        );
+    }
+    let why = skipped
+        .first()
+        .map(|(line, why)| format!(" (line {line}: {why})"))
+        .unwrap_or_default();
+    format!("not {WHAT}{why}")
 }
 
 fn mtime(p: &Path) -> Option<i64> {

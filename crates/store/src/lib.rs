@@ -179,9 +179,11 @@ fn process_info(r: Vec<Value>) -> ProcessInfo {
 }
 
 /// `%` and `_` taken literally in a LIKE pattern (with `ESCAPE '\'`).
+/// Only ASCII letters are folded, as SQLite's LOWER folds them: folding
+/// more here made "Ärger" miss its own row in SQLite.
 fn like_pattern(text: &str) -> String {
     let mut p = String::from("%");
-    for c in text.to_lowercase().chars() {
+    for c in text.to_ascii_lowercase().chars() {
         if matches!(c, '%' | '_' | '\\') {
             p.push('\\');
         }
@@ -198,7 +200,7 @@ impl Store {
             .db
             .query(
                 "SELECT id, label, pid, dumps, first_time, last_time, verdict FROM processes \
-                 ORDER BY last_time DESC, id",
+                 ORDER BY last_time DESC NULLS LAST, id",
                 &[],
             )?
             .into_iter()
@@ -235,7 +237,7 @@ impl Store {
             .db
             .query(
                 &format!(
-                    "SELECT {DUMP_COLUMNS} FROM dumps WHERE process_id = ? ORDER BY taken_at, id"
+                    "SELECT {DUMP_COLUMNS} FROM dumps WHERE process_id = ? ORDER BY taken_at NULLS LAST, id"
                 ),
                 &[process_id.into()],
             )?
@@ -259,7 +261,7 @@ impl Store {
         Ok(self
             .db
             .query(
-                &format!("SELECT {DUMP_COLUMNS} FROM dumps ORDER BY taken_at, id"),
+                &format!("SELECT {DUMP_COLUMNS} FROM dumps ORDER BY taken_at NULLS LAST, id"),
                 &[],
             )?
             .into_iter()
@@ -278,11 +280,18 @@ impl Store {
         offset: i64,
         limit: i64,
     ) -> Result<(Vec<GroupRow>, i64), DbError> {
+        // ASCII-only case folding in both: PostgreSQL's LOWER folds every
+        // letter (by its locale), SQLite's only A-Z.
+        let folded = if self.db.is_postgres() {
+            " AND TRANSLATE(key, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') LIKE ? ESCAPE '\\'"
+        } else {
+            " AND LOWER(key) LIKE ? ESCAPE '\\'"
+        };
         let (cond, mut params): (&str, Vec<Value>) = if filter.is_empty() {
             ("", vec![dump_id.into(), dim.into()])
         } else {
             (
-                " AND LOWER(key) LIKE ? ESCAPE '\\'",
+                folded,
                 vec![dump_id.into(), dim.into(), like_pattern(filter).into()],
             )
         };
@@ -290,12 +299,24 @@ impl Store {
             &format!("SELECT COUNT(*) FROM dump_rows WHERE dump_id = ? AND dim = ?{cond}"),
             &params,
         )?;
+        // Keys compare by code point in both databases: PostgreSQL would
+        // otherwise use the database's locale (en_US sorts "a" < "B", SQLite
+        // "B" < "a"), and pages would differ between the two.
+        let key = if self.db.is_postgres() {
+            "key COLLATE \"C\""
+        } else {
+            "key"
+        };
         let order = match (dim, order) {
-            // Generations read best in their own order.
-            ("generation", RowOrder::Key) => "CAST(NULLIF(key, '(none)') AS BIGINT), key",
-            (_, RowOrder::Key) => "key",
-            (_, RowOrder::Count) => "count DESC, bytes DESC, key",
-            (_, RowOrder::Bytes) => "bytes DESC, count DESC, key",
+            // Generations read best in numeric order, "untraced" last. No
+            // CAST: PostgreSQL's fails on "untraced" where SQLite's gives 0;
+            // for non-negative integers, shorter is smaller.
+            ("generation", RowOrder::Key) => {
+                format!("CASE WHEN key = 'untraced' THEN 1 ELSE 0 END, LENGTH(key), {key}")
+            }
+            (_, RowOrder::Key) => key.to_string(),
+            (_, RowOrder::Count) => format!("count DESC, bytes DESC, {key}"),
+            (_, RowOrder::Bytes) => format!("bytes DESC, count DESC, {key}"),
         };
         params.push(limit.into());
         params.push(offset.into());

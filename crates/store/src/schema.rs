@@ -120,18 +120,45 @@ pub fn current_version() -> i64 {
 
 /// Brings the store to the current version, each step in a transaction.
 pub fn migrate(db: &mut Db) -> Result<()> {
-    db.batch("CREATE TABLE IF NOT EXISTS hs_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")?;
+    migrate_with(db, MIGRATIONS)
+}
+
+/// [`migrate`] with another list of steps (the tests add one).
+fn migrate_with(db: &mut Db, migrations: &[&str]) -> Result<()> {
+    let known = migrations.len() as i64;
+    const META: &str =
+        "CREATE TABLE IF NOT EXISTS hs_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
+    if !db.is_postgres() {
+        // SQLite serialises schema changes itself.
+        db.batch(META)?;
+    } else if db.query_int(
+        "SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'hs_meta'",
+        &[],
+    )? == 0
+    {
+        // Two importers creating a new database at once: IF NOT EXISTS alone
+        // still races in PostgreSQL (a unique violation in its catalog), so
+        // under the writers' lock. Only then: opening an existing store
+        // must not wait for an import to commit.
+        db.begin()?;
+        match db.batch(META) {
+            Ok(()) => db.commit()?,
+            Err(e) => {
+                db.rollback();
+                return Err(e);
+            }
+        }
+    }
     loop {
         let version = version(db)?;
-        if version > current_version() {
+        if version > known {
             return Err(DbError(format!(
                 "the store {} has schema version {version}, written by a newer heapscope \
-                 (this one knows up to {}): upgrade heapscope, or use another --store",
+                 (this one knows up to {known}): upgrade heapscope, or use another --store",
                 db.location.describe(),
-                current_version()
             )));
         }
-        if version == current_version() {
+        if version == known {
             return Ok(());
         }
         db.begin()?;
@@ -139,7 +166,7 @@ pub fn migrate(db: &mut Db) -> Result<()> {
         // the transaction.
         let step = match self::version(db) {
             Ok(v) if v == version => {
-                let sql = MIGRATIONS[version as usize];
+                let sql = migrations[version as usize];
                 db.batch(sql).and_then(|_| {
                     let next = (version + 1).to_string();
                     db.exec("DELETE FROM hs_meta WHERE key = 'schema_version'", &[])?;
@@ -172,4 +199,53 @@ fn version(db: &mut Db) -> Result<i64> {
         .and_then(|r| r.into_iter().next())
         .and_then(|v| v.text().and_then(|t| t.parse().ok()))
         .unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Location;
+
+    #[test]
+    fn a_store_moves_forward_one_step_at_a_time_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::Sqlite(dir.path().join("s.sqlite"));
+        let mut db = Db::open(&location).unwrap();
+        migrate(&mut db).unwrap();
+        assert_eq!(version(&mut db).unwrap(), current_version());
+        db.exec(
+            "INSERT INTO processes (key, label) VALUES ('name:a', 'a')",
+            &[],
+        )
+        .unwrap();
+        drop(db);
+        // A later heapscope's step: a new column, filled from the old ones.
+        let step = "ALTER TABLE processes ADD COLUMN note TEXT; UPDATE processes SET note = 'was ' || label";
+        let mut later: Vec<&str> = MIGRATIONS.to_vec();
+        later.push(step);
+        let mut db = Db::open(&location).unwrap();
+        migrate_with(&mut db, &later).unwrap();
+        assert_eq!(version(&mut db).unwrap(), current_version() + 1);
+        let row = db
+            .query_row("SELECT key, note FROM processes", &[])
+            .unwrap();
+        assert_eq!(
+            row,
+            Some(vec![
+                Value::Text("name:a".into()),
+                Value::Text("was a".into())
+            ])
+        );
+        // Again: nothing to do, the step does not run twice.
+        migrate_with(&mut db, &later).unwrap();
+        // This heapscope now refuses the store it cannot read.
+        let err = migrate(&mut db).unwrap_err().0;
+        assert!(err.contains("newer heapscope"), "{err}");
+        // A failing step leaves the store at its version.
+        let mut broken = later.clone();
+        broken.push("ALTER TABLE processes ADD COLUMN x TEXT; SELECT * FROM no_such_table");
+        assert!(migrate_with(&mut db, &broken).is_err());
+        assert_eq!(version(&mut db).unwrap(), current_version() + 1);
+        assert!(db.query("SELECT x FROM processes", &[]).is_err());
+    }
 }

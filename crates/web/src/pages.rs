@@ -193,7 +193,7 @@ fn leak_report(last_dump: i64, r: &Json) -> Markup {
             @if r["verdict"] == "cannot judge" {
                 "At least " (r["dumps_needed"]) " dumps are needed to judge; this process has " (r["dumps"].as_array().map_or(0, Vec::len)) ". "
             }
-            (count(r["survivors"].as_i64().unwrap_or(0))) " objects (" (bytes(r["survivor_bytes"].as_i64().unwrap_or(0))) ") of the first dump's absence survived every later dump."
+            (count(r["survivors"].as_i64().unwrap_or(0))) " objects (" (bytes(r["survivor_bytes"].as_i64().unwrap_or(0))) ") that the first dump did not have survived in every later dump."
         }
         @for w in r["warnings"].as_array().unwrap_or(&empty) { p.warning { (w.as_str().unwrap_or("")) } }
         @if leaks.is_empty() {
@@ -290,6 +290,8 @@ pub async fn dump(
     let filter = param(&p, "q")
         .unwrap_or("")
         .chars()
+        // PostgreSQL refuses NUL in text.
+        .filter(|&c| c != '\0')
         .take(200)
         .collect::<String>();
     let sort = match param(&p, "sort") {
@@ -314,7 +316,11 @@ pub async fn dump(
             .iter()
             .any(|(k, _)| *k == tab2)
         {
-            Some(s.rows(id, &tab2, &filter2, sort, page * PER_PAGE, PER_PAGE)?)
+            if tab2 == "generation" && sort == RowOrder::Key {
+                Some(generation_rows(s, id, &filter2, page * PER_PAGE, PER_PAGE)?)
+            } else {
+                Some(s.rows(id, &tab2, &filter2, sort, page * PER_PAGE, PER_PAGE)?)
+            }
         } else {
             None
         };
@@ -404,6 +410,49 @@ pub async fn dump(
         }
     };
     Ok(html::page(&d.file_name, &crumbs, body))
+}
+
+/// The generation rows in numeric order, the keys that are not numbers
+/// ("(none)", "untraced") first. `Store::rows` casts keys to integers for
+/// this order, which PostgreSQL refuses for those keys; comparing lengths
+/// first orders numbers without a cast, alike in both databases.
+fn generation_rows(
+    s: &mut heapscope_store::Store,
+    dump_id: i64,
+    filter: &str,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<heapscope_store::GroupRow>, i64), heapscope_store::DbError> {
+    use heapscope_store::Value;
+    // A dump has few generations: filter and page here.
+    let params: Vec<Value> = vec![dump_id.into(), "generation".into()];
+    let needle = filter.to_lowercase();
+    let db = s.db();
+    let rows = db.query(
+        "SELECT key, count, bytes FROM dump_rows WHERE dump_id = ? AND dim = ? \
+             ORDER BY CASE WHEN key IN ('(none)', 'untraced') THEN 0 ELSE 1 END, LENGTH(key), key",
+        &params,
+    )?;
+    let all: Vec<heapscope_store::GroupRow> = rows
+        .into_iter()
+        .map(|r| {
+            let mut it = r.into_iter();
+            heapscope_store::GroupRow {
+                key: it.next().and_then(Value::into_text).unwrap_or_default(),
+                count: it.next().and_then(|v| v.int()).unwrap_or(0),
+                bytes: it.next().and_then(|v| v.int()).unwrap_or(0),
+                extra: None,
+            }
+        })
+        .filter(|r| r.key.to_lowercase().contains(&needle))
+        .collect();
+    let total = all.len() as i64;
+    let page = all
+        .into_iter()
+        .skip(offset.max(0) as usize)
+        .take(limit.max(0) as usize)
+        .collect();
+    Ok((page, total))
 }
 
 fn dump_header(d: &DumpInfo) -> Markup {

@@ -127,6 +127,11 @@ pub fn chart(title: &str, lines: &[Line<'_>]) -> Markup {
             figcaption { (title) }
             svg width=(w) height=(h) viewBox=(format!("0 0 {w} {h}")) role="img" {
                 rect.frame x=(pad_l) y=(pad_y) width=(plot_w) height=(plot_h) {}
+                // x is a Unix time when it looks like one (else an index).
+                @if x0 > 1.0e8 {
+                    text.axis x=(pad_l) y=(h - 4.0) text-anchor="start" { (time(Some(x0 as i64))) }
+                    text.axis x=(w - pad_r) y=(h - 4.0) text-anchor="end" { (time(Some(x1 as i64))) }
+                }
                 @for (i, l) in lines.iter().enumerate().take(2) {
                     @let ys: Vec<f64> = l.points.iter().map(|p| p.1).collect();
                     @let lo = ys.iter().cloned().fold(f64::MAX, f64::min).min(0.0_f64.max(ys.iter().cloned().fold(f64::MAX, f64::min)));

@@ -200,7 +200,7 @@ fn leak_report(last_dump: i64, r: &Json) -> Markup {
             p.muted { "No site grows." }
         } @else {
             table.data #leaks {
-                thead { tr { th.num { "#" } th { "Site" } th { "Verdict" } th { "Objects per dump" } th.num { "Growth/dump" } th.num { "Growth/hour" } th.num { "Survivors" } th { "Survivor's path, holder" } } }
+                thead { tr { th.num { "#" } th { "Site" } th { "Verdict" } th { "Objects in each dump" } th.num { "Growth per dump" } th.num { "Bytes per hour" } th.num { "Survivors" } th { "Survivor's path, holder" } } }
                 tbody {
                     @for s in leaks {
                         @let counts: Vec<f64> = s["counts"].as_array().unwrap_or(&empty).iter().filter_map(Json::as_f64).collect();
@@ -386,11 +386,11 @@ pub async fn dump(
                 tbody {
                     @for r in rows {
                         tr {
-                            td.key { (r.key) }
+                            td.key { @if r.key.is_empty() { span.muted { "(empty)" } } @else { (r.key) } }
                             td.num { (count(r.count)) }
                             td.num { (bytes(r.bytes)) }
                             @if tab == "string" {
-                                td { @for l in r.extra.as_ref().and_then(Json::as_array).map(Vec::as_slice).unwrap_or(&[]) { span.loc { (l[0].as_str().unwrap_or("")) " ×" (l[1]) } " " } }
+                                td.sites { @for l in r.extra.as_ref().and_then(Json::as_array).map(Vec::as_slice).unwrap_or(&[]) { span.loc { (l[0].as_str().unwrap_or("")) " ×" (l[1]) } } }
                             }
                         }
                     }

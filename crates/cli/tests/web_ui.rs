@@ -40,6 +40,54 @@ fn visit(page: &Page, url: &str, shot: &str) {
     page.assert_clean();
 }
 
+/// Coloured pixels (inferno's palettes are saturated; the page around is
+/// white and grey) inside the page's `object.flame`, from a screenshot: the SVG is
+/// sandboxed (an opaque origin), so the page cannot look into it.
+fn flame_pixels(page: &Page, shot: &str) -> usize {
+    page.wait_for("object.flame");
+    let rect = page.eval(
+        "(() => { const e = document.querySelector('object.flame'); \
+         e.scrollIntoView({block: 'start', behavior: 'instant'}); \
+         const r = e.getBoundingClientRect(); \
+         return [r.left, r.top, r.right, Math.min(r.bottom, window.innerHeight)] })()",
+    );
+    let r: Vec<f64> = rect
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let mut best = 0;
+    // The SVG loads after the page: look again until it shows.
+    for _ in 0..20 {
+        let path = page.screenshot(shot);
+        let file = std::fs::File::open(&path).unwrap();
+        let mut reader = png::Decoder::new(std::io::BufReader::new(file))
+            .read_info()
+            .unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        let channels = info.color_type.samples();
+        let (w, h) = (info.width as usize, info.height as usize);
+        let mut n = 0;
+        for y in (r[1].max(0.0) as usize)..(r[3] as usize).min(h) {
+            for x in (r[0].max(0.0) as usize)..(r[2] as usize).min(w) {
+                let p = &buf[(y * w + x) * channels..];
+                let (hi, lo) = (p[0].max(p[1]).max(p[2]), p[0].min(p[1]).min(p[2]));
+                if hi - lo > 80 {
+                    n += 1;
+                }
+            }
+        }
+        best = best.max(n);
+        if best > 2000 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    best
+}
+
 #[test]
 fn leak_flow_dominators_and_diff_form() {
     let Some(browser) = browser_or_skip("leak_flow_dominators_and_diff_form") else {
@@ -151,6 +199,12 @@ fn leak_flow_dominators_and_diff_form() {
         "the node to collapse",
     );
     page.screenshot("web-dominators");
+    page.assert_clean();
+
+    // The flame graph tab draws the sandboxed SVG.
+    page.goto(&format!("{}{}?tab=flame", s.base, dumps[4]));
+    let n = flame_pixels(&page, "web-flame");
+    assert!(n > 2000, "the flame graph is not drawn ({n} flame pixels)");
     page.assert_clean();
 
     // 3. The diff form, with 2 dumps and with 3.
@@ -305,6 +359,10 @@ fn hostile_strings_stay_text_on_every_page() {
             page.wait_for("#domtree li.node");
             page.click("#domtree > ul > li.node:has(> button.toggle:enabled) > button.toggle");
             page.wait_for("#domtree li.node li.node");
+        }
+        if tab == "flame" {
+            let n = flame_pixels(&page, "web-hostile-dump-flame");
+            assert!(n > 2000, "the flame graph is not drawn ({n} flame pixels)");
         }
         let want = match tab {
             "class" | "location" | "file" | "string" | "retained" => "<script>alert(",

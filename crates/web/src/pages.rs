@@ -542,12 +542,20 @@ pub(crate) fn svg_response(svg: Vec<u8>) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("image/svg+xml"),
     );
-    // inferno's SVG carries its own script and style (search, zoom).
+    // inferno's SVG carries its own script and style (search, zoom; search
+    // asks with prompt()). It is shown in the UI's own pages only, and
+    // sandboxed: an opaque origin, so even a frame name that escaped
+    // escaping could not reach the UI or its cookie.
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+             frame-ancestors 'self'; sandbox allow-scripts allow-modals",
         ),
+    );
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("SAMEORIGIN"),
     );
     r
 }

@@ -202,8 +202,11 @@ pub fn object_ref(dump_id: i64, o: &serde_json::Value) -> Markup {
 pub fn path(dump_id: i64, p: &serde_json::Value) -> Markup {
     html! {
         ol.path {
-            li.root { "root: " (p["root"].as_str().unwrap_or("?"))
-                @if p["conservative"].as_bool() == Some(true) { span.muted { " (found on a C stack: may be stale)" } }
+            @let root = p["root"].as_str().unwrap_or("?");
+            @let roots = p["roots"].as_array().map(|r| r.iter().filter_map(|c| c.as_str()).collect::<Vec<_>>().join(", "));
+            li.root { "root: " (roots.unwrap_or_else(|| root.to_string()))
+                // Stale only when no precise root holds it too (those come first).
+                @if p["conservative"].as_bool() == Some(true) && root == "machine_context" { span.muted { " (found on a C stack: may be stale)" } }
             }
             @for (i, s) in p["steps"].as_array().map(Vec::as_slice).unwrap_or(&[]).iter().enumerate() {
                 @if p["elided_after"].as_u64() == Some(i as u64) && p["elided"].as_u64().unwrap_or(0) > 0 {

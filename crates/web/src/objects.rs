@@ -169,6 +169,7 @@ fn object_view(loaded: &Loaded, address: u64, offset: usize) -> Option<ObjectVie
             let l = label_path(&labeler, p, &facts, Some(15));
             json!({
                 "root": l.root(),
+                "roots": l.categories,
                 "conservative": l.conservative,
                 "steps": l.steps.iter().map(|s| json!({
                     "address": format!("{:#x}", s.object.address),

@@ -74,6 +74,34 @@ fn non_loopback_listen_without_token_is_refused() {
 }
 
 #[test]
+fn any_address_with_a_token_takes_any_host_with_the_token() {
+    let dir = scratch_dir("heapscope-web-anyaddr-");
+    let store = dir.path().join("s.sqlite").display().to_string();
+    let token = "another-secret-for-the-tests";
+    let s = Server::start_listening(
+        &["--listen", "0.0.0.0:0", "--store", &store, "--token", token],
+        &dir.path().join("serve.log"),
+    );
+    let port = s.host.rsplit(':').next().unwrap().to_string();
+    // Clients name the machine as they know it.
+    let host = format!("heapscope.example:{port}");
+    let bearer = format!("Bearer {token}");
+    let ok = s.request("GET", "/", &[("Host", &host), ("Authorization", &bearer)]);
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let none = s.request("GET", "/", &[("Host", &host)]);
+    assert_eq!(none.status, 401, "{}", none.body);
+    let wrong = s.request(
+        "GET",
+        "/",
+        &[
+            ("Host", &host),
+            ("Authorization", "Bearer wrong-token-of-length"),
+        ],
+    );
+    assert_eq!(wrong.status, 403);
+}
+
+#[test]
 fn token_host_and_method_rules() {
     let dir = scratch_dir("heapscope-web-token-");
     let store = dir.path().join("s.sqlite").display().to_string();

@@ -147,9 +147,7 @@ fn leak_flow_dominators_and_diff_form() {
     // -> a path step: the step before the survivor holds it (the Array).
     let steps = page.count("ol.path:first-of-type > li:not(.root):not(.elided)");
     assert!(steps >= 2, "a path of {steps} steps");
-    page.click(&format!(
-        "ol.path:first-of-type > li:not(.root):not(.elided):nth-last-child(2) a.obj"
-    ));
+    page.click("ol.path:first-of-type > li:not(.root):not(.elided):nth-last-child(2) a.obj");
     let holder = record(&page);
     assert_eq!(holder["class"], "Array", "{holder:?}");
     assert_eq!(

@@ -51,7 +51,7 @@ pub async fn processes(State(app): State<Shared>) -> Result<Response, Response> 
         @if procs.is_empty() {
             p { "The store is empty. Import dumps with " code { "heapscope import PATH" } " or give them to " code { "heapscope serve PATH" } "." }
         } @else {
-            p.muted { (procs.len()) " processes, " (dumps) " dumps." }
+            p.muted { (plural(procs.len(), "process", "processes")) ", " (plural(dumps, "dump", "dumps")) "." }
             table.data #processes {
                 thead { tr { th { "Process" } th.num { "Dumps" } th { "First" } th { "Last" } th { "Heap bytes per dump" } th { "Verdict" } } }
                 tbody {
@@ -78,6 +78,10 @@ pub async fn processes(State(app): State<Shared>) -> Result<Response, Response> 
         }
     };
     Ok(html::page("Processes", &[], body))
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{} {}", count(n as i64), if n == 1 { one } else { many })
 }
 
 fn verdict(v: Option<&str>) -> Markup {
@@ -140,7 +144,7 @@ pub async fn process(
         },
     ];
     let body = html! {
-        p.muted { (dumps.len()) " dumps from " (time(p.first_time)) " to " (time(p.last_time)) ". Verdict: " (verdict(p.verdict.as_deref())) }
+        p.muted { (plural(dumps.len(), "dump", "dumps")) " from " (time(p.first_time)) " to " (time(p.last_time)) ". Verdict: " (verdict(p.verdict.as_deref())) }
         (html::chart("Heap over time (each dump)", &heap_lines))
         @for s in &series {
             @let lines = vec![
@@ -341,6 +345,15 @@ pub async fn dump(
             "suspects" => s
                 .doc(id, "suspects")?
                 .and_then(|t| serde_json::from_str(&t).ok()),
+            // Only the depth, to size the graph's box.
+            "flame" => s.doc(id, "folded")?.map(|t| {
+                let depth = t
+                    .lines()
+                    .map(|l| l.bytes().filter(|&b| b == b';').count() + 1)
+                    .max()
+                    .unwrap_or(0);
+                Json::from(depth)
+            }),
             _ => None,
         };
         Ok((info, process, rows, doc))
@@ -406,7 +419,7 @@ pub async fn dump(
         }
         @if tab == "flame" {
             p.muted { "Each box is an object; its width is the memory it alone keeps alive." }
-            object.flame data=(format!("/dump/{}/flame.svg", d.id)) type="image/svg+xml" aria-label="dominator flame graph" {}
+            (flame_object(&format!("/dump/{}/flame.svg", d.id), doc.as_ref().and_then(Json::as_u64).unwrap_or(0), "dominator flame graph"))
         }
     };
     Ok(html::page(&d.file_name, &crumbs, body))
@@ -533,6 +546,17 @@ fn suspects_tab(dump_id: i64, doc: Option<&Json>) -> Markup {
     }
 }
 
+/// The box showing a flame graph SVG, as tall as inferno draws a graph of
+/// `depth` frames (16 px each, title and footer, the "all" frame; a little
+/// more, as the box is a bit wider than the 1200 px drawing).
+fn flame_object(src: &str, depth: u64, label: &str) -> Markup {
+    let height = ((depth + 1) * 16 + 90) * 11 / 10;
+    html! {
+        // An attribute, not a style: the policy allows no inline styles.
+        object.flame data=(src) type="image/svg+xml" aria-label=(label) height=(height) {}
+    }
+}
+
 /// An SVG response: its own document, shown in an `<object>`, so that
 /// inferno's script runs there and never in the page.
 pub(crate) fn svg_response(svg: Vec<u8>) -> Response {
@@ -604,7 +628,8 @@ pub async fn profile(
     let body = html! {
         p.muted { (summary["samples"]) " samples; " code { (info.path) } }
         @for c in summary["comments"].as_array().unwrap_or(&empty) { p.comment { (c.as_str().unwrap_or("")) } }
-        object.flame data=(format!("/profile/{}/flame.svg", info.id)) type="image/svg+xml" aria-label="profile flame graph" {}
+        @let depth = summary["folded"].as_array().unwrap_or(&empty).iter().filter_map(|l| l[0].as_str()).map(|st| st.matches(';').count() + 1).max().unwrap_or(0);
+        (flame_object(&format!("/profile/{}/flame.svg", info.id), depth as u64, "profile flame graph"))
         h2 { "Top sites" }
         table.data #sites {
             thead { tr { th { "Frame" } @for t in types { th.num { (t["type"].as_str().unwrap_or("")) " (" (t["unit"].as_str().unwrap_or("")) ")" } } } }

@@ -19,8 +19,10 @@ pub struct Server {
     _proc: Proc,
     /// `http://127.0.0.1:PORT` (no trailing slash, no token).
     pub base: String,
-    /// `127.0.0.1:PORT`, the Host header it accepts.
+    /// `127.0.0.1:PORT`, the Host header it accepts (as printed).
     pub host: String,
+    /// Where to connect (the printed address; 0.0.0.0 as 127.0.0.1).
+    connect: String,
     stderr: PathBuf,
 }
 
@@ -28,10 +30,16 @@ impl Server {
     /// `heapscope serve --listen 127.0.0.1:0 ARGS`; waits for the URL it
     /// prints on stdout.
     pub fn start<S: AsRef<OsStr>>(args: &[S], stderr_to: &Path) -> Server {
+        let mut all: Vec<&OsStr> = vec!["--listen".as_ref(), "127.0.0.1:0".as_ref()];
+        all.extend(args.iter().map(AsRef::as_ref));
+        Server::start_listening(&all, stderr_to)
+    }
+
+    /// `heapscope serve ARGS` (which name --listen).
+    pub fn start_listening<S: AsRef<OsStr>>(args: &[S], stderr_to: &Path) -> Server {
         let log = std::fs::File::create(stderr_to).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_heapscope"));
         cmd.arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -49,7 +57,7 @@ impl Server {
             .unwrap_or_default();
         let url = line.trim().to_string();
         assert!(
-            url.starts_with("http://127.0.0.1:"),
+            url.starts_with("http://127.0.0.1:") || url.starts_with("http://0.0.0.0:"),
             "heapscope serve printed {url:?}; stderr:\n{}",
             std::fs::read_to_string(stderr_to).unwrap_or_default()
         );
@@ -58,6 +66,7 @@ impl Server {
         Server {
             _proc: proc,
             base: format!("http://{host}"),
+            connect: host.replace("0.0.0.0:", "127.0.0.1:"),
             host,
             stderr: stderr_to.to_path_buf(),
         }
@@ -88,7 +97,7 @@ impl Server {
     /// One request (`Connection: close`): `headers` are added as given, a
     /// `Host` among them replaces the default one.
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
-        let mut s = TcpStream::connect(&self.host).unwrap();
+        let mut s = TcpStream::connect(&self.connect).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
         let mut req = format!("{method} {path} HTTP/1.1\r\n");
         if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
@@ -166,10 +175,7 @@ impl Reply {
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(nl) = b.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
         let size = usize::from_str_radix(
             String::from_utf8_lossy(&b[..nl])
                 .split(';')

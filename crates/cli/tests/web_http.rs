@@ -513,3 +513,31 @@ fn postgres_store_serves_the_same_pages_as_sqlite() {
         }
     }
 }
+
+#[test]
+fn serve_help_and_docs_name_every_option() {
+    let help = heapscope(&["serve", "--help"]).stdout_text();
+    assert!(help.contains("Examples:"), "{help}");
+    assert!(help.contains("docs/serve.md"), "{help}");
+    let docs = fs::read_to_string(common::repo_root().join("docs/serve.md")).unwrap();
+    let mut n = 0;
+    for line in help.lines() {
+        let Some(at) = line.find("--") else { continue };
+        if !line.trim_start().starts_with('-') {
+            continue;
+        }
+        let name: String = line[at..]
+            .chars()
+            .take_while(|c| *c == '-' || c.is_ascii_alphanumeric())
+            .collect();
+        if name == "--help" || name == "--version" {
+            continue;
+        }
+        n += 1;
+        assert!(
+            docs.contains(&format!("`{name}")),
+            "docs/serve.md does not document {name}"
+        );
+    }
+    assert!(n >= 7, "only {n} options in:\n{help}");
+}

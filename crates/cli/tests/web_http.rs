@@ -208,7 +208,10 @@ fn unknown_ids_and_addresses_are_404_pages() {
     ] {
         assert_eq!(s.get(&format!("{first}{q}")).status, 200, "{q}");
     }
-    assert_eq!(s.get("/diff?dump=1").status, 409);
+    // A diff needs 2 or 3 dumps and known keys.
+    assert_eq!(s.get("/diff?dump=1").status, 400);
+    assert_eq!(s.get("/diff?dump=1&dump=2&dump=3&dump=4").status, 400);
+    assert_eq!(s.get("/diff?dump=1&dump=2&by=nope").status, 400);
 }
 
 /// Copies the leaky series to `dir` (so its files can be moved and broken).

@@ -359,7 +359,8 @@ pub async fn diff(State(app): State<Shared>, RawQuery(q): RawQuery) -> Result<Re
         .collect();
     ids.dedup();
     if !(2..=3).contains(&ids.len()) {
-        return Err(unavailable(
+        return Err(html::error_page(
+            axum::http::StatusCode::BAD_REQUEST,
             "Pick 2 or 3 dumps",
             "A diff compares 2 dumps (objects in the second that the first did not have) or 3 \
              (those of the second still in the third). Tick them on a process page.",
@@ -372,7 +373,12 @@ pub async fn diff(State(app): State<Shared>, RawQuery(q): RawQuery) -> Result<Re
         .take(4)
         .collect();
     if by.is_empty() {
-        return Err(missing("Unknown grouping."));
+        return Err(html::error_page(
+            axum::http::StatusCode::BAD_REQUEST,
+            "Unknown grouping",
+            "by= takes the keys of heapscope diff --by: type, class, location, file, method, \
+             gem, generation, string.",
+        ));
     }
     let as_json = param(&p, "format") == Some("json");
     // As `heapscope diff --top N` (0: all rows).

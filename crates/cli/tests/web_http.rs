@@ -319,6 +319,32 @@ fn objects_tables_stand_in_for_a_moved_dump() {
     );
 }
 
+#[test]
+fn loaded_dumps_stay_within_the_cache_budget() {
+    let dir = scratch_dir("heapscope-web-cache-");
+    let (dumps_dir, files) = copy_series(dir.path());
+    let store = dir.path().join("store.sqlite").display().to_string();
+    import(&store, &[dumps_dir.as_os_str()]);
+    // 1 MiB holds one of these dumps at most: loading another evicts it.
+    let s = Server::start(
+        &["--store", &store, "--cache-memory", "1"],
+        &dir.path().join("serve.log"),
+    );
+    let dumps = dump_paths(&s);
+    let addresses: Vec<String> = files.iter().map(|f| first_address(f)).collect();
+    let object = |i: usize| format!("{}/object/{}", dumps[i], addresses[i]);
+    s.page(&object(0));
+    s.page(&object(1));
+    // Dump 1 is in memory: it answers without its file. Dump 0 was evicted:
+    // it needs its file again.
+    fs::rename(&files[0], dir.path().join("away-0.dump")).unwrap();
+    fs::rename(&files[1], dir.path().join("away-1.dump")).unwrap();
+    s.page(&object(1));
+    let r = s.get(&object(0));
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("is gone"));
+}
+
 /// The rows of a diff's JSON as key -> (count, memsize).
 fn diff_rows(v: &Value) -> BTreeMap<String, (u64, u64)> {
     v["rows"]

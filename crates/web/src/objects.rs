@@ -95,7 +95,13 @@ pub async fn object(
                 .map_err(|_| internal("the page's worker failed"))?;
             match page {
                 Some((inspection, paths, chain)) => Ok(html::page(
-                    &format!("Object {address:#x}"),
+                    &format!(
+                        "{} {address:#x}",
+                        inspection["class"]
+                            .as_str()
+                            .or(inspection["type"].as_str())
+                            .unwrap_or("Object")
+                    ),
                     &crumbs,
                     object_body(info.id, &inspection, &paths, &chain, offset),
                 )),

@@ -133,7 +133,8 @@ impl Cache {
     }
 }
 
-/// The file is still the one imported: there, same size, same fingerprint.
+/// The file is still the one imported: there, same size, same fingerprint,
+/// same modification time.
 fn check_file(info: &DumpInfo) -> Result<(), String> {
     let path = std::path::Path::new(&info.path);
     let meta = std::fs::metadata(path).map_err(|e| {
@@ -153,7 +154,7 @@ fn check_file(info: &DumpInfo) -> Result<(), String> {
             meta.len()
         ));
     }
-    let (fp, _, _) = heapscope_store::import::fingerprint(path)
+    let (fp, _, mtime) = heapscope_store::import::fingerprint(path)
         .map_err(|e| format!("The dump file {} cannot be read: {e}", info.path))?;
     if fp != info.fingerprint {
         return Err(format!(
@@ -161,6 +162,18 @@ fn check_file(info: &DumpInfo) -> Result<(), String> {
              Re-import it.",
             info.path
         ));
+    }
+    // The fingerprint reads only the file's ends: a write in the middle
+    // shows in the modification time.
+    if let (Some(now), Some(then)) = (mtime, info.file_mtime) {
+        if now != then {
+            return Err(format!(
+                "The dump file {} has been modified since it was imported (its modification \
+                 time changed), so its contents may differ from what the store holds. \
+                 Re-import it.",
+                info.path
+            ));
+        }
     }
     Ok(())
 }

@@ -127,6 +127,11 @@ pub fn chart(title: &str, lines: &[Line<'_>]) -> Markup {
             figcaption { (title) }
             svg width=(w) height=(h) viewBox=(format!("0 0 {w} {h}")) role="img" {
                 rect.frame x=(pad_l) y=(pad_y) width=(plot_w) height=(plot_h) {}
+                // x is a Unix time when it looks like one (else an index).
+                @if x0 > 1.0e8 {
+                    text.axis x=(pad_l) y=(h - 4.0) text-anchor="start" { (time(Some(x0 as i64))) }
+                    text.axis x=(w - pad_r) y=(h - 4.0) text-anchor="end" { (time(Some(x1 as i64))) }
+                }
                 @for (i, l) in lines.iter().enumerate().take(2) {
                     @let ys: Vec<f64> = l.points.iter().map(|p| p.1).collect();
                     @let lo = ys.iter().cloned().fold(f64::MAX, f64::min).min(0.0_f64.max(ys.iter().cloned().fold(f64::MAX, f64::min)));
@@ -197,8 +202,11 @@ pub fn object_ref(dump_id: i64, o: &serde_json::Value) -> Markup {
 pub fn path(dump_id: i64, p: &serde_json::Value) -> Markup {
     html! {
         ol.path {
-            li.root { "root: " (p["root"].as_str().unwrap_or("?"))
-                @if p["conservative"].as_bool() == Some(true) { span.muted { " (found on a C stack: may be stale)" } }
+            @let root = p["root"].as_str().unwrap_or("?");
+            @let roots = p["roots"].as_array().map(|r| r.iter().filter_map(|c| c.as_str()).collect::<Vec<_>>().join(", "));
+            li.root { "root: " (roots.unwrap_or_else(|| root.to_string()))
+                // Stale only when no precise root holds it too (those come first).
+                @if p["conservative"].as_bool() == Some(true) && root == "machine_context" { span.muted { " (found on a C stack: may be stale)" } }
             }
             @for (i, s) in p["steps"].as_array().map(Vec::as_slice).unwrap_or(&[]).iter().enumerate() {
                 @if p["elided_after"].as_u64() == Some(i as u64) && p["elided"].as_u64().unwrap_or(0) > 0 {

@@ -61,7 +61,9 @@ pub(crate) struct App {
     pub heaps: heaps::Cache,
     pub token: Option<String>,
     /// Host header values accepted: the listen address, and for loopback
-    /// `localhost` too (a DNS-rebinding page names its own host).
+    /// `localhost` too (a DNS-rebinding page names its own host). Empty:
+    /// any host (another address than loopback, where a token is required
+    /// and clients name the machine as they please).
     pub hosts: Vec<String>,
 }
 
@@ -88,6 +90,10 @@ pub fn check(config: &Config) -> Result<(), ServeError> {
 }
 
 fn host_names(addr: SocketAddr) -> Vec<String> {
+    if !addr.ip().is_loopback() {
+        // The token guards this server: a rebinding page cannot present it.
+        return Vec::new();
+    }
     let port = addr.port();
     let mut v = vec![addr.to_string()];
     if addr.ip().is_loopback() {
@@ -240,7 +246,9 @@ async fn guard(State(app): State<Shared>, req: Request, next: Next) -> Response 
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .is_some_and(|h| app.hosts.iter().any(|ok| ok.eq_ignore_ascii_case(h)));
+        .is_some_and(|h| {
+            app.hosts.is_empty() || app.hosts.iter().any(|ok| ok.eq_ignore_ascii_case(h))
+        });
     if !host_ok {
         return html::error_page(
             StatusCode::MISDIRECTED_REQUEST,
@@ -282,13 +290,17 @@ async fn guard(State(app): State<Shared>, req: Request, next: Next) -> Response 
     }
     let mut res = next.run(req).await;
     let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
-        ),
-    );
+    // A response with a policy of its own (the flame graph SVGs) keeps it.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                 object-src 'self'; frame-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; \
+                 frame-ancestors 'none'",
+            ),
+        );
+    }
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -297,7 +309,9 @@ async fn guard(State(app): State<Shared>, req: Request, next: Next) -> Response 
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !h.contains_key(header::X_FRAME_OPTIONS) {
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
     if let Some(t) = set_cookie {
         if let Ok(v) =
             HeaderValue::from_str(&format!("hs_token={t}; Path=/; HttpOnly; SameSite=Strict"))

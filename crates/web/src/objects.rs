@@ -31,6 +31,8 @@ use crate::{internal, missing, with_store, Shared};
 const NEIGHBOURS: usize = 50;
 /// Children listed when a dominator-tree node is expanded.
 const CHILDREN: usize = 30;
+/// Rows of a diff unless `top=` says otherwise (`heapscope diff`'s default).
+const DIFF_TOP: usize = 25;
 
 fn parse_address(text: &str) -> Option<u64> {
     let t = text.trim();
@@ -44,6 +46,15 @@ async fn dump_info(app: &Shared, id: i64) -> Result<DumpInfo, Response> {
     with_store(app, move |s| s.dump(id))
         .await?
         .ok_or_else(|| missing("No dump has this id."))
+}
+
+/// The process's name for the breadcrumbs ("process" if the store cannot say).
+async fn process_label(app: &Shared, id: i64) -> String {
+    with_store(app, move |s| s.process(id))
+        .await
+        .ok()
+        .flatten()
+        .map_or_else(|| "process".to_string(), |p| p.label)
 }
 
 /// Loads (or finds in memory) a dump, off the async threads.
@@ -69,7 +80,7 @@ pub async fn object(
     let crumbs = vec![
         (
             format!("/process/{}", info.process_id),
-            "process".to_string(),
+            process_label(&app, info.process_id).await,
         ),
         (format!("/dump/{}", info.id), info.file_name.clone()),
         (
@@ -84,7 +95,13 @@ pub async fn object(
                 .map_err(|_| internal("the page's worker failed"))?;
             match page {
                 Some((inspection, paths, chain)) => Ok(html::page(
-                    &format!("Object {address:#x}"),
+                    &format!(
+                        "{} {address:#x}",
+                        inspection["class"]
+                            .as_str()
+                            .or(inspection["type"].as_str())
+                            .unwrap_or("Object")
+                    ),
                     &crumbs,
                     object_body(info.id, &inspection, &paths, &chain, offset),
                 )),
@@ -158,6 +175,7 @@ fn object_view(loaded: &Loaded, address: u64, offset: usize) -> Option<ObjectVie
             let l = label_path(&labeler, p, &facts, Some(15));
             json!({
                 "root": l.root(),
+                "roots": l.categories,
                 "conservative": l.conservative,
                 "steps": l.steps.iter().map(|s| json!({
                     "address": format!("{:#x}", s.object.address),
@@ -347,7 +365,8 @@ pub async fn diff(State(app): State<Shared>, RawQuery(q): RawQuery) -> Result<Re
         .collect();
     ids.dedup();
     if !(2..=3).contains(&ids.len()) {
-        return Err(unavailable(
+        return Err(html::error_page(
+            axum::http::StatusCode::BAD_REQUEST,
             "Pick 2 or 3 dumps",
             "A diff compares 2 dumps (objects in the second that the first did not have) or 3 \
              (those of the second still in the third). Tick them on a process page.",
@@ -360,9 +379,18 @@ pub async fn diff(State(app): State<Shared>, RawQuery(q): RawQuery) -> Result<Re
         .take(4)
         .collect();
     if by.is_empty() {
-        return Err(missing("Unknown grouping."));
+        return Err(html::error_page(
+            axum::http::StatusCode::BAD_REQUEST,
+            "Unknown grouping",
+            "by= takes the keys of heapscope diff --by: type, class, location, file, method, \
+             gem, generation, string.",
+        ));
     }
     let as_json = param(&p, "format") == Some("json");
+    // As `heapscope diff --top N` (0: all rows).
+    let top: usize = param(&p, "top")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DIFF_TOP);
     let mut infos = Vec::new();
     for &id in &ids {
         infos.push(dump_info(&app, id).await?);
@@ -391,7 +419,7 @@ pub async fn diff(State(app): State<Shared>, RawQuery(q): RawQuery) -> Result<Re
                 by: by2,
                 filter: ObjectFilter::default(),
                 sort: SortBy::Memsize,
-                top: Some(200),
+                top: (top > 0).then_some(top),
             },
         );
         let sources = heapscope_report::DiffSources {
@@ -420,11 +448,20 @@ pub async fn diff(State(app): State<Shared>, RawQuery(q): RawQuery) -> Result<Re
             @if infos.len() == 3 { ", still in " strong { (infos[2].file_name) } } ": "
             (count(t["new_objects"].as_i64().unwrap_or(0))) " objects, " (bytes(t["new_memsize"].as_i64().unwrap_or(0))) "." }
         @for w in result["warnings"].as_array().unwrap_or(&empty) { p.warning { (w.as_str().unwrap_or("")) } }
-        table.data #diff {
+        @let query = ids.iter().map(|i| format!("dump={i}")).collect::<Vec<_>>().join("&");
+        p.muted {
+            @let by_norm = names.join(",");
+            "Grouped by " (by_norm) "; "
+            @if top > 0 { "the " (top) " largest groups by bytes (" a href=(format!("/diff?{query}&by={by_norm}&top=0")) { "all" } "). " }
+            @else { "all groups. " }
+            a href=(format!("/diff?{query}&by={by_norm}&top={top}&format=json")) { "As JSON" } " (as " code { "heapscope diff --format json" } ")."
+        }
+        table.data #diff data-top=(top) {
             thead { tr { @for n in &names { th { (n) } } th.num { "Objects" } th.num { "Bytes" } } }
             tbody {
                 @for r in rows {
-                    tr {
+                    @let key = names.iter().map(|n| r[*n].as_str().unwrap_or("")).collect::<Vec<_>>().join("\u{1f}");
+                    tr data-key=(key) data-count=(r["count"].as_i64().unwrap_or(0)) data-bytes=(r["memsize"].as_i64().unwrap_or(0)) {
                         @for n in &names { td.key { (r[*n].as_str().map(str::to_string).unwrap_or_else(|| if r[*n].is_null() { "(none)".into() } else { r[*n].to_string() })) } }
                         td.num { (count(r["count"].as_i64().unwrap_or(0))) }
                         td.num { (bytes(r["memsize"].as_i64().unwrap_or(0))) }
@@ -433,12 +470,10 @@ pub async fn diff(State(app): State<Shared>, RawQuery(q): RawQuery) -> Result<Re
             }
         }
     };
+    let label = process_label(&app, infos[0].process_id).await;
     Ok(html::page(
         "Diff",
-        &[(
-            format!("/process/{}", infos[0].process_id),
-            "process".into(),
-        )],
+        &[(format!("/process/{}", infos[0].process_id), label)],
         body,
     ))
 }

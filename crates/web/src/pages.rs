@@ -51,7 +51,7 @@ pub async fn processes(State(app): State<Shared>) -> Result<Response, Response> 
         @if procs.is_empty() {
             p { "The store is empty. Import dumps with " code { "heapscope import PATH" } " or give them to " code { "heapscope serve PATH" } "." }
         } @else {
-            p.muted { (procs.len()) " processes, " (dumps) " dumps." }
+            p.muted { (plural(procs.len(), "process", "processes")) ", " (plural(dumps, "dump", "dumps")) "." }
             table.data #processes {
                 thead { tr { th { "Process" } th.num { "Dumps" } th { "First" } th { "Last" } th { "Heap bytes per dump" } th { "Verdict" } } }
                 tbody {
@@ -78,6 +78,10 @@ pub async fn processes(State(app): State<Shared>) -> Result<Response, Response> 
         }
     };
     Ok(html::page("Processes", &[], body))
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{} {}", count(n as i64), if n == 1 { one } else { many })
 }
 
 fn verdict(v: Option<&str>) -> Markup {
@@ -140,7 +144,7 @@ pub async fn process(
         },
     ];
     let body = html! {
-        p.muted { (dumps.len()) " dumps from " (time(p.first_time)) " to " (time(p.last_time)) ". Verdict: " (verdict(p.verdict.as_deref())) }
+        p.muted { (plural(dumps.len(), "dump", "dumps")) " from " (time(p.first_time)) " to " (time(p.last_time)) ". Verdict: " (verdict(p.verdict.as_deref())) }
         (html::chart("Heap over time (each dump)", &heap_lines))
         @for s in &series {
             @let lines = vec![
@@ -193,14 +197,14 @@ fn leak_report(last_dump: i64, r: &Json) -> Markup {
             @if r["verdict"] == "cannot judge" {
                 "At least " (r["dumps_needed"]) " dumps are needed to judge; this process has " (r["dumps"].as_array().map_or(0, Vec::len)) ". "
             }
-            (count(r["survivors"].as_i64().unwrap_or(0))) " objects (" (bytes(r["survivor_bytes"].as_i64().unwrap_or(0))) ") of the first dump's absence survived every later dump."
+            (count(r["survivors"].as_i64().unwrap_or(0))) " objects (" (bytes(r["survivor_bytes"].as_i64().unwrap_or(0))) ") that the first dump did not have survived in every later dump."
         }
         @for w in r["warnings"].as_array().unwrap_or(&empty) { p.warning { (w.as_str().unwrap_or("")) } }
         @if leaks.is_empty() {
             p.muted { "No site grows." }
         } @else {
             table.data #leaks {
-                thead { tr { th.num { "#" } th { "Site" } th { "Verdict" } th { "Objects per dump" } th.num { "Growth/dump" } th.num { "Growth/hour" } th.num { "Survivors" } th { "Survivor's path, holder" } } }
+                thead { tr { th.num { "#" } th { "Site" } th { "Verdict" } th { "Objects in each dump" } th.num { "Growth per dump" } th.num { "Bytes per hour" } th.num { "Survivors" } th { "Survivor's path, holder" } } }
                 tbody {
                     @for s in leaks {
                         @let counts: Vec<f64> = s["counts"].as_array().unwrap_or(&empty).iter().filter_map(Json::as_f64).collect();
@@ -290,6 +294,8 @@ pub async fn dump(
     let filter = param(&p, "q")
         .unwrap_or("")
         .chars()
+        // PostgreSQL refuses NUL in text.
+        .filter(|&c| c != '\0')
         .take(200)
         .collect::<String>();
     let sort = match param(&p, "sort") {
@@ -314,7 +320,11 @@ pub async fn dump(
             .iter()
             .any(|(k, _)| *k == tab2)
         {
-            Some(s.rows(id, &tab2, &filter2, sort, page * PER_PAGE, PER_PAGE)?)
+            if tab2 == "generation" && sort == RowOrder::Key {
+                Some(generation_rows(s, id, &filter2, page * PER_PAGE, PER_PAGE)?)
+            } else {
+                Some(s.rows(id, &tab2, &filter2, sort, page * PER_PAGE, PER_PAGE)?)
+            }
         } else {
             None
         };
@@ -335,6 +345,15 @@ pub async fn dump(
             "suspects" => s
                 .doc(id, "suspects")?
                 .and_then(|t| serde_json::from_str(&t).ok()),
+            // Only the depth, to size the graph's box.
+            "flame" => s.doc(id, "folded")?.map(|t| {
+                let depth = t
+                    .lines()
+                    .map(|l| l.bytes().filter(|&b| b == b';').count() + 1)
+                    .max()
+                    .unwrap_or(0);
+                Json::from(depth)
+            }),
             _ => None,
         };
         Ok((info, process, rows, doc))
@@ -380,11 +399,11 @@ pub async fn dump(
                 tbody {
                     @for r in rows {
                         tr {
-                            td.key { (r.key) }
+                            td.key { @if r.key.is_empty() { span.muted { "(empty)" } } @else { (r.key) } }
                             td.num { (count(r.count)) }
                             td.num { (bytes(r.bytes)) }
                             @if tab == "string" {
-                                td { @for l in r.extra.as_ref().and_then(Json::as_array).map(Vec::as_slice).unwrap_or(&[]) { span.loc { (l[0].as_str().unwrap_or("")) " ×" (l[1]) } " " } }
+                                td.sites { @for l in r.extra.as_ref().and_then(Json::as_array).map(Vec::as_slice).unwrap_or(&[]) { span.loc { (l[0].as_str().unwrap_or("")) " ×" (l[1]) } } }
                             }
                         }
                     }
@@ -400,10 +419,53 @@ pub async fn dump(
         }
         @if tab == "flame" {
             p.muted { "Each box is an object; its width is the memory it alone keeps alive." }
-            object.flame data=(format!("/dump/{}/flame.svg", d.id)) type="image/svg+xml" aria-label="dominator flame graph" {}
+            (flame_object(&format!("/dump/{}/flame.svg", d.id), doc.as_ref().and_then(Json::as_u64).unwrap_or(0), "dominator flame graph"))
         }
     };
     Ok(html::page(&d.file_name, &crumbs, body))
+}
+
+/// The generation rows in numeric order, the keys that are not numbers
+/// ("(none)", "untraced") first. `Store::rows` casts keys to integers for
+/// this order, which PostgreSQL refuses for those keys; comparing lengths
+/// first orders numbers without a cast, alike in both databases.
+fn generation_rows(
+    s: &mut heapscope_store::Store,
+    dump_id: i64,
+    filter: &str,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<heapscope_store::GroupRow>, i64), heapscope_store::DbError> {
+    use heapscope_store::Value;
+    // A dump has few generations: filter and page here.
+    let params: Vec<Value> = vec![dump_id.into(), "generation".into()];
+    let needle = filter.to_lowercase();
+    let db = s.db();
+    let rows = db.query(
+        "SELECT key, count, bytes FROM dump_rows WHERE dump_id = ? AND dim = ? \
+             ORDER BY CASE WHEN key IN ('(none)', 'untraced') THEN 0 ELSE 1 END, LENGTH(key), key",
+        &params,
+    )?;
+    let all: Vec<heapscope_store::GroupRow> = rows
+        .into_iter()
+        .map(|r| {
+            let mut it = r.into_iter();
+            heapscope_store::GroupRow {
+                key: it.next().and_then(Value::into_text).unwrap_or_default(),
+                count: it.next().and_then(|v| v.int()).unwrap_or(0),
+                bytes: it.next().and_then(|v| v.int()).unwrap_or(0),
+                extra: None,
+            }
+        })
+        .filter(|r| r.key.to_lowercase().contains(&needle))
+        .collect();
+    let total = all.len() as i64;
+    let page = all
+        .into_iter()
+        .skip(offset.max(0) as usize)
+        .take(limit.max(0) as usize)
+        .collect();
+    Ok((page, total))
 }
 
 fn dump_header(d: &DumpInfo) -> Markup {
@@ -484,6 +546,17 @@ fn suspects_tab(dump_id: i64, doc: Option<&Json>) -> Markup {
     }
 }
 
+/// The box showing a flame graph SVG, as tall as inferno draws a graph of
+/// `depth` frames (16 px each, title and footer, the "all" frame; a little
+/// more, as the box is a bit wider than the 1200 px drawing).
+fn flame_object(src: &str, depth: u64, label: &str) -> Markup {
+    let height = ((depth + 1) * 16 + 90) * 11 / 10;
+    html! {
+        // An attribute, not a style: the policy allows no inline styles.
+        object.flame data=(src) type="image/svg+xml" aria-label=(label) height=(height) {}
+    }
+}
+
 /// An SVG response: its own document, shown in an `<object>`, so that
 /// inferno's script runs there and never in the page.
 pub(crate) fn svg_response(svg: Vec<u8>) -> Response {
@@ -493,12 +566,20 @@ pub(crate) fn svg_response(svg: Vec<u8>) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("image/svg+xml"),
     );
-    // inferno's SVG carries its own script and style (search, zoom).
+    // inferno's SVG carries its own script and style (search, zoom; search
+    // asks with prompt()). It is shown in the UI's own pages only, and
+    // sandboxed: an opaque origin, so even a frame name that escaped
+    // escaping could not reach the UI or its cookie.
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+             frame-ancestors 'self'; sandbox allow-scripts allow-modals",
         ),
+    );
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("SAMEORIGIN"),
     );
     r
 }
@@ -547,7 +628,8 @@ pub async fn profile(
     let body = html! {
         p.muted { (summary["samples"]) " samples; " code { (info.path) } }
         @for c in summary["comments"].as_array().unwrap_or(&empty) { p.comment { (c.as_str().unwrap_or("")) } }
-        object.flame data=(format!("/profile/{}/flame.svg", info.id)) type="image/svg+xml" aria-label="profile flame graph" {}
+        @let depth = summary["folded"].as_array().unwrap_or(&empty).iter().filter_map(|l| l[0].as_str()).map(|st| st.matches(';').count() + 1).max().unwrap_or(0);
+        (flame_object(&format!("/profile/{}/flame.svg", info.id), depth as u64, "profile flame graph"))
         h2 { "Top sites" }
         table.data #sites {
             thead { tr { th { "Frame" } @for t in types { th.num { (t["type"].as_str().unwrap_or("")) " (" (t["unit"].as_str().unwrap_or("")) ")" } } } }

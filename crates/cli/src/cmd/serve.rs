@@ -32,8 +32,10 @@ long as `heapscope retained`. A dump moved or changed since it was imported gets
 an error; with `import --objects` object pages fall back to the store's tables.
 
 The UI is read-only and served by heapscope itself (no CDN, no network). It listens on 127.0.0.1
-by default; --listen with any other address requires --token (or HEAPSCOPE_TOKEN), which every
-request must then present (?token=... once, then a cookie, or Authorization: Bearer ...).
+by default and then answers only to Host 127.0.0.1:PORT or localhost:PORT (no DNS rebinding);
+--listen with any other address requires --token (or HEAPSCOPE_TOKEN), which every request must
+then present (?token=... once, then a cookie, or Authorization: Bearer ...). The URL is printed
+on stdout once the server listens. Pages, options and the security model: docs/serve.md.
 
 Examples:
     heapscope serve tmp/heapscope/ --open

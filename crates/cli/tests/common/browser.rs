@@ -422,14 +422,15 @@ impl Page {
     }
 
     /// Waits for the first element matching `css` to have a size, scrolls it
-    /// into view and clicks its middle with the mouse (press and release), as
-    /// a user would: whatever is on top at that point gets the click.
+    /// into view and clicks the middle of its first line box with the mouse
+    /// (press and release), as a user would: whatever is on top at that point
+    /// gets the click. (The middle of a link that wraps can be blank space.)
     pub fn click(&self, css: &str) {
         let at = self.poll(
             &format!(
                 "(() => {{ const e = document.querySelector({}); if (!e) return null; \
                  e.scrollIntoView({{block: 'center', inline: 'center', behavior: 'instant'}}); \
-                 const r = e.getBoundingClientRect(); \
+                 const rs = e.getClientRects(); const r = rs.length ? rs[0] : e.getBoundingClientRect(); \
                  return r.width * r.height > 0 ? [r.left + r.width / 2, r.top + r.height / 2] : null }})()",
                 js_str(css)
             ),

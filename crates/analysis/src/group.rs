@@ -196,6 +196,18 @@ fn group_inner(
             e.1 = e.1.saturating_add(heap.memsize(id));
         }
     }
+    finish_groups(ctx, sums, by, sort, top, duplicates_only)
+}
+
+/// Sorts and cuts summed groups (see [`group_inner`]).
+fn finish_groups(
+    ctx: &Grouper<'_>,
+    mut sums: FastMap<[u32; MAX_KEYS], (u64, u64)>,
+    by: &[GroupKey],
+    sort: SortBy,
+    top: Option<usize>,
+    duplicates_only: bool,
+) -> (Vec<Group>, Vec<[u32; MAX_KEYS]>, usize) {
     if duplicates_only {
         // Only values that occur more than once are duplicates.
         sums.retain(|_, (count, _)| *count > 1);
@@ -242,6 +254,112 @@ fn group_inner(
         })
         .collect();
     (groups, rows.into_iter().map(|r| r.0).collect(), total)
+}
+
+/// One pass over `ids` for several single-key groupings at once, each
+/// giving what [`group_objects`] would: generation, type, class and location
+/// are counted per object into arrays; file and gem are summed from the
+/// location totals (a location has one file, a file one gem). String
+/// groupings are not done here (`group_objects` has their second pass).
+pub fn group_objects_by_each(
+    heap: &Heap,
+    ids: impl Iterator<Item = ObjId>,
+    keys: &[GroupKey],
+    sort: SortBy,
+    top: Option<usize>,
+) -> Vec<(Vec<Group>, usize)> {
+    assert!(!keys.contains(&GroupKey::String) && !keys.contains(&GroupKey::Method));
+    let mut ctx = Grouper::new(heap);
+    let canon: Vec<u32> = ctx.class_canon().to_vec();
+    let gens = heap.facts.max_generation.map_or(0, |g| g as usize + 1);
+    // Last slot of each: none (u32::MAX, NO_GENERATION).
+    let mut by_gen = vec![(0u64, 0u64); gens + 1];
+    let mut by_type = vec![(0u64, 0u64); heap.type_names.len() + 1];
+    let mut by_class = vec![(0u64, 0u64); heap.classes.len() + 1];
+    let mut by_loc = vec![(0u64, 0u64); heap.locations.len() + 1];
+    let add = |v: &mut Vec<(u64, u64)>, raw: u32, m: u64| {
+        let last = v.len() - 1;
+        let slot = &mut v[(raw as usize).min(last)];
+        slot.0 += 1;
+        slot.1 = slot.1.saturating_add(m);
+    };
+    for id in ids {
+        let i = id as usize;
+        let m = heap.memsize(id);
+        add(&mut by_gen, heap.generation[i], m);
+        add(&mut by_type, heap.otype[i] as u32, m);
+        let c = heap.grouping_class(id);
+        add(
+            &mut by_class,
+            if c == NO_CLASS {
+                u32::MAX
+            } else {
+                canon[c as usize]
+            },
+            m,
+        );
+        add(&mut by_loc, heap.location[i], m);
+    }
+    let to_map = |v: &Vec<(u64, u64)>| -> FastMap<[u32; MAX_KEYS], (u64, u64)> {
+        let last = v.len() - 1;
+        v.iter()
+            .enumerate()
+            .filter(|(_, s)| s.0 > 0)
+            .map(|(i, &s)| {
+                let raw = if i == last { u32::MAX } else { i as u32 };
+                ([raw, 0, 0, 0], s)
+            })
+            .collect()
+    };
+    // File and gem totals from the locations'.
+    let mut by_file: FastMap<[u32; MAX_KEYS], (u64, u64)> = FastMap::default();
+    let mut by_gem: FastMap<[u32; MAX_KEYS], (u64, u64)> = FastMap::default();
+    let last = by_loc.len() - 1;
+    for (l, &(count, bytes)) in by_loc.iter().enumerate() {
+        if count == 0 {
+            continue;
+        }
+        let (file, gem) = if l == last {
+            (u32::MAX, u32::MAX)
+        } else {
+            let f = heap.locations[l].file.0;
+            // The gem of any object of this location: the file decides.
+            (f, ctx.gem_of(f))
+        };
+        for (map, raw) in [(&mut by_file, file), (&mut by_gem, gem)] {
+            let e = map.entry([raw, 0, 0, 0]).or_insert((0, 0));
+            e.0 += count;
+            e.1 = e.1.saturating_add(bytes);
+        }
+    }
+    keys.iter()
+        .map(|&key| {
+            let sums = match key {
+                GroupKey::Generation => {
+                    // Generations are counted with NO_GENERATION as none.
+                    let mut m = to_map(&by_gen);
+                    if let Some(s) = m.remove(&[u32::MAX, 0, 0, 0]) {
+                        m.insert([NO_GENERATION, 0, 0, 0], s);
+                    }
+                    m
+                }
+                GroupKey::Type => to_map(&by_type),
+                GroupKey::Class => to_map(&by_class),
+                GroupKey::Location => {
+                    let mut m = to_map(&by_loc);
+                    if let Some(s) = m.remove(&[u32::MAX, 0, 0, 0]) {
+                        m.insert([NO_LOC, 0, 0, 0], s);
+                    }
+                    m
+                }
+                GroupKey::File => by_file.clone(),
+                GroupKey::Gem => by_gem.clone(),
+                GroupKey::String | GroupKey::Method => unreachable!("checked above"),
+            };
+            let (groups, _, total) = finish_groups(&ctx, sums, &[key], sort, top, false);
+            (groups, total)
+        })
+        .collect()
 }
 
 /// An upper bound of a single key's raw values, when they are dense ids.
@@ -295,6 +413,21 @@ impl<'h> Grouper<'h> {
         &self.class_canon
     }
 
+    /// The gem (raw key) of a file.
+    fn gem_of(&mut self, file: u32) -> u32 {
+        if let Some(&g) = self.gem_of_file.get(&file) {
+            return g;
+        }
+        let label = origin_of(self.heap.strings.get(StrId(file))).label();
+        let next = self.gem_names.len() as u32;
+        let g = *self.gem_index.entry(label.clone()).or_insert_with(|| {
+            self.gem_names.push(label);
+            next
+        });
+        self.gem_of_file.insert(file, g);
+        g
+    }
+
     /// The raw key of `id` under `by` (unused slots are 0).
     pub fn raw_key(&mut self, id: ObjId, by: &[GroupKey]) -> [u32; MAX_KEYS] {
         let mut k = [0u32; MAX_KEYS];
@@ -327,19 +460,7 @@ impl<'h> Grouper<'h> {
             GroupKey::Method => h.method[i].0,
             GroupKey::String => h.detail[i],
             GroupKey::Gem => match h.location(id) {
-                Some(l) => {
-                    if let Some(&g) = self.gem_of_file.get(&l.file.0) {
-                        return g;
-                    }
-                    let label = origin_of(h.strings.get(l.file)).label();
-                    let next = self.gem_names.len() as u32;
-                    let g = *self.gem_index.entry(label.clone()).or_insert_with(|| {
-                        self.gem_names.push(label);
-                        next
-                    });
-                    self.gem_of_file.insert(l.file.0, g);
-                    g
-                }
+                Some(l) => self.gem_of(l.file.0),
                 None => u32::MAX,
             },
         }
@@ -364,6 +485,46 @@ impl<'h> Grouper<'h> {
             GroupKey::File | GroupKey::Method | GroupKey::String => KeyValue::Text(text(raw)),
             GroupKey::Gem => {
                 KeyValue::Text((raw != u32::MAX).then(|| self.gem_names[raw as usize].clone()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod each_tests {
+    use super::*;
+    use crate::paths::tests::heap_of;
+
+    /// Objects with and without class, location and generation, in app and
+    /// gem files, some sharing a file across lines.
+    const DUMP: &str = r#"{"type":"ROOT", "root":"vm", "references":["0x1000"]}
+{"address":"0x100", "type":"CLASS", "name":"Foo", "memsize":500}
+{"address":"0x1000", "type":"ARRAY", "class":"0x100", "file":"/app/a.rb", "line":3, "generation":5, "memsize":40}
+{"address":"0x1028", "type":"STRING", "class":"0x100", "file":"/app/a.rb", "line":4, "generation":6, "memsize":60}
+{"address":"0x1050", "type":"STRING", "file":"/gems/rack-3.0.0/lib/rack.rb", "line":9, "generation":6, "memsize":70}
+{"address":"0x1078", "type":"HASH", "file":"/gems/rack-3.0.0/lib/rack/utils.rb", "line":1, "memsize":80}
+{"address":"0x10a0", "type":"OBJECT", "class":"0x100", "memsize":90}
+{"address":"0x10c8", "type":"OBJECT", "class":"0x999", "generation":2, "memsize":90}
+"#;
+
+    #[test]
+    fn one_pass_equals_one_grouping_each() {
+        let heap = heap_of(DUMP);
+        let keys = [
+            GroupKey::Generation,
+            GroupKey::Type,
+            GroupKey::Class,
+            GroupKey::Location,
+            GroupKey::File,
+            GroupKey::Gem,
+        ];
+        for sort in [SortBy::Memsize, SortBy::Count] {
+            for top in [None, Some(2)] {
+                let each = group_objects_by_each(&heap, heap.ids(), &keys, sort, top);
+                for (k, got) in keys.iter().zip(each) {
+                    let want = group_objects(&heap, heap.ids(), &[*k], sort, top);
+                    assert_eq!(got, want, "{k:?} {sort:?} {top:?}");
+                }
             }
         }
     }

@@ -215,7 +215,10 @@ impl Db {
         match self.conn {
             // SQLite keeps objects in address order inside their key (no
             // second index to maintain: bulk loads stay fast); a repeated
-            // address in a dump keeps its first record there.
+            // address in a dump keeps its first record there. PostgreSQL
+            // gets a BRIN index: objects arrive in address order, so block
+            // ranges of addresses find them, at a fraction of a B-tree's
+            // cost per row.
             Conn::Sqlite(_) => sql
                 .replace("{id}", "INTEGER PRIMARY KEY")
                 .replace("{blob}", "BLOB")
@@ -235,7 +238,7 @@ impl Db {
                 .replace("{objects_end}", "\n);")
                 .replace(
                     "{objects_index}",
-                    "CREATE INDEX objects_by_address ON objects (dump_id, address);",
+                    "CREATE INDEX objects_by_address ON objects USING brin (dump_id, address);",
                 )
                 .replace(
                     "{refs_view}",
@@ -445,41 +448,61 @@ impl RowSink for SqliteSink<'_, '_> {
     }
 }
 
-/// PostgreSQL: COPY's text format into a buffer, sent in 256 KiB pieces.
+/// PostgreSQL: COPY's binary format into a buffer, sent in 256 KiB
+/// pieces. Binary spares the server parsing every number: it is the
+/// server's CPU, not the client's, that limits a COPY of millions of rows.
 struct CopySink<'w, 'c> {
     w: &'w mut postgres::CopyInWriter<'c>,
     buf: Vec<u8>,
-    first: bool,
+    /// Where the current row's field count goes, once the row is complete.
+    row_start: Option<usize>,
+    fields: u16,
     rows: u64,
     error: Option<std::io::Error>,
 }
 
+/// The binary format's header: signature, flags, no extension.
+const COPY_BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+
 impl CopySink<'_, '_> {
-    fn sep(&mut self) {
-        if !self.first {
-            self.buf.push(b'\t');
+    fn field(&mut self) {
+        if self.row_start.is_none() {
+            self.row_start = Some(self.buf.len());
+            self.buf.extend_from_slice(&[0, 0]);
+            self.fields = 0;
         }
-        self.first = false;
+        self.fields += 1;
     }
 }
 
 impl RowSink for CopySink<'_, '_> {
     fn int(&mut self, v: i64) {
-        self.sep();
-        self.buf.extend_from_slice(itoa(v, &mut [0u8; 20]));
+        self.field();
+        self.buf.extend_from_slice(&8i32.to_be_bytes());
+        self.buf.extend_from_slice(&v.to_be_bytes());
     }
     fn text(&mut self, v: &str) {
-        self.sep();
-        copy_text(&mut self.buf, v);
+        self.field();
+        // PostgreSQL text cannot hold NUL: stored as `\0`, as elsewhere.
+        let owned;
+        let v = if v.contains('\0') {
+            owned = v.replace('\0', "\\0");
+            owned.as_str()
+        } else {
+            v
+        };
+        self.buf.extend_from_slice(&(v.len() as i32).to_be_bytes());
+        self.buf.extend_from_slice(v.as_bytes());
     }
     fn null(&mut self) {
-        self.sep();
-        self.buf.extend_from_slice(b"\\N");
+        self.field();
+        self.buf.extend_from_slice(&(-1i32).to_be_bytes());
     }
     fn end_row(&mut self) {
         use std::io::Write;
-        self.buf.push(b'\n');
-        self.first = true;
+        if let Some(at) = self.row_start.take() {
+            self.buf[at..at + 2].copy_from_slice(&self.fields.to_be_bytes());
+        }
         self.rows += 1;
         if self.buf.len() >= 256 << 10 && self.error.is_none() {
             if let Err(e) = self.w.write_all(&self.buf) {
@@ -491,7 +514,7 @@ impl RowSink for CopySink<'_, '_> {
 }
 
 /// Decimal digits of `v` without allocating.
-fn itoa(v: i64, buf: &mut [u8; 20]) -> &[u8] {
+pub(crate) fn itoa(v: i64, buf: &mut [u8; 20]) -> &[u8] {
     let mut n = v.unsigned_abs();
     let mut i = buf.len();
     loop {
@@ -545,20 +568,28 @@ impl Db {
             }
             Conn::Postgres(c) => {
                 use std::io::Write;
-                let sql = format!("COPY {table} ({}) FROM STDIN", columns.join(","));
+                let sql = format!(
+                    "COPY {table} ({}) FROM STDIN (FORMAT binary)",
+                    columns.join(",")
+                );
                 let mut w = c.copy_in(sql.as_str())?;
+                let mut buf = Vec::with_capacity(300 << 10);
+                buf.extend_from_slice(COPY_BINARY_HEADER);
                 let mut sink = CopySink {
                     w: &mut w,
-                    buf: Vec::with_capacity(300 << 10),
-                    first: true,
+                    buf,
+                    row_start: None,
+                    fields: 0,
                     rows: 0,
                     error: None,
                 };
                 fill(&mut sink);
-                let (rows, buf, error) = (sink.rows, std::mem::take(&mut sink.buf), sink.error);
+                let (rows, mut buf, error) = (sink.rows, std::mem::take(&mut sink.buf), sink.error);
                 if let Some(e) = error {
                     return Err(DbError(format!("PostgreSQL COPY: {e}")));
                 }
+                // The trailer: a field count of -1.
+                buf.extend_from_slice(&(-1i16).to_be_bytes());
                 w.write_all(&buf)
                     .map_err(|e| DbError(format!("PostgreSQL COPY: {e}")))?;
                 w.finish()?;

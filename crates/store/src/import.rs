@@ -9,14 +9,14 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use heapscope_analysis::group::GroupKey;
 use heapscope_analysis::group::SortBy;
+use heapscope_analysis::group::{group_objects, group_objects_by_each, Group, GroupKey};
 use heapscope_analysis::leaks::{parse_file_name, LeakOptions, SeriesBuilder};
 use heapscope_analysis::memseries::parse_log;
 use heapscope_analysis::retained::{
     reachable_app_objects, top_groups, top_objects, unreachable_groups,
 };
-use heapscope_analysis::summary::{summarize, ObjectFilter, SummaryOptions, Totals};
+use heapscope_analysis::summary::{ObjectFilter, Totals};
 use heapscope_analysis::suspects::{find_suspects, SuspectOptions};
 use heapscope_graph::{Dominators, Graph, GraphOptions};
 use heapscope_heap::Heap;
@@ -309,14 +309,22 @@ pub fn analyse(
     let heap = &dump.heap;
     // The groupings and the graph are independent: on two cores, half the
     // time.
-    let (rows, (graph_docs, reach, leaks)) = std::thread::scope(|s| {
-        let rows = s.spawn(|| {
+    let graph = Graph::new(heap, GraphOptions::default());
+    lap(start, "graph");
+    let graph = &graph;
+    let (rows, leaks, (graph_docs, reach)) = std::thread::scope(|s| {
+        // Beside the dominator tree: the groupings, then the leak fold
+        // (which needs the graph for its paths, not the dominators).
+        let rows = s.spawn(move || {
             let r = group_rows(heap);
             lap(start, "groupings");
-            r
+            let leaks = plan.map(|plan| plan.fold(heap, graph));
+            lap(start, "leak fold");
+            (r, leaks)
         });
-        let graph = graph_docs(dump, start, plan);
-        (rows.join().expect("grouping thread"), graph)
+        let docs = graph_docs(dump, graph, start);
+        let (rows, leaks) = rows.join().expect("grouping thread");
+        (rows, leaks, docs)
     });
     let (rows, row_counts, totals) = rows;
     let meta = json!({
@@ -471,25 +479,60 @@ type Rows = (
     Totals,
 );
 
+/// One grouping's name, key, rows and row count before the cut.
+type Grouped = (&'static str, GroupKey, (Vec<Group>, usize));
+
 fn group_rows(heap: &Heap) -> Rows {
+    // The objects `summary` counts (the agent's and the tracer's left out),
+    // with its totals.
+    let filter = ObjectFilter::default();
+    let mut totals = Totals::of_dump(heap, &filter);
+    let mut ids = Vec::with_capacity(heap.len());
+    for id in heap.ids() {
+        if !filter.matches_but_agent(heap, id) {
+            continue;
+        }
+        if heap.is_agent(id) {
+            totals.agent.add(heap.memsize(id));
+            continue;
+        }
+        totals.objects += 1;
+        totals.memsize = totals.memsize.saturating_add(heap.memsize(id));
+        ids.push(id);
+    }
+    let plain: Vec<(&'static str, GroupKey)> = DIMENSIONS
+        .iter()
+        .copied()
+        .filter(|(_, k)| *k != GroupKey::String)
+        .collect();
+    let keys: Vec<GroupKey> = plain.iter().map(|p| p.1).collect();
+    let mut grouped: Vec<Grouped> = plain
+        .iter()
+        .zip(group_objects_by_each(
+            heap,
+            ids.iter().copied(),
+            &keys,
+            SortBy::Memsize,
+            Some(MAX_ROWS),
+        ))
+        .map(|(&(dim, key), g)| (dim, key, g))
+        .collect();
+    grouped.push((
+        "string",
+        GroupKey::String,
+        group_objects(
+            heap,
+            ids.iter().copied(),
+            &[GroupKey::String],
+            SortBy::Memsize,
+            Some(MAX_ROWS),
+        ),
+    ));
     let mut rows = Vec::new();
     let mut counts = serde_json::Map::new();
-    let mut totals = None;
-    for &(dim, key) in DIMENSIONS {
-        let s = summarize(
-            heap,
-            &SummaryOptions {
-                by: vec![key],
-                filter: ObjectFilter::default(),
-                sort: SortBy::Memsize,
-                top: Some(MAX_ROWS),
-            },
-        );
-        counts.insert(dim.into(), json!(s.total_groups));
-        if totals.is_none() {
-            totals = Some(s.totals.clone());
-        }
-        for g in s.groups {
+    for (dim, key, (groups, total)) in grouped {
+        counts.insert(dim.into(), json!(total));
+        for g in groups {
             let label = g.key[0].display(key);
             let extra = (!g.locations.is_empty()).then(|| {
                 json!(g
@@ -502,26 +545,25 @@ fn group_rows(heap: &Heap) -> Rows {
             rows.push((dim, label, g.count, g.memsize, extra));
         }
     }
-    (rows, Json::Object(counts), totals.unwrap_or_default())
+    (rows, Json::Object(counts), totals)
 }
 
-/// What the graph stages give: documents, reachable objects and bytes, and
-/// the leak series' update when the dump could be folded in here.
-type GraphDocs = (Vec<(&'static str, String)>, (u64, u64), Option<LeakUpdate>);
+/// What the dominator stages give: documents, and reachable objects and
+/// bytes.
+type GraphDocs = (Vec<(&'static str, String)>, (u64, u64));
 
-fn graph_docs(dump: &Dump, start: std::time::Instant, plan: Option<LeakPlan>) -> GraphDocs {
-    let heap = &dump.heap;
-    let graph = Graph::new(heap, GraphOptions::default());
-    lap(start, "graph");
-    let dom = Dominators::compute(&graph);
+fn graph_docs(dump: &Dump, graph: &Graph<'_>, start: std::time::Instant) -> GraphDocs {
+    let dom = Dominators::compute(graph);
     lap(start, "dominators");
-    let (graph, dom) = (&graph, &dom);
+    let dom = &dom;
     // Independent readers of the graph and the dominator tree: the leak
     // fold and the suspects on their own threads, the retained lists and
     // the flame graph here.
     std::thread::scope(|s| {
-        let leaks = plan.map(|plan| s.spawn(move || plan.fold(heap, graph)));
-        let suspects = s.spawn(|| {
+        // Two workers, split by measured cost: suspects and the retained
+        // groups by location there; the retained objects, the groups by
+        // class and the flame graph here.
+        let other = s.spawn(move || {
             let found = find_suspects(
                 graph,
                 dom,
@@ -530,9 +572,10 @@ fn graph_docs(dump: &Dump, start: std::time::Instant, plan: Option<LeakPlan>) ->
                     ..SuspectOptions::default()
                 },
             );
-            let doc = suspects_json(&dump.source, &found).to_string();
+            let suspects = suspects_json(&dump.source, &found).to_string();
             lap(start, "suspects");
-            doc
+            let by_location = top_groups(graph, dom, &[GroupKey::Location], Some(TOP_RETAINED));
+            (suspects, by_location)
         });
         let mut docs = Vec::new();
         let unreachable = unreachable_groups(graph, dom);
@@ -561,19 +604,21 @@ fn graph_docs(dump: &Dump, start: std::time::Instant, plan: Option<LeakPlan>) ->
                 .to_string()
             };
         docs.push(("retained", report(&[], &[], 0, &objects)));
-        for (name, key) in [
-            ("retained_class", GroupKey::Class),
-            ("retained_location", GroupKey::Location),
-        ] {
-            let (groups, total) = top_groups(graph, dom, &[key], Some(TOP_RETAINED));
-            docs.push((name, report(&[key], &groups, total, &[])));
-        }
-        lap(start, "retained");
+        let (groups, total) = top_groups(graph, dom, &[GroupKey::Class], Some(TOP_RETAINED));
+        docs.push((
+            "retained_class",
+            report(&[GroupKey::Class], &groups, total, &[]),
+        ));
         docs.push(("folded", folded_text(graph, dom)));
         lap(start, "flame graph");
-        docs.push(("suspects", suspects.join().expect("suspects thread")));
-        let leaks = leaks.map(|h| h.join().expect("leak thread"));
-        (docs, reach, leaks)
+        let (suspects, (groups, total)) = other.join().expect("analysis thread");
+        docs.push((
+            "retained_location",
+            report(&[GroupKey::Location], &groups, total, &[]),
+        ));
+        lap(start, "retained");
+        docs.push(("suspects", suspects));
+        (docs, reach)
     })
 }
 
@@ -839,6 +884,9 @@ impl Store {
             lap(start, "leak analysis");
             Ok(id)
         });
+        // Freeing a big heap's columns takes a while: let it happen beside
+        // whatever comes next instead of before it.
+        std::thread::spawn(move || drop(dump));
         match stored {
             Ok(id) => Outcome::Imported {
                 path: path.to_path_buf(),

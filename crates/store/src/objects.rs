@@ -3,8 +3,6 @@
 //! (COPY on PostgreSQL, one prepared insert on SQLite, nothing allocated per
 //! row). docs/store.md documents the columns, with SQL.
 
-use std::fmt::Write;
-
 use heapscope_heap::Heap;
 
 use crate::db::{Db, Result, RowSink, Value};
@@ -96,7 +94,10 @@ pub fn store_objects(db: &mut Db, dump_id: i64, heap: &Heap) -> Result<()> {
                         if k > 0 {
                             refs_text.push(',');
                         }
-                        let _ = write!(refs_text, "{}", heap.address[to as usize] as i64);
+                        let mut digits = [0u8; 20];
+                        let digits = crate::db::itoa(heap.address[to as usize] as i64, &mut digits);
+                        // Digits are ASCII.
+                        refs_text.push_str(std::str::from_utf8(digits).unwrap_or("0"));
                     }
                     refs_text.push(']');
                     sink.text(&refs_text);
@@ -105,6 +106,14 @@ pub fn store_objects(db: &mut Db, dump_id: i64, heap: &Heap) -> Result<()> {
             }
         },
     )?;
+    if db.is_postgres() {
+        // The BRIN index knows a block range's addresses only once it is
+        // summarised: without this, lookups by address scan the dump.
+        db.query(
+            "SELECT brin_summarize_new_values('objects_by_address')",
+            &[],
+        )?;
+    }
     db.bulk_write(
         "roots",
         &["dump_id", "root", "address"],

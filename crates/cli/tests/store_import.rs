@@ -1137,3 +1137,38 @@ fn a_real_watch_log_imports_the_same_in_both_databases() {
         assert_same("the SQLite and PostgreSQL stores of a watch log", a, b);
     }
 }
+
+/// The agent writes dumps to one directory and its statistics and profiles
+/// to another: they still make one process, whichever is imported first.
+#[test]
+fn a_pids_logs_and_profiles_join_its_dumps_from_another_directory() {
+    let test = "a_pids_logs_and_profiles_join_its_dumps_from_another_directory";
+    let input = inputs(true);
+    let pid = leaky_series().pid();
+    let other = scratch_dir("heapscope-store-profiles-");
+    for name in [
+        format!("gc-{pid}.jsonl"),
+        format!("profile-{pid}-1700000240.pb.gz"),
+    ] {
+        std::fs::rename(input.dir.join(&name), other.path().join(&name)).unwrap();
+    }
+    let other_dir = other.path().to_path_buf();
+    for order in [[&input.dir, &other_dir], [&other_dir, &input.dir]] {
+        for b in backends(test) {
+            import(&b.url, &[order[0].as_os_str()]).ok();
+            import(&b.url, &[order[1].as_os_str()]).ok();
+            let mut s = open(&b.url);
+            let procs = s.processes().unwrap();
+            assert_eq!(procs.len(), 1, "{}: one process: {procs:?}", b.name);
+            let id = procs[0].id;
+            assert_eq!(procs[0].dumps, input.dumps.len() as i64, "{}", b.name);
+            assert_eq!(s.series_of(id).unwrap().len(), 1, "{}: the log", b.name);
+            assert_eq!(
+                s.profiles(Some(id)).unwrap().len(),
+                1,
+                "{}: the profile",
+                b.name
+            );
+        }
+    }
+}

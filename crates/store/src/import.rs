@@ -50,6 +50,28 @@ pub const TOP_LEAKS: usize = 20;
 /// Depth of the stored dominator flame graph.
 pub const FLAME_DEPTH: usize = 40;
 
+/// What `import` tells its caller while it works on a big dump (a progress
+/// bar, in the CLI).
+pub trait ImportProgress: Send + Sync {
+    /// A dump of `size` bytes is being read: the reader calls what this
+    /// returns with the bytes read so far.
+    fn reading(&self, name: &str, size: u64) -> Option<heapscope_reader::ProgressFn>;
+    /// Reading is done; the dump is being analysed and stored.
+    fn analysing(&self, name: &str);
+    /// The file is done (imported or not).
+    fn done(&self);
+}
+
+/// A shared [`ImportProgress`].
+#[derive(Clone)]
+pub struct Progress(pub std::sync::Arc<dyn ImportProgress>);
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ImportOptions {
     /// Also store every object, reference and root (`--objects`).
@@ -58,6 +80,8 @@ pub struct ImportOptions {
     pub process: Option<String>,
     /// Parser threads (0: one per core).
     pub threads: usize,
+    /// Told of each big dump's reading and analysis.
+    pub progress: Option<Progress>,
 }
 
 /// What became of one input file.
@@ -760,13 +784,44 @@ impl Store {
             Ok(i) => i,
             Err(e) => return failed(format!("cannot read: {e}")),
         };
+        let name = input.name.clone();
         let read = ReadOptions {
             references: true,
             string_values: true,
             threads: opts.threads,
+            progress: opts
+                .progress
+                .as_ref()
+                .and_then(|p| p.0.reading(&name, input.size_hint.unwrap_or(0))),
             ..ReadOptions::default()
         };
-        let dump = match read_input(input, &read) {
+        let dump = read_input(input, &read);
+        if let Some(p) = &opts.progress {
+            p.0.analysing(&name);
+        }
+        let outcome = self.store_dump(path, opts, dump, start, fp, size, mtime);
+        if let Some(p) = &opts.progress {
+            p.0.done();
+        }
+        outcome
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn store_dump(
+        &mut self,
+        path: &Path,
+        opts: &ImportOptions,
+        dump: Result<Dump, heapscope_reader::ReadError>,
+        start: std::time::Instant,
+        fp: String,
+        size: u64,
+        mtime: Option<i64>,
+    ) -> Outcome {
+        let failed = |reason: String| Outcome::Failed {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let dump = match dump {
             Ok(d) => d,
             Err(e) => return failed(e.to_string()),
         };
@@ -957,8 +1012,15 @@ impl Store {
                 let process_id = match (&opts.process, s.pid) {
                     (Some(name), _) => Some(ensure_process(db, &format!("name:{name}"), None, name)?),
                     (None, Some(pid)) => {
-                        let key = format!("pid:{pid}:{}", dir.display());
-                        Some(ensure_process(db, &key, Some(pid), &format!("pid {pid} ({})", dir.display()))?)
+                        let at = s.samples.first().map(|p| p.time);
+                        match process_by_pid(db, pid, at)? {
+                            Some(id) => Some(id),
+                            None => {
+                                let key = format!("pid:{pid}:{}", dir.display());
+                                let label = format!("pid {pid} ({})", dir.display());
+                                Some(ensure_process(db, &key, Some(pid), &label)?)
+                            }
+                        }
                     }
                     (None, None) => None,
                 };
@@ -1076,6 +1138,12 @@ impl Store {
         );
         let stored = self.in_transaction(|db| {
             let process_id = match &process {
+                Some((key, Some(pid), label)) if opts.process.is_none() => {
+                    match process_by_pid(db, *pid, mtime(path).map(|t| t as f64))? {
+                        Some(id) => Some(id),
+                        None => Some(ensure_process(db, key, Some(*pid), label)?),
+                    }
+                }
                 Some((key, pid, label)) => Some(ensure_process(db, key, *pid, label)?),
                 None => None,
             };
@@ -1212,6 +1280,21 @@ fn ensure_process(db: &mut Db, key: &str, pid: Option<u32>, label: &str) -> Resu
     if id != 0 {
         return Ok(id);
     }
+    // A process made for the same pid's statistics or profiles, which the
+    // agent writes to another directory than its dumps: the dumps join it.
+    if let Some(pid) = pid {
+        let orphan = db.query_int(
+            "SELECT id FROM processes WHERE pid = ? AND dumps = 0 AND key LIKE 'pid:%' ORDER BY id LIMIT 1",
+            &[i64::from(pid).into()],
+        )?;
+        if orphan != 0 {
+            db.exec(
+                "UPDATE processes SET key = ?, label = ? WHERE id = ?",
+                &[key.into(), label.into(), orphan.into()],
+            )?;
+            return Ok(orphan);
+        }
+    }
     db.query(
         "INSERT INTO processes (key, pid, label) VALUES (?, ?, ?) RETURNING id",
         &[key.into(), pid.map(i64::from).into(), label.into()],
@@ -1220,6 +1303,28 @@ fn ensure_process(db: &mut Db, key: &str, pid: Option<u32>, label: &str) -> Resu
     .and_then(|r| r.first())
     .and_then(Value::int)
     .ok_or_else(|| DbError("no id for the new process".into()))
+}
+
+/// The process a memory log's or profile's pid belongs to, when the store
+/// has one with that pid: the one whose dumps span `time` (unix seconds),
+/// else the nearest in time. The agent writes statistics and profiles to
+/// another directory than its dumps, so the directory cannot decide.
+fn process_by_pid(db: &mut Db, pid: u32, time: Option<f64>) -> Result<Option<i64>, DbError> {
+    let rows = db.query(
+        "SELECT id, first_time, last_time FROM processes WHERE pid = ? AND key LIKE 'pid:%'",
+        &[i64::from(pid).into()],
+    )?;
+    let distance = |r: &Vec<Value>| -> f64 {
+        match (time, r[1].real(), r[2].real()) {
+            (Some(t), Some(a), Some(b)) if t >= a && t <= b => 0.0,
+            (Some(t), Some(a), Some(b)) => (t - a).abs().min((t - b).abs()),
+            _ => f64::MAX,
+        }
+    };
+    Ok(rows
+        .iter()
+        .min_by(|a, b| distance(a).total_cmp(&distance(b)))
+        .and_then(|r| r[0].int()))
 }
 
 /// Folds a new dump into its process's leak analysis and stores the report.

@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args as ClapArgs;
 use heapscope_report::escape_control_text;
+use heapscope_store::import::{ImportProgress, Progress};
 use heapscope_store::{ImportOptions, Outcome, Store};
+use indicatif::{ProgressBar, ProgressStyle};
 
 /// The full `--help` text (the variant's doc comment is the short one).
 pub const LONG_ABOUT: &str = "\
@@ -63,6 +65,10 @@ pub struct Args {
     /// Print only failures.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+
+    /// Never show a progress bar (it shows on a terminal for dumps over 100 MB).
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 /// `--store`, shared by import and serve.
@@ -78,6 +84,56 @@ impl StoreArg {
     pub fn open(&self) -> Result<Store> {
         Store::open(self.store.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))
     }
+}
+
+/// Dumps smaller than this import too fast for a progress bar to help.
+const PROGRESS_MIN_BYTES: u64 = 100 << 20;
+
+/// A progress bar on stderr while a big dump is read, then a spinner while
+/// it is analysed and stored.
+struct Bar(std::sync::Mutex<Option<ProgressBar>>);
+
+impl ImportProgress for Bar {
+    fn reading(&self, name: &str, size: u64) -> Option<heapscope_reader::ProgressFn> {
+        if size < PROGRESS_MIN_BYTES {
+            return None;
+        }
+        let bar = ProgressBar::new(size);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_message(format!("reading {}", escape_control_text(name)));
+        let b = bar.clone();
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(bar);
+        Some(std::sync::Arc::new(move |done| b.set_position(done)))
+    }
+
+    fn analysing(&self, name: &str) {
+        if let Some(bar) = self.0.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("valid template"));
+            bar.set_message(format!(
+                "analysing and storing {}",
+                escape_control_text(name)
+            ));
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        }
+    }
+
+    fn done(&self) {
+        if let Some(bar) = self.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// The progress reporter for `import` and `serve`: on a terminal only.
+pub fn progress(quiet: bool) -> Option<Progress> {
+    (!quiet && std::io::stderr().is_terminal())
+        .then(|| Progress(std::sync::Arc::new(Bar(std::sync::Mutex::new(None)))))
 }
 
 /// Prints one file's outcome (names escaped: they come from the file system).
@@ -115,6 +171,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         objects: a.objects,
         process: a.process.clone(),
         threads: a.threads,
+        progress: progress(a.no_progress || a.quiet),
     };
     let interactive = std::io::stderr().is_terminal() && !a.quiet;
     if interactive {

@@ -96,6 +96,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             objects: a.objects,
             process: None,
             threads: a.threads,
+            progress: super::import::progress(false),
         };
         let outcomes = store.import(&a.paths, &opts, &mut |o| {
             if let Outcome::Failed { path, reason } = o {

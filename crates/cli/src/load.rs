@@ -39,6 +39,24 @@ pub fn load_input(input: &InputArgs, opts: &ReadOptions) -> Result<Dump> {
     load_with(&input.dump, opts, input.read.no_progress, input.read.quiet)
 }
 
+/// The bar shown while a big input is read (its name escaped: it comes
+/// from the command line or the file system).
+pub fn reading_bar(size: u64, name: &str) -> ProgressBar {
+    let bar = ProgressBar::new(size);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(format!(
+        "reading {}",
+        heapscope_report::escape_control_text(name)
+    ));
+    bar
+}
+
 /// A spinner with a message on stderr, shown on a terminal only, for the
 /// graph stages that follow loading.
 pub fn stage(input: &InputArgs, message: &str) -> Option<ProgressBar> {
@@ -63,15 +81,7 @@ fn load_with(path: &Path, opts: &ReadOptions, no_progress: bool, quiet: bool) ->
     let show = !no_progress && size >= PROGRESS_MIN_BYTES && std::io::stderr().is_terminal();
     let mut opts = opts.clone();
     let bar = if show {
-        let bar = ProgressBar::new(size);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        bar.set_message(format!("reading {}", input.name));
+        let bar = reading_bar(size, &input.name);
         let b = bar.clone();
         opts.progress = Some(Arc::new(move |done| b.set_position(done)));
         Some(bar)

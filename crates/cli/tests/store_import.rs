@@ -92,19 +92,7 @@ fn import<S: AsRef<OsStr>>(url: &str, args: &[S]) -> Run {
     heapscope(&all)
 }
 
-const TABLES: &[&str] = &[
-    "hs_meta",
-    "processes",
-    "dumps",
-    "dump_rows",
-    "dump_docs",
-    "series",
-    "series_points",
-    "profiles",
-    "objects",
-    "refs",
-    "roots",
-];
+const TABLES: &[&str] = heapscope_store::schema::TABLES;
 
 fn open(url: &str) -> Store {
     Store::open(Some(url)).unwrap_or_else(|e| panic!("open {url}: {e}"))

@@ -183,19 +183,7 @@ File.open(ARGV[0], "w") { |f| ObjectSpace.dump_all(output: f) }
 fn table_hashes(url: &str) -> Value {
     let mut s = Store::open(Some(url)).unwrap();
     let mut m = serde_json::Map::new();
-    for t in [
-        "hs_meta",
-        "processes",
-        "dumps",
-        "dump_rows",
-        "dump_docs",
-        "series",
-        "series_points",
-        "profiles",
-        "objects",
-        "refs",
-        "roots",
-    ] {
+    for &t in heapscope_store::schema::TABLES {
         let mut rows: Vec<String> = s
             .db()
             .query(&format!("SELECT * FROM {t}"), &[])

@@ -396,19 +396,7 @@ fn store_pages_answer_within_100ms() {
     let dumps = dump_paths(&s);
     let last = dumps.last().unwrap();
     let mut paths = vec!["/".to_string(), process.clone()];
-    for tab in [
-        "type",
-        "class",
-        "location",
-        "file",
-        "gem",
-        "generation",
-        "string",
-        "retained",
-        "suspects",
-        "dominators",
-        "flame",
-    ] {
+    for &tab in support::TABS {
         paths.push(format!("{last}?tab={tab}"));
     }
     paths.push(format!("{last}?tab=location&q=leaky&sort=count"));

@@ -338,19 +338,7 @@ fn hostile_strings_stay_text_on_every_page() {
         "web-hostile-process",
     );
     check("process", "<script>alert(");
-    for tab in [
-        "type",
-        "class",
-        "location",
-        "file",
-        "gem",
-        "generation",
-        "string",
-        "retained",
-        "suspects",
-        "dominators",
-        "flame",
-    ] {
+    for &tab in support::TABS {
         let url = format!("{}{last}?tab={tab}", s.base);
         visit(&page, &url, &format!("web-hostile-dump-{tab}"));
         if tab == "dominators" {

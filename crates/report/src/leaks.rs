@@ -27,27 +27,8 @@ pub fn site_label(s: &Site) -> String {
 }
 
 fn path_json(p: &Option<LabeledPath>) -> Value {
-    match p {
-        None => Value::Null,
-        Some(p) => {
-            let mut v = json!({
-                "root": p.root(),
-                "conservative": p.conservative,
-                "steps": p.steps.iter().map(|s| json!({
-                    "address": format!("{:#x}", s.object.address),
-                    "type": s.object.type_name,
-                    "class": s.object.class,
-                    "name": s.object.name,
-                    "location": s.object.location,
-                    "held_as": s.held_as,
-                })).collect::<Vec<_>>(),
-            });
-            if let Value::Object(m) = &mut v {
-                crate::path::elision_fields(m, p.steps.len(), p.elided.as_ref());
-            }
-            v
-        }
-    }
+    p.as_ref()
+        .map_or(Value::Null, crate::path::labeled_path_json)
 }
 
 fn container_json(r: &LeakReport, top: usize) -> Vec<Value> {

@@ -30,6 +30,30 @@ pub fn elision_line(e: &Elision) -> String {
     )
 }
 
+/// A labelled root path as JSON: its root (and every root category
+/// holding its first object), whether it was found on a C stack, its steps
+/// with how each is held, and what was left out of a long one. `leaks` and
+/// the web UI's object pages write paths this way.
+pub fn labeled_path_json(p: &LabeledPath) -> Value {
+    let mut v = json!({
+        "root": p.root(),
+        "roots": p.categories,
+        "conservative": p.conservative,
+        "steps": p.steps.iter().map(|s| json!({
+            "address": format!("{:#x}", s.object.address),
+            "type": s.object.type_name,
+            "class": s.object.class,
+            "name": s.object.name,
+            "location": s.object.location,
+            "held_as": s.held_as,
+        })).collect::<Vec<_>>(),
+    });
+    if let Value::Object(m) = &mut v {
+        elision_fields(m, p.steps.len(), p.elided.as_ref());
+    }
+    v
+}
+
 /// JSON fields for a path or chain of `shown` steps: its whole `length`,
 /// how many steps were `elided` (0 when none) and after which shown step
 /// (`elided_after`, null when none).

@@ -756,29 +756,43 @@ impl Store {
         outcomes
     }
 
+    /// The file's fingerprint, size and modification time, when no file
+    /// with that fingerprint is in `table` yet; else what to report.
+    fn unknown_file(
+        &mut self,
+        path: &Path,
+        table: &str,
+        kind: Kind,
+    ) -> Result<(String, u64, Option<i64>), Outcome> {
+        let failed = |reason: String| Outcome::Failed {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let (fp, size, mtime) =
+            fingerprint(path).map_err(|e| failed(format!("cannot read: {e}")))?;
+        match self.db.query_int(
+            &format!("SELECT id FROM {table} WHERE fingerprint = ?"),
+            &[fp.clone().into()],
+        ) {
+            Ok(0) => Ok((fp, size, mtime)),
+            Ok(id) => Err(Outcome::AlreadyThere {
+                path: path.to_path_buf(),
+                kind,
+                id,
+            }),
+            Err(e) => Err(failed(sql_err(e))),
+        }
+    }
+
     fn import_dump(&mut self, path: &Path, opts: &ImportOptions) -> Outcome {
         let failed = |reason: String| Outcome::Failed {
             path: path.to_path_buf(),
             reason,
         };
-        let (fp, size, mtime) = match fingerprint(path) {
+        let (fp, size, mtime) = match self.unknown_file(path, "dumps", Kind::Dump) {
             Ok(f) => f,
-            Err(e) => return failed(format!("cannot read: {e}")),
+            Err(o) => return o,
         };
-        match self.db.query_int(
-            "SELECT id FROM dumps WHERE fingerprint = ?",
-            &[fp.clone().into()],
-        ) {
-            Ok(0) => {}
-            Ok(id) => {
-                return Outcome::AlreadyThere {
-                    path: path.to_path_buf(),
-                    kind: Kind::Dump,
-                    id,
-                }
-            }
-            Err(e) => return failed(sql_err(e)),
-        }
         let start = std::time::Instant::now();
         let input = match Input::open(path) {
             Ok(i) => i,
@@ -970,24 +984,10 @@ impl Store {
             path: path.to_path_buf(),
             reason,
         };
-        let (fp, _, _) = match fingerprint(path) {
+        let (fp, _, _) = match self.unknown_file(path, "series", Kind::Series) {
             Ok(f) => f,
-            Err(e) => return failed(format!("cannot read: {e}")),
+            Err(o) => return o,
         };
-        match self.db.query_int(
-            "SELECT id FROM series WHERE fingerprint = ?",
-            &[fp.clone().into()],
-        ) {
-            Ok(0) => {}
-            Ok(id) => {
-                return Outcome::AlreadyThere {
-                    path: path.to_path_buf(),
-                    kind: Kind::Series,
-                    id,
-                }
-            }
-            Err(e) => return failed(sql_err(e)),
-        }
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) => return failed(format!("cannot read: {e}")),
@@ -1087,24 +1087,10 @@ impl Store {
             path: path.to_path_buf(),
             reason,
         };
-        let (fp, _, _) = match fingerprint(path) {
+        let (fp, _, _) = match self.unknown_file(path, "profiles", Kind::Profile) {
             Ok(f) => f,
-            Err(e) => return failed(format!("cannot read: {e}")),
+            Err(o) => return o,
         };
-        match self.db.query_int(
-            "SELECT id FROM profiles WHERE fingerprint = ?",
-            &[fp.clone().into()],
-        ) {
-            Ok(0) => {}
-            Ok(id) => {
-                return Outcome::AlreadyThere {
-                    path: path.to_path_buf(),
-                    kind: Kind::Profile,
-                    id,
-                }
-            }
-            Err(e) => return failed(sql_err(e)),
-        }
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) => return failed(format!("cannot read: {e}")),

@@ -448,18 +448,7 @@ impl Store {
         dump_id: i64,
         address: u64,
     ) -> Result<Option<serde_json::Map<String, Json>>, DbError> {
-        let cols = [
-            "address",
-            "type",
-            "class_address",
-            "class_name",
-            "memsize",
-            "generation",
-            "file",
-            "line",
-            "method",
-            "value",
-        ];
+        let cols = objects::RECORD_COLUMNS;
         let row = self.db.query_row(
             &format!(
                 "SELECT {} FROM objects WHERE dump_id = ? AND address = ?",

@@ -116,6 +116,22 @@ CREATE TABLE roots (
 ",
 ];
 
+/// Every table and view of the current version (for tests and tools that
+/// compare whole stores).
+pub const TABLES: &[&str] = &[
+    "hs_meta",
+    "processes",
+    "dumps",
+    "dump_rows",
+    "dump_docs",
+    "series",
+    "series_points",
+    "profiles",
+    "objects",
+    "refs",
+    "roots",
+];
+
 /// The version this heapscope writes.
 pub fn current_version() -> i64 {
     MIGRATIONS.len() as i64

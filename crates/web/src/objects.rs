@@ -17,6 +17,7 @@ use heapscope_analysis::summary::ObjectFilter;
 use heapscope_graph::shortest_paths;
 use heapscope_heap::FastMap;
 use heapscope_report::inspect::{inspect_json, InspectReport, RawRecord};
+use heapscope_report::path::labeled_path_json;
 use heapscope_report::retained::object_json;
 use heapscope_store::DumpInfo;
 use maud::html;
@@ -171,24 +172,7 @@ fn object_view(loaded: &Loaded, address: u64, offset: usize) -> Option<ObjectVie
     let inspection = inspect_json(&report);
     let paths: Vec<Json> = shortest_paths(graph, id, 3)
         .iter()
-        .map(|p| {
-            let l = label_path(&labeler, p, &facts, Some(15));
-            json!({
-                "root": l.root(),
-                "roots": l.categories,
-                "conservative": l.conservative,
-                "steps": l.steps.iter().map(|s| json!({
-                    "address": format!("{:#x}", s.object.address),
-                    "type": s.object.type_name,
-                    "class": s.object.class,
-                    "name": s.object.name,
-                    "location": s.object.location,
-                    "held_as": s.held_as,
-                })).collect::<Vec<_>>(),
-                "elided": l.elided.as_ref().map_or(0, |e| e.count),
-                "elided_after": l.elided.as_ref().map(|e| e.after),
-            })
-        })
+        .map(|p| labeled_path_json(&label_path(&labeler, p, &facts, Some(15))))
         .collect();
     let (chain, _) = dominator_chain(graph, dom, id, Some(15));
     let chain = Json::Array(

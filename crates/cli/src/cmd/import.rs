@@ -98,15 +98,7 @@ impl ImportProgress for Bar {
         if size < PROGRESS_MIN_BYTES {
             return None;
         }
-        let bar = ProgressBar::new(size);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        bar.set_message(format!("reading {}", escape_control_text(name)));
+        let bar = crate::load::reading_bar(size, name);
         let b = bar.clone();
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(bar);
         Some(std::sync::Arc::new(move |done| b.set_position(done)))

@@ -229,3 +229,18 @@ pub fn first_address(dump: &Path) -> String {
     }
     panic!("no object in {}", dump.display())
 }
+
+/// Every tab of a dump page.
+pub const TABS: &[&str] = &[
+    "type",
+    "class",
+    "location",
+    "file",
+    "gem",
+    "generation",
+    "string",
+    "retained",
+    "suspects",
+    "dominators",
+    "flame",
+];

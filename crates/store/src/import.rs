@@ -176,44 +176,16 @@ fn is_hidden(p: &Path) -> bool {
         .is_some_and(|n| n.starts_with('.'))
 }
 
-/// A small glob: `*` and `?` in the last component only (the shell expands
-/// the rest; quoted patterns reach us when there are too many files).
+/// The files a quoted glob pattern names (the shell expands unquoted
+/// ones), sorted.
 fn glob_files(pattern: &str) -> Result<Vec<PathBuf>, String> {
-    let path = Path::new(pattern);
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| "bad pattern".to_string())?;
-    if dir.to_str().is_some_and(|d| d.contains(['*', '?', '['])) {
-        return Err("only the file name may hold * or ?".into());
-    }
-    let rd = std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-    let mut out: Vec<PathBuf> = rd
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| wildcard(name.as_bytes(), n.as_bytes()))
-        })
-        .map(|e| e.path())
+    let paths = glob::glob(pattern).map_err(|e| format!("bad pattern: {e}"))?;
+    let mut out: Vec<PathBuf> = paths
+        .filter_map(Result::ok)
         .filter(|p| p.is_file())
         .collect();
     out.sort();
     Ok(out)
-}
-
-fn wildcard(p: &[u8], s: &[u8]) -> bool {
-    match (p.first(), s.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => wildcard(&p[1..], s) || (!s.is_empty() && wildcard(p, &s[1..])),
-        (Some(b'?'), Some(_)) => wildcard(&p[1..], &s[1..]),
-        (Some(a), Some(b)) if a == b => wildcard(&p[1..], &s[1..]),
-        _ => false,
-    }
 }
 
 /// Size plus a hash of the first and last MiB: cheap on a 6 GB dump, and a
@@ -255,12 +227,18 @@ fn sniff(path: &Path) -> std::io::Result<Sniffed> {
         .take(64 << 10)
         .read_to_end(&mut head)?;
     if head.starts_with(&[0x1f, 0x8b]) {
-        // gzip: a pprof profile, or a compressed dump.
-        let bytes = std::fs::read(path)?;
-        if heapscope_pprof::read_gz(&bytes).is_ok_and(|p| !p.sample_type.is_empty()) {
-            return Ok(Sniffed::Profile);
-        }
-        return Ok(Sniffed::Dump);
+        // gzip: a compressed dump starts with a JSON record, a pprof
+        // profile with protobuf bytes. A few KiB of it tell, without
+        // inflating a multi-GB dump; the profile is checked on import.
+        let mut inner = Vec::new();
+        let _ = flate2::read::GzDecoder::new(&head[..])
+            .take(4096)
+            .read_to_end(&mut inner);
+        return Ok(if inner.trim_ascii_start().starts_with(b"{") {
+            Sniffed::Dump
+        } else {
+            Sniffed::Profile
+        });
     }
     if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) || head.starts_with(&[0x50, 0x2a, 0x4d, 0x18]) {
         return Ok(Sniffed::Dump);
@@ -271,17 +249,17 @@ fn sniff(path: &Path) -> std::io::Result<Sniffed> {
         .find(|l| !l.is_empty())
         .unwrap_or(&[]);
     let looks_like_record = first.starts_with(b"{")
-        && (memchr_find(first, b"\"address\"")
-            || memchr_find(first, b"\"type\":\"ROOT\"")
-            || memchr_find(first, b"\"type\": \"ROOT\""));
+        && [
+            &b"\"address\""[..],
+            b"\"type\":\"ROOT\"",
+            b"\"type\": \"ROOT\"",
+        ]
+        .iter()
+        .any(|needle| memchr::memmem::find(first, needle).is_some());
     if looks_like_record {
         return Ok(Sniffed::Dump);
     }
     Ok(Sniffed::Log)
-}
-
-fn memchr_find(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Stage timings on stderr when `HEAPSCOPE_TIMINGS` is set (for the
@@ -466,7 +444,7 @@ fn leak_plan(
         _ => true,
     };
     let rows = db.query(
-        "SELECT path, taken_at FROM dumps WHERE process_id = ? ORDER BY taken_at, id",
+        "SELECT path, taken_at FROM dumps WHERE process_id = ? ORDER BY taken_at NULLS LAST, id",
         &[process_id.into()],
     )?;
     let Some(builder) = state.as_deref().and_then(SeriesBuilder::restore) else {
@@ -1326,7 +1304,7 @@ fn fold_leaks(
     taken_at: Option<i64>,
 ) -> Result<(), DbError> {
     let rows = db.query(
-        "SELECT id, path, taken_at FROM dumps WHERE process_id = ? ORDER BY taken_at, id",
+        "SELECT id, path, taken_at FROM dumps WHERE process_id = ? ORDER BY taken_at NULLS LAST, id",
         &[process_id.into()],
     )?;
     let ids: Vec<i64> = rows.iter().map(|r| r[0].int().unwrap_or(0)).collect();
@@ -1488,4 +1466,40 @@ fn write_leak_update(db: &mut Db, process_id: i64, u: &LeakUpdate) -> Result<(),
         ],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod sniff_tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_dumps_and_profiles_are_told_apart_from_their_first_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let dump = dir.path().join("heap.dump.gz");
+        std::fs::write(
+            &dump,
+            gz(b"{\"type\":\"ROOT\", \"root\":\"vm\", \"references\":[]}\n"),
+        )
+        .unwrap();
+        assert!(matches!(sniff(&dump).unwrap(), Sniffed::Dump));
+        let mut profile = heapscope_pprof::Profile::default();
+        let mut strings = heapscope_pprof::StringTable::new();
+        heapscope_pprof::set_sample_types(&mut profile, &mut strings, 1);
+        profile.string_table = strings.into_table();
+        let mut bytes = Vec::new();
+        heapscope_pprof::write_gz(&profile, &mut bytes).unwrap();
+        let p = dir.path().join("p.pb.gz");
+        std::fs::write(&p, bytes).unwrap();
+        assert!(matches!(sniff(&p).unwrap(), Sniffed::Profile));
+        let log = dir.path().join("gc-1.jsonl");
+        std::fs::write(&log, "{\"time\": 1.0, \"pid\": 1, \"rss_bytes\": 10}\n").unwrap();
+        assert!(matches!(sniff(&log).unwrap(), Sniffed::Log));
+    }
 }

@@ -208,6 +208,23 @@ impl Store {
             .collect())
     }
 
+    /// Each process's heap bytes per dump, in time order (one query for
+    /// the processes page's sparklines).
+    pub fn heap_bytes_by_process(
+        &mut self,
+    ) -> Result<std::collections::HashMap<i64, Vec<f64>>, DbError> {
+        let mut out: std::collections::HashMap<i64, Vec<f64>> = Default::default();
+        for r in self.db.query(
+            "SELECT process_id, bytes FROM dumps ORDER BY process_id, taken_at NULLS LAST, id",
+            &[],
+        )? {
+            if let (Some(p), Some(b)) = (r[0].int(), r[1].real()) {
+                out.entry(p).or_default().push(b);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn process(&mut self, id: i64) -> Result<Option<ProcessInfo>, DbError> {
         Ok(self
             .db

@@ -37,13 +37,13 @@ pub(crate) fn id_of(text: &str) -> Result<i64, Response> {
 pub async fn processes(State(app): State<Shared>) -> Result<Response, Response> {
     let (procs, sparks, profiles, dumps) = with_store(&app, |s| {
         let procs = s.processes()?;
-        let mut sparks = Vec::new();
-        for p in &procs {
-            let d = s.dumps_of(p.id)?;
-            sparks.push(d.iter().map(|d| d.bytes as f64).collect::<Vec<_>>());
-        }
+        let mut by_process = s.heap_bytes_by_process()?;
+        let sparks: Vec<Vec<f64>> = procs
+            .iter()
+            .map(|p| by_process.remove(&p.id).unwrap_or_default())
+            .collect();
+        let dumps = sparks.iter().map(Vec::len).sum::<usize>();
         let profiles = s.profiles(None)?;
-        let dumps = s.all_dumps()?.len();
         Ok((procs, sparks, profiles, dumps))
     })
     .await?;

@@ -46,6 +46,26 @@ fn counts(v: &Value) -> BTreeMap<String, u64> {
 }
 
 /// [(value or None, {location: count})] → {(value, location): count}.
+/// Every key's count in memory_profiler's (`m`) and heapscope's (`h`)
+/// table within `slack` of each other (a key missing from one counts 0).
+fn assert_near<K: Ord + std::fmt::Debug>(
+    what: &str,
+    m: &BTreeMap<K, u64>,
+    h: &BTreeMap<K, u64>,
+    slack: u64,
+) {
+    for k in m.keys().chain(h.keys()) {
+        let (x, y) = (
+            m.get(k).copied().unwrap_or(0),
+            h.get(k).copied().unwrap_or(0),
+        );
+        assert!(
+            x.abs_diff(y) <= slack,
+            "{what} {k:?}: memory_profiler {x}, heapscope {y}"
+        );
+    }
+}
+
 fn string_counts(v: &Value) -> BTreeMap<(Option<String>, String), u64> {
     let mut out = BTreeMap::new();
     for group in v.as_array().unwrap() {
@@ -98,13 +118,12 @@ fn matches_memory_profiler_on_deterministic_blocks() {
                 assert_eq!(mp[key], hs[key], "{block}: {key}");
             }
         }
-        let near = |a: u64, b: u64| a.abs_diff(b) <= slack;
         let (a, b) = (
             mp["retained_objects"].as_u64().unwrap(),
             hs["retained_objects"].as_u64().unwrap(),
         );
         assert!(
-            near(a, b),
+            a.abs_diff(b) <= slack,
             "{block}: retained objects: memory_profiler {a}, heapscope {b}"
         );
         for key in [
@@ -112,17 +131,12 @@ fn matches_memory_profiler_on_deterministic_blocks() {
             "retained_by_class",
             "retained_by_gem",
         ] {
-            let (m, h) = (counts(&mp[key]), counts(&hs[key]));
-            for k in m.keys().chain(h.keys()) {
-                let (x, y) = (
-                    m.get(k).copied().unwrap_or(0),
-                    h.get(k).copied().unwrap_or(0),
-                );
-                assert!(
-                    near(x, y),
-                    "{block}: {key} {k}: memory_profiler {x}, heapscope {y}"
-                );
-            }
+            assert_near(
+                &format!("{block}: {key}"),
+                &counts(&mp[key]),
+                &counts(&hs[key]),
+                slack,
+            );
         }
         assert!(
             hs["allocated_objects"].as_u64().unwrap() > 10,
@@ -154,16 +168,7 @@ fn matches_memory_profiler_on_deterministic_blocks() {
         if exact_retained {
             assert_eq!(m, h, "{block}: retained strings");
         } else {
-            for k in m.keys().chain(h.keys()) {
-                let (x, y) = (
-                    m.get(k).copied().unwrap_or(0),
-                    h.get(k).copied().unwrap_or(0),
-                );
-                assert!(
-                    near(x, y),
-                    "{block}: retained string {k:?}: memory_profiler {x}, heapscope {y}"
-                );
-            }
+            assert_near(&format!("{block}: retained string"), &m, &h, slack);
         }
         // Allocated strings: equal, shared ones (slices pointing into
         // another string's buffer, freed in the block) included: heapscope

@@ -234,6 +234,35 @@ in_chroot() {
       CARGO_HOME="$CARGO_HOME" RUSTUP_HOME="$RUSTUP_HOME" \
       HSMATRIX_WASM_RUBIES="$HSMATRIX_WASM_RUBIES" HSMATRIX_WASM_DUMPS="$HSMATRIX_WASM_DUMPS" \
       CARGO_TARGET_DIR=/var/cache/heapscope-target CARGO_TERM_COLOR=never \
+      ${CARGO_INCREMENTAL:+CARGO_INCREMENTAL="$CARGO_INCREMENTAL"} \
       bash -c "cd \"\$0\" && exec \"\$@\"" "$REPO" "$@"
   ' bash "$dir" "$@"
+}
+
+# prune_chroot_target NAME: the chroot's cargo target directory is kept
+# between runs, but cargo never removes what an older Cargo.lock, profile or
+# toolchain built, so it grows with every such change. It is emptied when the
+# build settings differ from those it was built with, and its incremental
+# caches go when incremental builds are off (CI).
+prune_chroot_target() {
+  local target=$HSMATRIX_CACHE/chroot-$1/var/cache/heapscope-target stamp
+  [ -d "$target" ] || return 0
+  stamp=$( (cat Cargo.lock Cargo.toml crates/*/Cargo.toml; rustc -V) | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$target/.heapscope-build-stamp" 2>/dev/null)" != "$stamp" ]; then
+    echo "the $1 chroot's build cache was made with other build settings: emptying it ($(du -sh "$target" | cut -f1))" >&2
+    find "$target" -mindepth 1 -maxdepth 1 ! -name CACHEDIR.TAG -exec rm -rf {} +
+    printf '%s\n' "$stamp" >"$target/.heapscope-build-stamp"
+  elif [ "${CARGO_INCREMENTAL:-}" = 0 ]; then
+    rm -rf "$target"/debug/incremental
+  fi
+}
+
+# report_disk WHEN: one line with the free space where the builds go, for the
+# CI log (a full disk once failed a run halfway).
+report_disk() {
+  local where
+  for where in . "$HSMATRIX_CACHE"; do
+    [ -d "$where" ] || continue
+    echo "disk $1: $(df -h --output=avail "$where" | tail -n 1 | tr -d ' ') free at $(cd "$where" && pwd -P)" >&2
+  done
 }

@@ -117,7 +117,40 @@ pub fn prepare_runtime_dir(dir: &Path) -> Result<(), String> {
         Err(e) => return Err(format!("cannot use {}: {e}", dir.display())),
         Ok(_) => {}
     }
-    check_private_dir(dir, &[euid()])
+    check_private_dir(dir, &[euid()])?;
+    narrow_own_default_dir(dir);
+    Ok(())
+}
+
+/// An existing runtime directory at one of heapscope's own default paths
+/// (`$XDG_RUNTIME_DIR/heapscope`, `/tmp/heapscope-<uid>`) that others may
+/// list is made 0700: the announcements in it are 0600, but their names give
+/// away which pids run the agent. A directory the user configured is left as
+/// it is. The mode is changed through a descriptor opened without following
+/// links and checked again, so nothing swapped in meanwhile is touched; any
+/// failure leaves the directory as it was.
+fn narrow_own_default_dir(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let ours = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n == "heapscope" || n.starts_with("heapscope-"));
+    if !ours {
+        return;
+    }
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(o_nofollow())
+        .open(dir)
+    else {
+        return;
+    };
+    let Ok(meta) = f.metadata() else { return };
+    if meta.is_dir() && meta.uid() == euid() && meta.mode() & 0o077 != 0 {
+        let _ = f.set_permissions(std::fs::Permissions::from_mode(
+            meta.mode() & 0o7000 | DIR_MODE,
+        ));
+    }
 }
 
 /// The fields of `/proc/PID/stat` after the command name (field 3 first).
@@ -217,6 +250,27 @@ mod tests {
         let file = base.path().join("file");
         std::fs::write(&file, "").unwrap();
         assert!(prepare_runtime_dir(&file).is_err());
+    }
+
+    #[test]
+    fn own_default_runtime_dirs_are_narrowed_to_0700() {
+        let base = tempfile::tempdir().unwrap();
+        let mode = |d: &Path| std::fs::metadata(d).unwrap().permissions().mode() & 0o7777;
+        let default = base.path().join(format!("heapscope-{}", euid()));
+        let configured = base.path().join("my-run");
+        for d in [&default, &configured] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+            prepare_runtime_dir(d).unwrap();
+        }
+        assert_eq!(mode(&default), 0o700);
+        // The user's own choice of directory keeps its mode.
+        assert_eq!(mode(&configured), 0o755);
+        // A symlink named like a default: refused, and its target untouched.
+        let link = base.path().join("heapscope");
+        std::os::unix::fs::symlink(&configured, &link).unwrap();
+        assert!(prepare_runtime_dir(&link).is_err());
+        assert_eq!(mode(&configured), 0o755);
     }
 
     #[test]

@@ -18,7 +18,9 @@ fn dumps() -> &'static (tempfile::TempDir, Vec<PathBuf>) {
     static DUMPS: OnceLock<(tempfile::TempDir, Vec<PathBuf>)> = OnceLock::new();
     DUMPS.get_or_init(|| {
         common::require_ruby();
-        let dir = tempfile::tempdir().unwrap();
+        // Kept in a static, so never dropped: under target/tmp, where the next
+        // run removes it, rather than left in /tmp.
+        let dir = common::scratch_dir("heapscope-agent-self-");
         let app = dir.path().join("app.rb");
         std::fs::write(
             &app,

@@ -118,24 +118,20 @@ pub fn prepare_runtime_dir(dir: &Path) -> Result<(), String> {
         Ok(_) => {}
     }
     check_private_dir(dir, &[euid()])?;
-    narrow_own_default_dir(dir);
+    narrow_if_default(dir, &crate::state::runtime_dir(""));
     Ok(())
 }
 
-/// An existing runtime directory at one of heapscope's own default paths
-/// (`$XDG_RUNTIME_DIR/heapscope`, `/tmp/heapscope-<uid>`) that others may
-/// list is made 0700: the announcements in it are 0600, but their names give
-/// away which pids run the agent. A directory the user configured is left as
-/// it is. The mode is changed through a descriptor opened without following
-/// links and checked again, so nothing swapped in meanwhile is touched; any
-/// failure leaves the directory as it was.
-fn narrow_own_default_dir(dir: &Path) {
+/// The default runtime directory (`$XDG_RUNTIME_DIR/heapscope`, else
+/// `/tmp/heapscope-<uid>`), when it already exists, is the user's and others
+/// may list it, is made 0700: the announcements in it are 0600, but their
+/// names give away which pids run the agent. A directory the user configured
+/// keeps its mode. The mode is changed through a descriptor opened without
+/// following links and checked again, so nothing swapped in meanwhile is
+/// touched; any failure leaves the directory as it was.
+fn narrow_if_default(dir: &Path, default: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    let ours = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n == "heapscope" || n.starts_with("heapscope-"));
-    if !ours {
+    if dir != default {
         return;
     }
     let Ok(f) = std::fs::OpenOptions::new()
@@ -253,24 +249,27 @@ mod tests {
     }
 
     #[test]
-    fn own_default_runtime_dirs_are_narrowed_to_0700() {
+    fn the_default_runtime_dir_is_narrowed_to_0700() {
         let base = tempfile::tempdir().unwrap();
         let mode = |d: &Path| std::fs::metadata(d).unwrap().permissions().mode() & 0o7777;
-        let default = base.path().join(format!("heapscope-{}", euid()));
+        let default = base.path().join("heapscope-default");
         let configured = base.path().join("my-run");
         for d in [&default, &configured] {
             std::fs::create_dir(d).unwrap();
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
-            prepare_runtime_dir(d).unwrap();
+            check_private_dir(d, &[euid()]).unwrap();
+            narrow_if_default(d, &default);
         }
         assert_eq!(mode(&default), 0o700);
         // The user's own choice of directory keeps its mode.
         assert_eq!(mode(&configured), 0o755);
-        // A symlink named like a default: refused, and its target untouched.
-        let link = base.path().join("heapscope");
+        // A symlink at the default path: left alone, and so is its target
+        // (prepare_runtime_dir refuses it before this).
+        let link = base.path().join("link");
         std::os::unix::fs::symlink(&configured, &link).unwrap();
-        assert!(prepare_runtime_dir(&link).is_err());
+        narrow_if_default(&link, &link);
         assert_eq!(mode(&configured), 0o755);
+        assert!(prepare_runtime_dir(&link).is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ mod common;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::pg;
@@ -908,16 +908,7 @@ fn concurrent_importers_of_one_series_all_succeed() {
         let children: Vec<_> = input
             .dumps
             .iter()
-            .map(|d| {
-                std::process::Command::new(env!("CARGO_BIN_EXE_heapscope"))
-                    .args(["import", "--store", &b.url])
-                    .arg(d)
-                    .stdin(std::process::Stdio::null())
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
+            .map(|d| spawn_import(&b.url, d))
             .collect();
         for c in children {
             let out = c.wait_with_output().unwrap();
@@ -958,24 +949,26 @@ fn concurrent_importers_of_one_series_all_succeed() {
     }
 }
 
+/// `heapscope import --store URL PATH` started in the background, its
+/// stderr kept for the caller.
+fn spawn_import(url: &str, path: &Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_heapscope"))
+        .args(["import", "--store", url])
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn two_importers_of_the_same_files_at_once_store_each_once() {
     let test = "two_importers_of_the_same_files_at_once_store_each_once";
     let input = inputs(false);
     for b in backends(test) {
         import(&b.url, &[&input.dumps[0]]).ok(); // the schema exists
-        let children: Vec<_> = (0..2)
-            .map(|_| {
-                std::process::Command::new(env!("CARGO_BIN_EXE_heapscope"))
-                    .args(["import", "--store", &b.url])
-                    .arg(&input.dir)
-                    .stdin(std::process::Stdio::null())
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
+        let children: Vec<_> = (0..2).map(|_| spawn_import(&b.url, &input.dir)).collect();
         let mut imported = 0;
         let mut already = 0;
         for c in children {
